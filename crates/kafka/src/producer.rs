@@ -1,0 +1,197 @@
+//! A producer that reports plainly whether the broker has an event, and
+//! recovers by itself when the broker comes back.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+use tributary_config::KafkaSettings;
+
+/// Where the broker stored an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    /// The local queue is full: the broker is slower than the offered load.
+    #[error("producer queue is full")]
+    QueueFull,
+    /// The broker did not acknowledge the event in time or refused it.
+    #[error("broker did not store the event: {0}")]
+    NotStored(KafkaError),
+    /// No acknowledgement within the configured message timeout (and a margin).
+    #[error("no acknowledgement from the broker within {0:?}")]
+    Timeout(Duration),
+    #[error("kafka client: {0}")]
+    Client(KafkaError),
+}
+
+/// An idempotent producer whose every `send` resolves only once the broker
+/// acknowledged the event (or definitely did not).
+///
+/// A client whose delivery failed in a way that disturbs its idempotence state
+/// (a timeout, a lost connection, a fenced or unknown producer id, a fatal
+/// error) is retired and replaced by a fresh one with a new producer id.
+/// librdkafka would otherwise recover such a client by bumping its producer
+/// epoch, which the local broker (Tansu 0.6.0) mishandles: its storage panics
+/// and stops serving. With Apache Kafka the replacement is merely a new
+/// producer id. Either way the service recovers without a restart.
+pub struct EventProducer {
+    settings: KafkaSettings,
+    inner: RwLock<Arc<FutureProducer>>,
+    ack_deadline: Duration,
+}
+
+impl EventProducer {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, ProduceError> {
+        let producer = crate::producer_config(settings)
+            .create::<FutureProducer>()
+            .map_err(ProduceError::Client)?;
+        Ok(EventProducer {
+            settings: settings.clone(),
+            inner: RwLock::new(Arc::new(producer)),
+            // librdkafka enforces message.timeout.ms itself; the margin only
+            // guards against a callback that never comes.
+            ack_deadline: Duration::from_millis(u64::from(settings.message_timeout_ms))
+                + Duration::from_secs(1),
+        })
+    }
+
+    fn current(&self) -> Arc<FutureProducer> {
+        match self.inner.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Sends one event and waits for the broker's acknowledgement.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+    ) -> Result<Delivered, ProduceError> {
+        let producer = self.current();
+        let record = FutureRecord::to(topic).key(key).payload(payload);
+        let delivery = match producer.send_result(record) {
+            Ok(delivery) => delivery,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                return Err(ProduceError::QueueFull);
+            }
+            Err((err, _)) => {
+                self.retire_if_disturbed(producer, &err);
+                return Err(ProduceError::NotStored(err));
+            }
+        };
+        let outcome = tokio::time::timeout(self.ack_deadline, delivery).await;
+        match outcome {
+            Err(_) => {
+                self.retire(producer, "no acknowledgement in time");
+                Err(ProduceError::Timeout(self.ack_deadline))
+            }
+            // The client was dropped with the event in flight.
+            Ok(Err(_canceled)) => Err(ProduceError::NotStored(KafkaError::Canceled)),
+            Ok(Ok(Ok(delivery))) => Ok(Delivered {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Ok(Ok(Err((err, _message)))) => {
+                self.retire_if_disturbed(producer, &err);
+                Err(ProduceError::NotStored(err))
+            }
+        }
+    }
+
+    fn retire_if_disturbed(&self, failed: Arc<FutureProducer>, err: &KafkaError) {
+        if let Some((code, reason)) = failed.client().fatal_error() {
+            self.retire(failed, &format!("fatal error {code}: {reason}"));
+        } else if err.rdkafka_error_code().is_some_and(disturbs_idempotence) {
+            self.retire(failed, &err.to_string());
+        }
+    }
+
+    /// Replaces `failed` with a fresh client, once, whoever notices first; the
+    /// retired client's pending events fail at once instead of being resent.
+    fn retire(&self, failed: Arc<FutureProducer>, why: &str) {
+        let mut guard = match self.inner.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !Arc::ptr_eq(&guard, &failed) {
+            return; // already replaced
+        }
+        let fresh = match crate::producer_config(&self.settings).create::<FutureProducer>() {
+            Ok(fresh) => Arc::new(fresh),
+            Err(err) => {
+                tracing::error!(error = %err, "could not create a replacement kafka producer");
+                return;
+            }
+        };
+        tracing::warn!(
+            reason = why,
+            "replacing the kafka producer client after a failed delivery"
+        );
+        let retired = std::mem::replace(&mut *guard, fresh);
+        drop(guard);
+        retired.purge(PurgeConfig::default().queue().inflight());
+        drop(failed);
+        // Dropping a client flushes for up to half a second: keep that off the async workers.
+        tokio::task::spawn_blocking(move || drop(retired));
+    }
+
+    /// Waits until every queued event is acknowledged or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Result<(), ProduceError> {
+        self.current()
+            .flush(Timeout::After(timeout))
+            .map_err(ProduceError::Client)
+    }
+
+    /// Events queued locally and not yet acknowledged.
+    pub fn in_flight(&self) -> i32 {
+        self.current().in_flight_count()
+    }
+
+    /// Whether the broker answers a metadata request for `topic` in time.
+    pub async fn broker_reachable(&self, topic: &str) -> bool {
+        let producer = self.current();
+        let topic = topic.to_owned();
+        let timeout = Duration::from_millis(u64::from(self.settings.metadata_timeout_ms));
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .is_ok_and(|metadata| {
+                    metadata
+                        .topics()
+                        .iter()
+                        .any(|t| t.name() == topic && t.error().is_none())
+                })
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// Errors after which librdkafka would bump the producer epoch or has lost
+/// track of the producer's sequence.
+fn disturbs_idempotence(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::PurgeInflight
+            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            | RDKafkaErrorCode::UnknownProducerId
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::Fatal
+    )
+}
