@@ -1,0 +1,423 @@
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use super::*;
+
+fn fixture(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/pipedrive")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("fixture is JSON")
+}
+
+fn accepted(name: &str) -> Prevalidated {
+    prevalidate("acme", &fixture(name)).unwrap_or_else(|v| panic!("{name} rejected: {v:#?}"))
+}
+
+fn rejected(body: &Value) -> Vec<Violation> {
+    match prevalidate("acme", body) {
+        Ok(ok) => panic!("accepted: {ok:#?}"),
+        Err(violations) => violations,
+    }
+}
+
+fn fields(violations: &[Violation]) -> Vec<&str> {
+    violations.iter().map(|v| v.field.as_str()).collect()
+}
+
+fn codes(p: &Prevalidated) -> Vec<&str> {
+    p.warnings.iter().map(|w| w.code).collect()
+}
+
+#[test]
+fn every_v1_action_and_object_fixture_is_accepted_with_its_keys() {
+    for object in ["deal", "person", "organization", "activity"] {
+        for action in V1_ACTIONS {
+            let name = format!("v1/{object}-{action}.json");
+            let p = accepted(&name);
+            assert_eq!(p.payload_version, "1", "{name}");
+            assert_eq!(p.object, object, "{name}");
+            assert_eq!(p.action, *action, "{name}");
+            assert_eq!(p.attempt, 1, "{name}");
+            let body = fixture(&name);
+            assert_eq!(p.object_id, body["meta"]["id"].to_string(), "{name}");
+            assert_eq!(
+                p.occurred_at_micros,
+                body["meta"]["timestamp_micro"].as_u64().expect("micros")
+            );
+            assert!(p.warnings.is_empty(), "{name}: {:?}", p.warnings);
+        }
+    }
+}
+
+#[test]
+fn v1_event_id_is_stable_across_retries_and_distinct_across_events() {
+    let first = accepted("v1/deal-updated.json");
+    let retry = accepted("v1/deal-updated-retry.json");
+    assert_eq!(first.event_id, retry.event_id);
+    assert_eq!(retry.attempt, 3);
+    assert_eq!(codes(&retry), ["redelivery"]);
+    let later = accepted("v1/deal-updated-trans-pending.json");
+    assert_ne!(first.event_id, later.event_id);
+    // Same delivery for another tenant is another event.
+    let other = prevalidate("globex", &fixture("v1/deal-updated.json")).expect("accepted");
+    assert_ne!(first.event_id, other.event_id);
+    assert!(Uuid::parse_str(&first.event_id).is_ok());
+}
+
+#[test]
+fn v1_oddities_are_warnings_not_rejections() {
+    assert_eq!(
+        codes(&accepted("v1/deal-updated-trans-pending.json")),
+        ["transaction_pending"]
+    );
+    assert_eq!(
+        codes(&accepted("v1/deal-updated-bulk.json")),
+        ["bulk_update"]
+    );
+    let import = accepted("v1/person-added-import.json");
+    assert_eq!(codes(&import), ["pipedrive_service"]);
+    assert!(import.warnings[0].message.contains("Import"));
+}
+
+#[test]
+fn v1_missing_optional_meta_fields_warn() {
+    let mut body = fixture("v1/deal-added.json");
+    let meta = body["meta"].as_object_mut().expect("meta");
+    meta.remove("host");
+    meta.remove("trans_pending");
+    let p = prevalidate("acme", &body).expect("accepted");
+    let warned: Vec<_> = p
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.field.as_str()))
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            ("missing_field", "meta.host"),
+            ("missing_field", "meta.trans_pending")
+        ]
+    );
+}
+
+#[test]
+fn v1_lists_every_violation_at_once() {
+    let mut body = fixture("v1/deal-updated.json");
+    body["meta"]["action"] = json!("edited");
+    body["meta"]["timestamp"] = json!(174109815);
+    body["meta"]["timestamp_micro"] = json!("1741098151384907");
+    body["meta"]["trans_pending"] = json!("no");
+    body["meta"]["permitted_user_ids"] = json!("1934781");
+    body["meta"]["change_source"] = json!("zapier");
+    body["meta"]["pipedrive_service_name"] = json!(true);
+    body["meta"]
+        .as_object_mut()
+        .expect("meta")
+        .remove("company_id");
+    body["retry"] = json!(7);
+    let violations = rejected(&body);
+    assert_eq!(
+        fields(&violations),
+        [
+            "meta.action",
+            "meta.company_id",
+            "meta.timestamp",
+            "meta.timestamp_micro",
+            "meta.change_source",
+            "meta.permitted_user_ids",
+            "meta.trans_pending",
+            "meta.pipedrive_service_name",
+            "retry",
+        ]
+    );
+    assert!(violations[0].reason.contains("edited"));
+    assert!(violations[2].reason.contains("10-digit"));
+}
+
+#[test]
+fn v1_snapshots_must_match_the_action_and_the_id() {
+    let mut added = fixture("v1/deal-added.json");
+    added["previous"] = added["current"].clone();
+    assert_eq!(fields(&rejected(&added)), ["previous"]);
+
+    let mut deleted = fixture("v1/deal-deleted.json");
+    deleted["previous"] = Value::Null;
+    assert_eq!(fields(&rejected(&deleted)), ["previous"]);
+
+    let mut wrong_id = fixture("v1/deal-updated.json");
+    wrong_id["current"]["id"] = json!(99);
+    assert_eq!(fields(&rejected(&wrong_id)), ["current.id"]);
+
+    let mut wrong_event = fixture("v1/deal-updated.json");
+    wrong_event["event"] = json!("updated.person");
+    assert_eq!(fields(&rejected(&wrong_event)), ["event"]);
+}
+
+#[test]
+fn v1_activity_notification_fields_are_type_checked() {
+    let mut body = fixture("v1/activity-added.json");
+    body["meta"]["send_activity_notifications"] = json!("yes");
+    body["meta"]["activity_notifications_language"] = json!(1);
+    assert_eq!(
+        fields(&rejected(&body)),
+        [
+            "meta.send_activity_notifications",
+            "meta.activity_notifications_language"
+        ]
+    );
+}
+
+#[test]
+fn v1_user_snapshots_are_arrays() {
+    let mut body = fixture("v1/person-updated.json");
+    body["meta"]["object"] = json!("user");
+    body["event"] = json!("updated.user");
+    body["meta"]["id"] = json!(3318);
+    let current = body["current"].clone();
+    let previous = body["previous"].clone();
+    body["current"] = json!([current]);
+    body["previous"] = json!([previous]);
+    assert_eq!(accepted_value(&body).object, "user");
+    body["current"] = current;
+    assert_eq!(fields(&rejected(&body)), ["current"]);
+}
+
+fn accepted_value(body: &Value) -> Prevalidated {
+    prevalidate("acme", body).unwrap_or_else(|v| panic!("rejected: {v:#?}"))
+}
+
+#[test]
+fn every_v2_fixture_is_accepted_with_its_keys() {
+    let cases = [
+        ("v2/deal-create.json", "deal", "1210", "create", 1, vec![]),
+        ("v2/deal-change.json", "deal", "1210", "change", 1, vec![]),
+        (
+            "v2/deal-change-retry.json",
+            "deal",
+            "1210",
+            "change",
+            3,
+            vec!["redelivery"],
+        ),
+        (
+            "v2/deal-change-epoch-millis.json",
+            "deal",
+            "1210",
+            "change",
+            1,
+            vec!["bulk_update"],
+        ),
+        (
+            "v2/deal-delete-numeric-ids.json",
+            "deal",
+            "1210",
+            "delete",
+            1,
+            vec![],
+        ),
+        (
+            "v2/person-create-numeric-ids.json",
+            "person",
+            "3402",
+            "create",
+            1,
+            vec![],
+        ),
+        (
+            "v2/person-change.json",
+            "person",
+            "3402",
+            "change",
+            1,
+            vec![],
+        ),
+        (
+            "v2/organization-delete-merged.json",
+            "organization",
+            "521",
+            "delete",
+            1,
+            vec!["merge"],
+        ),
+        (
+            "v2/activity-create.json",
+            "activity",
+            "9077",
+            "create",
+            1,
+            vec![],
+        ),
+        (
+            "v2/lead-create.json",
+            "lead",
+            "adf21080-0e10-11eb-879b-05d71fb426ec",
+            "create",
+            1,
+            vec![],
+        ),
+    ];
+    for (name, object, id, action, attempt, warnings) in cases {
+        let p = accepted(name);
+        assert_eq!(p.payload_version, "2.0", "{name}");
+        assert_eq!(
+            (p.object.as_str(), p.object_id.as_str(), p.action.as_str()),
+            (object, id, action),
+            "{name}"
+        );
+        assert_eq!(p.attempt, attempt, "{name}");
+        assert_eq!(codes(&p), warnings, "{name}");
+        assert_eq!(
+            p.event_id,
+            fixture(name)["meta"]["id"].as_str().expect("id"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn v2_redelivery_keeps_the_event_id() {
+    assert_eq!(
+        accepted("v2/deal-change.json").event_id,
+        accepted("v2/deal-change-retry.json").event_id
+    );
+}
+
+#[test]
+fn v2_timestamps_in_every_documented_form_agree() {
+    let iso = accepted("v2/deal-create.json").occurred_at_micros;
+    assert_eq!(iso, 1_741_161_669_412_000);
+    assert_eq!(
+        v2_timestamp_micros(&json!(1_741_161_669)),
+        Some(1_741_161_669_000_000)
+    );
+    assert_eq!(
+        v2_timestamp_micros(&json!("1741161669")),
+        Some(1_741_161_669_000_000)
+    );
+    assert_eq!(
+        v2_timestamp_micros(&json!(1_741_161_669_412_u64)),
+        Some(iso)
+    );
+    assert_eq!(
+        v2_timestamp_micros(&json!("2025-03-05T09:01:09.412+01:00")),
+        Some(iso)
+    );
+    assert_eq!(v2_timestamp_micros(&json!("yesterday")), None);
+    assert_eq!(v2_timestamp_micros(&json!(12345)), None);
+}
+
+#[test]
+fn v2_lists_every_violation_at_once() {
+    let mut body = fixture("v2/deal-change.json");
+    body["meta"]["version"] = json!("2");
+    body["meta"]["action"] = json!("updated");
+    body["meta"]["entity_id"] = json!("");
+    body["meta"]["timestamp"] = json!("24/11/2022");
+    body["meta"]["attempt"] = json!(9);
+    body["meta"]["is_bulk_edit"] = json!("false");
+    body["meta"].as_object_mut().expect("meta").remove("id");
+    let violations = rejected(&body);
+    assert_eq!(
+        fields(&violations),
+        [
+            "meta.version",
+            "meta.action",
+            "meta.entity_id",
+            "meta.id",
+            "meta.timestamp",
+            "meta.attempt",
+            "meta.is_bulk_edit",
+        ]
+    );
+}
+
+#[test]
+fn v2_data_and_previous_must_match_the_action() {
+    let mut create = fixture("v2/deal-create.json");
+    create["previous"] = json!({"stage_id": 1});
+    assert_eq!(fields(&rejected(&create)), ["previous"]);
+
+    let mut delete = fixture("v2/deal-delete-numeric-ids.json");
+    delete["data"] = delete["previous"].clone();
+    assert_eq!(fields(&rejected(&delete)), ["data"]);
+
+    let mut change = fixture("v2/deal-change.json");
+    change["data"]["id"] = json!(1211);
+    assert_eq!(fields(&rejected(&change)), ["data.id"]);
+}
+
+#[test]
+fn v2_unknown_entities_are_accepted_with_a_warning() {
+    let mut body = fixture("v2/deal-create.json");
+    body["meta"]["entity"] = json!("invoice");
+    assert_eq!(codes(&accepted_value(&body)), ["unknown_entity"]);
+}
+
+#[test]
+fn bodies_without_a_recognisable_meta_are_rejected() {
+    assert_eq!(fields(&rejected(&json!([1, 2]))), ["$"]);
+    assert_eq!(fields(&rejected(&json!({"current": {}}))), ["meta"]);
+    assert_eq!(fields(&rejected(&json!({"meta": "x"}))), ["meta"]);
+    let violations = rejected(&json!({"meta": {"action": "added"}}));
+    assert!(violations[0].reason.contains("meta.v"), "{violations:?}");
+}
+
+fn source() -> Box<dyn WebhookSource> {
+    let section = json!({"username": "hook", "password": "s3cret"});
+    build(vec![("acme", &section)]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn auth(header: Option<&str>) -> Result<(), AuthFailure> {
+    let mut headers = http::HeaderMap::new();
+    if let Some(value) = header {
+        headers.insert(http::header::AUTHORIZATION, value.parse().expect("header"));
+    }
+    let method = http::Method::POST;
+    let uri: http::Uri = "/webhooks/pipedrive/acme".parse().expect("uri");
+    let request = WebhookRequest {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        body: b"{}",
+    };
+    source().authenticate("acme", &request)
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", BASE64.encode(format!("{user}:{password}")))
+}
+
+#[test]
+fn basic_auth_accepts_only_the_configured_pair() {
+    assert_eq!(auth(Some(&basic("hook", "s3cret"))), Ok(()));
+    assert_eq!(
+        auth(Some(&basic("hook", "s3cret:extra"))),
+        Err(AuthFailure::Invalid)
+    );
+    assert_eq!(
+        auth(Some(&basic("hook", "wrong"))),
+        Err(AuthFailure::Invalid)
+    );
+    assert_eq!(
+        auth(Some(&basic("other", "s3cret"))),
+        Err(AuthFailure::Invalid)
+    );
+    assert_eq!(auth(Some("Bearer s3cret")), Err(AuthFailure::Invalid));
+    assert_eq!(auth(Some("Basic !!!not-base64")), Err(AuthFailure::Invalid));
+    assert_eq!(auth(None), Err(AuthFailure::Missing));
+}
+
+#[test]
+fn tenant_sections_need_both_credentials_and_no_unknown_keys() {
+    let empty = json!({"username": "hook", "password": ""});
+    assert!(build(vec![("acme", &empty)]).is_err());
+    let typo = json!({"username": "hook", "pasword": "x"});
+    let err = build(vec![("acme", &typo)])
+        .err()
+        .expect("rejected")
+        .to_string();
+    assert!(err.contains("acme") && err.contains("pasword"), "{err}");
+}
