@@ -1,0 +1,46 @@
+//! The collector's configuration: the shared sections plus `[collector]`.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+use tributary_config::{KafkaSettings, TelemetrySettings, Tenants, TopicSettings};
+
+/// Everything the collector reads from `tributary.toml` and `TRIBUTARY_*`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CollectorConfig {
+    #[serde(default)]
+    pub kafka: KafkaSettings,
+    #[serde(default)]
+    pub topics: TopicSettings,
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
+    #[serde(default)]
+    pub collector: CollectorSettings,
+    #[serde(default)]
+    pub tenants: Tenants,
+}
+
+/// `[collector]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorSettings {
+    /// Address the HTTP server binds (webhooks, metrics and health on one port).
+    pub listen: SocketAddr,
+    /// Largest accepted request body in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// `Retry-After` seconds sent with 503 when the broker cannot take events.
+    pub retry_after_seconds: u32,
+    /// On shutdown, how long to wait for queued events to be acknowledged.
+    pub drain_timeout_seconds: u32,
+}
+
+impl Default for CollectorSettings {
+    fn default() -> Self {
+        CollectorSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1024 * 1024,
+            retry_after_seconds: 5,
+            drain_timeout_seconds: 10,
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The collector: receives webhooks, authenticates and prevalidates them with
+//! their platform's source module, and produces each accepted delivery to the
+//! raw topic. A delivery is answered `202` only once the broker acknowledged
+//! it; when the broker cannot take it the answer is `503` with `Retry-After`.
+
+pub mod config;
+mod error;
+mod internal_events;
+mod webhook;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::post;
+use tokio::net::TcpListener;
+use tributary_kafka::{EventProducer, TopicAdmin, TopicError};
+use tributary_sources::Sources;
+use tributary_telemetry::{ReadinessCheck, ops_router};
+
+pub use config::{CollectorConfig, CollectorSettings};
+pub use error::Rejection;
+
+/// Shared by every request.
+pub(crate) struct AppState {
+    settings: CollectorSettings,
+    sources: Sources,
+    producer: Arc<EventProducer>,
+    topic: String,
+}
+
+/// A collector ready to serve: configuration checked, producer created.
+pub struct Collector {
+    state: Arc<AppState>,
+    config: CollectorConfig,
+}
+
+impl Collector {
+    /// Checks the configuration and creates the producer. Fails if a tenant
+    /// section is invalid, or if the broker answers but the raw topic is missing.
+    pub async fn new(config: CollectorConfig) -> anyhow::Result<Self> {
+        let sources = Sources::from_config(&config.tenants)?;
+        let producer =
+            Arc::new(EventProducer::new(&config.kafka).context("creating the kafka producer")?);
+        match TopicAdmin::new(&config.kafka)?
+            .partitions(&config.topics.raw)
+            .await
+        {
+            Ok(partitions) => {
+                tracing::info!(topic = %config.topics.raw, partitions, "raw topic found")
+            }
+            Err(missing @ TopicError::Missing { .. }) => {
+                return Err(missing).context("the raw topic must exist before the collector starts (deploy/local/up.sh creates it)");
+            }
+            // Not fatal: /readyz reports it and deliveries get 503 until the broker is back.
+            Err(err) => tracing::warn!(error = %err, "broker not reachable at startup"),
+        }
+        Ok(Collector {
+            state: Arc::new(AppState {
+                settings: config.collector.clone(),
+                sources,
+                producer,
+                topic: config.topics.raw.clone(),
+            }),
+            config,
+        })
+    }
+
+    /// The HTTP application: webhooks plus `/metrics`, `/healthz`, `/readyz`.
+    pub fn router(&self) -> Router {
+        let producer = self.state.producer.clone();
+        let topic = self.state.topic.clone();
+        let readiness: ReadinessCheck = Arc::new(move || {
+            let producer = producer.clone();
+            let topic = topic.clone();
+            Box::pin(async move {
+                if producer.broker_reachable(&topic).await {
+                    Ok(())
+                } else {
+                    Err(format!("broker unreachable or topic {topic} missing"))
+                }
+            })
+        });
+        Router::new()
+            .route("/webhooks/{source}/{tenant}", post(webhook::receive))
+            .with_state(self.state.clone())
+            .merge(ops_router(readiness))
+    }
+
+    /// Binds the configured `[collector] listen` address.
+    pub async fn bind(&self) -> anyhow::Result<TcpListener> {
+        let listen = self.config.collector.listen;
+        TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting connections,
+    /// finishes in-flight requests and waits for queued events to be acknowledged.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let address: SocketAddr = listener.local_addr()?;
+        tracing::info!(%address, sources = ?self.state.sources.names().collect::<Vec<_>>(), "collector listening");
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("http server")?;
+        let drain = Duration::from_secs(u64::from(self.state.settings.drain_timeout_seconds));
+        let producer = self.state.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(drain))
+            .await?
+            .context("flushing queued events")?;
+        tracing::info!("collector stopped; every accepted event is stored");
+        Ok(())
+    }
+}
