@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Installs what is missing and starts the local services on loopback:
+#   - a Kafka-protocol broker (Tansu, SQLite storage) on 127.0.0.1:9092
+#   - ClickHouse on 127.0.0.1:8123 (HTTP) and 127.0.0.1:9000 (native)
+# then creates the pipeline's topics. Safe to run again: what runs is left alone.
+#
+# Environment: TRIBUTARY_LOCAL_STATE (default <repo>/.local), TRIBUTARY_LOCAL_PARTITIONS (6),
+# TRIBUTARY_LOCAL_KAFKA_PORT, TRIBUTARY_LOCAL_CLICKHOUSE_HTTP_PORT, TRIBUTARY_LOCAL_CLICKHOUSE_TCP_PORT,
+# TRIBUTARY_TOPICS__RAW / __ENRICHED / __DEAD_LETTER (topic names).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+mkdir -p "$logs" "$pids" "$state/kafka" "$state/clickhouse"/{etc,data,tmp,user_files,format_schemas}
+
+as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+install_tansu() {
+    if tansu_bin >/dev/null; then return 0; fi
+    command -v cargo >/dev/null || die "cargo is needed to build the broker (tansu $tansu_version)"
+    log "building the broker: cargo install tansu $tansu_version with SQLite storage (about 12 minutes on 2 cores; log: $logs/tansu-build.log)"
+    cargo install tansu --version "$tansu_version" --locked --no-default-features --features libsql \
+        >"$logs/tansu-build.log" 2>&1 || die "building tansu failed; see $logs/tansu-build.log"
+    tansu_bin >/dev/null || die "tansu $tansu_version was built but is not on PATH or in ~/.cargo/bin"
+}
+
+install_clickhouse() {
+    if [[ -x /usr/sbin/clickhouse-server ]]; then return 0; fi
+    log "installing clickhouse-server from Debian's packages"
+    as_root apt-get update -qq >"$logs/apt.log" 2>&1 || die "apt-get update failed; see $logs/apt.log"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server clickhouse-client \
+        >>"$logs/apt.log" 2>&1 || die "installing clickhouse failed; see $logs/apt.log"
+}
+
+# The process we started is alive and its port answers.
+started() {
+    local name=$1 expect=$2 port=$3
+    running_pid "$name" "$expect" >/dev/null || die "$name exited right after starting; see $logs"
+    port_open "$port"
+}
+
+wait_for() {
+    local what=$1 seconds=$2; shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@"; do
+        (( SECONDS < deadline )) || die "$what did not come up within ${seconds}s; see $logs"
+        sleep 0.2
+    done
+}
+
+start_broker() {
+    if pid=$(running_pid kafka "tansu broker"); then
+        log "broker already running (pid $pid)"
+        return 0
+    fi
+    port_open "$kafka_port" && die "port $kafka_port is taken by a process this script did not start"
+    local tansu; tansu=$(tansu_bin)
+    # Run from the state folder: the SQLite file path is relative, and tansu reads ./.env there.
+    (
+        cd "$state/kafka"
+        : >.env
+        RUST_LOG=warn nohup "$tansu" broker \
+            --listener-url "tcp://127.0.0.1:$kafka_port" \
+            --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
+            --storage-engine "sqlite://tansu.db" \
+            >>"$logs/kafka.log" 2>&1 &
+        echo $! >"$pids/kafka.pid"
+    )
+    wait_for "the broker" 30 started kafka "tansu broker" "$kafka_port"
+    log "broker started (pid $(<"$pids/kafka.pid"))"
+}
+
+start_clickhouse() {
+    if pid=$(running_pid clickhouse "clickhouse-server"); then
+        log "clickhouse already running (pid $pid)"
+        return 0
+    fi
+    port_open "$clickhouse_http_port" && die "port $clickhouse_http_port is taken by a process this script did not start"
+    sed -e "s|@STATE@|$state|g" -e "s|@HTTP_PORT@|$clickhouse_http_port|g" -e "s|@TCP_PORT@|$clickhouse_tcp_port|g" \
+        "$repo/deploy/local/clickhouse/config.xml.in" >"$state/clickhouse/etc/config.xml"
+    cp "$repo/deploy/local/clickhouse/users.xml" "$state/clickhouse/etc/users.xml"
+    nohup /usr/sbin/clickhouse-server --config-file="$state/clickhouse/etc/config.xml" \
+        >>"$logs/clickhouse-stdout.log" 2>&1 &
+    echo $! >"$pids/clickhouse.pid"
+    wait_for "clickhouse" 60 started clickhouse "clickhouse-server" "$clickhouse_http_port"
+    wait_for "clickhouse" 60 clickhouse_ready
+    log "clickhouse started (pid $(<"$pids/clickhouse.pid"))"
+}
+
+clickhouse_ready() {
+    [[ $(curl -s --max-time 1 "http://127.0.0.1:$clickhouse_http_port/ping" 2>/dev/null) == "Ok." ]]
+}
+
+create_topics() {
+    local tansu existing topic
+    tansu=$(tansu_bin)
+    existing=$("$tansu" topic list --broker "tcp://127.0.0.1:$kafka_port" 2>>"$logs/kafka.log" || true)
+    for topic in "${topics[@]}"; do
+        if grep -qF "\"$topic\"" <<<"$existing"; then
+            continue
+        fi
+        "$tansu" topic create "$topic" --partitions "$partitions" --broker "tcp://127.0.0.1:$kafka_port" \
+            >>"$logs/kafka.log" 2>&1 || die "creating topic $topic failed; see $logs/kafka.log"
+        log "created topic $topic ($partitions partitions)"
+    done
+}
+
+install_tansu
+install_clickhouse
+start_broker
+start_clickhouse
+create_topics
+
+cat >&2 <<INFO
+[local] ready:
+[local]   kafka       127.0.0.1:$kafka_port  (tansu $tansu_version, SQLite at $state/kafka/tansu.db)
+[local]   clickhouse  http://127.0.0.1:$clickhouse_http_port  native 127.0.0.1:$clickhouse_tcp_port  (data in $state/clickhouse/data)
+[local]   topics      ${topics[*]}
+[local]   state       $state   logs $logs   pids $pids
+[local] stop with deploy/local/down.sh
+INFO
