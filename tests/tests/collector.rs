@@ -1,0 +1,731 @@
+//! The collector against a real broker: what it stores, what it refuses, and
+//! how it behaves when the broker goes away and comes back.
+#![cfg(feature = "kafka-broker-tests")]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tributary_envelope::{RawEvent, Verdict};
+use tributary_tests::broker::{self, PrivateBroker, Record};
+use tributary_tests::fixtures;
+use tributary_tests::process::Service;
+
+const USER: &str = "hook";
+const PASSWORD: &str = "s3cret";
+
+struct Collector {
+    service: Service,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Collector {
+    async fn start(brokers: &str, topic: &str, extra: &str) -> Self {
+        let port = tributary_tests::free_port();
+        let config = format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+
+[topics]
+raw = "{topic}"
+
+[collector]
+listen = "127.0.0.1:{port}"
+{extra}
+
+[tenants.acme.pipedrive]
+username = "{USER}"
+password = "{PASSWORD}"
+"#
+        );
+        let service = Service::start("tributary-collector", "collector", &config);
+        let collector = Collector {
+            service,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        collector.wait_until_healthy().await;
+        collector
+    }
+
+    async fn wait_until_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = self.http.get(format!("{}/healthz", self.base)).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "collector never became healthy:\n{}",
+                self.service.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn webhook(&self, tenant: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}/webhooks/pipedrive/{tenant}", self.base))
+            .basic_auth(USER, Some(PASSWORD))
+            .header("content-type", "application/json")
+            .header("user-agent", "Pipedrive Webhooks")
+    }
+
+    async fn post(&self, body: &[u8]) -> (StatusCode, Value) {
+        let response = self
+            .webhook("acme")
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        let json = response.json().await.unwrap_or(Value::Null);
+        (status, json)
+    }
+
+    async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
+
+fn decode(record: &Record) -> RawEvent {
+    RawEvent::decode_from(&record.value).expect("a raw-topic envelope")
+}
+
+fn now_micros() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_micros(),
+    )
+    .expect("micros")
+}
+
+/// A Prometheus counter's value, 0 when absent.
+fn counter(metrics: &str, name_and_labels: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn every_fixture_is_stored_byte_for_byte_with_its_envelope() {
+    let brokers = broker::shared_brokers();
+    let topic = broker::unique_topic(&brokers, "raw-fixtures", 6).await;
+    let collector = Collector::start(&brokers, &topic, "").await;
+    let before = now_micros();
+
+    let all = fixtures::all_pipedrive();
+    assert!(
+        all.len() >= 30,
+        "expected every fixture class, found {}",
+        all.len()
+    );
+    let mut sent = BTreeMap::new();
+    for (name, body) in &all {
+        let (status, reply) = collector.post(body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{name}: {reply}");
+        let event_id = reply["event_id"].as_str().expect("event_id").to_owned();
+        sent.entry(event_id)
+            .or_insert_with(Vec::new)
+            .push((name.clone(), body.clone()));
+    }
+
+    let records = broker::read_topic(&brokers, &topic, all.len(), Duration::from_secs(30));
+    assert_eq!(
+        records.len(),
+        all.len(),
+        "every accepted delivery is on the topic, once"
+    );
+    let mut partitions_by_key: BTreeMap<Vec<u8>, BTreeSet<i32>> = BTreeMap::new();
+    for record in &records {
+        let event = decode(record);
+        let deliveries = sent
+            .get(&event.event_id)
+            .expect("event id was returned by the collector");
+        assert!(
+            deliveries.iter().any(|(_, body)| *body == event.body),
+            "stored body of {} is byte-for-byte one that was sent",
+            event.event_id
+        );
+        let (name, body) = deliveries
+            .iter()
+            .find(|(_, b)| *b == event.body)
+            .expect("match");
+        let json: Value = serde_json::from_slice(body).expect("json");
+        let meta = &json["meta"];
+        let keys = event.keys.clone().expect("keys");
+        let (object, object_id) = if name.starts_with("v1/") {
+            (
+                meta["object"].as_str().expect("object").to_owned(),
+                meta["id"].to_string(),
+            )
+        } else {
+            (
+                meta["entity"].as_str().expect("entity").to_owned(),
+                tributary_tests::id_text(&meta["entity_id"]),
+            )
+        };
+        assert_eq!(
+            (keys.object.as_str(), keys.object_id.as_str()),
+            (object.as_str(), object_id.as_str()),
+            "{name}"
+        );
+        let expected_key = format!("acme:pipedrive:{object}:{object_id}");
+        assert_eq!(
+            record.key.as_deref(),
+            Some(expected_key.as_bytes()),
+            "{name}"
+        );
+        assert_eq!(event.tenant, "acme");
+        assert_eq!(event.source, "pipedrive");
+        assert_eq!(event.content_type, "application/json");
+        assert!(
+            event.received_at_micros >= before && event.received_at_micros <= now_micros(),
+            "{name}"
+        );
+        let header_names: Vec<_> = event.headers.iter().map(|h| h.name.as_str()).collect();
+        assert!(
+            header_names.contains(&"user-agent"),
+            "{name}: {header_names:?}"
+        );
+        assert!(
+            !header_names.contains(&"authorization"),
+            "credentials never stored"
+        );
+        let warning_codes: Vec<_> = event.warnings.iter().map(|w| w.code.as_str()).collect();
+        let expected_verdict = if warning_codes.is_empty() {
+            Verdict::Accepted
+        } else {
+            Verdict::AcceptedWithWarnings
+        };
+        assert_eq!(event.verdict, expected_verdict as i32, "{name}");
+        if name.contains("trans-pending") {
+            assert_eq!(warning_codes, ["transaction_pending"], "{name}");
+        }
+        if name.contains("bulk") {
+            assert_eq!(warning_codes, ["bulk_update"], "{name}");
+        }
+        if name.contains("import") {
+            assert_eq!(warning_codes, ["pipedrive_service"], "{name}");
+        }
+        partitions_by_key
+            .entry(record.key.clone().unwrap_or_default())
+            .or_default()
+            .insert(record.partition);
+    }
+    for (key, partitions) in partitions_by_key {
+        assert_eq!(
+            partitions.len(),
+            1,
+            "one entity's events share a partition: {}",
+            String::from_utf8_lossy(&key)
+        );
+    }
+}
+
+#[tokio::test]
+async fn redeliveries_get_the_same_event_id() {
+    let brokers = broker::shared_brokers();
+    let topic = broker::unique_topic(&brokers, "raw-redelivery", 3).await;
+    let collector = Collector::start(&brokers, &topic, "").await;
+    for (first, retry) in [
+        ("v1/deal-updated.json", "v1/deal-updated-retry.json"),
+        ("v2/deal-change.json", "v2/deal-change-retry.json"),
+    ] {
+        let (status_a, a) = collector.post(&fixtures::pipedrive(first)).await;
+        let (status_b, b) = collector.post(&fixtures::pipedrive(retry)).await;
+        // An exact repeat, as Pipedrive's v1 duplicates look.
+        let (status_c, c) = collector.post(&fixtures::pipedrive(first)).await;
+        assert_eq!(
+            (status_a, status_b, status_c),
+            (
+                StatusCode::ACCEPTED,
+                StatusCode::ACCEPTED,
+                StatusCode::ACCEPTED
+            )
+        );
+        assert_eq!(a["event_id"], b["event_id"], "{first} and {retry}");
+        assert_eq!(a["event_id"], c["event_id"], "{first} twice");
+        assert_eq!(b["warnings"], json!(["redelivery"]));
+    }
+    // Each delivery is stored; de-duplication is the later stages' job.
+    let records = broker::read_topic(&brokers, &topic, 6, Duration::from_secs(20));
+    let mut attempts: Vec<_> = records
+        .iter()
+        .map(|r| decode(r).keys.expect("keys").attempt)
+        .collect();
+    attempts.sort_unstable();
+    assert_eq!(attempts, [1, 1, 1, 1, 3, 3]);
+}
+
+#[tokio::test]
+async fn every_rejection_has_its_status_and_nothing_reaches_the_topic() {
+    let brokers = broker::shared_brokers();
+    let topic = broker::unique_topic(&brokers, "raw-rejections", 3).await;
+    let collector = Collector::start(&brokers, &topic, "max_body_bytes = 65536").await;
+    let valid = fixtures::pipedrive("v1/deal-updated.json");
+    let url = |path: &str| format!("{}{path}", collector.base);
+    let http = &collector.http;
+
+    let mut invalid_meta: Value = serde_json::from_slice(&valid).expect("json");
+    invalid_meta["meta"]["action"] = json!("edited");
+    invalid_meta["meta"]["timestamp"] = json!("yesterday");
+    let mut oversized: Value = serde_json::from_slice(&valid).expect("json");
+    oversized["current"]["notes"] = json!("x".repeat(70_000));
+
+    let cases: Vec<(&str, reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (
+            "unknown source",
+            http.post(url("/webhooks/hubspot/acme"))
+                .basic_auth(USER, Some(PASSWORD))
+                .header("content-type", "application/json")
+                .body(valid.clone()),
+            StatusCode::NOT_FOUND,
+            "unknown_source",
+        ),
+        (
+            "unknown tenant",
+            http.post(url("/webhooks/pipedrive/globex"))
+                .basic_auth(USER, Some(PASSWORD))
+                .header("content-type", "application/json")
+                .body(valid.clone()),
+            StatusCode::NOT_FOUND,
+            "unknown_tenant",
+        ),
+        (
+            "no credentials",
+            http.post(url("/webhooks/pipedrive/acme"))
+                .header("content-type", "application/json")
+                .body(valid.clone()),
+            StatusCode::UNAUTHORIZED,
+            "missing_credentials",
+        ),
+        (
+            "wrong password",
+            http.post(url("/webhooks/pipedrive/acme"))
+                .basic_auth(USER, Some("guess"))
+                .header("content-type", "application/json")
+                .body(valid.clone()),
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        ),
+        (
+            "wrong user",
+            http.post(url("/webhooks/pipedrive/acme"))
+                .basic_auth("admin", Some(PASSWORD))
+                .header("content-type", "application/json")
+                .body(valid.clone()),
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        ),
+        (
+            "form body",
+            http.post(url("/webhooks/pipedrive/acme"))
+                .basic_auth(USER, Some(PASSWORD))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(valid.clone()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "no content type",
+            http.post(url("/webhooks/pipedrive/acme"))
+                .basic_auth(USER, Some(PASSWORD))
+                .body(valid.clone()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "too large",
+            collector
+                .webhook("acme")
+                .body(serde_json::to_vec(&oversized).expect("json")),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "not json",
+            collector
+                .webhook("acme")
+                .body(b"{\"meta\": {\"v\": 1,".to_vec()),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "invalid meta",
+            collector
+                .webhook("acme")
+                .body(serde_json::to_vec(&invalid_meta).expect("json")),
+            StatusCode::BAD_REQUEST,
+            "invalid_webhook",
+        ),
+    ];
+    let metrics_before = collector.metrics().await;
+    let mut expected_by_reason: BTreeMap<&str, u64> = BTreeMap::new();
+    for (what, request, status, code) in cases {
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), status, "{what}");
+        if status == StatusCode::UNAUTHORIZED {
+            assert!(
+                response.headers().contains_key("www-authenticate"),
+                "{what}"
+            );
+        }
+        let body: Value = response.json().await.expect("a JSON error body");
+        assert_eq!(body["error"], code, "{what}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {body}"
+        );
+        *expected_by_reason.entry(code).or_default() += 1;
+        if code == "invalid_webhook" {
+            let violations = body["violations"].as_array().expect("violations listed");
+            let fields: Vec<_> = violations
+                .iter()
+                .map(|v| v["field"].as_str().expect("field"))
+                .collect();
+            assert_eq!(fields, ["meta.action", "meta.timestamp"], "{body}");
+            assert!(
+                violations
+                    .iter()
+                    .all(|v| v["reason"].as_str().is_some_and(|r| !r.is_empty()))
+            );
+        }
+    }
+    let metrics_after = collector.metrics().await;
+    for (reason, count) in expected_by_reason {
+        let source = if reason == "unknown_source" {
+            "unknown"
+        } else {
+            "pipedrive"
+        };
+        let series = format!(
+            "tributary_collector_events_rejected_total{{source=\"{source}\",reason=\"{reason}\"}}"
+        );
+        assert_eq!(
+            counter(&metrics_after, &series) - counter(&metrics_before, &series),
+            count,
+            "{series}"
+        );
+    }
+    // Nothing was produced: a valid event sent last is the topic's only message.
+    let (status, _) = collector.post(&valid).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let records = broker::read_topic(&brokers, &topic, 2, Duration::from_secs(5));
+    assert_eq!(
+        records.len(),
+        1,
+        "only the valid delivery reached the topic"
+    );
+    assert_eq!(decode(&records[0]).body, valid);
+}
+
+#[tokio::test]
+async fn broker_outage_answers_503_quickly_and_recovers_without_a_restart() {
+    let mut private = PrivateBroker::start();
+    let brokers = private.brokers();
+    let topic = broker::unique_topic(&brokers, "raw-outage", 3).await;
+    let collector = Collector::start(&brokers, &topic, "retry_after_seconds = 7").await;
+    let http = &collector.http;
+    let ready = |c: &Collector| http.get(format!("{}/readyz", c.base)).send();
+
+    let (status, before) = collector
+        .post(&fixtures::pipedrive("v1/deal-added.json"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{before}");
+    assert_eq!(
+        ready(&collector).await.expect("readyz").status(),
+        StatusCode::OK
+    );
+
+    private.stop();
+    let started = Instant::now();
+    let response = collector
+        .webhook("acme")
+        .body(fixtures::pipedrive("v1/deal-updated.json"))
+        .send()
+        .await
+        .expect("an answer, not a hang");
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "answered after {elapsed:?}, past Pipedrive's 10 s timeout"
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("7")
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "broker_unavailable");
+    assert_eq!(
+        ready(&collector).await.expect("readyz").status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    private.resume();
+    // The same delivery, retried as Pipedrive would, is accepted once the broker is back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        let (status, reply) = collector
+            .post(&fixtures::pipedrive("v1/deal-updated.json"))
+            .await;
+        if status == StatusCode::ACCEPTED {
+            break reply;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reply}");
+        assert!(
+            Instant::now() < deadline,
+            "collector never recovered:\n{}",
+            collector.service.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        ready(&collector).await.expect("readyz").status(),
+        StatusCode::OK
+    );
+    let (status, third) = collector
+        .post(&fixtures::pipedrive("v1/deal-deleted.json"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{third}");
+
+    // Every 202 is on the topic. (The 503'd delivery may be there too: a timed-out
+    // send can still have landed, which is why redeliveries keep their event id.)
+    let records = broker::read_topic(&brokers, &topic, 4, Duration::from_secs(10));
+    let stored: BTreeSet<String> = records.iter().map(|r| decode(r).event_id).collect();
+    for reply in [&before, &after, &third] {
+        let id = reply["event_id"].as_str().expect("event id");
+        assert!(stored.contains(id), "accepted event {id} is stored");
+    }
+}
+
+#[tokio::test]
+async fn a_full_producer_queue_answers_503_at_once() {
+    let mut private = PrivateBroker::start();
+    let brokers = private.brokers();
+    let topic = broker::unique_topic(&brokers, "raw-queue", 1).await;
+    let port = tributary_tests::free_port();
+    let config = format!(
+        "[kafka]\nbrokers = \"{brokers}\"\nqueue_max_messages = 1\n[topics]\nraw = \"{topic}\"\n[collector]\nlisten = \"127.0.0.1:{port}\"\n[tenants.acme.pipedrive]\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n"
+    );
+    let service = Service::start("tributary-collector", "collector", &config);
+    let collector = Collector {
+        service,
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+    collector.wait_until_healthy().await;
+    private.stop();
+    // The first delivery occupies the only queue slot while the broker is away...
+    let first = tokio::spawn({
+        let request = collector
+            .webhook("acme")
+            .body(fixtures::pipedrive("v1/deal-added.json"));
+        async move { request.send().await.map(|r| r.status()) }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...so the next one is refused immediately instead of waiting.
+    let started = Instant::now();
+    let (status, body) = collector
+        .post(&fixtures::pipedrive("v1/deal-updated.json"))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "producer_queue_full");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused at once, took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        first.await.expect("join").expect("answer"),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_finishes_in_flight_requests_then_exits_cleanly() {
+    let brokers = broker::shared_brokers();
+    let topic = broker::unique_topic(&brokers, "raw-sigterm", 3).await;
+    let mut collector = Collector::start(&brokers, &topic, "").await;
+    let all = std::sync::Arc::new(fixtures::all_pipedrive());
+    let signalled = std::sync::Arc::new(std::sync::OnceLock::<Instant>::new());
+
+    // Steady load from several connections, so requests are mid-flight when the signal lands.
+    let mut workers = Vec::new();
+    for worker in 0..16 {
+        let all = all.clone();
+        let signalled = signalled.clone();
+        let request = {
+            let c = &collector;
+            move |body: Vec<u8>| c.webhook("acme").body(body)
+        };
+        let mut requests = Vec::new();
+        for i in 0..400 {
+            requests.push(request(all[(worker * 7 + i) % all.len()].1.clone()));
+        }
+        workers.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for request in requests {
+                match request.send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let json: Value = response.json().await.unwrap_or(Value::Null);
+                        let after_signal = signalled.get().is_some_and(|at| Instant::now() > *at);
+                        outcomes.push((status, json, after_signal));
+                    }
+                    // The listener is closed: the collector is shutting down.
+                    Err(_) => break,
+                }
+            }
+            outcomes
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(collector.service.pid()).expect("pid"));
+    signalled.set(Instant::now()).expect("signal once");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let (exit, collector) = tokio::task::spawn_blocking(move || {
+        let exit = collector.service.terminate(Duration::from_secs(20));
+        (exit, collector)
+    })
+    .await
+    .expect("join");
+    let exit = exit.unwrap_or_else(|| {
+        panic!(
+            "collector did not exit after SIGTERM:\n{}",
+            collector.service.log()
+        )
+    });
+    assert!(
+        exit.success(),
+        "exit status {exit}:\n{}",
+        collector.service.log()
+    );
+
+    let mut accepted = Vec::new();
+    let mut accepted_after_signal = 0;
+    for worker in workers {
+        for (status, json, after_signal) in worker.await.expect("join") {
+            assert_eq!(
+                status,
+                StatusCode::ACCEPTED,
+                "a request in flight at shutdown still got its answer: {json}"
+            );
+            accepted.push(json["event_id"].as_str().expect("event id").to_owned());
+            accepted_after_signal += usize::from(after_signal);
+        }
+    }
+    assert!(
+        accepted_after_signal > 0,
+        "requests in flight at SIGTERM were answered (202) before exit"
+    );
+    let records = broker::read_topic(&brokers, &topic, accepted.len(), Duration::from_secs(30));
+    let stored: Vec<String> = records.iter().map(|r| decode(r).event_id).collect();
+    let stored_set: BTreeSet<&String> = stored.iter().collect();
+    for id in &accepted {
+        assert!(
+            stored_set.contains(id),
+            "accepted event {id} was flushed before exit"
+        );
+    }
+    assert_eq!(
+        records.len(),
+        accepted.len(),
+        "exactly the accepted deliveries were stored"
+    );
+    assert!(
+        collector.service.log().contains("collector stopped"),
+        "{}",
+        collector.service.log()
+    );
+}
+
+#[tokio::test]
+async fn health_endpoints_answer() {
+    let brokers = broker::shared_brokers();
+    let topic = broker::unique_topic(&brokers, "raw-health", 1).await;
+    let collector = Collector::start(&brokers, &topic, "").await;
+    for (path, status) in [
+        ("/healthz", StatusCode::OK),
+        ("/readyz", StatusCode::OK),
+        ("/metrics", StatusCode::OK),
+    ] {
+        let response = collector
+            .http
+            .get(format!("{}{path}", collector.base))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), status, "{path}");
+    }
+    let (status, _) = collector
+        .post(&fixtures::pipedrive("v1/deal-added.json"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let metrics = collector.metrics().await;
+    assert_eq!(
+        counter(
+            &metrics,
+            "tributary_collector_events_accepted_total{source=\"pipedrive\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &metrics,
+            "tributary_collector_events_received_total{source=\"pipedrive\"}"
+        ),
+        1
+    );
+    assert!(
+        metrics.contains("tributary_collector_produce_latency_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn refuses_to_start_when_the_raw_topic_is_missing() {
+    let brokers = broker::shared_brokers();
+    let port = tributary_tests::free_port();
+    let config = format!(
+        "[kafka]\nbrokers = \"{brokers}\"\n[topics]\nraw = \"{}\"\n[collector]\nlisten = \"127.0.0.1:{port}\"\n",
+        tributary_tests::unique("never-created")
+    );
+    let mut service = Service::start("tributary-collector", "collector", &config);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = service.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "collector kept running without its topic"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    assert!(
+        service.log().contains("does not exist"),
+        "{}",
+        service.log()
+    );
+}
