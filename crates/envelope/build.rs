@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc);
+    // Bodies as `bytes::Bytes`: the collector moves the request body in without copying.
+    config.bytes(["."]);
     config.compile_protos(&[proto.as_str()], &[proto_root])?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use tributary_envelope::{ENVELOPE_VERSION, EventKeys, Header, RawEvent, Verdict, Warning};
 use tributary_kafka::ProduceError;
-use tributary_sources::{AuthFailure, Prevalidated, WebhookRequest, WebhookSource};
+use tributary_sources::{AuthFailure, Prevalidated, Refusal, WebhookRequest, WebhookSource};
 
 use crate::AppState;
 use crate::error::Rejection;
@@ -96,11 +96,12 @@ async fn accept(
     }
 
     let content_type = check_content_type(&parts.headers)?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| Rejection::MalformedJson(e.to_string()))?;
     let checked = source
-        .prevalidate(tenant, &json)
-        .map_err(Rejection::InvalidWebhook)?;
+        .prevalidate(tenant, &body)
+        .map_err(|refusal| match refusal {
+            Refusal::MalformedJson(message) => Rejection::MalformedJson(message),
+            Refusal::Invalid(violations) => Rejection::InvalidWebhook(violations),
+        })?;
 
     let event = envelope(
         tenant,
@@ -246,7 +247,7 @@ fn envelope(
                 message: w.message.clone(),
             })
             .collect(),
-        body: body.to_vec(),
+        body,
         keys: Some(EventKeys {
             payload_version: checked.payload_version.clone(),
             object: checked.object.clone(),

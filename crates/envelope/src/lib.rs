@@ -82,7 +82,7 @@ mod tests {
                 field: "meta.trans_pending".into(),
                 message: "commit pending".into(),
             }],
-            body: b"{\"a\":1}\xff\x00 raw bytes stay raw".to_vec(),
+            body: bytes::Bytes::from_static(b"{\"a\":1}\xff\x00 raw bytes stay raw"),
             keys: Some(EventKeys {
                 payload_version: "1".into(),
                 object: "deal".into(),

@@ -2,9 +2,128 @@
 //! warning instead of stopping at the first, so a rejected delivery can say
 //! everything that is wrong with it at once.
 
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::{Violation, Warning};
+
+/// A JSON object body, read without building its large members: those are
+/// skimmed for their kind and `id`, which is all a check needs of them and
+/// saves most of the parsing cost of a full-object snapshot.
+#[derive(Debug)]
+pub struct Body {
+    /// Every member except the skimmed ones, parsed.
+    pub small: Map<String, Value>,
+    /// The members named when reading, summarised.
+    pub skimmed: BTreeMap<String, Skimmed>,
+}
+
+/// What a skimmed member is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Skimmed {
+    Null,
+    /// An object, with its `id` member if it has one.
+    Object {
+        id: Option<Value>,
+    },
+    /// An array, with the `id` of its first element if that is an object.
+    Array {
+        first: Option<Option<Value>>,
+    },
+    /// A string, number or boolean.
+    Scalar(&'static str),
+}
+
+impl Skimmed {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Skimmed::Null => "null",
+            Skimmed::Object { .. } => "an object",
+            Skimmed::Array { .. } => "an array",
+            Skimmed::Scalar(kind) => kind,
+        }
+    }
+}
+
+/// Why a body could not be read as an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Not JSON at all; the parser's message.
+    Malformed(String),
+    /// JSON, but not an object; its kind.
+    NotAnObject(&'static str),
+}
+
+/// Reads a JSON object body, skimming the members named in `skim`.
+pub fn read_object(bytes: &[u8], skim: &[&str]) -> Result<Body, BodyError> {
+    let members: BTreeMap<String, &RawValue> = match serde_json::from_slice(bytes) {
+        Ok(members) => members,
+        Err(err) => {
+            return Err(match serde_json::from_slice::<IgnoredAny>(bytes) {
+                Ok(_) => BodyError::NotAnObject(raw_kind(bytes)),
+                Err(_) => BodyError::Malformed(err.to_string()),
+            });
+        }
+    };
+    let mut body = Body {
+        small: Map::new(),
+        skimmed: BTreeMap::new(),
+    };
+    for (key, raw) in members {
+        if skim.contains(&key.as_str()) {
+            body.skimmed.insert(key, skim_value(raw));
+        } else {
+            let value =
+                serde_json::from_str(raw.get()).map_err(|e| BodyError::Malformed(e.to_string()))?;
+            body.small.insert(key, value);
+        }
+    }
+    Ok(body)
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(default)]
+    id: Option<Value>,
+}
+
+fn skim_value(raw: &RawValue) -> Skimmed {
+    let text = raw.get();
+    match text.trim_start().as_bytes().first() {
+        Some(b'n') => Skimmed::Null,
+        Some(b'{') => Skimmed::Object {
+            id: serde_json::from_str::<IdOnly>(text).ok().and_then(|o| o.id),
+        },
+        Some(b'[') => {
+            let items = serde_json::from_str::<Vec<&RawValue>>(text).unwrap_or_default();
+            // None when the first element is missing or not an object.
+            let first = items.first().and_then(|item| {
+                let item = item.get();
+                item.trim_start()
+                    .starts_with('{')
+                    .then(|| serde_json::from_str::<IdOnly>(item).ok().and_then(|o| o.id))
+            });
+            Skimmed::Array { first }
+        }
+        Some(b'"') => Skimmed::Scalar("a string"),
+        Some(b't' | b'f') => Skimmed::Scalar("a boolean"),
+        _ => Skimmed::Scalar("a number"),
+    }
+}
+
+fn raw_kind(bytes: &[u8]) -> &'static str {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        _ => "a number",
+    }
+}
 
 /// Whether a field must be present.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,6 +490,44 @@ mod tests {
         );
         assert_eq!(checks.digits(&meta, "short", Presence::Required, 10), None);
         assert!(!checks.is_clean());
+    }
+
+    #[test]
+    fn reads_small_members_and_skims_large_ones() {
+        let body = br#"{"meta": {"id": 8}, "current": {"id": 8, "title": "x", "nested": {"id": 9}},
+            "previous": null, "users": [{"id": "u1"}, 2], "empty": [], "text": "t"}"#;
+        let read =
+            read_object(body, &["current", "previous", "users", "empty", "text"]).expect("object");
+        assert_eq!(read.small.keys().collect::<Vec<_>>(), ["meta"]);
+        assert_eq!(
+            read.skimmed["current"],
+            Skimmed::Object { id: Some(json!(8)) }
+        );
+        assert_eq!(read.skimmed["previous"], Skimmed::Null);
+        assert_eq!(
+            read.skimmed["users"],
+            Skimmed::Array {
+                first: Some(Some(json!("u1")))
+            }
+        );
+        assert_eq!(read.skimmed["empty"], Skimmed::Array { first: None });
+        assert_eq!(read.skimmed["text"], Skimmed::Scalar("a string"));
+    }
+
+    #[test]
+    fn tells_malformed_json_from_json_that_is_not_an_object() {
+        assert_eq!(
+            read_object(b" [1, 2]", &[]).err(),
+            Some(BodyError::NotAnObject("an array"))
+        );
+        assert!(matches!(
+            read_object(b"{\"meta\": ", &[]),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            read_object(b"{\"a\": 1} trailing", &[]),
+            Err(BodyError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -68,6 +68,21 @@ pub struct Warning {
     pub message: String,
 }
 
+/// Why prevalidation refused a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The body is not JSON; the parser's message.
+    MalformedJson(String),
+    /// The body is JSON but breaks the platform's rules.
+    Invalid(Vec<Violation>),
+}
+
+impl From<Vec<Violation>> for Refusal {
+    fn from(violations: Vec<Violation>) -> Self {
+        Refusal::Invalid(violations)
+    }
+}
+
 /// What prevalidation learned about an acceptable delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prevalidated {
@@ -106,13 +121,9 @@ pub trait WebhookSource: Send + Sync {
         None
     }
 
-    /// Checks a parsed body against the platform's rules, returning every
-    /// violation at once, or the extracted keys and any warnings.
-    fn prevalidate(
-        &self,
-        tenant: &str,
-        body: &serde_json::Value,
-    ) -> Result<Prevalidated, Vec<Violation>>;
+    /// Checks a body against the platform's rules, returning the extracted
+    /// keys and any warnings, or why it is refused (every violation at once).
+    fn prevalidate(&self, tenant: &str, body: &[u8]) -> Result<Prevalidated, Refusal>;
 
     /// Platform-specific request headers worth keeping with the event
     /// (lower-case names), beyond the generic ones the collector keeps.

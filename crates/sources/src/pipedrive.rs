@@ -24,9 +24,11 @@ use serde_json::Value;
 use tributary_config::Secret;
 use uuid::Uuid;
 
-use crate::checks::{Checks, Obj, Presence, id_text, kind, short};
+use crate::checks::{
+    Body, BodyError, Checks, Obj, Presence, Skimmed, id_text, kind, read_object, short,
+};
 use crate::{
-    AuthFailure, Prevalidated, SourceConfigError, Violation, WebhookRequest, WebhookSource,
+    AuthFailure, Prevalidated, Refusal, SourceConfigError, Violation, WebhookRequest, WebhookSource,
 };
 
 pub const NAME: &str = "pipedrive";
@@ -135,7 +137,7 @@ impl WebhookSource for Pipedrive {
         }
     }
 
-    fn prevalidate(&self, tenant: &str, body: &Value) -> Result<Prevalidated, Vec<Violation>> {
+    fn prevalidate(&self, tenant: &str, body: &[u8]) -> Result<Prevalidated, Refusal> {
         prevalidate(tenant, body)
     }
 }
@@ -173,33 +175,42 @@ pub fn payload_version(
     }
 }
 
+/// The object snapshots of both payload versions: large, so only skimmed.
+const SNAPSHOTS: &[&str] = &["current", "previous", "data"];
+
 /// Prevalidates a Pipedrive webhook body of either version.
-pub fn prevalidate(tenant: &str, body: &Value) -> Result<Prevalidated, Vec<Violation>> {
-    let Some(root_map) = body.as_object() else {
-        return Err(vec![Violation {
-            field: "$".into(),
-            reason: format!("the body must be a JSON object, got {}", kind(body)),
-        }]);
+pub fn prevalidate(tenant: &str, bytes: &[u8]) -> Result<Prevalidated, Refusal> {
+    let body = match read_object(bytes, SNAPSHOTS) {
+        Ok(body) => body,
+        Err(BodyError::Malformed(message)) => return Err(Refusal::MalformedJson(message)),
+        Err(BodyError::NotAnObject(kind)) => {
+            return Err(Refusal::Invalid(vec![Violation {
+                field: "$".into(),
+                reason: format!("the body must be a JSON object, got {kind}"),
+            }]));
+        }
     };
-    let root = Obj::root(root_map);
+    let root = Obj::root(&body.small);
     let mut checks = Checks::default();
     let Some(meta) = checks.object(&root, "meta", Presence::Required) else {
-        return Err(checks.finish().err().unwrap_or_default());
+        return Err(checks.finish().err().unwrap_or_default().into());
     };
-    match payload_version(meta.map, root_map) {
-        Some(PayloadVersion::V1) => prevalidate_v1(tenant, &root, &meta, checks),
-        Some(PayloadVersion::V2) => prevalidate_v2(&root, &meta, checks),
+    let outcome = match payload_version(meta.map, &body.small) {
+        Some(PayloadVersion::V1) => prevalidate_v1(tenant, &root, &meta, &body, checks),
+        Some(PayloadVersion::V2) => prevalidate_v2(&meta, &body, checks),
         None => Err(vec![Violation {
             field: "meta".into(),
             reason: "neither meta.v (webhooks v1) nor meta.version (webhooks v2) is present".into(),
         }]),
-    }
+    };
+    outcome.map_err(Refusal::Invalid)
 }
 
 fn prevalidate_v1(
     tenant: &str,
     root: &Obj<'_>,
     meta: &Obj<'_>,
+    body: &Body,
     mut checks: Checks,
 ) -> Result<Prevalidated, Vec<Violation>> {
     use Presence::{Expected, Optional, Required};
@@ -301,7 +312,7 @@ fn prevalidate_v1(
                 );
             }
         }
-        check_v1_snapshots(&mut checks, root, action, object, id);
+        check_v1_snapshots(&mut checks, body, action, object, id);
     }
 
     let warnings = checks.finish()?;
@@ -336,46 +347,47 @@ fn required_fields_missing() -> Vec<Violation> {
 /// `updated` and `merged` both. For `user` each is a one-element array.
 fn check_v1_snapshots(
     checks: &mut Checks,
-    root: &Obj<'_>,
+    body: &Body,
     action: &str,
     object: &str,
     id: Option<i64>,
 ) {
     let (current_needed, previous_needed) = match action {
-        "added" => (Some(true), Some(false)),
-        "deleted" => (Some(false), Some(true)),
-        _ => (Some(true), Some(true)),
+        "added" => (true, false),
+        "deleted" => (false, true),
+        _ => (true, true),
     };
     let mut snapshot_id = None;
     for (key, needed) in [("current", current_needed), ("previous", previous_needed)] {
-        let value = root.get(key);
-        match (needed, value) {
-            (Some(true), None) => checks.violation(key, format!("required for {action}.{object}")),
-            (Some(false), Some(v)) => checks.violation(
+        let present = body.skimmed.get(key).filter(|s| **s != Skimmed::Null);
+        match (needed, present) {
+            (true, None) => checks.violation(key, format!("required for {action}.{object}")),
+            (false, Some(v)) => checks.violation(
                 key,
-                format!("must be null for {action}.{object}, got {}", kind(v)),
+                format!("must be null for {action}.{object}, got {}", v.kind()),
             ),
-            (Some(true), Some(v)) => {
-                let snapshot = if object == "user" {
-                    v.as_array().and_then(|items| items.first())
-                } else {
-                    Some(v)
-                };
-                match snapshot.and_then(Value::as_object) {
-                    None if object == "user" => checks.violation(
-                        key,
-                        "must be an array holding the user object for user events",
-                    ),
-                    None => checks.violation(key, format!("must be an object, got {}", kind(v))),
-                    Some(map) => {
-                        // The snapshot that describes the object now: current, or previous on delete.
-                        if snapshot_id.is_none() {
-                            snapshot_id = map.get("id").map(|v| (key, v.clone()));
-                        }
+            (true, Some(snapshot)) => {
+                let found = match (object, snapshot) {
+                    ("user", Skimmed::Array { first: Some(id) }) => Some(id),
+                    ("user", _) => {
+                        checks.violation(
+                            key,
+                            "must be an array holding the user object for user events",
+                        );
+                        None
                     }
+                    (_, Skimmed::Object { id }) => Some(id),
+                    (_, other) => {
+                        checks.violation(key, format!("must be an object, got {}", other.kind()));
+                        None
+                    }
+                };
+                // The snapshot that describes the object now: current, or previous on delete.
+                if let (None, Some(Some(id))) = (&snapshot_id, found) {
+                    snapshot_id = Some((key, id.clone()));
                 }
             }
-            _ => {}
+            (false, None) => {}
         }
     }
     if let (Some(id), Some((key, snapshot))) = (id, snapshot_id)
@@ -405,8 +417,8 @@ pub fn v1_event_id(
 }
 
 fn prevalidate_v2(
-    root: &Obj<'_>,
     meta: &Obj<'_>,
+    body: &Body,
     mut checks: Checks,
 ) -> Result<Prevalidated, Vec<Violation>> {
     use Presence::{Expected, Optional, Required};
@@ -486,7 +498,7 @@ fn prevalidate_v2(
         );
     }
     if let (Some(action), Some(entity_id)) = (action, entity_id.as_deref()) {
-        check_v2_snapshots(&mut checks, root, action, entity_id);
+        check_v2_snapshots(&mut checks, body, action, entity_id);
     }
 
     let warnings = checks.finish()?;
@@ -509,23 +521,24 @@ fn prevalidate_v2(
 
 /// v2 snapshots: `create` has `data` only, `delete` has `previous` only (the
 /// full last state), `change` has both (`previous` holds the changed fields).
-fn check_v2_snapshots(checks: &mut Checks, root: &Obj<'_>, action: &str, entity_id: &str) {
+fn check_v2_snapshots(checks: &mut Checks, body: &Body, action: &str, entity_id: &str) {
     let (data_needed, previous_needed) = match action {
         "create" => (true, false),
         "delete" => (false, true),
         _ => (true, true),
     };
     for (key, needed) in [("data", data_needed), ("previous", previous_needed)] {
-        match (needed, root.get(key)) {
+        let present = body.skimmed.get(key).filter(|s| **s != Skimmed::Null);
+        match (needed, present) {
             (true, None) => checks.violation(key, format!("required for a {action} event")),
-            (true, Some(v)) if !v.is_object() => {
-                checks.violation(key, format!("must be an object, got {}", kind(v)));
+            (true, Some(Skimmed::Object { .. })) | (false, None) => {}
+            (true, Some(other)) => {
+                checks.violation(key, format!("must be an object, got {}", other.kind()))
             }
-            (false, Some(v)) => checks.violation(
+            (false, Some(other)) => checks.violation(
                 key,
-                format!("must be null for a {action} event, got {}", kind(v)),
+                format!("must be null for a {action} event, got {}", other.kind()),
             ),
-            _ => {}
         }
     }
     // The full snapshot names the entity: data, or previous on delete.
@@ -534,7 +547,9 @@ fn check_v2_snapshots(checks: &mut Checks, root: &Obj<'_>, action: &str, entity_
     } else {
         "data"
     };
-    if let Some(snapshot_id) = root.get(full).and_then(|s| s.get("id"))
+    if let Some(Skimmed::Object {
+        id: Some(snapshot_id),
+    }) = body.skimmed.get(full)
         && id_text(snapshot_id).as_deref() != Some(entity_id)
     {
         checks.violation(

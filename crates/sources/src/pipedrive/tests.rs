@@ -12,12 +12,21 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).expect("fixture is JSON")
 }
 
+/// Prevalidates a JSON value as the bytes a platform would send.
+fn check(tenant: &str, body: &Value) -> Result<Prevalidated, Vec<Violation>> {
+    match prevalidate(tenant, &serde_json::to_vec(body).expect("serializable")) {
+        Ok(ok) => Ok(ok),
+        Err(Refusal::Invalid(violations)) => Err(violations),
+        Err(Refusal::MalformedJson(message)) => panic!("valid JSON called malformed: {message}"),
+    }
+}
+
 fn accepted(name: &str) -> Prevalidated {
-    prevalidate("acme", &fixture(name)).unwrap_or_else(|v| panic!("{name} rejected: {v:#?}"))
+    check("acme", &fixture(name)).unwrap_or_else(|v| panic!("{name} rejected: {v:#?}"))
 }
 
 fn rejected(body: &Value) -> Vec<Violation> {
-    match prevalidate("acme", body) {
+    match check("acme", body) {
         Ok(ok) => panic!("accepted: {ok:#?}"),
         Err(violations) => violations,
     }
@@ -62,7 +71,7 @@ fn v1_event_id_is_stable_across_retries_and_distinct_across_events() {
     let later = accepted("v1/deal-updated-trans-pending.json");
     assert_ne!(first.event_id, later.event_id);
     // Same delivery for another tenant is another event.
-    let other = prevalidate("globex", &fixture("v1/deal-updated.json")).expect("accepted");
+    let other = check("globex", &fixture("v1/deal-updated.json")).expect("accepted");
     assert_ne!(first.event_id, other.event_id);
     assert!(Uuid::parse_str(&first.event_id).is_ok());
 }
@@ -88,7 +97,7 @@ fn v1_missing_optional_meta_fields_warn() {
     let meta = body["meta"].as_object_mut().expect("meta");
     meta.remove("host");
     meta.remove("trans_pending");
-    let p = prevalidate("acme", &body).expect("accepted");
+    let p = check("acme", &body).expect("accepted");
     let warned: Vec<_> = p
         .warnings
         .iter()
@@ -186,7 +195,7 @@ fn v1_user_snapshots_are_arrays() {
 }
 
 fn accepted_value(body: &Value) -> Prevalidated {
-    prevalidate("acme", body).unwrap_or_else(|v| panic!("rejected: {v:#?}"))
+    check("acme", body).unwrap_or_else(|v| panic!("rejected: {v:#?}"))
 }
 
 #[test]
@@ -354,6 +363,38 @@ fn v2_unknown_entities_are_accepted_with_a_warning() {
     let mut body = fixture("v2/deal-create.json");
     body["meta"]["entity"] = json!("invoice");
     assert_eq!(codes(&accepted_value(&body)), ["unknown_entity"]);
+}
+
+#[test]
+fn the_exact_bytes_are_read_and_malformed_json_is_told_apart() {
+    let body = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/pipedrive/v1/deal-updated-trans-pending.json"),
+    )
+    .expect("fixture");
+    assert!(prevalidate("acme", &body).is_ok());
+    let cut = &body[..body.len() / 2];
+    assert!(matches!(
+        prevalidate("acme", cut),
+        Err(Refusal::MalformedJson(_))
+    ));
+    assert!(matches!(
+        prevalidate("acme", b""),
+        Err(Refusal::MalformedJson(_))
+    ));
+}
+
+#[test]
+fn snapshots_of_the_wrong_kind_are_named() {
+    let mut body = fixture("v1/deal-updated.json");
+    body["current"] = json!("deal 1207");
+    body["previous"] = json!([1]);
+    let violations = rejected(&body);
+    assert_eq!(fields(&violations), ["current", "previous"]);
+    assert!(violations[0].reason.contains("a string"), "{violations:?}");
+    let mut v2 = fixture("v2/deal-change.json");
+    v2["previous"] = json!(7);
+    assert_eq!(fields(&rejected(&v2)), ["previous"]);
 }
 
 #[test]
