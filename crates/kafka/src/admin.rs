@@ -69,8 +69,13 @@ impl TopicAdmin {
     }
 
     /// Creates `topic` unless it exists. Returns whether it was created.
-    pub async fn ensure(&self, topic: &str, partitions: i32) -> Result<bool, TopicError> {
-        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    pub async fn ensure(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication: i32,
+    ) -> Result<bool, TopicError> {
+        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
         let options = AdminOptions::new().operation_timeout(Some(self.timeout));
         let results = self.client.create_topics([&new_topic], &options).await?;
         // One topic was asked for, so there is one result.
