@@ -13,13 +13,15 @@ use nix::unistd::Pid;
 /// `target/<profile>/<name>`, rebuilt from the current sources (once per test process).
 pub fn binary(package: &str, name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let exe = std::env::current_exe().expect("test executable path");
-    // Test executables live in target/<profile>/deps/.
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile> directory")
-        .to_path_buf();
+    let exe = std::env::current_exe().expect("executable path");
+    // Test executables live in target/<profile>/deps/, binaries in target/<profile>/.
+    let mut profile_dir = exe.parent().expect("executable directory").to_path_buf();
+    if profile_dir.file_name().is_some_and(|d| d == "deps") {
+        profile_dir = profile_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .expect("target/<profile>");
+    }
     let path = profile_dir.join(name);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
     if !built.iter().any(|b| b == name) {
@@ -102,5 +104,24 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Polls `url` until it answers 2xx; panics with `context()` after `timeout`.
+pub async fn wait_for_http_ok(url: &str, timeout: Duration, context: impl Fn() -> String) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(response) = client.get(url).send().await
+            && response.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not answer 2xx within {timeout:?}\n{}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
