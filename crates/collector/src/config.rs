@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tributary_config::{KafkaSettings, TelemetrySettings, Tenants, TopicSettings};
 
 /// Everything the collector reads from `tributary.toml` and `TRIBUTARY_*`.
@@ -21,7 +21,7 @@ pub struct CollectorConfig {
 }
 
 /// `[collector]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CollectorSettings {
     /// Address the HTTP server binds (webhooks, metrics and health on one port).

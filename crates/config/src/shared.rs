@@ -2,17 +2,19 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[kafka]`: how to reach the broker and tune the clients.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Comma-separated `host:port` bootstrap list.
     pub brokers: String,
-    /// Compression codec for produced batches: none, gzip, snappy, lz4, zstd.
+    /// Compression codec for produced batches: none, gzip, snappy or lz4.
     pub compression: String,
-    /// How long the producer waits to fill a batch, in milliseconds.
+    /// How long the producer waits to fill a batch, in milliseconds. Kept
+    /// short: a webhook is answered only once its event is acknowledged, and
+    /// under load batches fill while earlier requests are in flight anyway.
     pub linger_ms: u32,
     /// How long a produced message may wait for the broker's acknowledgement
     /// before it counts as failed, in milliseconds.
@@ -33,7 +35,7 @@ impl Default for KafkaSettings {
         KafkaSettings {
             brokers: "127.0.0.1:9092".into(),
             compression: "lz4".into(),
-            linger_ms: 5,
+            linger_ms: 2,
             message_timeout_ms: 4_000,
             queue_max_messages: 100_000,
             fetch_wait_max_ms: 10,
@@ -44,7 +46,7 @@ impl Default for KafkaSettings {
 }
 
 /// `[topics]`: the names of the pipeline's topics.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TopicSettings {
     pub raw: String,
@@ -63,7 +65,7 @@ impl Default for TopicSettings {
 }
 
 /// `[telemetry]`: logging.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// `human` (default) or `json`.
@@ -81,7 +83,7 @@ impl Default for TelemetrySettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Human,
