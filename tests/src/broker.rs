@@ -29,7 +29,7 @@ pub async fn unique_topic(brokers: &str, prefix: &str, partitions: i32) -> Strin
     let admin = TopicAdmin::new(&settings(brokers)).expect("admin client");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match admin.ensure(&topic, partitions).await {
+        match admin.ensure(&topic, partitions, 1).await {
             Ok(_) => break,
             Err(err) if Instant::now() < deadline => {
                 eprintln!("creating {topic}: {err}; retrying");

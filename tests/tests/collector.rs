@@ -22,12 +22,19 @@ struct Collector {
 }
 
 impl Collector {
+    /// Starts a collector for tenant `acme` on `topic`, with extra `[collector]` keys.
     async fn start(brokers: &str, topic: &str, extra: &str) -> Self {
+        Self::start_with(brokers, topic, "", extra).await
+    }
+
+    /// Like `start`, with extra `[kafka]` keys too.
+    async fn start_with(brokers: &str, topic: &str, kafka_extra: &str, extra: &str) -> Self {
         let port = tributary_tests::free_port();
         let config = format!(
             r#"
 [kafka]
 brokers = "{brokers}"
+{kafka_extra}
 
 [topics]
 raw = "{topic}"
@@ -52,20 +59,11 @@ password = "{PASSWORD}"
     }
 
     async fn wait_until_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(response) = self.http.get(format!("{}/healthz", self.base)).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "collector never became healthy:\n{}",
-                self.service.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let url = format!("{}/healthz", self.base);
+        tributary_tests::process::wait_for_http_ok(&url, Duration::from_secs(30), || {
+            self.service.log()
+        })
+        .await;
     }
 
     fn webhook(&self, tenant: &str) -> reqwest::RequestBuilder {
@@ -273,6 +271,17 @@ async fn redeliveries_get_the_same_event_id() {
     assert_eq!(attempts, [1, 1, 1, 1, 3, 3]);
 }
 
+/// (what, path, credentials, content type, body, status, error code)
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Option<(&'a str, &'a str)>,
+    Option<&'a str>,
+    &'a [u8],
+    StatusCode,
+    &'a str,
+);
+
 #[tokio::test]
 async fn every_rejection_has_its_status_and_nothing_reaches_the_topic() {
     let brokers = broker::shared_brokers();
@@ -288,96 +297,113 @@ async fn every_rejection_has_its_status_and_nothing_reaches_the_topic() {
     let mut oversized: Value = serde_json::from_slice(&valid).expect("json");
     oversized["current"]["notes"] = json!("x".repeat(70_000));
 
-    let cases: Vec<(&str, reqwest::RequestBuilder, StatusCode, &str)> = vec![
+    let json = Some("application/json");
+    let good = Some((USER, PASSWORD));
+    let too_large = serde_json::to_vec(&oversized).expect("json");
+    let invalid = serde_json::to_vec(&invalid_meta).expect("json");
+    let truncated = b"{\"meta\": {\"v\": 1,".to_vec();
+    let cases: Vec<Case<'_>> = vec![
         (
             "unknown source",
-            http.post(url("/webhooks/hubspot/acme"))
-                .basic_auth(USER, Some(PASSWORD))
-                .header("content-type", "application/json")
-                .body(valid.clone()),
+            "/webhooks/hubspot/acme",
+            good,
+            json,
+            &valid,
             StatusCode::NOT_FOUND,
             "unknown_source",
         ),
         (
             "unknown tenant",
-            http.post(url("/webhooks/pipedrive/globex"))
-                .basic_auth(USER, Some(PASSWORD))
-                .header("content-type", "application/json")
-                .body(valid.clone()),
+            "/webhooks/pipedrive/globex",
+            good,
+            json,
+            &valid,
             StatusCode::NOT_FOUND,
             "unknown_tenant",
         ),
         (
             "no credentials",
-            http.post(url("/webhooks/pipedrive/acme"))
-                .header("content-type", "application/json")
-                .body(valid.clone()),
+            "/webhooks/pipedrive/acme",
+            None,
+            json,
+            &valid,
             StatusCode::UNAUTHORIZED,
             "missing_credentials",
         ),
         (
             "wrong password",
-            http.post(url("/webhooks/pipedrive/acme"))
-                .basic_auth(USER, Some("guess"))
-                .header("content-type", "application/json")
-                .body(valid.clone()),
+            "/webhooks/pipedrive/acme",
+            Some((USER, "guess")),
+            json,
+            &valid,
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
         ),
         (
             "wrong user",
-            http.post(url("/webhooks/pipedrive/acme"))
-                .basic_auth("admin", Some(PASSWORD))
-                .header("content-type", "application/json")
-                .body(valid.clone()),
+            "/webhooks/pipedrive/acme",
+            Some(("admin", PASSWORD)),
+            json,
+            &valid,
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
         ),
         (
             "form body",
-            http.post(url("/webhooks/pipedrive/acme"))
-                .basic_auth(USER, Some(PASSWORD))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(valid.clone()),
+            "/webhooks/pipedrive/acme",
+            good,
+            Some("application/x-www-form-urlencoded"),
+            &valid,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
         ),
         (
             "no content type",
-            http.post(url("/webhooks/pipedrive/acme"))
-                .basic_auth(USER, Some(PASSWORD))
-                .body(valid.clone()),
+            "/webhooks/pipedrive/acme",
+            good,
+            None,
+            &valid,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
         ),
         (
             "too large",
-            collector
-                .webhook("acme")
-                .body(serde_json::to_vec(&oversized).expect("json")),
+            "/webhooks/pipedrive/acme",
+            good,
+            json,
+            &too_large,
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
         ),
         (
             "not json",
-            collector
-                .webhook("acme")
-                .body(b"{\"meta\": {\"v\": 1,".to_vec()),
+            "/webhooks/pipedrive/acme",
+            good,
+            json,
+            &truncated,
             StatusCode::BAD_REQUEST,
             "malformed_json",
         ),
         (
             "invalid meta",
-            collector
-                .webhook("acme")
-                .body(serde_json::to_vec(&invalid_meta).expect("json")),
+            "/webhooks/pipedrive/acme",
+            good,
+            json,
+            &invalid,
             StatusCode::BAD_REQUEST,
             "invalid_webhook",
         ),
     ];
     let metrics_before = collector.metrics().await;
     let mut expected_by_reason: BTreeMap<&str, u64> = BTreeMap::new();
-    for (what, request, status, code) in cases {
+    for (what, path, credentials, content_type, body, status, code) in cases {
+        let mut request = http.post(url(path)).body(body.to_vec());
+        if let Some((user, password)) = credentials {
+            request = request.basic_auth(user, Some(password));
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
         let response = request.send().await.expect("request");
         assert_eq!(response.status(), status, "{what}");
         if status == StatusCode::UNAUTHORIZED {
@@ -523,17 +549,7 @@ async fn a_full_producer_queue_answers_503_at_once() {
     let mut private = PrivateBroker::start();
     let brokers = private.brokers();
     let topic = broker::unique_topic(&brokers, "raw-queue", 1).await;
-    let port = tributary_tests::free_port();
-    let config = format!(
-        "[kafka]\nbrokers = \"{brokers}\"\nqueue_max_messages = 1\n[topics]\nraw = \"{topic}\"\n[collector]\nlisten = \"127.0.0.1:{port}\"\n[tenants.acme.pipedrive]\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n"
-    );
-    let service = Service::start("tributary-collector", "collector", &config);
-    let collector = Collector {
-        service,
-        base: format!("http://127.0.0.1:{port}"),
-        http: reqwest::Client::new(),
-    };
-    collector.wait_until_healthy().await;
+    let collector = Collector::start_with(&brokers, &topic, "queue_max_messages = 1", "").await;
     private.stop();
     // The first delivery occupies the only queue slot while the broker is away...
     let first = tokio::spawn({
