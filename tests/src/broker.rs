@@ -35,7 +35,9 @@ pub async fn unique_topic(brokers: &str, prefix: &str, partitions: i32) -> Strin
                 eprintln!("creating {topic}: {err}; retrying");
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            Err(err) => panic!("creating topic {topic} on {brokers}: {err}"),
+            Err(err) => panic!(
+                "creating topic {topic} on {brokers}: {err}\n(is the broker running? deploy/local/up.sh starts it; deploy/local/test.sh runs the tests with it)"
+            ),
         }
     }
     // The broker may answer metadata for a new topic a moment later.

@@ -75,7 +75,6 @@ impl Service {
         let log = std::fs::File::create(dir.path().join("service.log")).expect("log file");
         let child = Command::new(binary(package, name))
             .env("TRIBUTARY_CONFIG", &config_path)
-            .env("TRIBUTARY_TELEMETRY__LOG_LEVEL", "info")
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

@@ -39,6 +39,9 @@ brokers = "{brokers}"
 [topics]
 raw = "{topic}"
 
+[telemetry]
+log_level = "debug"
+
 [collector]
 listen = "127.0.0.1:{port}"
 {extra}
@@ -448,6 +451,15 @@ async fn every_rejection_has_its_status_and_nothing_reaches_the_topic() {
             count,
             "{series}"
         );
+    }
+    // Neither the configured secret nor a guessed one reaches the log, even at debug level.
+    let log = collector.service.log();
+    assert!(
+        log.contains("delivery rejected"),
+        "rejections are logged at debug level:\n{log}"
+    );
+    for secret in [PASSWORD, "guess", "aG9vazpzM2NyZXQ=", "aG9vazpndWVzcw=="] {
+        assert!(!log.contains(secret), "{secret:?} appears in the log");
     }
     // Nothing was produced: a valid event sent last is the topic's only message.
     let (status, _) = collector.post(&valid).await;
