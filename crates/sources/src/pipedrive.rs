@@ -155,7 +155,7 @@ fn basic_credentials(header: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
 }
 
 /// Which payload format a body uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PayloadVersion {
     V1,
     V2,
@@ -582,6 +582,12 @@ pub fn v2_timestamp_micros(value: &Value) -> Option<u64> {
         _ => None,
     }
 }
+
+mod model;
+pub use model::{
+    Action, Activity, CustomFields, Deal, EventMeta, ObjectId, Organization, ParseError, Person,
+    PipedriveEvent, Snapshot, is_custom_field_key, normalize_time, parse,
+};
 
 #[cfg(test)]
 mod tests;

@@ -462,3 +462,134 @@ fn tenant_sections_need_both_credentials_and_no_unknown_keys() {
         .to_string();
     assert!(err.contains("acme") && err.contains("pasword"), "{err}");
 }
+
+fn parsed(name: &str) -> PipedriveEvent {
+    parse(&serde_json::to_vec(&fixture(name)).expect("bytes"))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn v1_and_v2_read_into_one_model() {
+    let v1 = parsed("v1/deal-updated.json");
+    assert_eq!(v1.action, Action::Updated);
+    assert_eq!(v1.object, "deal");
+    assert_eq!(v1.object_id, ObjectId::Number(1207));
+    let Some(Snapshot::Deal(deal)) = &v1.current else {
+        panic!("deal")
+    };
+    assert_eq!(deal.stage_id, Some(3));
+    assert_eq!(deal.owner_id, Some(1_934_781));
+    assert_eq!(deal.owner_name.as_deref(), Some("Dana Whitfield"));
+    assert_eq!(deal.add_time.as_deref(), Some("2025-02-11T09:03:12Z"));
+    assert_eq!(
+        deal.custom_fields["5f2c8e1a9b0d4c7e8f6a3b2c1d0e9f8a7b6c5d4e"],
+        json!("41")
+    );
+    let Some(Snapshot::Deal(before)) = &v1.previous else {
+        panic!("previous deal")
+    };
+    assert_eq!(before.stage_id, Some(2));
+    assert_eq!(v1.meta.timestamp_micro, 1_741_098_151_384_907);
+    assert_eq!(v1.meta.webhook_id.as_deref(), Some("1148302"));
+
+    let v2 = parsed("v2/deal-change.json");
+    assert_eq!(v2.action, Action::Updated, "change reads as updated");
+    assert_eq!(
+        v2.object_id,
+        ObjectId::Number(1210),
+        "numeric string ids read as numbers"
+    );
+    let Some(Snapshot::Deal(deal)) = &v2.current else {
+        panic!("deal")
+    };
+    assert_eq!(deal.owner_id, Some(1_934_790));
+    assert_eq!(
+        deal.custom_fields["5f2c8e1a9b0d4c7e8f6a3b2c1d0e9f8a7b6c5d4e"],
+        json!(41)
+    );
+    assert_eq!(
+        deal.custom_fields["a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"],
+        json!("Trade fair Hannover")
+    );
+    let Some(Snapshot::Deal(changed)) = &v2.previous else {
+        panic!("previous")
+    };
+    assert_eq!(changed.stage_id, Some(1));
+    assert_eq!(changed.title, None, "v2 previous holds only changed fields");
+    assert!(changed.present.contains(&"stage_id".to_owned()));
+    assert_eq!(v2.meta.timestamp_micro, 1_741_162_527_905_000);
+    assert_eq!(v2.meta.user_id, Some(1_934_781));
+    assert_eq!(v2.meta.permitted_user_ids, [1_934_781, 1_934_790]);
+}
+
+#[test]
+fn deletes_keep_the_last_state_and_leads_keep_text_ids() {
+    let deleted = parsed("v2/deal-delete-numeric-ids.json");
+    assert_eq!(deleted.action, Action::Deleted);
+    assert!(deleted.current.is_none());
+    let Some(Snapshot::Deal(last)) = deleted.latest() else {
+        panic!("last state")
+    };
+    assert_eq!(last.status.as_deref(), Some("lost"));
+    let lead = parsed("v2/lead-create.json");
+    assert_eq!(
+        lead.object_id,
+        ObjectId::Text("adf21080-0e10-11eb-879b-05d71fb426ec".into())
+    );
+    assert!(matches!(
+        lead.current,
+        Some(Snapshot::Other {
+            id: Some(ObjectId::Text(_))
+        })
+    ));
+}
+
+#[test]
+fn people_and_activities_read_from_both_versions() {
+    let Some(Snapshot::Person(v1)) = parsed("v1/person-added.json").current else {
+        panic!("person")
+    };
+    assert_eq!(v1.email.as_deref(), Some("ana.ferreira@globex-iberia.es"));
+    assert_eq!(v1.phone.as_deref(), Some("+34 911 234 567"));
+    assert_eq!(v1.job_title.as_deref(), Some("Head of Procurement"));
+    let Some(Snapshot::Person(v2)) = parsed("v2/person-change.json").current else {
+        panic!("person")
+    };
+    assert_eq!(v2.email.as_deref(), Some("j.weber@umbrella.de"));
+    assert_eq!(v2.first_name.as_deref(), Some("Jonas"));
+    let Some(Snapshot::Activity(call)) = parsed("v1/activity-added.json").current else {
+        panic!("activity")
+    };
+    assert_eq!(
+        (call.activity_type.as_deref(), call.user_id, call.deal_id),
+        (Some("call"), Some(1_934_790), Some(1207))
+    );
+    let Some(Snapshot::Activity(meeting)) = parsed("v2/activity-create.json").current else {
+        panic!("activity")
+    };
+    assert_eq!(
+        (meeting.activity_type.as_deref(), meeting.user_id),
+        (Some("meeting"), Some(1_934_790))
+    );
+}
+
+#[test]
+fn times_normalise_to_rfc3339_utc_seconds() {
+    assert_eq!(
+        normalize_time("2025-03-04 14:22:31"),
+        "2025-03-04T14:22:31Z"
+    );
+    assert_eq!(
+        normalize_time("2025-03-04T14:22:31Z"),
+        "2025-03-04T14:22:31Z"
+    );
+    assert_eq!(
+        normalize_time("2025-03-05T11:00:00.000Z"),
+        "2025-03-05T11:00:00Z"
+    );
+    assert_eq!(
+        normalize_time("2025-03-05T12:00:00+01:00"),
+        "2025-03-05T11:00:00Z"
+    );
+    assert_eq!(normalize_time("2025-03-31"), "2025-03-31");
+}
