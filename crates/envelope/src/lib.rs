@@ -10,6 +10,9 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/tributary.envelope.v1.rs"));
 }
 
+mod dead_letter;
+
+pub use dead_letter::{DeadLetter, DeadLetterError};
 pub use generated::{EventKeys, Header, RawEvent, Verdict, Warning};
 
 /// The envelope version this build writes and the only one it reads.
