@@ -52,6 +52,19 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
 
 /// Consumer settings for a group that commits offsets itself, after its output is durable.
 pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
+    member_config(settings, group_id, None)
+}
+
+/// Consumer settings for a service's group member. With an `instance_id`
+/// the member is static (KIP-345): a restarted process with the same id takes
+/// its predecessor's partitions back at once instead of waiting for the
+/// group to notice the old one is gone (which the local broker never does).
+/// Each running instance needs its own id.
+pub fn member_config(
+    settings: &KafkaSettings,
+    group_id: &str,
+    instance_id: Option<&str>,
+) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &settings.brokers)
@@ -61,6 +74,9 @@ pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig
         .set("auto.offset.reset", "earliest")
         // The local broker sleeps half of this on every fetch; low keeps latency low.
         .set("fetch.wait.max.ms", settings.fetch_wait_max_ms.to_string());
+    if let Some(instance) = instance_id.filter(|i| !i.is_empty()) {
+        config.set("group.instance.id", instance);
+    }
     for (key, value) in &settings.librdkafka {
         config.set(key, value);
     }
@@ -82,6 +98,16 @@ mod tests {
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         assert_eq!(config.get("message.timeout.ms"), Some("4000"));
         assert_eq!(config.get("security.protocol"), Some("ssl"));
+    }
+
+    #[test]
+    fn a_member_with_an_instance_id_is_static() {
+        let config = member_config(&KafkaSettings::default(), "g", Some("host-a"));
+        assert_eq!(config.get("group.instance.id"), Some("host-a"));
+        assert_eq!(
+            member_config(&KafkaSettings::default(), "g", Some("")).get("group.instance.id"),
+            None
+        );
     }
 
     #[test]

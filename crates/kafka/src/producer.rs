@@ -72,11 +72,24 @@ impl EventProducer {
 
     /// Sends one event and waits for the broker's acknowledgement.
     pub async fn send(
-        &self,
+        self: &Arc<Self>,
         topic: &str,
         key: &str,
         payload: &[u8],
     ) -> Result<Delivered, ProduceError> {
+        self.enqueue(topic, key, payload)?.await
+    }
+
+    /// Queues one event and returns, separately, the wait for its
+    /// acknowledgement. Events queued one after another for the same key keep
+    /// their order on the partition, whenever their acknowledgements are awaited.
+    pub fn enqueue(
+        self: &Arc<Self>,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+    ) -> Result<impl Future<Output = Result<Delivered, ProduceError>> + Send + 'static, ProduceError>
+    {
         let producer = self.current();
         let record = FutureRecord::to(topic).key(key).payload(payload);
         let delivery = match producer.send_result(record) {
@@ -89,23 +102,25 @@ impl EventProducer {
                 return Err(ProduceError::NotStored(err));
             }
         };
-        let outcome = tokio::time::timeout(self.ack_deadline, delivery).await;
-        match outcome {
-            Err(_) => {
-                self.retire(producer, "no acknowledgement in time");
-                Err(ProduceError::Timeout(self.ack_deadline))
+        let this = self.clone();
+        Ok(async move {
+            match tokio::time::timeout(this.ack_deadline, delivery).await {
+                Err(_) => {
+                    this.retire(producer, "no acknowledgement in time");
+                    Err(ProduceError::Timeout(this.ack_deadline))
+                }
+                // The client was dropped with the event in flight.
+                Ok(Err(_canceled)) => Err(ProduceError::NotStored(KafkaError::Canceled)),
+                Ok(Ok(Ok(delivery))) => Ok(Delivered {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                }),
+                Ok(Ok(Err((err, _message)))) => {
+                    this.retire_if_disturbed(producer, &err);
+                    Err(ProduceError::NotStored(err))
+                }
             }
-            // The client was dropped with the event in flight.
-            Ok(Err(_canceled)) => Err(ProduceError::NotStored(KafkaError::Canceled)),
-            Ok(Ok(Ok(delivery))) => Ok(Delivered {
-                partition: delivery.partition,
-                offset: delivery.offset,
-            }),
-            Ok(Ok(Err((err, _message)))) => {
-                self.retire_if_disturbed(producer, &err);
-                Err(ProduceError::NotStored(err))
-            }
-        }
+        })
     }
 
     fn retire_if_disturbed(&self, failed: Arc<FutureProducer>, err: &KafkaError) {

@@ -11,8 +11,10 @@
 //! `trans_pending: true` (commit pending), bulk edits, imports by a Pipedrive
 //! service, redeliveries, merges.
 //!
-//! Tenant settings, `[tenants.<tenant>.pipedrive]`:
-//! - `username`, `password`: the Basic credentials the webhook sends (required).
+//! Tenant settings, `[tenants.<tenant>.pipedrive]` (see [`PipedriveTenant`]):
+//! the Basic credentials the webhook sends (required), and for the enricher
+//! the API address and token, the request budget, which custom fields hold
+//! marketing attribution and company data, and the contact-data policy.
 
 use std::collections::BTreeMap;
 
@@ -83,6 +85,86 @@ pub struct PipedriveTenant {
     pub username: String,
     /// Basic-auth password the webhook sends.
     pub password: Secret,
+    /// API address, e.g. `https://acme.pipedrive.com`. Without it the enricher
+    /// adds nothing from the API and marks events `partial`.
+    #[serde(default)]
+    pub api_base_url: Option<String>,
+    /// API token, sent as the `x-api-token` header.
+    #[serde(default)]
+    pub api_token: Option<Secret>,
+    /// Burst budget: requests per rolling 2 seconds (Pipedrive: Lite 20,
+    /// Growth 40, Premium 100, Ultimate 120 with an API token).
+    #[serde(default = "default_requests_per_2s")]
+    pub requests_per_2s: u32,
+    /// Deal custom field (key hash) holding the marketing source; default:
+    /// the deal's "Source channel".
+    #[serde(default)]
+    pub marketing_source_field: Option<String>,
+    /// Deal custom field holding the campaign; default: the deal's "Source channel ID".
+    #[serde(default)]
+    pub marketing_campaign_field: Option<String>,
+    /// Organization custom field holding the company size.
+    #[serde(default)]
+    pub company_size_field: Option<String>,
+    /// Organization custom field holding the industry.
+    #[serde(default)]
+    pub industry_field: Option<String>,
+    /// What to do with each contact field.
+    #[serde(default)]
+    pub pii: PiiPolicy,
+    /// Salt for hashed contact fields; required when any field is `hash`.
+    #[serde(default)]
+    pub pii_salt: Option<Secret>,
+}
+
+fn default_requests_per_2s() -> u32 {
+    20
+}
+
+/// `[tenants.<tenant>.pipedrive.pii]`: per contact field, `keep` (default),
+/// `hash` (salted SHA-256, hex) or `drop`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PiiPolicy {
+    pub contact_email: PiiAction,
+    pub contact_first_name: PiiAction,
+    pub contact_last_name: PiiAction,
+    pub contact_phone_number: PiiAction,
+    pub contact_position: PiiAction,
+}
+
+impl PiiPolicy {
+    /// The action for an output field, `keep` for fields the policy does not cover.
+    pub fn action_for(&self, field: &str) -> PiiAction {
+        match field {
+            "contact_email" | "email_validation_email" => self.contact_email,
+            "contact_first_name" => self.contact_first_name,
+            "contact_last_name" => self.contact_last_name,
+            "contact_phone_number" => self.contact_phone_number,
+            "contact_position" => self.contact_position,
+            _ => PiiAction::Keep,
+        }
+    }
+
+    pub fn hashes_anything(&self) -> bool {
+        [
+            self.contact_email,
+            self.contact_first_name,
+            self.contact_last_name,
+            self.contact_phone_number,
+            self.contact_position,
+        ]
+        .contains(&PiiAction::Hash)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PiiAction {
+    #[default]
+    Keep,
+    Hash,
+    Drop,
 }
 
 /// The Pipedrive source.
@@ -99,13 +181,7 @@ pub fn build(sections: Vec<(&str, &Value)>) -> Result<Box<dyn WebhookSource>, So
             source_name: NAME,
             reason,
         };
-        let settings: PipedriveTenant =
-            serde_json::from_value(section.clone()).map_err(|e| invalid(e.to_string()))?;
-        if settings.username.is_empty() || settings.password.is_empty() {
-            return Err(invalid(
-                "username and password must both be set: Pipedrive webhooks are only accepted with HTTP Basic credentials".into(),
-            ));
-        }
+        let settings = tenant_settings(section).map_err(invalid)?;
         tenants.insert(tenant.to_owned(), settings);
     }
     Ok(Box::new(Pipedrive { tenants }))
@@ -140,6 +216,32 @@ impl WebhookSource for Pipedrive {
     fn prevalidate(&self, tenant: &str, body: &[u8]) -> Result<Prevalidated, Refusal> {
         prevalidate(tenant, body)
     }
+}
+
+/// Checks what serde cannot: required values are not empty, and settings that
+/// depend on each other are given together.
+pub fn check_tenant(settings: &PipedriveTenant) -> Result<(), String> {
+    if settings.username.is_empty() || settings.password.is_empty() {
+        return Err("username and password must both be set: Pipedrive webhooks are only accepted with HTTP Basic credentials".into());
+    }
+    if settings.api_base_url.is_some() != settings.api_token.is_some() {
+        return Err("api_base_url and api_token go together".into());
+    }
+    if settings.requests_per_2s == 0 {
+        return Err("requests_per_2s must be at least 1".into());
+    }
+    if settings.pii.hashes_anything() && settings.pii_salt.as_ref().is_none_or(Secret::is_empty) {
+        return Err("pii_salt must be set when a contact field is hashed".into());
+    }
+    Ok(())
+}
+
+/// Reads and checks one tenant's section.
+pub fn tenant_settings(section: &Value) -> Result<PipedriveTenant, String> {
+    let settings: PipedriveTenant =
+        serde_json::from_value(section.clone()).map_err(|e| e.to_string())?;
+    check_tenant(&settings)?;
+    Ok(settings)
 }
 
 /// Splits an `Authorization: Basic ...` header value into user and password bytes.
@@ -586,7 +688,7 @@ pub fn v2_timestamp_micros(value: &Value) -> Option<u64> {
 mod model;
 pub use model::{
     Action, Activity, CustomFields, Deal, EventMeta, ObjectId, Organization, ParseError, Person,
-    PipedriveEvent, Snapshot, is_custom_field_key, normalize_time, parse,
+    PipedriveEvent, Snapshot, is_custom_field_key, normalize_time, parse, read_entity,
 };
 
 #[cfg(test)]

@@ -298,6 +298,14 @@ pub fn parse(body: &[u8]) -> Result<PipedriveEvent, ParseError> {
     })
 }
 
+/// Reads an entity as the API returns it (`data` of `GET /api/v2/persons/{id}`
+/// and the like) with the same rules as webhook snapshots.
+pub fn read_entity(object: &str, json: &[u8]) -> Result<Option<Snapshot>, ParseError> {
+    let raw: &RawValue =
+        serde_json::from_slice(json).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    read_snapshot(object, raw, false)
+}
+
 fn field(field: &'static str, reason: String) -> ParseError {
     ParseError::Field { field, reason }
 }

@@ -593,3 +593,41 @@ fn times_normalise_to_rfc3339_utc_seconds() {
     );
     assert_eq!(normalize_time("2025-03-31"), "2025-03-31");
 }
+
+#[test]
+fn tenant_settings_check_what_depends_on_what() {
+    let base = json!({"username": "hook", "password": "p"});
+    let with = |extra: Value| {
+        let mut section = base.clone();
+        section
+            .as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        tenant_settings(&section)
+    };
+    let ok = with(json!({})).expect("webhook only");
+    assert_eq!(ok.requests_per_2s, 20);
+    assert_eq!(ok.pii.action_for("contact_email"), PiiAction::Keep);
+    assert!(
+        with(json!({"api_base_url": "http://x"}))
+            .unwrap_err()
+            .contains("api_token")
+    );
+    assert!(with(json!({"requests_per_2s": 0})).is_err());
+    let err = with(json!({"pii": {"contact_email": "hash"}})).unwrap_err();
+    assert!(err.contains("pii_salt"), "{err}");
+    let hashed = with(json!({"pii": {"contact_email": "hash", "contact_phone_number": "drop"}, "pii_salt": "pepper"}))
+        .expect("with salt");
+    assert_eq!(
+        hashed.pii.action_for("email_validation_email"),
+        PiiAction::Hash
+    );
+    assert_eq!(
+        hashed.pii.action_for("contact_phone_number"),
+        PiiAction::Drop
+    );
+    assert!(
+        with(json!({"pii": {"contact_mail": "drop"}})).is_err(),
+        "unknown policy fields are refused"
+    );
+}
