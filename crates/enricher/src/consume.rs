@@ -1,0 +1,336 @@
+//! Reading the raw topic, enriching in ordered lanes, producing, committing.
+//!
+//! Each message goes to a lane chosen by its key, so the events of one
+//! entity are handled one after another and queued to the producer in order,
+//! while other entities' events proceed in other lanes. A message counts as
+//! done when its output (the enriched event, or its dead-letter record) is
+//! acknowledged by the broker; offsets are committed up to the lowest message
+//! not yet done (see [`OffsetTracker`]). If an output cannot be stored, the
+//! session stops reading, lets what is in flight finish, commits what is
+//! safe and starts over from the committed offsets.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::{ClientContext, TopicPartitionList};
+use tokio::sync::{Notify, mpsc, watch};
+use tributary_kafka::ProduceError;
+
+use crate::Enricher;
+use crate::internal_events;
+use crate::offsets::OffsetTracker;
+
+/// A message read from the raw topic.
+pub struct Incoming {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// What to write for one message.
+pub struct Output {
+    pub topic: String,
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+enum SessionEnd {
+    Shutdown,
+    OutputFailed,
+}
+
+/// Shared by a session's loop, lanes and delivery waits.
+struct Session {
+    tracker: Mutex<OffsetTracker>,
+    failed: AtomicBool,
+    outstanding: AtomicUsize,
+    progress: Notify,
+}
+
+impl Session {
+    fn tracker(&self) -> std::sync::MutexGuard<'_, OffsetTracker> {
+        self.tracker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Commits what is safe for partitions being taken away, then forgets them.
+struct RebalanceContext {
+    session: Mutex<Option<Arc<Session>>>,
+    topic: String,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                let partitions: Vec<i32> =
+                    assigned.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(topic = %self.topic, ?partitions, "partitions assigned");
+            }
+            Rebalance::Revoke(_) => tracing::info!(topic = %self.topic, "partitions revoked"),
+            Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance failed"),
+        }
+    }
+
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let Some(session) = self
+            .session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let partitions: Vec<i32> = revoked.elements().iter().map(|e| e.partition()).collect();
+        let mut tracker = session.tracker();
+        let mut commits = TopicPartitionList::new();
+        for partition in &partitions {
+            if let Some(position) = tracker.safe_position(*partition) {
+                let _ = commits.add_partition_offset(
+                    &self.topic,
+                    *partition,
+                    rdkafka::Offset::Offset(position),
+                );
+            }
+        }
+        if commits.count() > 0
+            && let Err(err) = consumer.commit(&commits, CommitMode::Sync)
+        {
+            tracing::warn!(error = %err, "committing revoked partitions failed; they will be read again from the last commit");
+        }
+        tracker.forget(&partitions);
+    }
+}
+
+pub async fn run(
+    enricher: Arc<Enricher>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    loop {
+        match session(enricher.clone(), &mut shutdown).await? {
+            SessionEnd::Shutdown => return Ok(()),
+            SessionEnd::OutputFailed => {
+                tracing::warn!(
+                    "an output could not be stored; resuming from the last committed offsets"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+async fn session(
+    enricher: Arc<Enricher>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<SessionEnd> {
+    let settings = &enricher.config.enricher;
+    let topic = enricher.config.topics.raw.clone();
+    let context = RebalanceContext {
+        session: Mutex::new(None),
+        topic: topic.clone(),
+    };
+    let consumer: StreamConsumer<RebalanceContext> = tributary_kafka::member_config(
+        &enricher.config.kafka,
+        &settings.group_id,
+        Some(&settings.instance_id),
+    )
+    .create_with_context(context)?;
+    consumer.subscribe(&[&topic])?;
+    tracing::info!(%topic, group = %settings.group_id, instance = %settings.instance_id, "consuming");
+    let session = Arc::new(Session {
+        tracker: Mutex::new(OffsetTracker::default()),
+        failed: AtomicBool::new(false),
+        outstanding: AtomicUsize::new(0),
+        progress: Notify::new(),
+    });
+    *consumer
+        .context()
+        .session
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(session.clone());
+
+    let lane_count = settings.lanes.max(1);
+    let mut lanes = Vec::with_capacity(lane_count);
+    let mut lane_tasks = Vec::with_capacity(lane_count);
+    for _ in 0..lane_count {
+        let (sender, receiver) = mpsc::channel::<Incoming>(64);
+        lanes.push(sender);
+        lane_tasks.push(tokio::spawn(lane(
+            enricher.clone(),
+            session.clone(),
+            receiver,
+        )));
+    }
+
+    let mut ticker =
+        tokio::time::interval(Duration::from_millis(settings.commit_interval_ms.max(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let max_in_flight = settings.max_in_flight.max(1);
+    let end = loop {
+        let room = session.tracker().in_flight() < max_in_flight;
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break SessionEnd::Shutdown,
+            _ = ticker.tick() => {
+                commit(&consumer, &session, &topic, CommitMode::Async);
+                if session.failed.load(Ordering::Relaxed) {
+                    break SessionEnd::OutputFailed;
+                }
+            }
+            _ = session.progress.notified(), if !room => {}
+            message = consumer.recv(), if room => {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "reading the raw topic");
+                        continue;
+                    }
+                };
+                let incoming = Incoming {
+                    topic: message.topic().to_owned(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                };
+                session.tracker().begin(incoming.partition, incoming.offset);
+                let lane = lane_of(incoming.key.as_deref(), incoming.partition, lane_count);
+                if lanes[lane].send(incoming).await.is_err() {
+                    break SessionEnd::OutputFailed;
+                }
+            }
+        }
+    };
+
+    // Drain: no more reading; lanes finish what they hold, outputs get acknowledged.
+    drop(lanes);
+    for task in lane_tasks {
+        let _ = task.await;
+    }
+    let drain_deadline = Instant::now() + Duration::from_secs(30);
+    while session.outstanding.load(Ordering::Relaxed) > 0 && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    commit(&consumer, &session, &topic, CommitMode::Sync);
+    *consumer
+        .context()
+        .session
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = None;
+    consumer.unsubscribe();
+    Ok(end)
+}
+
+/// Same key, same lane: one entity's events stay in order.
+fn lane_of(key: Option<&[u8]>, partition: i32, lanes: usize) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match key {
+        Some(key) => key.hash(&mut hasher),
+        None => partition.hash(&mut hasher),
+    }
+    (hasher.finish() % lanes as u64) as usize
+}
+
+fn commit(
+    consumer: &StreamConsumer<RebalanceContext>,
+    session: &Session,
+    topic: &str,
+    mode: CommitMode,
+) {
+    let commits = session.tracker().take_commits();
+    if commits.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for (partition, position) in &commits {
+        let _ = list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*position));
+    }
+    match consumer.commit(&list, mode) {
+        Ok(()) => internal_events::committed(commits.len()),
+        Err(err) => tracing::warn!(error = %err, "offset commit failed; it will be retried"),
+    }
+}
+
+async fn lane(
+    enricher: Arc<Enricher>,
+    session: Arc<Session>,
+    mut receiver: mpsc::Receiver<Incoming>,
+) {
+    while let Some(incoming) = receiver.recv().await {
+        // After a failed output nothing more is produced in this session; what
+        // is left stays uncommitted and is read again by the next one.
+        if session.failed.load(Ordering::Relaxed) {
+            continue;
+        }
+        let output = enricher.process(&incoming).await;
+        let delivery = loop {
+            match enricher
+                .producer
+                .enqueue(&output.topic, &output.key, &output.payload)
+            {
+                Ok(delivery) => break Some(delivery),
+                // The producer is full: wait for room, keeping this entity's order.
+                Err(ProduceError::QueueFull) => tokio::time::sleep(Duration::from_millis(5)).await,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not queue an output");
+                    break None;
+                }
+            }
+        };
+        let Some(delivery) = delivery else {
+            internal_events::produce_failed();
+            session.failed.store(true, Ordering::Relaxed);
+            continue;
+        };
+        session.outstanding.fetch_add(1, Ordering::Relaxed);
+        let session = session.clone();
+        let (partition, offset) = (incoming.partition, incoming.offset);
+        tokio::spawn(async move {
+            match delivery.await {
+                Ok(_) => session.tracker().complete(partition, offset),
+                Err(err) => {
+                    tracing::warn!(error = %err, partition, offset, "an output was not stored");
+                    internal_events::produce_failed();
+                    session.failed.store(true, Ordering::Relaxed);
+                }
+            }
+            session.outstanding.fetch_sub(1, Ordering::Relaxed);
+            session.progress.notify_one();
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_key_always_maps_to_one_lane() {
+        let a = lane_of(Some(b"acme:pipedrive:deal:1"), 0, 64);
+        assert_eq!(
+            a,
+            lane_of(Some(b"acme:pipedrive:deal:1"), 5, 64),
+            "the key decides, not the partition"
+        );
+        let lanes: std::collections::BTreeSet<usize> = (0..200)
+            .map(|i| lane_of(Some(format!("acme:pipedrive:deal:{i}").as_bytes()), 0, 64))
+            .collect();
+        assert!(lanes.len() > 40, "keys spread over lanes: {}", lanes.len());
+    }
+}

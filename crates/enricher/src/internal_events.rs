@@ -1,0 +1,48 @@
+//! The enricher's metrics: what it read, emitted (complete or partial) and
+//! dead-lettered (with the reason), and how its API lookups went.
+
+use std::time::Duration;
+
+use metrics::{counter, histogram};
+
+pub fn received(source: &str) {
+    counter!("tributary_enricher_events_received_total", "source" => source.to_owned())
+        .increment(1);
+}
+
+/// `status`: `complete` or `partial`.
+pub fn enriched(source: &str, status: &'static str) {
+    counter!("tributary_enricher_events_enriched_total", "source" => source.to_owned(), "status" => status).increment(1);
+}
+
+pub fn missing(what: &'static str) {
+    counter!("tributary_enricher_enrichment_missing_total", "what" => what).increment(1);
+}
+
+pub fn dead_lettered(reason: &'static str) {
+    counter!("tributary_enricher_events_dead_lettered_total", "reason" => reason).increment(1);
+}
+
+/// `outcome`: ok, not_found, pending, rate_limited, server_error, timeout,
+/// connection_error, refused, circuit_open.
+pub fn api_request(api: &'static str, endpoint: &'static str, outcome: &'static str) {
+    counter!("tributary_enricher_api_requests_total", "api" => api, "endpoint" => endpoint, "outcome" => outcome)
+        .increment(1);
+}
+
+pub fn api_retry(api: &'static str, endpoint: &'static str) {
+    counter!("tributary_enricher_api_retries_total", "api" => api, "endpoint" => endpoint)
+        .increment(1);
+}
+
+pub fn enrich_latency(elapsed: Duration) {
+    histogram!("tributary_enricher_enrich_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+pub fn produce_failed() {
+    counter!("tributary_enricher_produce_failures_total").increment(1);
+}
+
+pub fn committed(partitions: usize) {
+    counter!("tributary_enricher_offset_commits_total").increment(partitions as u64);
+}

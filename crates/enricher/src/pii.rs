@@ -1,0 +1,108 @@
+//! Per-tenant handling of contact data: keep, hash (salted SHA-256) or drop.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tributary_config::Secret;
+use tributary_sources::pipedrive::{PiiAction, PiiPolicy};
+
+use crate::flatten::FlatRecord;
+
+/// The fields a policy can act on.
+const CONTACT_FIELDS: &[&str] = &[
+    "contact_email",
+    "contact_first_name",
+    "contact_last_name",
+    "contact_phone_number",
+    "contact_position",
+    "email_validation_email",
+];
+
+/// Applies `policy` to the contact fields of `record`, in place.
+pub fn apply(policy: &PiiPolicy, salt: Option<&Secret>, record: &mut FlatRecord) {
+    for field in CONTACT_FIELDS {
+        match policy.action_for(field) {
+            PiiAction::Keep => {}
+            PiiAction::Drop => {
+                record.remove(field);
+            }
+            PiiAction::Hash => {
+                if let Some(Value::String(text)) = record.remove(field) {
+                    // Unique key: it was just removed.
+                    let _ = record.put(*field, hash(salt, &text));
+                }
+            }
+        }
+    }
+}
+
+/// Hex SHA-256 of salt and value. Emails are lower-cased first so the same
+/// address hashes the same however it was typed.
+pub fn hash(salt: Option<&Secret>, value: &str) -> String {
+    let mut hasher = Sha256::new();
+    if let Some(salt) = salt {
+        hasher.update(salt.expose().as_bytes());
+        hasher.update([0u8]);
+    }
+    hasher.update(value.trim().to_lowercase().as_bytes());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn record() -> FlatRecord {
+        let mut record = FlatRecord::new();
+        record.put("contact_email", "Ana@Example.com").expect("put");
+        record
+            .put("email_validation_email", "ana@example.com")
+            .expect("put");
+        record.put("contact_phone_number", "+34 911").expect("put");
+        record.put("contact_first_name", "Ana").expect("put");
+        record.put("deal_id", 7).expect("put");
+        record
+    }
+
+    #[test]
+    fn keep_hash_and_drop_act_on_contact_fields_only() {
+        let policy: PiiPolicy = serde_json::from_value(json!({
+            "contact_email": "hash", "contact_phone_number": "drop"
+        }))
+        .expect("policy");
+        let salt = Secret::new("pepper");
+        let mut record = record();
+        apply(&policy, Some(&salt), &mut record);
+        let hashed = record
+            .get("contact_email")
+            .and_then(Value::as_str)
+            .expect("hashed email");
+        assert_eq!(hashed.len(), 64);
+        assert_ne!(hashed, "Ana@Example.com");
+        assert_eq!(
+            record.get("email_validation_email").and_then(Value::as_str),
+            Some(hashed),
+            "same address, same hash"
+        );
+        assert!(!record.contains("contact_phone_number"));
+        assert_eq!(record.get("contact_first_name"), Some(&json!("Ana")));
+        assert_eq!(record.get("deal_id"), Some(&json!(7)));
+    }
+
+    #[test]
+    fn the_salt_changes_the_hash() {
+        assert_ne!(
+            hash(Some(&Secret::new("a")), "x@y.z"),
+            hash(Some(&Secret::new("b")), "x@y.z")
+        );
+        assert_eq!(
+            hash(Some(&Secret::new("a")), " X@Y.z"),
+            hash(Some(&Secret::new("a")), "x@y.z")
+        );
+    }
+}
