@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use tributary_envelope::{ENVELOPE_VERSION, EventKeys, RawEvent, Verdict};
 
 /// The sample deliveries (every fixture class), with the envelope and key the
 /// collector would produce for each.
@@ -19,31 +18,10 @@ pub fn deliveries(tenant: &str) -> Vec<Delivery> {
     tributary_tests::fixtures::all_pipedrive()
         .into_iter()
         .map(|(name, body)| {
-            let checked =
-                tributary_sources::pipedrive::prevalidate(tenant, &body).expect("fixture is valid");
-            let event = RawEvent {
-                envelope_version: ENVELOPE_VERSION,
-                tenant: tenant.to_owned(),
-                source: "pipedrive".into(),
-                received_at_micros: 0,
-                event_id: checked.event_id.clone(),
-                content_type: "application/json".into(),
-                headers: Vec::new(),
-                verdict: Verdict::Accepted as i32,
-                warnings: Vec::new(),
-                body: body.clone().into(),
-                keys: Some(EventKeys {
-                    payload_version: checked.payload_version,
-                    object: checked.object,
-                    object_id: checked.object_id,
-                    action: checked.action,
-                    attempt: checked.attempt,
-                    occurred_at_micros: checked.occurred_at_micros,
-                }),
-            };
+            let (key, event) = tributary_tests::raw::pipedrive_envelope(tenant, &body);
             Delivery {
                 name,
-                key: event.partition_key(),
+                key,
                 envelope: event.encode_to_vec(),
                 body,
             }

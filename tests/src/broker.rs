@@ -48,6 +48,72 @@ pub async fn unique_topic(brokers: &str, prefix: &str, partitions: i32) -> Strin
     topic
 }
 
+/// Writes `messages` (key, value) to `topic` and waits until all are stored.
+pub async fn produce(brokers: &str, topic: &str, messages: &[(String, Vec<u8>)]) {
+    let producer: rdkafka::producer::FutureProducer =
+        tributary_kafka::producer_config(&settings(brokers))
+            .set("compression.type", "none")
+            .create()
+            .expect("producer");
+    // Queue everything first (in order), then wait for the acknowledgements.
+    let mut deliveries = Vec::with_capacity(messages.len());
+    for (key, value) in messages {
+        let mut record = rdkafka::producer::FutureRecord::to(topic)
+            .key(key)
+            .payload(value);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((_, returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((err, _))) => panic!("producing to {topic}: {err}"),
+            Err(_) => panic!("producing to {topic}: canceled"),
+        }
+    }
+}
+
+/// The offsets `group` has committed on `topic`, by partition (absent: none).
+pub fn committed_offsets(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+) -> std::collections::BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = tributary_kafka::consumer_config(&settings(brokers), group)
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut query = TopicPartitionList::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            query.add_partition(topic, p.id());
+        }
+    }
+    let committed = consumer
+        .committed_offsets(query, Duration::from_secs(10))
+        .expect("committed offsets");
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(offset) => Some((e.partition(), offset)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A message read back from a topic.
 #[derive(Debug, Clone)]
 pub struct Record {

@@ -6,8 +6,10 @@
 //! `deploy/local/test.sh` starts the services and enables it.
 
 pub mod broker;
+pub mod enricher;
 pub mod fixtures;
 pub mod process;
+pub mod raw;
 
 use std::net::TcpListener;
 
