@@ -31,10 +31,18 @@ install_clickhouse() {
         >>"$logs/apt.log" 2>&1 || die "installing clickhouse failed; see $logs/apt.log"
 }
 
-# The process we started is alive and its port answers.
+# The process we started is alive and its port answers. Right after the fork the
+# recorded pid may still be the shell that is about to exec the service, so a
+# command line that does not match yet means "not yet", and only a gone process fails.
 started() {
-    local name=$1 expect=$2 port=$3
-    running_pid "$name" "$expect" >/dev/null || die "$name exited right after starting; see $logs"
+    local name=$1 expect=$2 port=$3 log_file=$4 pid
+    pid=$(<"$pids/$name.pid")
+    if ! kill -0 "$pid" 2>/dev/null; then
+        log "$name exited right after starting; the end of $log_file:"
+        tail -n 20 "$log_file" >&2 || true
+        die "$name exited right after starting"
+    fi
+    running_pid "$name" "$expect" >/dev/null || return 1
     port_open "$port"
 }
 
@@ -65,7 +73,7 @@ start_broker() {
             >>"$logs/kafka.log" 2>&1 &
         echo $! >"$pids/kafka.pid"
     )
-    wait_for "the broker" 30 started kafka "tansu broker" "$kafka_port"
+    wait_for "the broker" 30 started kafka "tansu broker" "$kafka_port" "$logs/kafka.log"
     log "broker started (pid $(<"$pids/kafka.pid"))"
 }
 
@@ -81,7 +89,7 @@ start_clickhouse() {
     nohup /usr/sbin/clickhouse-server --config-file="$state/clickhouse/etc/config.xml" \
         >>"$logs/clickhouse-stdout.log" 2>&1 &
     echo $! >"$pids/clickhouse.pid"
-    wait_for "clickhouse" 60 started clickhouse "clickhouse-server" "$clickhouse_http_port"
+    wait_for "clickhouse" 60 started clickhouse "clickhouse-server" "$clickhouse_http_port" "$logs/clickhouse-server.err.log"
     wait_for "clickhouse" 60 clickhouse_ready
     log "clickhouse started (pid $(<"$pids/clickhouse.pid"))"
 }
