@@ -301,9 +301,13 @@ async fn lane(
         session.outstanding.fetch_add(1, Ordering::Relaxed);
         let session = session.clone();
         let (partition, offset) = (incoming.partition, incoming.offset);
+        let queued = Instant::now();
         tokio::spawn(async move {
             match delivery.await {
-                Ok(_) => session.tracker().complete(partition, offset),
+                Ok(_) => {
+                    internal_events::output_acknowledged(queued.elapsed());
+                    session.tracker().complete(partition, offset);
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, partition, offset, "an output was not stored");
                     internal_events::produce_failed();

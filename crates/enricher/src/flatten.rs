@@ -12,6 +12,9 @@
 //! - two paths that flatten to the same key are an error, never an overwrite
 //!   (`{"a_b": 1, "a": {"b": 2}}` cannot be flattened).
 
+use std::borrow::Cow;
+
+use rustc_hash::FxHashSet;
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,81 +23,118 @@ pub struct Collision {
     pub key: String,
 }
 
-/// A flat event under construction: keys are unique, a repeat is an error.
+/// A flat event under construction, in insertion order. Keys must be unique:
+/// a repeat is reported as a [`Collision`] when the record is finished
+/// (checking once at the end is much cheaper than on every insert).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct FlatRecord {
-    fields: Map<String, Value>,
+    fields: Vec<(Cow<'static, str>, Value)>,
 }
 
 impl FlatRecord {
     pub fn new() -> Self {
-        FlatRecord::default()
+        FlatRecord {
+            fields: Vec::with_capacity(96),
+        }
     }
 
     /// Adds one scalar (or array of scalars) under `key`.
-    pub fn put(
-        &mut self,
-        key: impl Into<String>,
-        value: impl Into<Value>,
-    ) -> Result<(), Collision> {
-        let key = key.into();
-        if self.fields.contains_key(&key) {
-            return Err(Collision { key });
-        }
-        self.fields.insert(key, value.into());
-        Ok(())
+    pub fn put(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
+        self.fields.push((key.into(), value.into()));
     }
 
     /// Adds `value` flattened under `prefix` (see the module documentation).
-    pub fn put_flattened(&mut self, prefix: &str, value: &Value) -> Result<(), Collision> {
+    pub fn put_flattened(&mut self, prefix: &str, value: &Value) {
         match value {
             Value::Object(members) => {
                 for (key, member) in members {
-                    self.put_flattened(&join(prefix, key), member)?;
+                    self.put_flattened(&join(prefix, key), member);
                 }
-                Ok(())
             }
             Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
                 for (index, item) in items.iter().enumerate() {
-                    self.put_flattened(&join(prefix, &(index + 1).to_string()), item)?;
+                    self.put_flattened(&join(prefix, &(index + 1).to_string()), item);
                 }
-                Ok(())
             }
-            scalar_or_scalars => self.put(prefix, scalar_or_scalars.clone()),
+            scalar_or_scalars => self.put(prefix.to_owned(), scalar_or_scalars.clone()),
         }
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.fields.get(key)
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.fields.remove(key)
+        let index = self.fields.iter().position(|(k, _)| k == key)?;
+        Some(self.fields.remove(index).1)
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        self.fields.contains_key(key)
+        self.get(key).is_some()
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.fields.keys()
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|(k, _)| k.as_ref())
     }
 
-    pub fn into_map(self) -> Map<String, Value> {
-        self.fields
+    /// Fails on the first key present twice.
+    pub fn check(&self) -> Result<(), Collision> {
+        let mut seen = FxHashSet::with_capacity_and_hasher(self.fields.len(), Default::default());
+        match self.keys().find(|key| !seen.insert(*key)) {
+            Some(key) => Err(Collision {
+                key: key.to_owned(),
+            }),
+            None => Ok(()),
+        }
     }
 
-    pub fn to_json_bytes(&self) -> Vec<u8> {
-        // Keys are strings and values JSON already: serialising cannot fail.
-        serde_json::to_vec(&self.fields).unwrap_or_default()
+    /// The record as a JSON object, keys in insertion order.
+    pub fn to_json_bytes(&self) -> Result<Vec<u8>, Collision> {
+        self.check()?;
+        let mut out = Vec::with_capacity(64 * self.fields.len());
+        out.push(b'{');
+        for (index, (key, value)) in self.fields.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            match key {
+                // Keys written in the code are plain identifiers: no escaping needed.
+                Cow::Borrowed(key) if is_identifier(key) => {
+                    out.push(b'"');
+                    out.extend_from_slice(key.as_bytes());
+                    out.push(b'"');
+                }
+                // Strings and JSON values always serialise into a Vec.
+                _ => {
+                    let _ = serde_json::to_writer(&mut out, key.as_ref());
+                }
+            }
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut out, value);
+        }
+        out.push(b'}');
+        Ok(out)
+    }
+
+    pub fn into_map(self) -> Result<Map<String, Value>, Collision> {
+        self.check()?;
+        Ok(self
+            .fields
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v))
+            .collect())
     }
 }
 
-/// `flatten(prefix, value)` as a fresh map, for callers that need only that.
+/// `flatten(prefix, value)` as a map, for callers that need only that.
 pub fn flatten(prefix: &str, value: &Value) -> Result<Map<String, Value>, Collision> {
     let mut record = FlatRecord::new();
-    record.put_flattened(prefix, value)?;
-    Ok(record.into_map())
+    record.put_flattened(prefix, value);
+    record.into_map()
+}
+
+fn is_identifier(key: &str) -> bool {
+    key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -153,17 +193,13 @@ mod tests {
         let err = flatten("", &json!({"a_b": 1, "a": {"b": 2}})).expect_err("collision");
         assert_eq!(err.key, "a_b");
         let mut record = FlatRecord::new();
-        record.put("deal_id", 1).expect("first");
+        record.put("deal_id", 1);
+        record.put("deal_id", 2);
         assert_eq!(
-            record.put("deal_id", 2),
+            record.to_json_bytes(),
             Err(Collision {
                 key: "deal_id".into()
             })
-        );
-        assert_eq!(
-            record.get("deal_id"),
-            Some(&json!(1)),
-            "the first value stays"
         );
     }
 
@@ -171,5 +207,20 @@ mod tests {
     fn an_empty_prefix_flattens_from_the_top() {
         let flat = flatten("", &json!({"a": {"b": [{"c": 1}]}})).expect("flat");
         assert_eq!(Value::Object(flat), json!({"a_b_1_c": 1}));
+    }
+
+    #[test]
+    fn serialises_in_insertion_order_with_escaped_keys_and_values() {
+        let mut record = FlatRecord::new();
+        record.put("b", "x\"y");
+        record.put("a", json!([1, 2]));
+        record.put(String::from("k\"ey"), Value::Null);
+        let bytes = record.to_json_bytes().expect("unique");
+        assert_eq!(
+            String::from_utf8(bytes.clone()).expect("utf8"),
+            r#"{"b":"x\"y","a":[1,2],"k\"ey":null}"#
+        );
+        let parsed: Value = serde_json::from_slice(&bytes).expect("valid JSON");
+        assert_eq!(parsed["k\"ey"], Value::Null);
     }
 }

@@ -46,3 +46,8 @@ pub fn produce_failed() {
 pub fn committed(partitions: usize) {
     counter!("tributary_enricher_offset_commits_total").increment(partitions as u64);
 }
+
+/// From queuing an output to the broker's acknowledgement.
+pub fn output_acknowledged(elapsed: Duration) {
+    histogram!("tributary_enricher_output_ack_seconds").record(elapsed.as_secs_f64());
+}

@@ -81,14 +81,26 @@ impl Enricher {
                 );
             }
         };
-        internal_events::received(&raw.source);
+        // Metric labels must come from a fixed set, not from the input.
+        let source: &'static str = if raw.source == pipedrive_source::NAME {
+            pipedrive_source::NAME
+        } else {
+            "unknown"
+        };
+        internal_events::received(source);
         let enriched = match raw.source.as_str() {
             pipedrive_source::NAME => match pipedrive_source::parse(&raw.body) {
-                Ok(event) => self
-                    .pipedrive
-                    .enrich(&raw, &event)
-                    .await
-                    .map_err(|collision| ("flatten_collision", collision.to_string())),
+                Ok(event) => {
+                    let record = self.pipedrive.enrich(&raw, event).await;
+                    let complete = record
+                        .get("pipeline_enrichment_status")
+                        .and_then(|s| s.as_str())
+                        == Some("complete");
+                    record
+                        .to_json_bytes()
+                        .map(|payload| (payload, complete))
+                        .map_err(|collision| ("flatten_collision", collision.to_string()))
+                }
                 Err(err) => Err(("unreadable_body", err.to_string())),
             },
             other => Err((
@@ -98,21 +110,12 @@ impl Enricher {
         };
         internal_events::enrich_latency(started.elapsed());
         match enriched {
-            Ok(record) => {
-                let status = if record
-                    .get("pipeline_enrichment_status")
-                    .and_then(|s| s.as_str())
-                    == Some("complete")
-                {
-                    "complete"
-                } else {
-                    "partial"
-                };
-                internal_events::enriched(&raw.source, status);
+            Ok((payload, complete)) => {
+                internal_events::enriched(source, if complete { "complete" } else { "partial" });
                 Output {
                     topic: self.config.topics.enriched.clone(),
                     key,
-                    payload: record.to_json_bytes(),
+                    payload,
                 }
             }
             Err((reason, message)) => self.dead_letter(

@@ -153,7 +153,7 @@ fn admit(
     state: &Shared,
     headers: &HeaderMap,
     request: &Request,
-) -> Result<(Account, RateHeaders), Box<Response>> {
+) -> Result<(String, RateHeaders), Box<Response>> {
     let path = request
         .uri()
         .path_and_query()
@@ -172,16 +172,16 @@ fn admit(
                 .get("x-api-token")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            match state.accounts.get(token) {
-                Some(account) => Ok((
-                    account.clone(),
+            match state.accounts.contains_key(token) {
+                true => Ok((
+                    token.to_owned(),
                     [
                         ("x-ratelimit-limit".to_owned(), limit.to_string()),
                         ("x-ratelimit-remaining".to_owned(), remaining.to_string()),
                         ("x-ratelimit-reset".to_owned(), reset_seconds.to_string()),
                     ],
                 )),
-                None => Err(Box::new(
+                false => Err(Box::new(
                     (
                         StatusCode::UNAUTHORIZED,
                         Json(json!({"success": false, "error": "unauthorized access", "errorCode": 401})),
@@ -201,6 +201,12 @@ fn admit(
         status,
     });
     outcome
+}
+
+/// Runs `read` on the account of `token` (admitted, so it exists).
+fn with_account<T: Default>(state: &Shared, token: &str, read: impl FnOnce(&Account) -> T) -> T {
+    let guard = state.lock().unwrap_or_else(|p| p.into_inner());
+    guard.accounts.get(token).map(read).unwrap_or_default()
 }
 
 /// `x-ratelimit-*` headers for an admitted request.
@@ -235,18 +241,21 @@ async fn entity(
     kind: Kind,
 ) -> Response {
     tokio::time::sleep(latency(&state)).await;
-    let (account, rate) = match admit(&state, &headers, &request) {
+    let (token, rate) = match admit(&state, &headers, &request) {
         Ok(admitted) => admitted,
         Err(response) => return *response,
     };
-    let found = match kind {
-        Kind::Person => account.persons.get(&id),
-        Kind::Organization => account.organizations.get(&id),
-        Kind::Stage => account.stages.get(&id),
-        Kind::Pipeline => account.pipelines.get(&id),
-        Kind::User => account.users.get(&id),
-        _ => None,
-    };
+    let found = with_account(&state, &token, |account| {
+        match kind {
+            Kind::Person => account.persons.get(&id),
+            Kind::Organization => account.organizations.get(&id),
+            Kind::Stage => account.stages.get(&id),
+            Kind::Pipeline => account.pipelines.get(&id),
+            Kind::User => account.users.get(&id),
+            _ => None,
+        }
+        .cloned()
+    });
     match found {
         Some(data) => with_headers(json!({"success": true, "data": data}), StatusCode::OK, rate),
         None => with_headers(
@@ -265,7 +274,7 @@ async fn deals(
     request: Request,
 ) -> Response {
     tokio::time::sleep(latency(&state)).await;
-    let (account, rate) = match admit(&state, &headers, &request) {
+    let (token, rate) = match admit(&state, &headers, &request) {
         Ok(admitted) => admitted,
         Err(response) => return *response,
     };
@@ -283,18 +292,21 @@ async fn deals(
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.parse().ok())
         .unwrap_or(i64::MIN);
-    let matching: Vec<&Value> = account
-        .deals
-        .range(after.saturating_add(1)..)
-        .map(|(_, deal)| deal)
-        .filter(|deal| {
-            person.is_none_or(|p| deal.get("person_id").and_then(Value::as_i64) == Some(p))
-        })
-        .filter(|deal| deal.get("is_deleted").and_then(Value::as_bool) != Some(true))
-        .take(limit + 1)
-        .collect();
+    let matching: Vec<Value> = with_account(&state, &token, |account| {
+        account
+            .deals
+            .range(after.saturating_add(1)..)
+            .map(|(_, deal)| deal)
+            .filter(|deal| {
+                person.is_none_or(|p| deal.get("person_id").and_then(Value::as_i64) == Some(p))
+            })
+            .filter(|deal| deal.get("is_deleted").and_then(Value::as_bool) != Some(true))
+            .take(limit + 1)
+            .cloned()
+            .collect()
+    });
     let has_more = matching.len() > limit;
-    let page: Vec<&Value> = matching.into_iter().take(limit).collect();
+    let page: Vec<Value> = matching.into_iter().take(limit).collect();
     let next_cursor = has_more
         .then(|| {
             page.last()
@@ -319,15 +331,15 @@ async fn fields(
     kind: Kind,
 ) -> Response {
     tokio::time::sleep(latency(&state)).await;
-    let (account, rate) = match admit(&state, &headers, &request) {
+    let (token, rate) = match admit(&state, &headers, &request) {
         Ok(admitted) => admitted,
         Err(response) => return *response,
     };
-    let all = match kind {
-        Kind::DealFields => &account.deal_fields,
-        Kind::PersonFields => &account.person_fields,
-        _ => &account.organization_fields,
-    };
+    let all = with_account(&state, &token, |account| match kind {
+        Kind::DealFields => account.deal_fields.clone(),
+        Kind::PersonFields => account.person_fields.clone(),
+        _ => account.organization_fields.clone(),
+    });
     let start: usize = query.get("start").and_then(|s| s.parse().ok()).unwrap_or(0);
     let limit: usize = query
         .get("limit")

@@ -22,7 +22,7 @@ use tributary_sources::pipedrive::{
 use super::api::{DealSummary, FieldDefinitions, FieldKind, PipedriveApi};
 use crate::api_client::ApiError;
 use crate::email_validation::EmailValidator;
-use crate::flatten::{Collision, FlatRecord};
+use crate::flatten::FlatRecord;
 use crate::{internal_events, pii};
 
 /// A tenant's enrichment choices, from `[tenants.<tenant>.pipedrive]`.
@@ -92,12 +92,9 @@ impl PipedriveEnricher {
         }
     }
 
-    /// The enriched event for one raw webhook.
-    pub async fn enrich(
-        &self,
-        raw: &RawEvent,
-        event: &PipedriveEvent,
-    ) -> Result<FlatRecord, Collision> {
+    /// The enriched event for one raw webhook. Takes the event by value so
+    /// its text moves into the record instead of being copied.
+    pub async fn enrich(&self, raw: &RawEvent, mut event: PipedriveEvent) -> FlatRecord {
         let default_policy = TenantEnrichment::default();
         let (tenant, policy) = match self.tenants.get(&raw.tenant) {
             Some((name, policy)) => (name.clone(), policy),
@@ -109,32 +106,34 @@ impl PipedriveEnricher {
         }
         let mut record = FlatRecord::new();
         let mut missing = Missing::default();
-        put_event_fields(&mut record, event)?;
-        match event.latest() {
+        put_event_fields(&mut record, &mut event);
+        // The object's latest state: after the change, or the last one before a delete.
+        let latest = event.current.take().or_else(|| event.previous.take());
+        match latest {
             Some(Snapshot::Deal(deal)) => {
-                self.deal(&tenant, policy, event, deal, &mut record, &mut missing)
-                    .await?
+                self.deal(&tenant, policy, &event, *deal, &mut record, &mut missing)
+                    .await
             }
             Some(Snapshot::Person(person)) => {
-                self.person(&tenant, policy, event, person, &mut record, &mut missing)
-                    .await?
+                self.person(&tenant, policy, &event, &person, &mut record, &mut missing)
+                    .await
             }
             Some(Snapshot::Organization(org)) => {
                 let fields = missing.note(
                     "organization_fields",
                     self.api.fields(&tenant, FieldKind::Organization).await,
                 );
-                put_organization(&mut record, policy, org.id, Some(org), fields.as_deref())?;
+                put_organization(&mut record, policy, org.id, Some(&org), fields.as_deref());
             }
             Some(Snapshot::Activity(activity)) => {
                 self.activity(&tenant, activity, &mut record, &mut missing)
-                    .await?
+                    .await
             }
             Some(Snapshot::Other { .. }) | None => {}
         }
         pii::apply(&policy.pii, policy.pii_salt.as_ref(), &mut record);
-        put_pipeline_fields(&mut record, raw, &missing)?;
-        Ok(record)
+        put_pipeline_fields(&mut record, raw, &missing);
+        record
     }
 
     async fn deal(
@@ -142,10 +141,10 @@ impl PipedriveEnricher {
         tenant: &Arc<str>,
         policy: &TenantEnrichment,
         event: &PipedriveEvent,
-        deal: &Deal,
+        mut deal: Deal,
         record: &mut FlatRecord,
         missing: &mut Missing,
-    ) -> Result<(), Collision> {
+    ) {
         let previous_stage_id = match &event.previous {
             Some(Snapshot::Deal(before)) => before
                 .stage_id
@@ -195,49 +194,49 @@ impl PipedriveEnricher {
         let org_fields = org_fields.and_then(|f| missing.note("organization_fields", f));
 
         let deleted = event.action == Action::Deleted;
-        record.put("deal_id", deal.id.or(event.object_id.as_i64()))?;
-        record.put("deal_title", deal.title.clone())?;
-        record.put("deal_stage", stage.as_ref().and_then(|s| s.name.clone()))?;
-        record.put("deal_stage_id", deal.stage_id)?;
+        record.put("deal_id", deal.id.or(event.object_id.as_i64()));
+        record.put("deal_title", deal.title.take());
+        record.put("deal_stage", stage.as_ref().and_then(|s| s.name.clone()));
+        record.put("deal_stage_id", deal.stage_id);
         record.put(
             "deal_stage_order_nr",
             stage.as_ref().and_then(|s| s.order_nr),
-        )?;
+        );
         record.put(
             "deal_stage_probability",
             stage.as_ref().and_then(|s| s.deal_probability),
-        )?;
+        );
         if let Some(previous_id) = previous_stage_id {
             record.put(
                 "deal_previous_stage",
                 previous_stage.as_ref().and_then(|s| s.name.clone()),
-            )?;
-            record.put("deal_previous_stage_id", previous_id)?;
+            );
+            record.put("deal_previous_stage_id", previous_id);
         }
-        record.put("deal_pipeline", pipeline.map(|p| (*p).clone()))?;
+        record.put("deal_pipeline", pipeline.map(|p| (*p).clone()));
         record.put(
             "deal_pipeline_id",
             deal.pipeline_id
                 .or(stage.as_ref().and_then(|s| s.pipeline_id)),
-        )?;
-        record.put("deal_value", deal.value)?;
-        record.put("deal_currency", deal.currency.clone())?;
+        );
+        record.put("deal_value", deal.value);
+        record.put("deal_currency", deal.currency.take());
         let status = if deleted {
             Some("deleted".to_owned())
         } else {
-            deal.status.clone()
+            deal.status.take()
         };
-        record.put("deal_status", status.clone())?;
-        record.put("deal_probability", deal.probability)?;
-        record.put("deal_owner_id", deal.owner_id)?;
-        record.put("deal_owner_name", owner.map(|o| (*o).clone()))?;
-        record.put("deal_expected_close_date", deal.expected_close_date.clone())?;
-        record.put("deal_add_time", deal.add_time.clone())?;
-        record.put("deal_update_time", deal.update_time.clone())?;
-        record.put("deal_won_time", deal.won_time.clone())?;
-        record.put("deal_lost_time", deal.lost_time.clone())?;
-        record.put("deal_lost_reason", deal.lost_reason.clone())?;
-        record.put("deal_stage_change_time", deal.stage_change_time.clone())?;
+        record.put("deal_status", status.clone());
+        record.put("deal_probability", deal.probability);
+        record.put("deal_owner_id", deal.owner_id);
+        record.put("deal_owner_name", owner.map(|o| (*o).clone()));
+        record.put("deal_expected_close_date", deal.expected_close_date.take());
+        record.put("deal_add_time", deal.add_time.take());
+        record.put("deal_update_time", deal.update_time.take());
+        record.put("deal_won_time", deal.won_time.take());
+        record.put("deal_lost_time", deal.lost_time.take());
+        record.put("deal_lost_reason", deal.lost_reason.take());
+        record.put("deal_stage_change_time", deal.stage_change_time.take());
 
         let label = |field: &Option<String>, fallback: Value| -> Value {
             match (field, deal_fields.as_deref()) {
@@ -265,7 +264,7 @@ impl PipedriveEnricher {
         record.put(
             "marketing_source",
             label(&policy.marketing_source_field, channel),
-        )?;
+        );
         record.put(
             "marketing_campaign",
             label(
@@ -275,9 +274,9 @@ impl PipedriveEnricher {
                     .map(Value::from)
                     .unwrap_or(Value::Null),
             ),
-        )?;
+        );
 
-        put_contact(record, deal.person_id, person.as_deref())?;
+        put_contact(record, deal.person_id, person.as_deref());
         let org_id = deal.org_id;
         put_organization(
             record,
@@ -285,7 +284,7 @@ impl PipedriveEnricher {
             org_id,
             organization.as_deref(),
             org_fields.as_deref(),
-        )?;
+        );
 
         // Per-contact aggregates: the person's deals, this event's state first.
         let aggregates = match person_deals {
@@ -324,7 +323,7 @@ impl PipedriveEnricher {
                 .unwrap_or_else(|p| p.into_inner())
                 .apply(id, None);
         }
-        put_aggregates(record, aggregates)?;
+        put_aggregates(record, aggregates);
         self.email(
             person.as_ref().and_then(|p| p.email.as_deref()),
             record,
@@ -341,7 +340,7 @@ impl PipedriveEnricher {
         person: &Person,
         record: &mut FlatRecord,
         missing: &mut Missing,
-    ) -> Result<(), Collision> {
+    ) {
         let person_id = person.id.or(event.object_id.as_i64());
         let (organization, org_fields, deals) = tokio::join!(
             async { Some(self.api.organization(tenant, person.org_id?).await) },
@@ -360,14 +359,14 @@ impl PipedriveEnricher {
             .and_then(|o| missing.note("organization", o))
             .flatten();
         let org_fields = org_fields.and_then(|f| missing.note("organization_fields", f));
-        put_contact(record, person_id, Some(person))?;
+        put_contact(record, person_id, Some(person));
         put_organization(
             record,
             policy,
             person.org_id,
             organization.as_deref(),
             org_fields.as_deref(),
-        )?;
+        );
         let aggregates = deals
             .and_then(|d| missing.note("person_deals", d))
             .map(|list| {
@@ -375,110 +374,102 @@ impl PipedriveEnricher {
                     .unwrap_or_else(|p| p.into_inner())
                     .aggregates(None, None)
             });
-        put_aggregates(record, aggregates)?;
+        put_aggregates(record, aggregates);
         self.email(person.email.as_deref(), record, missing).await
     }
 
     async fn activity(
         &self,
         tenant: &Arc<str>,
-        activity: &Activity,
+        mut activity: Activity,
         record: &mut FlatRecord,
         missing: &mut Missing,
-    ) -> Result<(), Collision> {
+    ) {
         let user = match activity.user_id {
             Some(id) => missing
                 .note("owner", self.api.user_name(tenant, id).await)
                 .flatten(),
             None => None,
         };
-        record.put("activity_id", activity.id)?;
-        record.put("activity_type", activity.activity_type.clone())?;
-        record.put("activity_subject", activity.subject.clone())?;
-        record.put("activity_done", activity.done)?;
-        record.put("activity_due_date", activity.due_date.clone())?;
-        record.put("activity_due_time", activity.due_time.clone())?;
-        record.put("activity_user_id", activity.user_id)?;
-        record.put("activity_user_name", user.map(|u| (*u).clone()))?;
-        record.put("activity_deal_id", activity.deal_id)?;
-        record.put("activity_person_id", activity.person_id)?;
-        record.put("activity_org_id", activity.org_id)?;
-        record.put("activity_add_time", activity.add_time.clone())?;
+        record.put("activity_id", activity.id);
+        record.put("activity_type", activity.activity_type.take());
+        record.put("activity_subject", activity.subject.take());
+        record.put("activity_done", activity.done);
+        record.put("activity_due_date", activity.due_date.take());
+        record.put("activity_due_time", activity.due_time.take());
+        record.put("activity_user_id", activity.user_id);
+        record.put("activity_user_name", user.map(|u| (*u).clone()));
+        record.put("activity_deal_id", activity.deal_id);
+        record.put("activity_person_id", activity.person_id);
+        record.put("activity_org_id", activity.org_id);
+        record.put("activity_add_time", activity.add_time.take());
         record.put(
             "activity_marked_as_done_time",
-            activity.marked_as_done_time.clone(),
-        )?;
-        record.put("activity_update_time", activity.update_time.clone())
+            activity.marked_as_done_time.take(),
+        );
+        record.put("activity_update_time", activity.update_time.take())
     }
 
     /// The email verdict, flattened, when a verifier is configured.
-    async fn email(
-        &self,
-        email: Option<&str>,
-        record: &mut FlatRecord,
-        missing: &mut Missing,
-    ) -> Result<(), Collision> {
+    async fn email(&self, email: Option<&str>, record: &mut FlatRecord, missing: &mut Missing) {
         let (Some(validator), Some(email)) = (&self.email, email) else {
-            return Ok(());
+            return;
         };
         if let Some(verdict) = missing.note("email_validation", validator.validate(email).await) {
             for (key, value) in verdict.iter() {
-                record.put(key.clone(), value.clone())?;
+                record.put(key.clone(), value.clone());
             }
         }
-        Ok(())
     }
 }
 
-fn put_event_fields(record: &mut FlatRecord, event: &PipedriveEvent) -> Result<(), Collision> {
-    let meta = &event.meta;
-    record.put("event_action", event.action.as_str())?;
-    record.put("event_change_source", meta.change_source.clone())?;
-    record.put("event_id", event.object_id.to_json())?;
-    record.put("event_object", event.object.as_str())?;
-    record.put("event_is_bulk_update", meta.is_bulk_update)?;
-    record.put("event_permitted_user_ids", meta.permitted_user_ids.clone())?;
+fn put_event_fields(record: &mut FlatRecord, event: &mut PipedriveEvent) {
+    let meta = &mut event.meta;
+    record.put("event_action", event.action.as_str());
+    record.put("event_change_source", meta.change_source.take());
+    record.put("event_id", event.object_id.to_json());
+    record.put("event_object", event.object.as_str());
+    record.put("event_is_bulk_update", meta.is_bulk_update);
+    record.put(
+        "event_permitted_user_ids",
+        std::mem::take(&mut meta.permitted_user_ids),
+    );
     record.put(
         "event_pipedrive_service_name",
-        meta.pipedrive_service_name.clone(),
-    )?;
+        meta.pipedrive_service_name.take(),
+    );
     record.put(
         "event_timestamp",
         meta.timestamp_micro.div_euclid(1_000_000),
-    )?;
-    record.put("event_timestamp_micro", meta.timestamp_micro)?;
+    );
+    record.put("event_timestamp_micro", meta.timestamp_micro);
     if let Some(prepublish) = meta.prepublish_timestamp {
-        record.put("event_prepublish_timestamp", prepublish)?;
+        record.put("event_prepublish_timestamp", prepublish);
     }
-    record.put("event_trans_pending", meta.trans_pending)?;
-    record.put("event_user_id", meta.user_id)?;
-    record.put("event_webhook_id", meta.webhook_id.clone())?;
-    record.put("event_company_id", meta.company_id.clone())?;
+    record.put("event_trans_pending", meta.trans_pending);
+    record.put("event_user_id", meta.user_id);
+    record.put("event_webhook_id", meta.webhook_id.take());
+    record.put("event_company_id", meta.company_id.take());
     if let Some(into) = &meta.merged_to_id {
-        record.put("event_merged_to_id", into.clone())?;
+        record.put("event_merged_to_id", into.clone());
     }
     if let Some(from) = &meta.merged_from_id {
-        record.put("event_merged_from_id", from.clone())?;
+        record.put("event_merged_from_id", from.clone());
     }
-    Ok(())
 }
 
-fn put_contact(
-    record: &mut FlatRecord,
-    person_id: Option<i64>,
-    person: Option<&Person>,
-) -> Result<(), Collision> {
-    record.put("contact_id", person_id)?;
-    record.put("contact_email", person.and_then(|p| p.email.clone()))?;
+fn put_contact(record: &mut FlatRecord, person_id: Option<i64>, person: Option<&Person>) {
+    record.put("contact_id", person_id);
+    record.put("contact_email", person.and_then(|p| p.email.clone()));
     record.put(
         "contact_first_name",
         person.and_then(|p| p.first_name.clone()),
-    )?;
+    );
     record.put(
         "contact_last_name",
         person.and_then(|p| p.last_name.clone()),
-    )?;
-    record.put("contact_phone_number", person.and_then(|p| p.phone.clone()))?;
+    );
+    record.put("contact_phone_number", person.and_then(|p| p.phone.clone()));
     record.put("contact_position", person.and_then(|p| p.job_title.clone()))
 }
 
@@ -488,7 +479,7 @@ fn put_organization(
     org_id: Option<i64>,
     org: Option<&Organization>,
     fields: Option<&FieldDefinitions>,
-) -> Result<(), Collision> {
+) {
     let custom = |key: &Option<String>| -> Value {
         let (Some(key), Some(org)) = (key, org) else {
             return Value::Null;
@@ -498,20 +489,17 @@ fn put_organization(
             _ => Value::Null,
         }
     };
-    record.put("organization_id", org.and_then(|o| o.id).or(org_id))?;
-    record.put("organization_name", org.and_then(|o| o.name.clone()))?;
+    record.put("organization_id", org.and_then(|o| o.id).or(org_id));
+    record.put("organization_name", org.and_then(|o| o.name.clone()));
     record.put(
         "organization_company_size",
         custom(&policy.company_size_field),
-    )?;
+    );
     record.put("organization_industry", custom(&policy.industry_field))
 }
 
-fn put_aggregates(
-    record: &mut FlatRecord,
-    aggregates: Option<(i64, f64)>,
-) -> Result<(), Collision> {
-    record.put("metrics_total_deals", aggregates.map(|(count, _)| count))?;
+fn put_aggregates(record: &mut FlatRecord, aggregates: Option<(i64, f64)>) {
+    record.put("metrics_total_deals", aggregates.map(|(count, _)| count));
     // Cents: an average is shown as money.
     record.put(
         "metrics_average_deal_value",
@@ -519,31 +507,27 @@ fn put_aggregates(
     )
 }
 
-fn put_pipeline_fields(
-    record: &mut FlatRecord,
-    raw: &RawEvent,
-    missing: &Missing,
-) -> Result<(), Collision> {
+fn put_pipeline_fields(record: &mut FlatRecord, raw: &RawEvent, missing: &Missing) {
     let keys = raw.keys.clone().unwrap_or_default();
-    record.put("pipeline_event_id", raw.event_id.as_str())?;
-    record.put("pipeline_tenant", raw.tenant.as_str())?;
-    record.put("pipeline_source", raw.source.as_str())?;
-    record.put("pipeline_payload_version", keys.payload_version)?;
-    record.put("pipeline_received_at_micro", raw.received_at_micros)?;
+    record.put("pipeline_event_id", raw.event_id.as_str());
+    record.put("pipeline_tenant", raw.tenant.as_str());
+    record.put("pipeline_source", raw.source.as_str());
+    record.put("pipeline_payload_version", keys.payload_version);
+    record.put("pipeline_received_at_micro", raw.received_at_micros);
     record.put(
         "pipeline_warnings",
         raw.warnings
             .iter()
             .map(|w| w.code.clone())
             .collect::<Vec<_>>(),
-    )?;
-    record.put("pipeline_enriched_at_micro", now_micros())?;
+    );
+    record.put("pipeline_enriched_at_micro", now_micros());
     let status = if missing.0.is_empty() {
         "complete"
     } else {
         "partial"
     };
-    record.put("pipeline_enrichment_status", status)?;
+    record.put("pipeline_enrichment_status", status);
     record.put("pipeline_enrichment_missing", missing.0.clone())
 }
 

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -149,8 +150,6 @@ pub struct Deal {
     pub channel_id: Option<String>,
     pub origin: Option<String>,
     pub custom_fields: CustomFields,
-    /// Which members the snapshot had (v2 `previous` holds only changed fields).
-    pub present: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -241,42 +240,70 @@ pub enum ParseError {
     Field { field: &'static str, reason: String },
 }
 
-type Members<'a> = BTreeMap<&'a str, &'a RawValue>;
+/// A JSON object's members, borrowed from the body. Hashed, not ordered: a
+/// v1 deal has about a hundred members and only a few dozen are looked up.
+/// Sized up front: growing a map member by member rehashes it several times.
+struct Members<'a>(FxHashMap<&'a str, &'a RawValue>);
+
+impl<'a> Members<'a> {
+    fn get(&self, key: &str) -> Option<&&'a RawValue> {
+        self.0.get(key)
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Members<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = FxHashMap::with_capacity_and_hasher(128, Default::default());
+                while let Some((key, value)) = map.next_entry::<&'de str, &'de RawValue>()? {
+                    members.insert(key, value);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
 
 /// Reads a Pipedrive webhook body (either version) into the common model.
 pub fn parse(body: &[u8]) -> Result<PipedriveEvent, ParseError> {
     let root: Members<'_> =
         serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
-    let meta: BTreeMap<&str, Value> = match root.get("meta") {
-        Some(raw) => serde_json::from_str(raw.get()).map_err(|e| field("meta", e.to_string()))?,
+    let meta = match root.get("meta") {
+        Some(raw) => Reader {
+            members: serde_json::from_str(raw.get()).map_err(|e| field("meta", e.to_string()))?,
+        },
         None => return Err(field("meta", "missing".into())),
     };
-    let version = if meta.contains_key("version") {
+    let version = if meta.members.get("version").is_some() {
         PayloadVersion::V2
     } else {
         PayloadVersion::V1
     };
-    let (object_key, after_key) = match version {
-        PayloadVersion::V1 => ("object", "current"),
-        PayloadVersion::V2 => ("entity", "data"),
+    let (object_key, after_key, id_key) = match version {
+        PayloadVersion::V1 => ("object", "current", "id"),
+        PayloadVersion::V2 => ("entity", "data", "entity_id"),
     };
     let object = meta
-        .get(object_key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| field("meta.object", "missing".into()))?
-        .to_owned();
+        .text(object_key)
+        .ok_or_else(|| field("meta.object", "missing".into()))?;
     let action = meta
-        .get("action")
-        .and_then(Value::as_str)
+        .text("action")
+        .as_deref()
         .and_then(Action::parse)
         .ok_or_else(|| field("meta.action", "missing or unknown".into()))?;
-    let id_key = if version == PayloadVersion::V1 {
-        "id"
-    } else {
-        "entity_id"
-    };
     let object_id = meta
-        .get(id_key)
+        .get::<Value>(id_key)
+        .as_ref()
         .and_then(ObjectId::from_value)
         .ok_or_else(|| field("meta.id", "missing".into()))?;
     let meta = read_meta(version, &meta, &root)?;
@@ -312,18 +339,18 @@ fn field(field: &'static str, reason: String) -> ParseError {
 
 fn read_meta(
     version: PayloadVersion,
-    meta: &BTreeMap<&str, Value>,
+    meta: &Reader<'_>,
     root: &Members<'_>,
 ) -> Result<EventMeta, ParseError> {
-    let text = |key: &str| meta.get(key).and_then(id_or_text);
-    let number = |key: &str| meta.get(key).and_then(integer);
-    let flag = |key: &str| meta.get(key).and_then(Value::as_bool).unwrap_or(false);
+    let flag = |key: &str| meta.get::<bool>(key).unwrap_or(false);
     let timestamp_micro = match version {
-        PayloadVersion::V1 => number("timestamp_micro")
-            .or_else(|| number("timestamp").map(|s| s * 1_000_000))
+        PayloadVersion::V1 => meta
+            .int("timestamp_micro")
+            .or_else(|| meta.int("timestamp").map(|s| s * 1_000_000))
             .ok_or_else(|| field("meta.timestamp_micro", "missing".into()))?,
         PayloadVersion::V2 => meta
-            .get("timestamp")
+            .get::<Value>("timestamp")
+            .as_ref()
             .and_then(v2_timestamp_micros)
             .and_then(|t| i64::try_from(t).ok())
             .ok_or_else(|| field("meta.timestamp", "missing or unreadable".into()))?,
@@ -336,32 +363,32 @@ fn read_meta(
                 .unwrap_or(0);
             u32::try_from(retry + 1).unwrap_or(1)
         }
-        PayloadVersion::V2 => number("attempt")
+        PayloadVersion::V2 => meta
+            .int("attempt")
             .and_then(|a| u32::try_from(a).ok())
             .unwrap_or(1),
     };
     Ok(EventMeta {
-        change_source: text("change_source"),
-        company_id: text("company_id"),
-        user_id: number("user_id"),
-        webhook_id: text("webhook_id"),
-        host: text("host"),
+        change_source: meta.text("change_source"),
+        company_id: meta.text("company_id"),
+        user_id: meta.int("user_id"),
+        webhook_id: meta.text("webhook_id"),
+        host: meta.text("host"),
         timestamp_micro,
-        prepublish_timestamp: number("prepublish_timestamp"),
+        prepublish_timestamp: meta.int("prepublish_timestamp"),
         trans_pending: flag("trans_pending"),
         is_bulk_update: flag("is_bulk_update") || flag("is_bulk_edit"),
         permitted_user_ids: meta
-            .get("permitted_user_ids")
-            .and_then(Value::as_array)
+            .get::<Vec<Value>>("permitted_user_ids")
             .map(|ids| ids.iter().filter_map(integer).collect())
             .unwrap_or_default(),
+        // `false` (v1's "no service") reads as none.
         pipedrive_service_name: meta
-            .get("pipedrive_service_name")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+            .get::<Value>("pipedrive_service_name")
+            .and_then(|v| v.as_str().map(str::to_owned)),
         attempt,
-        merged_to_id: text("merged_to_id"),
-        merged_from_id: text("merged_from_id"),
+        merged_to_id: meta.text("merged_to_id"),
+        merged_from_id: meta.text("merged_from_id"),
     })
 }
 
@@ -413,7 +440,6 @@ fn read_snapshot(
             channel_id: m.text("channel_id"),
             origin: m.text("origin"),
             custom_fields: m.custom_fields(),
-            present: m.members.keys().map(|k| (*k).to_owned()).collect(),
         })),
         "person" => Snapshot::Person(Person {
             id: m.int("id"),
@@ -538,7 +564,7 @@ impl Reader<'_> {
                 fields.insert(key, value);
             }
         }
-        for (key, raw) in &self.members {
+        for (key, raw) in &self.members.0 {
             if is_custom_field_key(key)
                 && let Ok(value) = serde_json::from_str::<Value>(raw.get())
             {

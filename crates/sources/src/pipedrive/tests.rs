@@ -516,7 +516,6 @@ fn v1_and_v2_read_into_one_model() {
     };
     assert_eq!(changed.stage_id, Some(1));
     assert_eq!(changed.title, None, "v2 previous holds only changed fields");
-    assert!(changed.present.contains(&"stage_id".to_owned()));
     assert_eq!(v2.meta.timestamp_micro, 1_741_162_527_905_000);
     assert_eq!(v2.meta.user_id, Some(1_934_781));
     assert_eq!(v2.meta.permitted_user_ids, [1_934_781, 1_934_790]);
