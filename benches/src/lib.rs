@@ -1,6 +1,8 @@
 //! Shared pieces of the benchmarks: realistic deliveries, latency summaries,
 //! and the CPU and memory of a process under load.
 
+pub mod stream;
+
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
