@@ -2,8 +2,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p tributary-collector -p tributary-cli \
-    && install -D -t /out target/release/collector target/release/tributary
+RUN cargo build --release --locked -p tributary-collector -p tributary-enricher -p tributary-cli \
+    && install -D -t /out target/release/collector target/release/enricher target/release/tributary
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -12,5 +12,5 @@ RUN apt-get update \
 COPY --from=build /out/ /usr/local/bin/
 USER 65534:65534
 ENV TRIBUTARY_TELEMETRY__LOG_FORMAT=json
-EXPOSE 8080
+EXPOSE 8080 8081
 CMD ["collector"]

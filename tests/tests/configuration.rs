@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 use tributary_collector::{CollectorConfig, CollectorSettings};
 use tributary_config::{KafkaSettings, Loader, TelemetrySettings, TopicSettings};
+use tributary_enricher::{EnricherConfig, EnricherSettings, EnrichmentSettings};
 use tributary_sources::Sources;
 
 fn repo_file(path: &str) -> String {
@@ -19,6 +20,40 @@ fn repo_file(path: &str) -> String {
 
 fn as_json(toml: &str) -> Value {
     Loader::from_toml_str(toml).extract().expect("valid TOML")
+}
+
+/// Keys whose default depends on the machine: the example shows them commented out.
+const HOST_DEPENDENT: &[&str] = &["enricher.instance_id"];
+
+/// Keys without a default value, documented in the README.
+const TENANT_PIPEDRIVE_KEYS: &[&str] = &[
+    "username",
+    "password",
+    "api_base_url",
+    "api_token",
+    "requests_per_2s",
+    "marketing_source_field",
+    "marketing_campaign_field",
+    "company_size_field",
+    "industry_field",
+    "pii_salt",
+    "pii.contact_email",
+    "pii.contact_first_name",
+    "pii.contact_last_name",
+    "pii.contact_phone_number",
+    "pii.contact_position",
+];
+
+/// `prefix.key` for every leaf of a table; an empty table is a leaf (an open map).
+fn flatten_keys(prefix: &str, value: &Value, into: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(fields) if !fields.is_empty() => {
+            for (key, value) in fields {
+                flatten_keys(&format!("{prefix}.{key}"), value, into);
+            }
+        }
+        _ => into.push((prefix.to_owned(), value.clone())),
+    }
 }
 
 /// Every `section.key` of the code's defaults, with their values.
@@ -34,45 +69,69 @@ fn default_keys() -> Vec<(String, Value)> {
             "collector",
             serde_json::to_value(CollectorSettings::default()),
         ),
+        (
+            "enricher",
+            serde_json::to_value(EnricherSettings::default()),
+        ),
+        (
+            "enrichment",
+            serde_json::to_value(EnrichmentSettings::default()),
+        ),
     ];
     let mut keys = Vec::new();
     for (section, value) in sections {
-        let Value::Object(fields) = value.expect("serializable") else {
-            panic!("{section}")
-        };
-        for (key, value) in fields {
-            keys.push((format!("{section}.{key}"), value));
-        }
+        flatten_keys(section, &value.expect("serializable"), &mut keys);
     }
+    // Secrets are not serialized; they have no default but are documented.
+    keys.push(("enrichment.email_validation.api_key".into(), Value::Null));
     keys
+}
+
+fn lookup<'a>(table: &'a Value, dotted: &str) -> &'a Value {
+    dotted.split('.').fold(table, |value, key| &value[key])
 }
 
 #[test]
 fn the_example_lists_every_key_with_its_default() {
-    let example = as_json(&repo_file("tributary.example.toml"));
-    let mut documented = BTreeSet::new();
+    let example_text = repo_file("tributary.example.toml");
+    let example = as_json(&example_text);
+    let mut documented = Vec::new();
     for (section, fields) in example.as_object().expect("table") {
-        if section == "tenants" {
-            continue;
-        }
-        for key in fields.as_object().expect("section").keys() {
-            documented.insert(format!("{section}.{key}"));
+        if section != "tenants" {
+            flatten_keys(section, fields, &mut documented);
         }
     }
-    let in_code: BTreeSet<String> = default_keys().into_iter().map(|(k, _)| k).collect();
-    assert_eq!(
-        documented, in_code,
-        "tributary.example.toml and the code list the same keys"
-    );
+    let documented: BTreeSet<String> = documented.into_iter().map(|(k, _)| k).collect();
     for (key, default) in default_keys() {
-        let (section, field) = key.split_once('.').expect("dotted");
-        let example_value = &example[section][field];
-        if key == "kafka.librdkafka" {
-            continue; // an open table, empty by default
+        let field = key.rsplit('.').next().expect("dotted");
+        if HOST_DEPENDENT.contains(&key.as_str()) || default.is_null() {
+            assert!(
+                example_text.contains(&format!("# {field} = ")),
+                "{key}: the example shows it commented out"
+            );
+            continue;
         }
+        assert!(
+            documented.contains(&key),
+            "tributary.example.toml lists {key}"
+        );
         assert_eq!(
-            example_value, &default,
+            lookup(&example, &key),
+            &default,
             "{key}: the example shows the real default"
+        );
+    }
+    let in_code: BTreeSet<String> = default_keys().into_iter().map(|(k, _)| k).collect();
+    let unknown: Vec<&String> = documented.difference(&in_code).collect();
+    assert!(
+        unknown.is_empty(),
+        "the example lists keys the code does not know: {unknown:?}"
+    );
+    for key in TENANT_PIPEDRIVE_KEYS {
+        let field = key.rsplit('.').next().expect("key");
+        assert!(
+            example_text.contains(&format!("{field} = ")),
+            "the example shows tenants.<tenant>.pipedrive.{key}"
         );
     }
 }
@@ -86,13 +145,10 @@ fn the_readme_documents_every_key() {
             "README documents `{key}`"
         );
     }
-    for key in [
-        "tenants.<tenant>.pipedrive.username",
-        "tenants.<tenant>.pipedrive.password",
-    ] {
+    for key in TENANT_PIPEDRIVE_KEYS {
         assert!(
-            readme.contains(&format!("`{key}`")),
-            "README documents `{key}`"
+            readme.contains(&format!("`tenants.<tenant>.pipedrive.{key}`")),
+            "README documents `tenants.<tenant>.pipedrive.{key}`"
         );
     }
 }
@@ -105,6 +161,10 @@ fn shipped_configurations_load_and_their_tenants_are_valid() {
             .expect(path);
         let sources =
             Sources::from_config(&config.tenants).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let enricher: EnricherConfig = Loader::from_toml_str(&repo_file(path))
+            .extract()
+            .unwrap_or_else(|e| panic!("{path} for the enricher: {e}"));
+        Sources::from_config(&enricher.tenants).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert!(
             sources
                 .get("pipedrive")
@@ -125,7 +185,12 @@ fn shipped_configurations_load_and_their_tenants_are_valid() {
     production.tenants.insert(
         "acme",
         "pipedrive",
-        serde_json::json!({"username": "pipedrive-acme", "password": "from-env"}),
+        serde_json::json!({
+            "username": "pipedrive-acme",
+            "password": "from-env",
+            "api_base_url": "https://acme.pipedrive.com",
+            "api_token": "from-env",
+        }),
     );
     Sources::from_config(&production.tenants).expect("with the password from the environment");
 }
