@@ -24,7 +24,7 @@ cleanup() {
     for environ in /proc/[0-9]*/environ; do
         pid=${environ#/proc/}; pid=${pid%/environ}
         [[ $pid == "$$" ]] && continue
-        if tr '\0' '\n' <"$environ" 2>/dev/null | grep -qx "TRIBUTARY_TEST_RUN=$TRIBUTARY_TEST_RUN"; then
+        if tr '\0' '\n' 2>/dev/null <"$environ" | grep -qx "TRIBUTARY_TEST_RUN=$TRIBUTARY_TEST_RUN"; then
             kill -KILL "$pid" 2>/dev/null && log "killed leftover test process $pid"
         fi
     done
