@@ -20,7 +20,9 @@ use figment::providers::{Env, Format, Toml};
 use serde::de::DeserializeOwned;
 
 pub use secret::{Secret, lenient_string};
-pub use shared::{KafkaSettings, LogFormat, TelemetrySettings, Tenants, TopicSettings};
+pub use shared::{
+    KafkaSettings, LogFormat, TelemetrySettings, Tenants, TopicSettings, default_instance_id,
+};
 
 /// The environment variable naming the configuration file.
 pub const CONFIG_PATH_VAR: &str = "TRIBUTARY_CONFIG";

@@ -133,3 +133,19 @@ impl Tenants {
             .insert(source.to_owned(), section);
     }
 }
+
+/// `<host name>-<service>`: stable across restarts of a service on one host
+/// or container, distinct between hosts.
+pub fn default_instance_id(service: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}-{service}")
+}

@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
-use tributary_config::{KafkaSettings, Secret, TelemetrySettings, Tenants, TopicSettings};
+use tributary_config::{
+    KafkaSettings, Secret, TelemetrySettings, Tenants, TopicSettings, default_instance_id,
+};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct EnricherConfig {
@@ -129,20 +131,4 @@ impl Default for EmailValidationSettings {
             ttl_seconds: 86_400,
         }
     }
-}
-
-/// `<host name>-<service>`: stable across restarts of a service on one host
-/// or container, distinct between hosts.
-pub fn default_instance_id(service: &str) -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}-{service}")
 }
