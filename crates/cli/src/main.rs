@@ -3,6 +3,7 @@
 //! Reads the same configuration as the services (`TRIBUTARY_CONFIG` or
 //! `./tributary.toml`, plus `TRIBUTARY_*` overrides).
 
+mod migrate;
 mod tail;
 mod topics;
 
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
+use tributary_clickhouse::ClickHouseSettings;
 use tributary_config::{KafkaSettings, Loader, TopicSettings};
 
 #[derive(Parser)]
@@ -25,6 +27,8 @@ enum Command {
     Tail(tail::TailArgs),
     /// Create the pipeline's topics if they do not exist.
     CreateTopics(topics::CreateTopicsArgs),
+    /// Apply pending ClickHouse migrations.
+    Migrate(migrate::MigrateArgs),
 }
 
 /// The sections the CLI needs from the shared configuration.
@@ -34,6 +38,8 @@ struct CliConfig {
     kafka: KafkaSettings,
     #[serde(default)]
     topics: TopicSettings,
+    #[serde(default)]
+    clickhouse: ClickHouseSettings,
 }
 
 #[tokio::main]
@@ -44,6 +50,7 @@ async fn main() -> ExitCode {
         match cli.command {
             Command::Tail(args) => tail::run(&config.kafka, &config.topics, args).await,
             Command::CreateTopics(args) => topics::run(&config.kafka, &config.topics, args).await,
+            Command::Migrate(args) => migrate::run(&config.clickhouse, args).await,
         }
     }
     .await;
