@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! Helpers for Tributary's end-to-end tests: fixtures, the services run as
 //! real processes, a private broker that tests may stop and restart, and
 //! readers for what the services wrote to Kafka.
@@ -5,7 +6,9 @@
 //! Tests needing the local broker are behind the `kafka-broker-tests` feature;
 //! `deploy/local/test.sh` starts the services and enables it.
 
+pub mod activator;
 pub mod broker;
+pub mod clickhouse;
 pub mod enricher;
 pub mod fixtures;
 pub mod process;
