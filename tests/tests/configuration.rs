@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde_json::Value;
+use tributary_activator::{ActivatorConfig, ActivatorSettings};
+use tributary_clickhouse::ClickHouseSettings;
 use tributary_collector::{CollectorConfig, CollectorSettings};
 use tributary_config::{KafkaSettings, Loader, TelemetrySettings, TopicSettings};
 use tributary_enricher::{EnricherConfig, EnricherSettings, EnrichmentSettings};
@@ -23,7 +25,7 @@ fn as_json(toml: &str) -> Value {
 }
 
 /// Keys whose default depends on the machine: the example shows them commented out.
-const HOST_DEPENDENT: &[&str] = &["enricher.instance_id"];
+const HOST_DEPENDENT: &[&str] = &["enricher.instance_id", "activator.instance_id"];
 
 /// Keys without a default value, documented in the README.
 const TENANT_PIPEDRIVE_KEYS: &[&str] = &[
@@ -77,6 +79,14 @@ fn default_keys() -> Vec<(String, Value)> {
             "enrichment",
             serde_json::to_value(EnrichmentSettings::default()),
         ),
+        (
+            "clickhouse",
+            serde_json::to_value(ClickHouseSettings::default()),
+        ),
+        (
+            "activator",
+            serde_json::to_value(ActivatorSettings::default()),
+        ),
     ];
     let mut keys = Vec::new();
     for (section, value) in sections {
@@ -84,6 +94,7 @@ fn default_keys() -> Vec<(String, Value)> {
     }
     // Secrets are not serialized; they have no default but are documented.
     keys.push(("enrichment.email_validation.api_key".into(), Value::Null));
+    keys.push(("clickhouse.password".into(), Value::Null));
     keys
 }
 
@@ -165,6 +176,9 @@ fn shipped_configurations_load_and_their_tenants_are_valid() {
             .extract()
             .unwrap_or_else(|e| panic!("{path} for the enricher: {e}"));
         Sources::from_config(&enricher.tenants).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let _: ActivatorConfig = Loader::from_toml_str(&repo_file(path))
+            .extract()
+            .unwrap_or_else(|e| panic!("{path} for the activator: {e}"));
         assert!(
             sources
                 .get("pipedrive")
