@@ -267,6 +267,8 @@ pub struct DealChange {
     pub value: f64,
     pub stage_from: i64,
     pub stage_to: i64,
+    pub status_from: &'static str,
+    pub status_to: &'static str,
     pub timestamp_micro: i64,
 }
 
@@ -277,18 +279,20 @@ pub fn omni_change() -> DealChange {
         value: 22_944.0,
         stage_from: 1,
         stage_to: 2,
+        status_from: "open",
+        status_to: "open",
         timestamp_micro: 1_741_624_805_412_000,
     }
 }
 
 /// The webhook v1 Pipedrive sends for the change.
 pub fn deal_change_v1(change: &DealChange) -> Value {
-    let deal = |stage: i64| {
+    let deal = |stage: i64, status: &str| {
         json!({
             "id": change.deal_id, "creator_user_id": 11, "user_id": 11, "person_id": change.person_id, "org_id": 3001,
             "stage_id": stage, "title": "Omni Health - clinic rollout", "value": change.value, "currency": "USD",
             "add_time": "2025-02-03 10:15:00", "update_time": "2025-03-10 16:40:05", "stage_change_time": "2025-03-10 16:40:05",
-            "active": true, "deleted": false, "status": "open", "probability": null, "lost_reason": null, "visible_to": "3",
+            "active": true, "deleted": false, "status": status, "probability": null, "lost_reason": null, "visible_to": "3",
             "close_time": null, "pipeline_id": 1, "won_time": null, "lost_time": null, "expected_close_date": "2025-04-30",
             "owner_name": "Morgan Lee", "person_name": "Jane Doe", "org_name": "Omni Health", "channel": 5, "channel_id": null,
             "origin": "ManuallyCreated", SOURCE_FIELD: "41", CAMPAIGN_FIELD: "Q1 clinics"
@@ -303,7 +307,8 @@ pub fn deal_change_v1(change: &DealChange) -> Value {
             "permitted_user_ids": [11, 12], "trans_pending": false, "is_bulk_update": false, "pipedrive_service_name": false,
             "matches_filters": {"current": [], "previous": []}, "webhook_id": "880001", "change_source": "app"
         },
-        "retry": 0, "current": deal(change.stage_to), "previous": deal(change.stage_from), "event": "updated.deal"
+        "retry": 0, "current": deal(change.stage_to, change.status_to),
+        "previous": deal(change.stage_from, change.status_from), "event": "updated.deal"
     })
 }
 
@@ -313,6 +318,15 @@ pub fn deal_change_v2(change: &DealChange, event_id: &str) -> Value {
         .expect("a valid time")
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string();
+    // v2 sends only what changed as `previous`.
+    let mut previous = json!({});
+    if change.stage_from != change.stage_to {
+        previous["stage_id"] = json!(change.stage_from);
+        previous["stage_change_time"] = json!("2025-02-03T10:15:00Z");
+    }
+    if change.status_from != change.status_to {
+        previous["status"] = json!(change.status_from);
+    }
     json!({
         "meta": {
             "action": "change", "entity": "deal", "entity_id": change.deal_id.to_string(), "id": event_id,
@@ -325,7 +339,7 @@ pub fn deal_change_v2(change: &DealChange, event_id: &str) -> Value {
             "id": change.deal_id, "title": "Omni Health - clinic rollout", "creator_user_id": 11, "owner_id": 11,
             "value": change.value, "person_id": change.person_id, "org_id": 3001, "stage_id": change.stage_to, "pipeline_id": 1,
             "currency": "USD", "add_time": "2025-02-03T10:15:00Z", "update_time": "2025-03-10T16:40:05Z",
-            "stage_change_time": "2025-03-10T16:40:05Z", "is_deleted": false, "status": "open", "probability": null,
+            "stage_change_time": "2025-03-10T16:40:05Z", "is_deleted": false, "status": change.status_to, "probability": null,
             "lost_reason": null, "visible_to": 3, "close_time": null, "won_time": null, "lost_time": null,
             "expected_close_date": "2025-04-30", "label_ids": [], "origin": "ManuallyCreated", "origin_id": null,
             "channel": 5, "channel_id": null,
@@ -334,6 +348,6 @@ pub fn deal_change_v2(change: &DealChange, event_id: &str) -> Value {
                 CAMPAIGN_FIELD: {"type": "varchar", "value": "Q1 clinics"}
             }
         },
-        "previous": {"stage_id": change.stage_from, "stage_change_time": "2025-02-03T10:15:00Z"}
+        "previous": previous
     })
 }

@@ -13,8 +13,9 @@ use tributary_fake_apis::{
 };
 use tributary_tests::broker;
 use tributary_tests::enricher::{
-    EnricherProcess, JANE, OMNI_TOKEN, Topics, VERIFIER_KEY, deal_change_v1, deal_change_v2,
-    jane_verdict, omni_account, omni_change, omni_tenant, open_deal, read_json, wait_for_event_ids,
+    DealChange, EnricherProcess, JANE, OMNI_TOKEN, Topics, VERIFIER_KEY, deal_change_v1,
+    deal_change_v2, jane_verdict, omni_account, omni_change, omni_tenant, open_deal, read_json,
+    wait_for_event_ids,
 };
 use tributary_tests::raw::pipedrive_envelope;
 
@@ -203,19 +204,28 @@ async fn v1_and_v2_deliveries_of_one_change_enrich_to_the_same_fields() {
     )
     .await;
     let change = omni_change();
+    // The same deal won a minute later, in its own stage: only the status changes.
+    let won = DealChange {
+        stage_from: change.stage_to,
+        status_to: "won",
+        timestamp_micro: change.timestamp_micro + 60_000_000,
+        ..omni_change()
+    };
     let ids = produce_raw(
         &brokers,
         &topics.raw,
         &[
             deal_change_v1(&change),
             deal_change_v2(&change, "6f0c8a52-1e4b-4d7a-9c3e-2b5d7f9a1c04"),
+            deal_change_v1(&won),
+            deal_change_v2(&won, "0b7d2e61-3f5a-4c8b-a1d9-7e2f4a6c8b10"),
         ],
     )
     .await;
     let records = by_event_id(&read_json(
         &brokers,
         &topics.enriched,
-        2,
+        4,
         Duration::from_secs(30),
     ));
     let strip = |event: &Value| -> BTreeMap<String, Value> {
@@ -232,6 +242,21 @@ async fn v1_and_v2_deliveries_of_one_change_enrich_to_the_same_fields() {
     assert!(v1.len() > 60, "a full event: {} fields", v1.len());
     assert_eq!(v1, v2, "v1 and v2 enrich to the same fields");
     assert_eq!(records[&ids[1]]["pipeline_payload_version"], "2.0");
+    assert_eq!(
+        v1.get("deal_previous_status"),
+        None,
+        "the status did not change"
+    );
+
+    let (won_v1, won_v2) = (strip(&records[&ids[2]]), strip(&records[&ids[3]]));
+    assert_eq!(won_v1, won_v2, "v1 and v2 of the win enrich alike");
+    assert_eq!(won_v1["deal_status"], "won");
+    assert_eq!(won_v1["deal_previous_status"], "open", "the status it left");
+    assert_eq!(
+        won_v1.get("deal_previous_stage_id"),
+        None,
+        "the stage did not change"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

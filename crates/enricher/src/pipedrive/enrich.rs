@@ -5,8 +5,8 @@
 //! `contact_*` (the deal's person, or the person itself), `organization_*`,
 //! `metrics_*` (per-contact aggregates), `email_validation_*`, `activity_*`,
 //! and `pipeline_*` (what the pipeline adds). A group's keys are all present
-//! for its object (null when unknown), except `deal_previous_stage*` (only
-//! when the stage changed) and `event_prepublish_timestamp` (only when sent).
+//! for its object (null when unknown), except `deal_previous_stage*` and
+//! `deal_previous_status` (only when the stage or status changed) and `event_prepublish_timestamp` (only when sent).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -221,12 +221,28 @@ impl PipedriveEnricher {
         );
         record.put("deal_value", deal.value);
         record.put("deal_currency", deal.currency.take());
+        // Only a status change carries the status it left; a delete leaves the
+        // deal's last status. The won-deals view counts wins and reversals by it.
+        let previous_status = if deleted {
+            deal.status.clone()
+        } else {
+            match &event.previous {
+                Some(Snapshot::Deal(before)) => before
+                    .status
+                    .clone()
+                    .filter(|before| Some(before) != deal.status.as_ref()),
+                _ => None,
+            }
+        };
         let status = if deleted {
             Some("deleted".to_owned())
         } else {
             deal.status.take()
         };
         record.put("deal_status", status.clone());
+        if previous_status.is_some() {
+            record.put("deal_previous_status", previous_status);
+        }
         record.put("deal_probability", deal.probability);
         record.put("deal_owner_id", deal.owner_id);
         record.put("deal_owner_name", owner.map(|o| (*o).clone()));
