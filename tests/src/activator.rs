@@ -198,3 +198,63 @@ pub fn deal_history(tenant: &'static str, deals: i64, start_micro: i64) -> Vec<D
     }
     changes
 }
+
+/// An activator configuration for in-process use against `clickhouse`, with
+/// the repository's templates.
+pub fn in_process_config(
+    clickhouse: &tributary_clickhouse::ClickHouseSettings,
+) -> tributary_activator::ActivatorConfig {
+    let mut config = tributary_activator::ActivatorConfig {
+        clickhouse: clickhouse.clone(),
+        ..Default::default()
+    };
+    config.activator.templates_dir =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/templates").into();
+    config
+}
+
+/// Loads enriched events into `clickhouse` through the activator's own load
+/// path (validation, conversion, de-duplication against what is stored,
+/// inserts feeding the views) in batches of `batch_size`, without a broker.
+/// Returns each batch's `events` rows (JSONEachRow) as inserted; panics on
+/// a dead letter.
+pub async fn load_in_process(
+    clickhouse: &tributary_clickhouse::ClickHouseSettings,
+    payloads: &[Vec<u8>],
+    batch_size: usize,
+) -> Vec<Vec<u8>> {
+    use tributary_activator::{Activator, Incoming, Verdict, batch::Batch, load::ClickHouse};
+    let activator = Activator::new(in_process_config(clickhouse)).expect("an activator");
+    let target = ClickHouse::connect(clickhouse)
+        .await
+        .expect("ClickHouse answers and migrates");
+    let mut bodies = Vec::new();
+    for (i, chunk) in payloads.chunks(batch_size.max(1)).enumerate() {
+        let mut batch = Batch::default();
+        for (j, payload) in chunk.iter().enumerate() {
+            let incoming = Incoming {
+                topic: "in-process",
+                partition: 0,
+                offset: (i * batch_size + j) as i64,
+                key: String::new(),
+                payload,
+            };
+            batch.read(0, incoming.offset);
+            match activator.judge(&target, &incoming) {
+                Verdict::Accepted(event) => batch.accept(*event),
+                Verdict::DeadLetter(letter) => panic!(
+                    "dead letter for {}: {:?}",
+                    String::from_utf8_lossy(payload),
+                    letter.errors
+                ),
+            }
+        }
+        let stored = target.stored(&batch.keys()).await.expect("ledger lookup");
+        activator
+            .load_batch(&target, &batch)
+            .await
+            .unwrap_or_else(|(what, e)| panic!("loading failed at {what}: {e:#}"));
+        bodies.push(batch.rows(&stored, 0).events);
+    }
+    bodies
+}

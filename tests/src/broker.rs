@@ -53,11 +53,22 @@ pub async fn produce(brokers: &str, topic: &str, messages: &[(String, Vec<u8>)])
     let producer: rdkafka::producer::FutureProducer =
         tributary_kafka::producer_config(&settings(brokers))
             .set("compression.type", "none")
+            // A fixture write is not the pipeline's path: without idempotence a
+            // slow broker's timeout cannot trigger the producer-epoch bump the
+            // local broker panics on; one request in flight keeps the order.
+            .set("enable.idempotence", "false")
+            .set("max.in.flight.requests.per.connection", "1")
+            .set("message.timeout.ms", "300000")
             .create()
             .expect("producer");
-    // Queue everything first (in order), then wait for the acknowledgements.
-    let mut deliveries = Vec::with_capacity(messages.len());
+    // Queue in order and wait for the acknowledgements a window at a time, so a
+    // large write never sits in the queue past the delivery timeout.
+    const WINDOW: usize = 5_000;
+    let mut deliveries = Vec::with_capacity(WINDOW);
     for (key, value) in messages {
+        if deliveries.len() == WINDOW {
+            await_deliveries(topic, deliveries.drain(..)).await;
+        }
         let mut record = rdkafka::producer::FutureRecord::to(topic)
             .key(key)
             .payload(value);
@@ -74,6 +85,13 @@ pub async fn produce(brokers: &str, topic: &str, messages: &[(String, Vec<u8>)])
             }
         }
     }
+    await_deliveries(topic, deliveries.drain(..)).await;
+}
+
+async fn await_deliveries(
+    topic: &str,
+    deliveries: impl Iterator<Item = rdkafka::producer::DeliveryFuture>,
+) {
     for delivery in deliveries {
         match delivery.await {
             Ok(Ok(_)) => {}

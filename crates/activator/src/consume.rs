@@ -131,7 +131,7 @@ async fn load(
     let settings = &activator.config.activator;
     let mut delay = Duration::from_millis(settings.retry_initial_ms);
     loop {
-        match try_load(activator, clickhouse, batch).await {
+        match activator.load_batch(clickhouse, batch).await {
             Ok(()) => break,
             Err((what, err)) => {
                 internal_events::load_failed(what);
@@ -163,61 +163,4 @@ async fn load(
     }
     *batch = Batch::default();
     true
-}
-
-async fn try_load(
-    activator: &Activator,
-    clickhouse: &ClickHouse,
-    batch: &Batch,
-) -> Result<(), (&'static str, anyhow::Error)> {
-    let started = Instant::now();
-    let stored = clickhouse
-        .stored(&batch.keys())
-        .await
-        .map_err(|e| ("clickhouse", e.into()))?;
-    let now = chrono::Utc::now().timestamp_micros();
-    let rows = batch.rows(&stored, now);
-    let database = &clickhouse.settings.database;
-    // Contacts first: the events insert is what marks the batch as stored.
-    clickhouse
-        .insert(
-            &clickhouse.settings.pii_database(),
-            crate::load::CONTACTS,
-            rows.contacts,
-        )
-        .await
-        .map_err(|e| ("clickhouse", e.into()))?;
-    clickhouse
-        .insert(database, crate::load::EVENTS, rows.events)
-        .await
-        .map_err(|e| ("clickhouse", e.into()))?;
-    // Only now, with every view fed, are these events loaded.
-    clickhouse
-        .insert(database, crate::load::LEDGER, rows.ledger)
-        .await
-        .map_err(|e| ("clickhouse", e.into()))?;
-    for (template, first_copy) in &rows.inserted {
-        internal_events::loaded(template, *first_copy);
-    }
-    for _ in 0..rows.duplicates {
-        internal_events::duplicate();
-    }
-    for received_at in &rows.received_at_micro {
-        if let Ok(lag) = u64::try_from(now - received_at) {
-            internal_events::visible_after(Duration::from_micros(lag));
-        }
-    }
-    internal_events::batch_loaded(rows.inserted.len(), started.elapsed());
-    let mut acks = Vec::with_capacity(batch.dead_letters.len());
-    for (key, letter) in &batch.dead_letters {
-        let ack = activator
-            .producer
-            .enqueue(&activator.config.topics.dead_letter, key, &letter.to_json())
-            .map_err(|e| ("dead_letter", e.into()))?;
-        acks.push(ack);
-    }
-    for ack in acks {
-        ack.await.map_err(|e| ("dead_letter", e.into()))?;
-    }
-    Ok(())
 }

@@ -18,7 +18,7 @@ pub mod rows;
 pub mod templates;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
@@ -31,7 +31,7 @@ use tributary_telemetry::{ReadinessCheck, ops_router};
 
 pub use config::{ActivatorConfig, ActivatorSettings};
 
-use crate::batch::{Accepted, letter};
+use crate::batch::{Accepted, Batch, letter};
 use crate::load::{ClickHouse, EventKey};
 use crate::rows::write_row;
 use crate::templates::{Rejection, Templates};
@@ -283,6 +283,66 @@ impl Activator {
         )?;
         rows::finish_row(&mut row, &[]);
         Ok(Some(row))
+    }
+
+    /// Loads one batch: de-duplicates it against the ledger, inserts contacts,
+    /// events and ledger rows, then stores its dead letters. On failure, says
+    /// what failed (`clickhouse` or `dead_letter`); retrying is safe.
+    pub async fn load_batch(
+        &self,
+        clickhouse: &ClickHouse,
+        batch: &Batch,
+    ) -> Result<(), (&'static str, anyhow::Error)> {
+        let started = Instant::now();
+        let stored = clickhouse
+            .stored(&batch.keys())
+            .await
+            .map_err(|e| ("clickhouse", e.into()))?;
+        let now = Utc::now().timestamp_micros();
+        let rows = batch.rows(&stored, now);
+        let database = &clickhouse.settings.database;
+        // Contacts first: the events insert is what marks the batch as stored.
+        clickhouse
+            .insert(
+                &clickhouse.settings.pii_database(),
+                load::CONTACTS,
+                rows.contacts,
+            )
+            .await
+            .map_err(|e| ("clickhouse", e.into()))?;
+        clickhouse
+            .insert(database, load::EVENTS, rows.events)
+            .await
+            .map_err(|e| ("clickhouse", e.into()))?;
+        // Only now, with every view fed, are these events loaded.
+        clickhouse
+            .insert(database, load::LEDGER, rows.ledger)
+            .await
+            .map_err(|e| ("clickhouse", e.into()))?;
+        for (template, first_copy) in &rows.inserted {
+            internal_events::loaded(template, *first_copy);
+        }
+        for _ in 0..rows.duplicates {
+            internal_events::duplicate();
+        }
+        for received_at in &rows.received_at_micro {
+            if let Ok(lag) = u64::try_from(now - received_at) {
+                internal_events::visible_after(Duration::from_micros(lag));
+            }
+        }
+        internal_events::batch_loaded(rows.inserted.len(), started.elapsed());
+        let mut acks = Vec::with_capacity(batch.dead_letters.len());
+        for (key, letter) in &batch.dead_letters {
+            let ack = self
+                .producer
+                .enqueue(&self.config.topics.dead_letter, key, &letter.to_json())
+                .map_err(|e| ("dead_letter", e.into()))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(|e| ("dead_letter", e.into()))?;
+        }
+        Ok(())
     }
 
     /// `/metrics`, `/healthz` and `/readyz` (ClickHouse answers, migrations
