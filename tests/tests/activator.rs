@@ -21,6 +21,11 @@ const NUMBERS: &[&str] = &[
     "SELECT count() AS contacts FROM tributary_pii.contacts FINAL",
 ];
 
+/// Events the activator has finished loading. The ledger is written after the
+/// `events` insert and every view it feeds, so a reader that waited on the
+/// `events` table alone could see a batch before its views.
+const LOADED: &str = "SELECT count() FROM tributary.event_ledger";
+
 async fn numbers(db: &TestDatabase) -> Vec<Vec<Value>> {
     let mut all = Vec::new();
     for sql in NUMBERS {
@@ -84,13 +89,7 @@ async fn sending_a_batch_again_and_shuffled_changes_no_number() {
         .collect();
     let n = events.len();
     produce_events(&brokers, &topics.enriched, &events).await;
-    wait_for(
-        &db,
-        "SELECT count() FROM tributary.events",
-        json!(n),
-        || activator.service.log(),
-    )
-    .await;
+    wait_for(&db, LOADED, json!(n), || activator.service.log()).await;
     let first = numbers(&db).await;
     assert_eq!(first[0][0]["ids"], json!(n));
     // Won: deals 5, 15, 25, 35 once; 10, 20, 30, 40 won, reopened, won again.
@@ -171,21 +170,9 @@ async fn an_older_stage_change_arriving_late_does_not_regress_the_deal() {
         ..base.clone()
     };
     produce_events(&brokers, &topics.enriched, &[newer.to_json()]).await;
-    wait_for(
-        &db,
-        "SELECT count() FROM tributary.events",
-        json!(1),
-        || activator.service.log(),
-    )
-    .await;
+    wait_for(&db, LOADED, json!(1), || activator.service.log()).await;
     produce_events(&brokers, &topics.enriched, &[base.to_json()]).await;
-    wait_for(
-        &db,
-        "SELECT count() FROM tributary.events",
-        json!(2),
-        || activator.service.log(),
-    )
-    .await;
+    wait_for(&db, LOADED, json!(2), || activator.service.log()).await;
     let state = db
         .query(
             "SELECT deal_stage_id, deal_stage FROM tributary.deal_state FINAL WHERE deal_id = 77",
@@ -237,12 +224,9 @@ async fn invalid_events_are_dead_lettered_with_every_error_and_the_rest_load() {
         messages.push(("k".into(), serde_json::to_vec(&event).expect("json")));
     }
     broker::produce(&brokers, &topics.enriched, &messages).await;
-    wait_for(
-        &db,
-        "SELECT count() FROM tributary.events",
-        json!(history.len()),
-        || activator.service.log(),
-    )
+    wait_for(&db, LOADED, json!(history.len()), || {
+        activator.service.log()
+    })
     .await;
 
     let letters = read_json(&brokers, &topics.dead_letter, 3, Duration::from_secs(30));
@@ -311,13 +295,7 @@ async fn clickhouse_stopped_mid_stream_then_restarted_loses_and_doubles_nothing(
         .collect();
     let (before, after) = events.split_at(events.len() / 2);
     produce_events(&brokers, &topics.enriched, before).await;
-    wait_for(
-        &db,
-        "SELECT count() FROM tributary.events",
-        json!(before.len()),
-        || activator.service.log(),
-    )
-    .await;
+    wait_for(&db, LOADED, json!(before.len()), || activator.service.log()).await;
 
     server.kill();
     produce_events(&brokers, &topics.enriched, after).await;
