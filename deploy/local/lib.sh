@@ -14,6 +14,8 @@ topics=("${TRIBUTARY_TOPICS__RAW:-tributary.raw}" "${TRIBUTARY_TOPICS__ENRICHED:
 
 # The broker: Tansu, an Apache-Kafka-compatible broker, pinned and built with SQLite storage.
 tansu_version=0.6.0
+# The modern ClickHouse engine the tests check migrations and dashboard SQL on.
+chdb_version=26.9.0
 
 log() { printf '[local] %s\n' "$*" >&2; }
 die() { printf '[local] error: %s\n' "$*" >&2; exit 1; }

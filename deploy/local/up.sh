@@ -4,6 +4,9 @@
 #   - ClickHouse on 127.0.0.1:8123 (HTTP) and 127.0.0.1:9000 (native)
 # then creates the pipeline's topics. Safe to run again: what runs is left alone.
 #
+#   - chdb-core, a modern ClickHouse engine in-process, in a Python venv at <state>/chdb
+#     (the tests run every migration and dashboard query on it as well)
+#
 # Environment: TRIBUTARY_LOCAL_STATE (default <repo>/.local), TRIBUTARY_LOCAL_PARTITIONS (6),
 # TRIBUTARY_LOCAL_KAFKA_PORT, TRIBUTARY_LOCAL_CLICKHOUSE_HTTP_PORT, TRIBUTARY_LOCAL_CLICKHOUSE_TCP_PORT,
 # TRIBUTARY_TOPICS__RAW / __ENRICHED / __DEAD_LETTER (topic names).
@@ -29,6 +32,17 @@ install_clickhouse() {
     as_root apt-get update -qq >"$logs/apt.log" 2>&1 || die "apt-get update failed; see $logs/apt.log"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server clickhouse-client \
         >>"$logs/apt.log" 2>&1 || die "installing clickhouse failed; see $logs/apt.log"
+}
+
+install_chdb() {
+    if "$state/chdb/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('chdb-core') != '$chdb_version')" 2>/dev/null; then
+        return 0
+    fi
+    command -v python3 >/dev/null || die "python3 is needed for chdb-core (the modern ClickHouse engine the tests use)"
+    log "installing chdb-core $chdb_version into $state/chdb (log: $logs/chdb-install.log)"
+    python3 -m venv "$state/chdb" >"$logs/chdb-install.log" 2>&1 || die "creating the chdb venv failed; see $logs/chdb-install.log"
+    "$state/chdb/bin/pip" install --quiet "chdb-core==$chdb_version" >>"$logs/chdb-install.log" 2>&1 \
+        || die "installing chdb-core failed; see $logs/chdb-install.log"
 }
 
 # The process we started is alive and its port answers. Right after the fork the
@@ -114,6 +128,7 @@ create_topics() {
 
 install_tansu
 install_clickhouse
+install_chdb
 start_broker
 start_clickhouse
 create_topics
@@ -122,6 +137,7 @@ cat >&2 <<INFO
 [local] ready:
 [local]   kafka       127.0.0.1:$kafka_port  (tansu $tansu_version, SQLite at $state/kafka/tansu.db)
 [local]   clickhouse  http://127.0.0.1:$clickhouse_http_port  native 127.0.0.1:$clickhouse_tcp_port  (data in $state/clickhouse/data)
+[local]   chdb        $state/chdb/bin/python  (chdb-core $chdb_version, for the modern-engine checks)
 [local]   topics      ${topics[*]}
 [local]   state       $state   logs $logs   pids $pids
 [local] stop with deploy/local/down.sh
