@@ -8,7 +8,9 @@
 
 pub mod activator;
 pub mod broker;
+pub mod chdb;
 pub mod clickhouse;
+pub mod dashboards;
 pub mod enricher;
 pub mod fixtures;
 pub mod process;

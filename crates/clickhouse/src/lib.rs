@@ -1,7 +1,8 @@
 //! ClickHouse for every stage that needs it: the `[clickhouse]` settings, a
-//! client built from them, and the versioned migrations under
-//! `schemas/clickhouse/`.
+//! client built from them, the versioned migrations under
+//! `schemas/clickhouse/`, and the Grafana dashboard's panel queries.
 
+pub mod dashboard;
 pub mod migrations;
 mod settings;
 

@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_won_by_source"),
     migration!(7, "0007_pipeline_daily"),
     migration!(8, "0008_event_ledger"),
+    migration!(9, "0009_stage_entries"),
 ];
 
 /// Statements run outside migrations (the activator's periodic jobs).

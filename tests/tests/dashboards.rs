@@ -1,0 +1,230 @@
+//! Every panel of the shipped "Sales operations" dashboard, its variables and
+//! time macros expanded as Grafana's ClickHouse data source expands them, run
+//! against a generated sales world whose answers are computed from the world
+//! itself: on ClickHouse 18.16 (the local server) and on chdb-core 26.9 (a
+//! modern engine) with the same numbers, and unchanged when the same events
+//! arrive again, and again shuffled.
+#![cfg(feature = "clickhouse-tests")]
+
+use std::collections::BTreeMap;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde_json::{Value, json};
+use tributary_clickhouse::dashboard::{self, Panel, Scope};
+use tributary_tests::activator::load_in_process;
+use tributary_tests::chdb::Chdb;
+use tributary_tests::clickhouse::TestDatabase;
+use tributary_tests::dashboards::{START, World, differences};
+
+const SEED: u64 = 20_250_106;
+const DAY: i64 = 86_400;
+
+/// The views the test checks: everything, one pipeline in a window, a tenant
+/// too small to calibrate, and a window that ends mid-history.
+fn scopes() -> Vec<Scope> {
+    let scope = |tenant: &str, pipeline, from, to| Scope {
+        from,
+        to,
+        tenant: tenant.into(),
+        pipeline,
+    };
+    vec![
+        scope("north", None, START - DAY, START + 200 * DAY),
+        scope("north", Some(2), START + 20 * DAY, START + 60 * DAY - 1),
+        scope("north", Some(1), START + 5 * DAY + 3_600, START + 45 * DAY),
+        scope("south", None, START - DAY, START + 200 * DAY),
+    ]
+}
+
+fn payloads(events: &[Value]) -> Vec<Vec<u8>> {
+    events
+        .iter()
+        .map(|e| serde_json::to_vec(e).expect("json"))
+        .collect()
+}
+
+fn panels() -> Vec<Panel> {
+    dashboard::sales_operations_panels().expect("the shipped dashboard parses")
+}
+
+async fn on_server(db: &TestDatabase, scope: &Scope) -> BTreeMap<String, Vec<Value>> {
+    let mut out = BTreeMap::new();
+    for panel in panels() {
+        let sql = dashboard::expand(&panel.sql, scope).expect("expands");
+        out.insert(panel.title.clone(), db.query(&sql).await);
+    }
+    out
+}
+
+fn on_chdb(chdb: &mut Chdb, scope: &Scope) -> BTreeMap<String, Vec<Value>> {
+    let panels = panels();
+    let statements: Vec<String> = panels
+        .iter()
+        .map(|p| dashboard::expand(&p.sql, scope).expect("expands"))
+        .collect();
+    panels
+        .iter()
+        .map(|p| p.title.clone())
+        .zip(chdb.run(&statements))
+        .collect()
+}
+
+/// Every panel's rows against the world's answers; panics listing every difference.
+fn assert_matches_world(
+    engine: &str,
+    world: &World,
+    scope: &Scope,
+    got: &BTreeMap<String, Vec<Value>>,
+) {
+    let expected = world.expected_panels(scope);
+    let mut problems = Vec::new();
+    for panel in panels() {
+        let want = expected
+            .get(panel.title.as_str())
+            .unwrap_or_else(|| panic!("the world has no answer for panel {:?}", panel.title));
+        for difference in differences(&got[&panel.title], want) {
+            problems.push(format!("{}: {difference}", panel.title));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{engine}, {scope:?}:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_world_exercises_what_the_panels_must_get_right() {
+    let world = World::generate(SEED);
+    let north = world.tenant("north");
+    let south = world.tenant("south");
+    assert!(north.closed_deals() >= 50, "north calibrates");
+    assert!(south.closed_deals() < 50, "south does not");
+    let deals = || world.tenants.iter().flat_map(|t| &t.deals);
+    assert!(deals().any(|d| d.deleted), "some deals are deleted");
+    assert!(
+        deals().any(|d| d.won_transitions.len() >= 3),
+        "some wins are reversed and won again"
+    );
+    assert!(
+        deals().any(|d| d.entries.windows(2).any(|w| w[1].1 < w[0].1)),
+        "some deals move back a stage"
+    );
+    assert!(
+        deals().any(|d| d.probability.is_some()),
+        "some deals override the stage probability"
+    );
+    assert!(
+        world
+            .tenants
+            .iter()
+            .flat_map(|t| &t.activities)
+            .any(|a| a.done_at.is_none()),
+        "some activities are not done"
+    );
+    for scope in scopes() {
+        let expected = world.expected_panels(&scope);
+        let empty: Vec<&str> = expected
+            .iter()
+            .filter(|(_, rows)| rows.is_empty())
+            .map(|(title, _)| *title)
+            .collect();
+        let calibration_only = empty
+            == ["Win probability: CRM vs. calibrated from this tenant's history"]
+            && scope.tenant == "south";
+        assert!(
+            empty.is_empty() || calibration_only,
+            "every panel has rows to compare for {scope:?}: empty {empty:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_panel_shows_the_worlds_numbers_on_clickhouse_18_and_on_a_modern_engine() {
+    let world = World::generate(SEED);
+    let payloads = payloads(&world.events);
+    let db = TestDatabase::create("dashboards").await;
+    let rows = load_in_process(&db.settings, &payloads, 500).await;
+
+    let mut chdb = Chdb::open();
+    chdb.apply_migrations();
+    for body in &rows {
+        chdb.insert_json_each_row("tributary.events", body);
+    }
+
+    for scope in scopes() {
+        let server = on_server(&db, &scope).await;
+        assert_matches_world("ClickHouse 18.16", &world, &scope, &server);
+        let modern = on_chdb(&mut chdb, &scope);
+        assert_matches_world("chdb 26.9", &world, &scope, &modern);
+    }
+
+    // The dashboard's variables list the tenants and, per tenant, the pipelines.
+    let definition: Value =
+        serde_json::from_str(dashboard::SALES_OPERATIONS_JSON).expect("the dashboard parses");
+    let variables = definition["templating"]["list"]
+        .as_array()
+        .expect("variables");
+    let query = |name: &str| {
+        let variable = variables
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("variable {name}"));
+        variable["query"]
+            .as_str()
+            .expect("a query")
+            .replace("${tenant:singlequote}", "'north'")
+    };
+    let tenants = db.query(&query("tenant")).await;
+    assert_eq!(
+        tenants
+            .iter()
+            .map(|r| r["pipeline_tenant"].clone())
+            .collect::<Vec<_>>(),
+        ["north", "south"]
+    );
+    let pipelines = db.query(&query("pipeline")).await;
+    let options = |rows: Vec<Value>| -> Vec<Vec<Value>> {
+        rows.into_iter()
+            .map(|r| r.as_object().expect("a row").values().cloned().collect())
+            .collect()
+    };
+    let expected = vec![
+        vec![json!(1), json!("Sales")],
+        vec![json!(2), json!("Partners")],
+    ];
+    assert_eq!(options(pipelines), expected, "value and label per pipeline");
+    assert_eq!(options(chdb.query(&query("pipeline"))), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_events_again_and_shuffled_leave_every_panel_unchanged() {
+    let world = World::generate(SEED);
+    let payloads = payloads(&world.events);
+    let mut shuffled = payloads.clone();
+    shuffled.shuffle(&mut StdRng::seed_from_u64(SEED));
+
+    // In order; then the whole stream again in one batch, then shuffled in small batches.
+    let replayed = TestDatabase::create("dashboards_replay").await;
+    load_in_process(&replayed.settings, &payloads, 500).await;
+    let mut before = Vec::new();
+    for scope in scopes() {
+        before.push(on_server(&replayed, &scope).await);
+    }
+    load_in_process(&replayed.settings, &payloads, payloads.len()).await;
+    load_in_process(&replayed.settings, &shuffled, 97).await;
+
+    // Only ever shuffled: every change arrives out of order.
+    let out_of_order = TestDatabase::create("dashboards_shuffled").await;
+    load_in_process(&out_of_order.settings, &shuffled, 97).await;
+
+    for (scope, before) in scopes().iter().zip(before) {
+        let after = on_server(&replayed, scope).await;
+        assert_matches_world("after replays", &world, scope, &after);
+        assert_eq!(after, before, "{scope:?}");
+        let shuffled = on_server(&out_of_order, scope).await;
+        assert_matches_world("loaded out of order", &world, scope, &shuffled);
+    }
+}
