@@ -87,12 +87,17 @@ impl Chdb {
     /// Every migration, as the activator applies them, on databases named as
     /// in the files (`tributary`, `tributary_pii`).
     pub fn apply_migrations(&mut self) {
+        self.apply_migrations_through(u32::MAX);
+    }
+
+    /// The migrations up to and including `version`.
+    pub fn apply_migrations_through(&mut self, version: u32) {
         let settings = ClickHouseSettings::default();
         self.execute(&format!(
             "CREATE DATABASE IF NOT EXISTS {}",
             settings.database
         ));
-        for migration in MIGRATIONS {
+        for migration in MIGRATIONS.iter().filter(|m| m.version <= version) {
             for statement in migration.statements(&settings) {
                 self.request(&statement, None).unwrap_or_else(|e| {
                     panic!(

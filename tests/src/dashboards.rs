@@ -103,6 +103,10 @@ pub struct Deal {
     /// Won-deal transitions: (day, +1 or -1, value).
     pub won_transitions: Vec<(NaiveDate, i64, f64)>,
     pub deleted: bool,
+    /// Merged into this deal (and so deleted).
+    pub merged_into: Option<i64>,
+    /// When its latest change happened.
+    last_at: i64,
     last: DealState,
 }
 
@@ -269,6 +273,8 @@ fn generate_deal(
         entries: vec![(pipeline, 0, add_time)],
         won_transitions: Vec::new(),
         deleted: false,
+        merged_into: None,
+        last_at: add_time,
         last: DealState {
             pipeline,
             stage: 0,
@@ -346,6 +352,7 @@ fn generate_deal(
         event["deal_previous_status"] = json!(before.status);
         writer.events.push(event);
     }
+    writer.deal.last_at = writer.at;
     (writer.deal, writer.events)
 }
 
@@ -407,6 +414,39 @@ fn generate_activity(
     )
 }
 
+impl Tenant {
+    /// Merges every 23rd deal into the next one (when neither is deleted), as
+    /// Pipedrive reports it: a `merged` event for the deal that survives,
+    /// unchanged, and a `deleted` event for the one merged away.
+    fn merge_some_deals(&mut self) -> Vec<Value> {
+        let mut events = Vec::new();
+        for i in (11..self.deals.len().saturating_sub(1)).step_by(23) {
+            let (gone, kept) = (&self.deals[i], &self.deals[i + 1]);
+            if gone.deleted || kept.deleted {
+                continue;
+            }
+            let at = gone.last_at.max(kept.last_at) + 2 * HOUR;
+            let kept_id = kept.id;
+            let survivor = &mut self.deals[i + 1];
+            survivor.last_at = at;
+            events.push(survivor.event(&self.pipelines, "merged", at, None));
+            let gone = &mut self.deals[i];
+            gone.deleted = true;
+            gone.merged_into = Some(kept_id);
+            gone.last_at = at;
+            if gone.last.status == "won" {
+                let day = date(gone.last.won_time.unwrap_or(at));
+                gone.won_transitions.push((day, -1, gone.last.value));
+            }
+            let mut event = gone.event(&self.pipelines, "deleted", at, None);
+            event["deal_status"] = json!("deleted");
+            event["deal_previous_status"] = json!(gone.last.status);
+            events.push(event);
+        }
+        events
+    }
+}
+
 impl World {
     /// The deterministic world of `seed`: tenant "north" with two pipelines
     /// and enough closed deals to calibrate, tenant "south" with one and not.
@@ -448,6 +488,7 @@ impl World {
                 tenant.activities.push(activity);
                 events.extend(activity_events);
             }
+            events.extend(tenant.merge_some_deals());
             tenants.push(tenant);
         }
         events.sort_by_key(|e| e["event_timestamp_micro"].as_i64());

@@ -105,6 +105,10 @@ fn the_world_exercises_what_the_panels_must_get_right() {
     let deals = || world.tenants.iter().flat_map(|t| &t.deals);
     assert!(deals().any(|d| d.deleted), "some deals are deleted");
     assert!(
+        deals().any(|d| d.merged_into.is_some()),
+        "some deals are merged into another"
+    );
+    assert!(
         deals().any(|d| d.won_transitions.len() >= 3),
         "some wins are reversed and won again"
     );

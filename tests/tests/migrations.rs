@@ -77,3 +77,28 @@ fn every_migration_and_the_snapshot_job_run_on_a_modern_engine() {
     chdb.execute(&split_statements(PIPELINE_DAILY_SNAPSHOT).join("\n"));
     assert_snapshot(&chdb.query(SNAPSHOT));
 }
+
+#[test]
+fn a_merge_survivor_marked_deleted_before_migration_10_is_restored_by_it() {
+    let mut chdb = Chdb::open();
+    chdb.apply_migrations_through(9);
+    let merged = r#"{"pipeline_event_id":"m1","pipeline_tenant":"acme","pipeline_source":"pipedrive","pipeline_enrichment_status":"complete","event_action":"merged","event_object":"deal","event_timestamp":1741098151,"event_timestamp_micro":1741098151000000,"deal_id":1207,"deal_status":"open","deal_value":21900,"event_time":"2025-03-04 14:22:31","event_date":"2025-03-04","pipeline_first_copy":1}"#;
+    chdb.insert_json_each_row("tributary.events", merged.as_bytes());
+    let state = "SELECT deal_id, is_deleted, deal_value FROM tributary.deal_state FINAL";
+    let before = chdb.query(state);
+    assert_eq!(
+        before[0]["is_deleted"], 1,
+        "the old view took the survivor for deleted"
+    );
+    chdb.apply_migrations();
+    let after = chdb.query(state);
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0]["is_deleted"], 0, "restored: {after:?}");
+    assert_eq!(after[0]["deal_value"], 21900);
+    // New merge events no longer delete their survivor.
+    let next = merged.replace("\"m1\"", "\"m2\"").replace("1207", "1208");
+    chdb.insert_json_each_row("tributary.events", next.as_bytes());
+    let survivor =
+        chdb.query("SELECT is_deleted FROM tributary.deal_state FINAL WHERE deal_id = 1208");
+    assert_eq!(survivor, [json!({"is_deleted": 0})]);
+}

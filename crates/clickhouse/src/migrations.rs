@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(7, "0007_pipeline_daily"),
     migration!(8, "0008_event_ledger"),
     migration!(9, "0009_stage_entries"),
+    migration!(10, "0010_deal_state_merges"),
 ];
 
 /// Statements run outside migrations (the activator's periodic jobs).
