@@ -16,6 +16,8 @@ pub fn shared_url() -> String {
 pub struct TestDatabase {
     pub settings: ClickHouseSettings,
     http: reqwest::Client,
+    /// Leave the database in place when dropped (to look at it afterwards).
+    pub keep: bool,
 }
 
 impl TestDatabase {
@@ -44,6 +46,21 @@ impl TestDatabase {
         TestDatabase {
             settings,
             http: reqwest::Client::new(),
+            keep: false,
+        }
+    }
+
+    /// An existing database on the local server, kept when dropped.
+    pub fn existing(name: &str) -> TestDatabase {
+        TestDatabase {
+            settings: ClickHouseSettings {
+                url: shared_url(),
+                database: name.to_owned(),
+                validation: false,
+                ..ClickHouseSettings::default()
+            },
+            http: reqwest::Client::new(),
+            keep: true,
         }
     }
 
@@ -94,6 +111,9 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         let url = self.settings.url.clone();
         let statements = [
             format!("DROP DATABASE IF EXISTS {}", self.settings.pii_database()),
