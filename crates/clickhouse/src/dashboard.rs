@@ -1,9 +1,12 @@
 //! The "Sales operations" dashboard as Grafana provisions it
 //! (`deploy/grafana/dashboards/sales-operations.json`), and the expansion of
 //! its variables and the ClickHouse data source's time macros, so tests, the
-//! demo's report and operators run exactly the SQL the panels run.
+//! demo's report and operators run exactly the SQL the panels run
+//! ([`run_panels`] runs them all and returns their rows as JSON).
 
 use serde_json::Value;
+
+use crate::ClickHouseSettings;
 
 /// The dashboard definition Grafana provisions.
 pub const SALES_OPERATIONS_JSON: &str =
@@ -140,6 +143,176 @@ fn matching_parenthesis(args: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// One panel with the rows its query returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PanelRows {
+    pub panel: Panel,
+    /// The result's column names in the query's order (empty without rows).
+    pub columns: Vec<String>,
+    /// One JSON object per row, as ClickHouse's `JSONEachRow` writes it.
+    /// 64-bit integers are numbers, except for a read-only user, which may
+    /// not change that setting: then they arrive as quoted strings.
+    pub rows: Vec<Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PanelError {
+    #[error(transparent)]
+    Dashboard(#[from] DashboardError),
+    #[error("panel {title:?}: {source}")]
+    Expand {
+        title: String,
+        #[source]
+        source: DashboardError,
+    },
+    #[error("panel {title:?}: ClickHouse: {source}")]
+    ClickHouse {
+        title: String,
+        #[source]
+        source: clickhouse::error::Error,
+    },
+    #[error("panel {title:?}: row {row} is not a JSON object: {message}")]
+    Row {
+        title: String,
+        row: usize,
+        message: String,
+    },
+}
+
+/// The setting that makes ClickHouse write 64-bit integers as JSON numbers.
+const QUOTE_64BIT_INTEGERS: &str = "output_format_json_quote_64bit_integers";
+
+/// Runs every panel of the "Sales operations" dashboard for `scope`, in the
+/// dashboard's order: the SQL expanded as Grafana's data source sends it,
+/// the databases renamed to the configured ones, the rows fetched as
+/// `JSONEachRow` with 64-bit integers as numbers.
+pub async fn run_panels(
+    client: &clickhouse::Client,
+    settings: &ClickHouseSettings,
+    scope: &Scope,
+) -> Result<Vec<PanelRows>, PanelError> {
+    let mut out = Vec::new();
+    for panel in sales_operations_panels()? {
+        out.push(run_panel(client, settings, scope, panel).await?);
+    }
+    Ok(out)
+}
+
+/// Runs one panel's query for `scope`.
+pub async fn run_panel(
+    client: &clickhouse::Client,
+    settings: &ClickHouseSettings,
+    scope: &Scope,
+    panel: Panel,
+) -> Result<PanelRows, PanelError> {
+    let sql = panel_sql(&panel, settings, scope)?;
+    let clickhouse_error = |source| PanelError::ClickHouse {
+        title: panel.title.clone(),
+        source,
+    };
+    let body = match fetch_json_each_row(client, &sql, true).await {
+        // A read-only user may not change output settings: take quoted integers.
+        Err(error) if is_readonly_refusal(&error) => fetch_json_each_row(client, &sql, false)
+            .await
+            .map_err(clickhouse_error)?,
+        other => other.map_err(clickhouse_error)?,
+    };
+    let (columns, rows) = parse_json_each_row(&body).map_err(|(row, message)| PanelError::Row {
+        title: panel.title.clone(),
+        row,
+        message,
+    })?;
+    Ok(PanelRows {
+        panel,
+        columns,
+        rows,
+    })
+}
+
+/// The statement `run_panel` sends for `panel`: expanded for `scope`, the
+/// databases renamed, no trailing semicolon.
+pub fn panel_sql(
+    panel: &Panel,
+    settings: &ClickHouseSettings,
+    scope: &Scope,
+) -> Result<String, PanelError> {
+    let expanded = expand(&panel.sql, scope).map_err(|source| PanelError::Expand {
+        title: panel.title.clone(),
+        source,
+    })?;
+    let renamed = crate::rename_databases(&expanded, &settings.database, &settings.pii_database());
+    Ok(renamed.trim().trim_end_matches(';').trim_end().to_owned())
+}
+
+async fn fetch_json_each_row(
+    client: &clickhouse::Client,
+    sql: &str,
+    numbers: bool,
+) -> Result<String, clickhouse::error::Error> {
+    // Sent verbatim: a `?` in a tenant's name is not a bind placeholder.
+    let mut query = client.query_raw(sql);
+    if numbers {
+        query = query.with_setting(QUOTE_64BIT_INTEGERS, "0");
+    }
+    let bytes = query.fetch_bytes("JSONEachRow")?.collect().await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// ClickHouse refused to change a setting because the user is read-only
+/// (code 164, `READONLY`).
+fn is_readonly_refusal(error: &clickhouse::error::Error) -> bool {
+    matches!(error, clickhouse::error::Error::BadResponse(message)
+        if message.contains("Code: 164") && message.contains(QUOTE_64BIT_INTEGERS))
+}
+
+/// `JSONEachRow` output as the column names (in the order of the first row's
+/// keys) and one object per non-empty line; an error names the line (from 0).
+fn parse_json_each_row(body: &str) -> Result<(Vec<String>, Vec<Value>), (usize, String)> {
+    let mut columns = Vec::new();
+    let mut rows = Vec::new();
+    for line in body.lines().filter(|l| !l.trim().is_empty()) {
+        let row = rows.len();
+        let value: Value = serde_json::from_str(line).map_err(|e| (row, e.to_string()))?;
+        if !value.is_object() {
+            return Err((row, format!("got {line}")));
+        }
+        if row == 0 {
+            columns = serde_json::from_str::<KeysInOrder>(line)
+                .map_err(|e| (row, e.to_string()))?
+                .0;
+        }
+        rows.push(value);
+    }
+    Ok((columns, rows))
+}
+
+/// The keys of a JSON object in the order they appear (a `serde_json::Map`
+/// sorts them unless the `preserve_order` feature is on).
+struct KeysInOrder(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for KeysInOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = KeysInOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeysInOrder, A::Error> {
+                let mut keys = Vec::new();
+                while let Some((key, serde::de::IgnoredAny)) = map.next_entry::<String, _>()? {
+                    keys.push(key);
+                }
+                Ok(KeysInOrder(keys))
+            }
+        }
+        deserializer.deserialize_map(Keys)
+    }
 }
 
 #[cfg(test)]

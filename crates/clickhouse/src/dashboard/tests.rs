@@ -76,3 +76,65 @@ fn every_shipped_panel_has_sql_that_expands_completely() {
         );
     }
 }
+
+#[test]
+fn json_each_row_keeps_the_columns_in_the_query_order() {
+    let body = "{\"stage\":\"Lead In\",\"deals\":3,\"value\":\"1500\",\"avg\":null}\n\n{\"stage\":\"Won?\",\"deals\":1,\"value\":2.5,\"avg\":1}\n";
+    let (columns, rows) = parse_json_each_row(body).expect("parses");
+    assert_eq!(columns, ["stage", "deals", "value", "avg"]);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["value"], "1500");
+    assert_eq!(rows[1]["value"], 2.5);
+    assert!(rows[0]["avg"].is_null());
+    assert_eq!(parse_json_each_row(""), Ok((Vec::new(), Vec::new())));
+    assert_eq!(
+        parse_json_each_row("{\"a\":1}\n[1]").map_err(|(row, _)| row),
+        Err(1)
+    );
+    assert!(parse_json_each_row("{\"a\":").is_err());
+}
+
+#[test]
+fn panel_sql_is_expanded_with_the_configured_databases() {
+    let settings = ClickHouseSettings {
+        database: "report_1".into(),
+        ..ClickHouseSettings::default()
+    };
+    let panel = Panel {
+        id: 1,
+        title: "t".into(),
+        kind: "table".into(),
+        sql: "SELECT count() FROM tributary.deal_state WHERE pipeline_tenant = ${tenant:singlequote};\n"
+            .into(),
+    };
+    assert_eq!(
+        panel_sql(&panel, &settings, &scope()).expect("expands"),
+        "SELECT count() FROM report_1.deal_state WHERE pipeline_tenant = 'acme'"
+    );
+    let broken = Panel {
+        sql: "SELECT $owner".into(),
+        ..panel
+    };
+    let error = panel_sql(&broken, &settings, &scope()).expect_err("unknown variable");
+    assert!(
+        matches!(&error, PanelError::Expand { title, .. } if title == "t"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_read_only_refusal_of_the_integer_setting_is_recognised() {
+    let old = clickhouse::error::Error::BadResponse(
+        "Code: 164, e.displayText() = DB::Exception: Cannot override setting (output_format_json_quote_64bit_integers) in readonly mode".into(),
+    );
+    let modern = clickhouse::error::Error::BadResponse(
+        "Code: 164. DB::Exception: Cannot modify 'output_format_json_quote_64bit_integers' setting in readonly mode. (READONLY)".into(),
+    );
+    let other = clickhouse::error::Error::BadResponse(
+        "Code: 60. DB::Exception: Table x.deal_state doesn't exist".into(),
+    );
+    assert!(is_readonly_refusal(&old));
+    assert!(is_readonly_refusal(&modern));
+    assert!(!is_readonly_refusal(&other));
+    assert!(!is_readonly_refusal(&clickhouse::error::Error::TimedOut));
+}
