@@ -6,6 +6,7 @@
 #
 #   - chdb-core, a modern ClickHouse engine in-process, in a Python venv at <state>/chdb
 #     (the tests run every migration and dashboard query on it as well)
+#   - Chromium (Debian's `chromium`), headless, which the report test uses to render the HTML report
 #
 # Environment: TRIBUTARY_LOCAL_STATE (default <repo>/.local), TRIBUTARY_LOCAL_PARTITIONS (6),
 # TRIBUTARY_LOCAL_KAFKA_PORT, TRIBUTARY_LOCAL_CLICKHOUSE_HTTP_PORT, TRIBUTARY_LOCAL_CLICKHOUSE_TCP_PORT,
@@ -43,6 +44,14 @@ install_chdb() {
     python3 -m venv "$state/chdb" >"$logs/chdb-install.log" 2>&1 || die "creating the chdb venv failed; see $logs/chdb-install.log"
     "$state/chdb/bin/pip" install --quiet "chdb-core==$chdb_version" >>"$logs/chdb-install.log" 2>&1 \
         || die "installing chdb-core failed; see $logs/chdb-install.log"
+}
+
+install_chromium() {
+    if [[ -x /usr/bin/chromium ]]; then return 0; fi
+    log "installing chromium from Debian's packages (headless, for the report test; log: $logs/apt.log)"
+    as_root apt-get update -qq >>"$logs/apt.log" 2>&1 || die "apt-get update failed; see $logs/apt.log"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+        >>"$logs/apt.log" 2>&1 || die "installing chromium failed; see $logs/apt.log"
 }
 
 # The process we started is alive and its port answers. Right after the fork the
@@ -129,6 +138,7 @@ create_topics() {
 install_tansu
 install_clickhouse
 install_chdb
+install_chromium
 start_broker
 start_clickhouse
 create_topics
@@ -138,6 +148,7 @@ cat >&2 <<INFO
 [local]   kafka       127.0.0.1:$kafka_port  (tansu $tansu_version, SQLite at $state/kafka/tansu.db)
 [local]   clickhouse  http://127.0.0.1:$clickhouse_http_port  native 127.0.0.1:$clickhouse_tcp_port  (data in $state/clickhouse/data)
 [local]   chdb        $state/chdb/bin/python  (chdb-core $chdb_version, for the modern-engine checks)
+[local]   chromium    /usr/bin/chromium  (headless, renders the HTML report in its test)
 [local]   topics      ${topics[*]}
 [local]   state       $state   logs $logs   pids $pids
 [local] stop with deploy/local/down.sh
