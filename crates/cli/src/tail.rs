@@ -2,15 +2,18 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tributary_config::{KafkaSettings, TopicSettings};
 use tributary_envelope::{RawEvent, Verdict};
+
+use crate::read::{self, TopicKind, TopicReader};
 
 #[derive(Args)]
 pub struct TailArgs {
@@ -50,27 +53,18 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-fn parse_since(text: &str) -> anyhow::Result<i64> {
-    if let Ok(millis) = text.parse::<i64>() {
-        return Ok(millis);
-    }
-    let parsed = DateTime::parse_from_rfc3339(text).with_context(|| format!("--since {text:?}"))?;
-    Ok(parsed.timestamp_millis())
-}
-
 pub async fn run(
     kafka: &KafkaSettings,
     topics: &TopicSettings,
     args: TailArgs,
 ) -> anyhow::Result<()> {
-    let topic = match args.topic.as_str() {
-        "raw" => topics.raw.clone(),
-        "enriched" => topics.enriched.clone(),
-        "dead-letter" => topics.dead_letter.clone(),
-        other => other.to_owned(),
-    };
-    let decode_raw = topic == topics.raw;
-    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let (topic, kind) = read::resolve_topic(topics, &args.topic);
+    let decode_raw = kind == TopicKind::Raw;
+    let since = args
+        .since
+        .as_deref()
+        .map(|text| read::parse_time("--since", text))
+        .transpose()?;
     let kafka = kafka.clone();
     tokio::task::spawn_blocking(move || tail(&kafka, &topic, decode_raw, since, &args)).await?
 }
@@ -82,32 +76,17 @@ fn tail(
     since: Option<i64>,
     args: &TailArgs,
 ) -> anyhow::Result<()> {
-    let mut config = tributary_kafka::consumer_config(kafka, "tributary-cli-tail");
-    config.set("enable.partition.eof", "false");
-    let consumer: BaseConsumer = config.create().context("creating a consumer")?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .with_context(|| format!("reading metadata of {topic} from {}", kafka.brokers))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        bail!("topic {topic} does not exist on {}", kafka.brokers);
-    }
+    let reader = TopicReader::open(kafka, topic, "tail")?;
     let mut assignment = TopicPartitionList::new();
-    for partition in &partitions {
+    for partition in &reader.partitions {
         let start = match (since, args.from_beginning) {
-            (Some(millis), _) => {
-                Offset::Offset(first_offset_at(&consumer, topic, *partition, millis)?)
-            }
+            (Some(millis), _) => Offset::Offset(reader.offset_at_time(*partition, millis)?),
             (None, true) => Offset::Beginning,
             (None, false) => Offset::End,
         };
         assignment.add_partition_offset(topic, *partition, start)?;
     }
+    let consumer = reader.consumer();
     consumer.assign(&assignment)?;
 
     let mut printed = 0;
@@ -125,9 +104,14 @@ fn tail(
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let message = message.context("reading")?;
-        // A time lookup past a partition's end can answer offset 0 on some
-        // brokers; the timestamp filter keeps older events out regardless.
+        let message = match message {
+            Ok(message) => message,
+            // The reader reports partition ends; tail keeps waiting past them.
+            Err(KafkaError::PartitionEOF(_)) => continue,
+            Err(err) => return Err(err).context("reading"),
+        };
+        // Message times need not grow with offsets (producers set them):
+        // the filter keeps older events out of a time-started tail.
         if since.is_some_and(|millis| message.timestamp().to_millis().is_some_and(|t| t < millis)) {
             continue;
         }
@@ -137,25 +121,6 @@ fn tail(
     }
     eprintln!("{printed} event(s) from {topic}");
     Ok(())
-}
-
-/// The earliest offset of `partition` whose timestamp is at or after `millis`.
-fn first_offset_at(
-    consumer: &BaseConsumer,
-    topic: &str,
-    partition: i32,
-    millis: i64,
-) -> anyhow::Result<i64> {
-    let mut query = TopicPartitionList::new();
-    query.add_partition_offset(topic, partition, Offset::Offset(millis))?;
-    let found = consumer.offsets_for_times(query, Duration::from_secs(10))?;
-    let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
-    let offset = match found.find_partition(topic, partition).map(|p| p.offset()) {
-        Some(Offset::Offset(offset)) => offset,
-        // No message that late: start at the end.
-        _ => high,
-    };
-    Ok(offset.min(high))
 }
 
 fn print_message(message: &BorrowedMessage<'_>, decode_raw: bool, show_body: bool) {

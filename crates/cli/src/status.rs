@@ -1,0 +1,286 @@
+//! `tributary status`: how far behind each stage is, what was dead-lettered,
+//! and when each tenant's last event reached ClickHouse.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::Args;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use tributary_clickhouse::ClickHouseSettings;
+use tributary_config::{KafkaSettings, TopicSettings};
+
+use crate::dlq;
+use crate::read::{self, REQUEST_TIMEOUT};
+
+/// Longest wait for ClickHouse's answer.
+const CLICKHOUSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Args)]
+pub struct StatusArgs {}
+
+/// What `status` reads from the configuration.
+pub struct StatusConfig<'a> {
+    pub kafka: &'a KafkaSettings,
+    pub topics: &'a TopicSettings,
+    pub clickhouse: &'a ClickHouseSettings,
+    pub enricher_group: &'a str,
+    pub activator_group: &'a str,
+}
+
+/// One partition of a group's topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub partition: i32,
+    /// The group's committed offset; `None` when it has committed none.
+    pub committed: Option<i64>,
+    pub low: i64,
+    pub high: i64,
+}
+
+impl PartitionLag {
+    /// Messages the group has not yet processed; without a commit, all it
+    /// would read from the beginning (the stages start at the earliest offset).
+    pub fn lag(&self) -> i64 {
+        match self.committed {
+            Some(committed) => (self.high - committed.max(self.low)).max(0),
+            None => self.high - self.low,
+        }
+    }
+}
+
+pub async fn run(config: StatusConfig<'_>, _args: StatusArgs) -> anyhow::Result<()> {
+    let mut problems: Vec<String> = Vec::new();
+    let kafka = config.kafka.clone();
+    let stages = [
+        (
+            "enricher",
+            config.enricher_group.to_owned(),
+            config.topics.raw.clone(),
+        ),
+        (
+            "activator",
+            config.activator_group.to_owned(),
+            config.topics.enriched.clone(),
+        ),
+    ];
+    for (stage, group, topic) in stages {
+        let kafka = kafka.clone();
+        let lags = {
+            let (group, topic) = (group.clone(), topic.clone());
+            tokio::task::spawn_blocking(move || group_lag(&kafka, &group, &topic)).await?
+        };
+        println!("{stage}: group {group} on {topic}");
+        match lags {
+            Ok(lags) => print_lags(&lags),
+            Err(err) => {
+                println!("  could not be read: {err:#}");
+                problems.push(format!("{stage} lag: {err:#}"));
+            }
+        }
+    }
+
+    let dead_letter = config.topics.dead_letter.clone();
+    let counts = {
+        let topic = dead_letter.clone();
+        tokio::task::spawn_blocking(move || dlq::count_all(&kafka, &topic)).await?
+    };
+    match counts {
+        Ok(counts) => {
+            println!("dead letters on {dead_letter}: {}", counts.total());
+            counts.print();
+        }
+        Err(err) => {
+            println!("dead letters on {dead_letter}: could not be read: {err:#}");
+            problems.push(format!("dead letters: {err:#}"));
+        }
+    }
+
+    let settings = config.clickhouse;
+    println!(
+        "last events per tenant (ClickHouse {}.events):",
+        settings.database
+    );
+    match tokio::time::timeout(CLICKHOUSE_TIMEOUT, last_events(settings)).await {
+        Ok(Ok(rows)) => print_last_events(&rows),
+        Ok(Err(err)) => {
+            let what = match err {
+                clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut => {
+                    "reached"
+                }
+                _ => "queried",
+            };
+            println!(
+                "  ClickHouse could not be {what} at {}: {err}",
+                settings.url
+            );
+            if matches!(err, clickhouse::error::Error::BadResponse(_)) && settings.validation {
+                println!(
+                    "  (ClickHouse 18.16, the local one, needs [clickhouse] validation = false)"
+                );
+            }
+            problems.push(format!("ClickHouse could not be {what}: {err}"));
+        }
+        Err(_) => {
+            println!(
+                "  ClickHouse could not be reached at {}: no answer within {CLICKHOUSE_TIMEOUT:?}",
+                settings.url
+            );
+            problems.push("ClickHouse: no answer".into());
+        }
+    }
+
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("status is incomplete: {}", problems.join("; "))
+    }
+}
+
+/// The committed offset, watermarks and lag of `group` on every partition of `topic`.
+/// Reads the group's offsets without joining it.
+pub fn group_lag(
+    kafka: &KafkaSettings,
+    group: &str,
+    topic: &str,
+) -> anyhow::Result<Vec<PartitionLag>> {
+    let consumer: BaseConsumer = tributary_kafka::consumer_config(kafka, group)
+        .create()
+        .context("creating a kafka consumer")?;
+    let partitions = read::partitions_of(&consumer, kafka, topic)?;
+    let mut query = TopicPartitionList::new();
+    for partition in &partitions {
+        query.add_partition(topic, *partition);
+    }
+    let committed = consumer
+        .committed_offsets(query, REQUEST_TIMEOUT)
+        .with_context(|| format!("reading the offsets group {group} committed on {topic}"))?;
+    partitions
+        .iter()
+        .map(|&partition| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+                .with_context(|| format!("reading the offsets of {topic} partition {partition}"))?;
+            let committed = match committed
+                .find_partition(topic, partition)
+                .map(|p| p.offset())
+            {
+                Some(Offset::Offset(offset)) if offset >= 0 => Some(offset),
+                _ => None,
+            };
+            Ok(PartitionLag {
+                partition,
+                committed,
+                low,
+                high,
+            })
+        })
+        .collect()
+}
+
+fn print_lags(lags: &[PartitionLag]) {
+    println!(
+        "  {:<9}  {:>12}  {:>12}  {:>10}",
+        "partition", "committed", "end", "lag"
+    );
+    for lag in lags {
+        let committed = lag
+            .committed
+            .map_or_else(|| "-".to_owned(), |c| c.to_string());
+        println!(
+            "  {:<9}  {committed:>12}  {:>12}  {:>10}",
+            lag.partition,
+            lag.high,
+            lag.lag()
+        );
+    }
+    let end: i64 = lags.iter().map(|l| l.high).sum();
+    let total: i64 = lags.iter().map(PartitionLag::lag).sum();
+    println!("  {:<9}  {:>12}  {end:>12}  {total:>10}", "total", "");
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct TenantLast {
+    tenant: String,
+    events: u64,
+    last_event_micro: i64,
+    last_received_micro: i64,
+}
+
+async fn last_events(settings: &ClickHouseSettings) -> clickhouse::error::Result<Vec<TenantLast>> {
+    let client = tributary_clickhouse::client(settings);
+    let sql = format!(
+        "SELECT pipeline_tenant AS tenant, uniqExact(pipeline_event_id) AS events, \
+         max(event_timestamp_micro) AS last_event_micro, \
+         max(pipeline_received_at_micro) AS last_received_micro \
+         FROM {}.events GROUP BY tenant ORDER BY tenant",
+        settings.database
+    );
+    client.query(&sql).fetch_all::<TenantLast>().await
+}
+
+fn micros_text(micros: i64) -> String {
+    DateTime::<Utc>::from_timestamp_micros(micros).map_or_else(
+        || micros.to_string(),
+        |t| t.to_rfc3339_opts(SecondsFormat::Micros, true),
+    )
+}
+
+fn print_last_events(rows: &[TenantLast]) {
+    if rows.is_empty() {
+        println!("  no events loaded");
+        return;
+    }
+    let width = rows
+        .iter()
+        .map(|r| r.tenant.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    println!(
+        "  {:<width$}  {:>10}  {:<27}  {:<27}",
+        "tenant", "events", "last event time", "last received"
+    );
+    for row in rows {
+        println!(
+            "  {:<width$}  {:>10}  {:<27}  {:<27}",
+            row.tenant,
+            row.events,
+            micros_text(row.last_event_micro),
+            micros_text(row.last_received_micro)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_counts_from_the_commit_or_the_beginning() {
+        let lag = |committed, low, high| {
+            PartitionLag {
+                partition: 0,
+                committed,
+                low,
+                high,
+            }
+            .lag()
+        };
+        assert_eq!(lag(Some(3), 0, 10), 7);
+        assert_eq!(lag(Some(10), 0, 10), 0);
+        assert_eq!(lag(None, 2, 10), 8);
+        // A commit older than what the topic still holds: the group resumes at the beginning.
+        assert_eq!(lag(Some(1), 4, 10), 6);
+    }
+
+    #[test]
+    fn times_print_as_rfc3339_utc() {
+        assert_eq!(
+            micros_text(1_741_096_800_123_456),
+            "2025-03-04T14:00:00.123456Z"
+        );
+    }
+}
