@@ -10,7 +10,6 @@ pub mod activator;
 pub mod broker;
 pub mod chdb;
 pub mod clickhouse;
-pub mod dashboards;
 pub mod enricher;
 pub mod fixtures;
 pub mod process;

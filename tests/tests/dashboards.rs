@@ -16,7 +16,7 @@ use tributary_clickhouse::dashboard::{self, Panel, Scope};
 use tributary_tests::activator::load_in_process;
 use tributary_tests::chdb::Chdb;
 use tributary_tests::clickhouse::TestDatabase;
-use tributary_tests::dashboards::{START, World, differences};
+use tributary_world::{DEFAULT_START as START, World, WorldConfig, differences};
 
 const SEED: u64 = 20_250_106;
 const DAY: i64 = 86_400;
@@ -97,7 +97,7 @@ fn assert_matches_world(
 
 #[test]
 fn the_world_exercises_what_the_panels_must_get_right() {
-    let world = World::generate(SEED);
+    let world = World::generate(WorldConfig::sample(SEED));
     let north = world.tenant("north");
     let south = world.tenant("south");
     assert!(north.closed_deals() >= 50, "north calibrates");
@@ -147,8 +147,8 @@ fn the_world_exercises_what_the_panels_must_get_right() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_panel_shows_the_worlds_numbers_on_clickhouse_18_and_on_a_modern_engine() {
-    let world = World::generate(SEED);
-    let payloads = payloads(&world.events);
+    let world = World::generate(WorldConfig::sample(SEED));
+    let payloads = payloads(&world.enriched_events());
     let db = TestDatabase::create("dashboards").await;
     let rows = load_in_process(&db.settings, &payloads, 500).await;
 
@@ -205,8 +205,8 @@ async fn every_panel_shows_the_worlds_numbers_on_clickhouse_18_and_on_a_modern_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_events_again_and_shuffled_leave_every_panel_unchanged() {
-    let world = World::generate(SEED);
-    let payloads = payloads(&world.events);
+    let world = World::generate(WorldConfig::sample(SEED));
+    let payloads = payloads(&world.enriched_events());
     let mut shuffled = payloads.clone();
     shuffled.shuffle(&mut StdRng::seed_from_u64(SEED));
 

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use tributary_clickhouse::migrations::{MIGRATIONS, PIPELINE_DAILY_SNAPSHOT, split_statements};
 use tributary_tests::chdb::Chdb;
 use tributary_tests::clickhouse::TestDatabase;
-use tributary_tests::dashboards::differences;
+use tributary_world::differences;
 
 /// Two open deals in one stage and a won one, as deal_state rows.
 const DEALS: &str = r#"{"pipeline_tenant":"acme","deal_id":1,"version":1,"is_deleted":0,"deal_pipeline_id":1,"deal_pipeline":"Sales","deal_stage_id":2,"deal_stage":"Contact Made","deal_stage_order_nr":2,"deal_stage_probability":25,"deal_status":"open","deal_value":1000}

@@ -18,7 +18,7 @@ use tributary_clickhouse::dashboard::{self, Panel, PanelRows, Scope};
 use tributary_report::{Comparison, Fact, Header, Report};
 use tributary_tests::activator::load_in_process;
 use tributary_tests::clickhouse::{TestDatabase, shared_url};
-use tributary_tests::dashboards::{START, World, differences, same_value};
+use tributary_world::{DEFAULT_START as START, World, WorldConfig, differences, same_value};
 
 const SEED: u64 = 20_250_106;
 const DAY: i64 = 86_400;
@@ -563,9 +563,9 @@ impl Drop for Scratch {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_shows_every_panel_value_in_a_real_browser() {
-    let world = World::generate(SEED);
-    let payloads: Vec<Vec<u8>> = world
-        .events
+    let world = World::generate(WorldConfig::sample(SEED));
+    let events = world.enriched_events();
+    let payloads: Vec<Vec<u8>> = events
         .iter()
         .map(|e| serde_json::to_vec(e).expect("json"))
         .collect();
@@ -646,7 +646,7 @@ async fn the_report_shows_every_panel_value_in_a_real_browser() {
             shown.clone(),
         );
         report.facts = vec![
-            Fact::new("Events loaded", world.events.len() as u64).with_unit("events"),
+            Fact::new("Events loaded", events.len() as u64).with_unit("events"),
             Fact::new("Panel queries", query_seconds).with_unit("s"),
         ];
         let truths = comparison.len();

@@ -1,0 +1,202 @@
+//! What the fake Pipedrive API and email verifier answer: the account's
+//! definitions (pipelines, stages, users, custom fields) from the start, and
+//! its people, organizations and deals as they are at the time of each
+//! lookup, because the sender applies each change before it delivers it.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use tributary_fake_apis::{Account, field_definition, shapes};
+
+use crate::World;
+use crate::enriched::iso;
+use crate::model::*;
+
+/// The account as the API shows it before any change: definitions only.
+pub fn definitions(tenant: &Tenant) -> Account {
+    let mut account = Account::default();
+    for (id, name) in &tenant.reps {
+        account.users.insert(*id, shapes::user(*id, name));
+    }
+    for pipeline in &tenant.pipelines {
+        account
+            .pipelines
+            .insert(pipeline.id, shapes::pipeline(pipeline.id, pipeline.name));
+        for stage in &pipeline.stages {
+            account.stages.insert(
+                stage.id,
+                shapes::stage(
+                    stage.id,
+                    pipeline.id,
+                    stage.order,
+                    stage.name,
+                    stage.probability as i64,
+                ),
+            );
+        }
+    }
+    account.deal_fields = vec![
+        field_definition("title", "Title", "varchar", &[]),
+        field_definition(
+            "channel",
+            "Source channel",
+            "enum",
+            &[(5, "Paid search"), (6, "Events")],
+        ),
+        field_definition(SOURCE_FIELD, "Marketing source", "enum", &MARKETING_SOURCES),
+        field_definition(CAMPAIGN_FIELD, "Campaign", "varchar", &[]),
+    ];
+    account.person_fields = vec![field_definition("name", "Name", "varchar", &[])];
+    account.organization_fields = vec![
+        field_definition("name", "Name", "varchar", &[]),
+        field_definition(SIZE_FIELD, "Company size", "enum", &COMPANY_SIZES),
+        field_definition(INDUSTRY_FIELD, "Industry", "enum", &INDUSTRIES),
+    ];
+    account
+}
+
+impl World {
+    /// Every account by API token, before any change.
+    pub fn accounts(&self) -> HashMap<String, Account> {
+        self.tenants
+            .iter()
+            .map(|t| (t.api_token.clone(), definitions(t)))
+            .collect()
+    }
+
+    /// Brings `account` (the API of the change's tenant) up to date with a change.
+    pub fn apply(&self, account: &mut Account, change: &Change) {
+        let tenant = &self.tenants[change.tenant];
+        let at = change.at();
+        match &change.subject {
+            Subject::Person { person, after, .. } => {
+                let person = &tenant.persons[*person];
+                match after {
+                    Some(state) => {
+                        let mut value = shapes::person(&shapes::PersonShape {
+                            id: person.id,
+                            first_name: person.first_name,
+                            last_name: person.last_name,
+                            email: Some(&person.email),
+                            phone: state.phone.as_deref(),
+                            job_title: state.job_title.as_deref(),
+                            org_id: Some(tenant.organizations[person.org].id),
+                            owner_id: person.owner.0,
+                        });
+                        value["add_time"] = json!(iso(person.add_time));
+                        value["update_time"] = json!(iso(at));
+                        account.persons.insert(person.id, value);
+                    }
+                    None => {
+                        account.persons.remove(&person.id);
+                    }
+                }
+            }
+            Subject::Organization {
+                organization,
+                after,
+                ..
+            } => {
+                let org = &tenant.organizations[*organization];
+                match after {
+                    Some(state) => {
+                        let mut value = shapes::organization(
+                            org.id,
+                            &state.name,
+                            org.owner.0,
+                            json!({SIZE_FIELD: state.size, INDUSTRY_FIELD: state.industry}),
+                        );
+                        value["address"] = json!({"value": state.address});
+                        value["update_time"] = json!(iso(at));
+                        account.organizations.insert(org.id, value);
+                    }
+                    None => {
+                        account.organizations.remove(&org.id);
+                    }
+                }
+            }
+            Subject::Deal { deal, after, .. } => {
+                let deal = &tenant.deals[*deal];
+                match after {
+                    Some(state) => {
+                        let pipeline = &tenant.pipelines[state.pipeline];
+                        let mut value = shapes::deal(&shapes::DealShape {
+                            id: deal.id,
+                            person_id: Some(tenant.persons[deal.person].id),
+                            org_id: Some(tenant.organizations[deal.org].id),
+                            stage_id: pipeline.stages[state.stage].id,
+                            pipeline_id: pipeline.id,
+                            value: state.value,
+                            currency: "EUR",
+                            status: state.status,
+                            update_time: &iso(state.update_time),
+                        });
+                        value["title"] = json!(state.title);
+                        value["owner_id"] = json!(deal.owner.0);
+                        account.deals.insert(deal.id, value);
+                    }
+                    None => {
+                        account.deals.remove(&deal.id);
+                    }
+                }
+            }
+            Subject::Activity { .. } => {}
+        }
+    }
+
+    /// The verifier's verdict (`data` of its answer) for every person's email.
+    pub fn email_verdicts(&self) -> HashMap<String, Value> {
+        let mut verdicts = HashMap::new();
+        for tenant in &self.tenants {
+            for person in &tenant.persons {
+                let domain = person.email.split('@').nth(1).unwrap_or_default();
+                let pages: Vec<(String, String)> = match person.email_class {
+                    EmailClass::Valid { sources } => (1..=sources)
+                        .map(|n| (domain.to_owned(), format!("https://{domain}/team/{n}")))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let pages: Vec<(&str, &str)> = pages
+                    .iter()
+                    .map(|(d, u)| (d.as_str(), u.as_str()))
+                    .collect();
+                let (status, result) = match person.email_class {
+                    EmailClass::Valid { .. } => ("valid", "deliverable"),
+                    EmailClass::Invalid => ("invalid", "undeliverable"),
+                    EmailClass::Disposable => ("disposable", "risky"),
+                    EmailClass::Webmail => ("webmail", "deliverable"),
+                    EmailClass::AcceptAll => ("accept_all", "risky"),
+                };
+                let mut verdict = shapes::email_verdict(&person.email, status, result, &pages);
+                if person.email_class == EmailClass::AcceptAll {
+                    verdict["accept_all"] = json!(true);
+                }
+                verdicts.insert(person.email.clone(), verdict);
+            }
+        }
+        verdicts
+    }
+
+    /// The `[tenants.<name>.pipedrive]` configuration of a tenant whose API
+    /// is at `api_base_url`.
+    pub fn tenant_config(&self, tenant: usize, api_base_url: &str) -> String {
+        let tenant = &self.tenants[tenant];
+        format!(
+            r#"[tenants.{name}.pipedrive]
+username = "{user}"
+password = "{password}"
+api_base_url = "{api_base_url}"
+api_token = "{token}"
+requests_per_2s = 100
+marketing_source_field = "{SOURCE_FIELD}"
+marketing_campaign_field = "{CAMPAIGN_FIELD}"
+company_size_field = "{SIZE_FIELD}"
+industry_field = "{INDUSTRY_FIELD}"
+"#,
+            name = tenant.name,
+            user = tenant.webhook_user,
+            password = tenant.webhook_password,
+            token = tenant.api_token,
+        )
+    }
+}

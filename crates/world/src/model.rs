@@ -1,0 +1,279 @@
+//! What a simulated Pipedrive account holds, and the changes made to it.
+
+/// Seconds in a day and an hour.
+pub const DAY: i64 = 86_400;
+pub const HOUR: i64 = 3_600;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub id: i64,
+    pub name: &'static str,
+    pub order: i64,
+    /// The CRM's win probability of a deal in this stage, in percent.
+    pub probability: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    pub id: i64,
+    pub name: &'static str,
+    pub stages: Vec<Stage>,
+}
+
+/// A sales rep (a Pipedrive user): id and name.
+pub type Rep = (i64, &'static str);
+
+/// Option ids and labels of the account's custom fields (enum options are
+/// sent as ids; the enricher resolves them through the field definitions).
+pub const MARKETING_SOURCES: [(i64, &str); 5] = [
+    (41, "LinkedIn"),
+    (42, "Referral"),
+    (43, "Webinar"),
+    (44, "Google Ads"),
+    (45, "Trade fair"),
+];
+pub const COMPANY_SIZES: [(i64, &str); 4] =
+    [(26, "micro"), (27, "small"), (28, "medium"), (29, "large")];
+pub const INDUSTRIES: [(i64, &str); 5] = [
+    (19, "health"),
+    (20, "retail"),
+    (21, "manufacturing"),
+    (22, "software"),
+    (23, "logistics"),
+];
+
+/// Custom field keys (40-character hashes, as Pipedrive makes them).
+pub const SOURCE_FIELD: &str = "5f2c8e1a9b0d4c7e8f6a3b2c1d0e9f8a7b6c5d4e";
+pub const CAMPAIGN_FIELD: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
+pub const SIZE_FIELD: &str = "8d1e0f2a3b4c5d6e7f8091a2b3c4d5e6f7081920";
+pub const INDUSTRY_FIELD: &str = "c0ffee00d15ea5e0ba5eba11deadbeef00c0ffee";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrganizationState {
+    pub name: String,
+    pub address: String,
+    /// Option ids of the custom fields.
+    pub size: i64,
+    pub industry: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Organization {
+    pub id: i64,
+    pub owner: Rep,
+    pub add_time: i64,
+    pub last: OrganizationState,
+}
+
+/// How the email verifier judges an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailClass {
+    /// Deliverable, found on `sources` web pages.
+    Valid {
+        sources: usize,
+    },
+    Invalid,
+    Disposable,
+    Webmail,
+    AcceptAll,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonState {
+    pub job_title: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub id: i64,
+    pub first_name: &'static str,
+    pub last_name: &'static str,
+    pub email: String,
+    pub email_class: EmailClass,
+    pub org: usize,
+    pub owner: Rep,
+    pub add_time: i64,
+    pub last: PersonState,
+}
+
+/// A deal's changing fields, as of one change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DealState {
+    /// Indexes into the tenant's pipelines and that pipeline's stages.
+    pub pipeline: usize,
+    pub stage: usize,
+    /// `open`, `won` or `lost`.
+    pub status: &'static str,
+    pub value: f64,
+    pub title: String,
+    pub won_time: Option<i64>,
+    pub lost_time: Option<i64>,
+    pub stage_change_time: i64,
+    pub update_time: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Deal {
+    pub id: i64,
+    pub owner: Rep,
+    pub person: usize,
+    pub org: usize,
+    /// A `MARKETING_SOURCES` entry.
+    pub source: Option<(i64, &'static str)>,
+    pub campaign: Option<String>,
+    /// The deal's own win probability, overriding its stage's.
+    pub probability: Option<f64>,
+    pub expected_close: chrono::NaiveDate,
+    pub add_time: i64,
+    /// Each stage entered: (pipeline index, stage index, at).
+    pub entries: Vec<(usize, usize, i64)>,
+    /// Won-deal transitions: (day, +1 or -1, value).
+    pub won_transitions: Vec<(chrono::NaiveDate, i64, f64)>,
+    pub deleted: bool,
+    /// Merged into this deal (and so deleted).
+    pub merged_into: Option<i64>,
+    /// When its latest change happened.
+    pub last_at: i64,
+    pub last: DealState,
+}
+
+impl Deal {
+    pub fn source_label(&self) -> Option<&'static str> {
+        self.source.map(|(_, label)| label)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityState {
+    pub subject: String,
+    pub done_at: Option<i64>,
+    pub update_time: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Activity {
+    pub id: i64,
+    pub user: Rep,
+    /// `call`, `email`, `meeting`, `task`, ...
+    pub kind: &'static str,
+    pub deal: Option<usize>,
+    pub person: usize,
+    pub org: usize,
+    pub add_time: i64,
+    pub due_date: chrono::NaiveDate,
+    /// When it was marked done, if it is done now.
+    pub done_at: Option<i64>,
+    pub deleted: bool,
+    pub last: ActivityState,
+}
+
+/// One Pipedrive account (a tenant of the pipeline).
+pub struct Tenant {
+    pub name: String,
+    pub company_id: i64,
+    pub host: String,
+    /// The API token the fake API accepts and the enricher sends.
+    pub api_token: String,
+    /// HTTP Basic credentials the webhooks carry.
+    pub webhook_user: String,
+    pub webhook_password: String,
+    pub webhook_v1_id: String,
+    pub webhook_v2_id: String,
+    pub pipelines: Vec<Pipeline>,
+    pub reps: Vec<Rep>,
+    pub organizations: Vec<Organization>,
+    pub persons: Vec<Person>,
+    pub deals: Vec<Deal>,
+    pub activities: Vec<Activity>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Added,
+    Updated,
+    Deleted,
+    /// The survivor of a merge (the deal merged away is `Deleted`).
+    Merged,
+}
+
+impl Action {
+    /// The word webhooks v1 and the enriched events use.
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::Added => "added",
+            Action::Updated => "updated",
+            Action::Deleted => "deleted",
+            Action::Merged => "merged",
+        }
+    }
+}
+
+/// What changed. `before` is the state the change left (none when added),
+/// `after` the state it made (none when deleted).
+#[derive(Debug, Clone)]
+pub enum Subject {
+    Deal {
+        deal: usize,
+        before: Option<DealState>,
+        after: Option<DealState>,
+        /// Part of a bulk edit of several deals.
+        bulk: bool,
+        /// Merged into this deal id (on the delete) or absorbed it (on the survivor's event).
+        merged_to: Option<i64>,
+        merged_from: Option<i64>,
+    },
+    Activity {
+        activity: usize,
+        before: Option<ActivityState>,
+        after: Option<ActivityState>,
+    },
+    Person {
+        person: usize,
+        before: Option<PersonState>,
+        after: Option<PersonState>,
+    },
+    Organization {
+        organization: usize,
+        before: Option<OrganizationState>,
+        after: Option<OrganizationState>,
+    },
+}
+
+/// One change in one account: what Pipedrive sends one webhook for.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub tenant: usize,
+    /// Microseconds; the whole seconds are the change's time.
+    pub at_micro: i64,
+    pub action: Action,
+    /// The rep who made it.
+    pub user: i64,
+    pub subject: Subject,
+}
+
+impl Change {
+    pub fn at(&self) -> i64 {
+        self.at_micro.div_euclid(1_000_000)
+    }
+
+    /// `deal`, `activity`, `person` or `organization`.
+    pub fn object(&self) -> &'static str {
+        match self.subject {
+            Subject::Deal { .. } => "deal",
+            Subject::Activity { .. } => "activity",
+            Subject::Person { .. } => "person",
+            Subject::Organization { .. } => "organization",
+        }
+    }
+
+    /// The changed entity's id.
+    pub fn object_id(&self, tenant: &Tenant) -> i64 {
+        match &self.subject {
+            Subject::Deal { deal, .. } => tenant.deals[*deal].id,
+            Subject::Activity { activity, .. } => tenant.activities[*activity].id,
+            Subject::Person { person, .. } => tenant.persons[*person].id,
+            Subject::Organization { organization, .. } => tenant.organizations[*organization].id,
+        }
+    }
+}

@@ -1,0 +1,729 @@
+//! The simulation: accounts with pipelines, reps, organizations and people,
+//! and over the configured period their deals moving through the stages
+//! (forward, sometimes back), won, lost, reopened, edited, deleted and merged,
+//! and the reps' activities. Seeded and deterministic.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::model::*;
+
+/// One account to simulate.
+#[derive(Debug, Clone)]
+pub struct TenantSpec {
+    pub name: String,
+    /// 1 ("Sales") or 2 ("Sales" and "Partners").
+    pub pipelines: usize,
+    pub reps: usize,
+    pub deals: usize,
+    pub activities: usize,
+}
+
+impl TenantSpec {
+    pub fn new(name: &str, pipelines: usize, reps: usize, deals: usize, activities: usize) -> Self {
+        TenantSpec {
+            name: name.to_owned(),
+            pipelines,
+            reps,
+            deals,
+            activities,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorldConfig {
+    pub seed: u64,
+    /// The first day, Unix seconds (midnight UTC).
+    pub start: i64,
+    /// Length of the simulated period; every change falls inside it.
+    pub days: i64,
+    pub tenants: Vec<TenantSpec>,
+}
+
+/// 2025-01-06T00:00:00Z, a Monday.
+pub const DEFAULT_START: i64 = 1_736_121_600;
+
+impl WorldConfig {
+    /// The demo's world: two accounts over 120 days, about 5,000 changes.
+    pub fn demo(seed: u64, start: i64) -> Self {
+        WorldConfig {
+            seed,
+            start,
+            days: 120,
+            tenants: vec![
+                TenantSpec::new("northwind", 2, 6, 700, 900),
+                TenantSpec::new("globex", 1, 3, 120, 200),
+            ],
+        }
+    }
+
+    /// The dashboard tests' world: "north" with two pipelines and enough
+    /// closed deals to calibrate, "south" with one and too few.
+    pub fn sample(seed: u64) -> Self {
+        WorldConfig {
+            seed,
+            start: DEFAULT_START,
+            days: 120,
+            tenants: vec![
+                TenantSpec::new("north", 2, 3, 180, 180),
+                TenantSpec::new("south", 1, 2, 40, 40),
+            ],
+        }
+    }
+
+    /// A small world for end-to-end tests: two accounts, a few hundred changes,
+    /// one of them with enough closed deals to calibrate.
+    pub fn small(seed: u64) -> Self {
+        WorldConfig {
+            seed,
+            start: DEFAULT_START,
+            days: 120,
+            tenants: vec![
+                TenantSpec::new("north", 2, 3, 110, 60),
+                TenantSpec::new("south", 1, 2, 25, 20),
+            ],
+        }
+    }
+}
+
+const REP_NAMES: [&str; 12] = [
+    "Morgan Lee",
+    "Sam Ortiz",
+    "Ada Chen",
+    "Kim Park",
+    "Lou Reed",
+    "Noor Haddad",
+    "Ines Duarte",
+    "Tom Becker",
+    "Priya Nair",
+    "Jonas Weber",
+    "Lena Novak",
+    "Omar Farouk",
+];
+const FIRST_NAMES: [&str; 12] = [
+    "Jane", "Ana", "Jonas", "Mia", "Lucas", "Sofia", "Noah", "Emma", "Liam", "Olivia", "Mateo",
+    "Yuki",
+];
+const LAST_NAMES: [&str; 12] = [
+    "Doe", "Ferreira", "Weber", "Rossi", "Martin", "Silva", "Kowalski", "Jensen", "Murphy",
+    "Tanaka", "Garcia", "Novak",
+];
+const COMPANY_WORDS: [&str; 12] = [
+    "Omni",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Acme",
+    "Hooli",
+    "Vandelay",
+    "Soylent",
+    "Tyrell",
+    "Cyberdyne",
+];
+const COMPANY_KINDS: [&str; 6] = ["Health", "Retail", "Works", "Software", "Logistics", "Labs"];
+const JOB_TITLES: [&str; 6] = [
+    "CEO",
+    "COO",
+    "Head of Sales",
+    "Operations Director",
+    "Buyer",
+    "CTO",
+];
+const ACTIVITY_TYPES: [&str; 6] = ["call", "call", "email", "meeting", "task", "deadline"];
+
+fn sales() -> Pipeline {
+    let stage = |id, name, order, probability| Stage {
+        id,
+        name,
+        order,
+        probability,
+    };
+    Pipeline {
+        id: 1,
+        name: "Sales",
+        stages: vec![
+            stage(1, "Lead In", 1, 10.0),
+            stage(2, "Contact Made", 2, 25.0),
+            stage(3, "Proposal Made", 3, 50.0),
+            stage(4, "Negotiations Started", 4, 80.0),
+        ],
+    }
+}
+
+fn partners() -> Pipeline {
+    let stage = |id, name, order, probability| Stage {
+        id,
+        name,
+        order,
+        probability,
+    };
+    Pipeline {
+        id: 2,
+        name: "Partners",
+        stages: vec![
+            stage(11, "Intro", 1, 20.0),
+            stage(12, "Pilot", 2, 60.0),
+            stage(13, "Contract", 3, 90.0),
+        ],
+    }
+}
+
+pub(crate) fn date(seconds: i64) -> NaiveDate {
+    DateTime::<Utc>::from_timestamp(seconds, 0)
+        .expect("a valid time")
+        .date_naive()
+}
+
+/// Builds the world: accounts and their changes, in time order.
+pub(crate) fn simulate(config: &WorldConfig) -> (Vec<Tenant>, Vec<Change>) {
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let mut tenants = Vec::new();
+    let mut changes = Vec::new();
+    for (t, spec) in config.tenants.iter().enumerate() {
+        let mut sim = Simulation {
+            rng: &mut rng,
+            config,
+            tenant: t,
+            changes: Vec::new(),
+        };
+        let tenant = sim.tenant(spec);
+        changes.extend(sim.changes);
+        tenants.push(tenant);
+    }
+    changes.sort_by_key(|c| (c.at_micro, c.tenant));
+    (tenants, changes)
+}
+
+struct Simulation<'a> {
+    rng: &'a mut StdRng,
+    config: &'a WorldConfig,
+    tenant: usize,
+    changes: Vec<Change>,
+}
+
+impl Simulation<'_> {
+    /// A change at `at` seconds (plus a few random milliseconds, as real
+    /// timestamps have).
+    fn push(&mut self, at: i64, action: Action, user: i64, subject: Subject) {
+        let micro = at * 1_000_000 + self.rng.random_range(0..1_000) * 1_000;
+        self.changes.push(Change {
+            tenant: self.tenant,
+            at_micro: micro,
+            action,
+            user,
+            subject,
+        });
+    }
+
+    fn tenant(&mut self, spec: &TenantSpec) -> Tenant {
+        let t = self.tenant as i64;
+        let start = self.config.start;
+        let pipelines = match spec.pipelines {
+            0 | 1 => vec![sales()],
+            _ => vec![sales(), partners()],
+        };
+        // Ids are unique across tenants, so a shared fake API cannot mix them up.
+        let base = 1_000 * (t + 1);
+        let reps: Vec<Rep> = (0..spec.reps.max(1))
+            .map(|i| {
+                (
+                    100 * (t + 1) + i as i64 + 11,
+                    REP_NAMES[(i + 3 * self.tenant) % REP_NAMES.len()],
+                )
+            })
+            .collect();
+        let slug = spec
+            .name
+            .to_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "");
+        let mut tenant = Tenant {
+            name: spec.name.clone(),
+            company_id: 7_843_211 + t,
+            host: format!("{slug}.pipedrive.com"),
+            api_token: format!("{slug}-api-token"),
+            webhook_user: "hook".into(),
+            webhook_password: format!("{slug}-webhook-secret"),
+            webhook_v1_id: format!("{}", 1_148_302 + t),
+            webhook_v2_id: format!("{}", 2_290_117 + t),
+            pipelines,
+            reps,
+            organizations: Vec::new(),
+            persons: Vec::new(),
+            deals: Vec::new(),
+            activities: Vec::new(),
+        };
+
+        // The account's organizations and people exist from the first hours.
+        let organizations = (spec.deals / 4).max(1);
+        for i in 0..organizations {
+            let owner = tenant.reps[self.rng.random_range(0..tenant.reps.len())];
+            let name = format!(
+                "{} {} {}",
+                COMPANY_WORDS[i % COMPANY_WORDS.len()],
+                COMPANY_KINDS[(i / COMPANY_WORDS.len()) % COMPANY_KINDS.len()],
+                i / (COMPANY_WORDS.len() * COMPANY_KINDS.len()) + 1
+            );
+            let org = Organization {
+                id: base * 10 + i as i64,
+                owner,
+                add_time: start + self.rng.random_range(0..6 * HOUR),
+                last: OrganizationState {
+                    name,
+                    address: format!("{} Market Street", 10 + i),
+                    size: COMPANY_SIZES[self.rng.random_range(0..COMPANY_SIZES.len())].0,
+                    industry: INDUSTRIES[self.rng.random_range(0..INDUSTRIES.len())].0,
+                },
+            };
+            self.push(
+                org.add_time,
+                Action::Added,
+                owner.0,
+                Subject::Organization {
+                    organization: i,
+                    before: None,
+                    after: Some(org.last.clone()),
+                },
+            );
+            tenant.organizations.push(org);
+        }
+        let persons = (spec.deals / 2).max(1);
+        for i in 0..persons {
+            let org = self.rng.random_range(0..organizations);
+            let owner = tenant.organizations[org].owner;
+            let first_name = FIRST_NAMES[self.rng.random_range(0..FIRST_NAMES.len())];
+            let last_name = LAST_NAMES[self.rng.random_range(0..LAST_NAMES.len())];
+            let email_class = match self.rng.random_range(0..20) {
+                0..9 => EmailClass::Valid { sources: 1 },
+                9..12 => EmailClass::Valid { sources: 2 },
+                12..13 => EmailClass::Valid { sources: 0 },
+                13..15 => EmailClass::Webmail,
+                15..17 => EmailClass::Invalid,
+                17..18 => EmailClass::Disposable,
+                _ => EmailClass::AcceptAll,
+            };
+            let domain = match email_class {
+                EmailClass::Webmail => "gmail.example".to_owned(),
+                EmailClass::Disposable => "mailinator.example".to_owned(),
+                _ => format!("org{}.{slug}.example", tenant.organizations[org].id),
+            };
+            let person = Person {
+                id: base * 100 + i as i64,
+                first_name,
+                last_name,
+                email: format!(
+                    "{}.{}{}@{domain}",
+                    first_name.to_lowercase(),
+                    last_name.to_lowercase(),
+                    i
+                ),
+                email_class,
+                org,
+                owner,
+                add_time: start + 6 * HOUR + self.rng.random_range(0..6 * HOUR),
+                last: PersonState {
+                    job_title: (self.rng.random_range(0..4) > 0)
+                        .then(|| JOB_TITLES[self.rng.random_range(0..JOB_TITLES.len())].to_owned()),
+                    phone: (self.rng.random_range(0..3) > 0)
+                        .then(|| format!("+1 555 {:04}", self.rng.random_range(0..10_000))),
+                },
+            };
+            self.push(
+                person.add_time,
+                Action::Added,
+                owner.0,
+                Subject::Person {
+                    person: i,
+                    before: None,
+                    after: Some(person.last.clone()),
+                },
+            );
+            tenant.persons.push(person);
+        }
+
+        for i in 0..spec.deals {
+            self.deal(&mut tenant, base + i as i64);
+        }
+        self.merge_some_deals(&mut tenant);
+        for i in 0..spec.activities {
+            self.activity(&mut tenant, base + i as i64);
+        }
+        self.edit_people_and_organizations(&mut tenant);
+        tenant
+    }
+
+    /// The latest day a deal may be added: late enough that the longest
+    /// history (about 45 days) still ends inside the period.
+    fn add_window(&self) -> i64 {
+        (self.config.days - 46).max(self.config.days / 3).max(1) * DAY
+    }
+
+    fn deal(&mut self, tenant: &mut Tenant, id: i64) {
+        let window = self.add_window();
+        let start = self.config.start;
+        let rng = &mut *self.rng;
+        let pipeline = if tenant.pipelines.len() > 1 && rng.random_range(0..4) == 0 {
+            1
+        } else {
+            0
+        };
+        let add_time = start + DAY + rng.random_range(0..window / 60) * 60;
+        let person = rng.random_range(0..tenant.persons.len());
+        let owner = if rng.random_range(0..4) == 0 {
+            tenant.reps[rng.random_range(0..tenant.reps.len())]
+        } else {
+            tenant.persons[person].owner
+        };
+        let source = (rng.random_range(0..5) > 0)
+            .then(|| MARKETING_SOURCES[rng.random_range(0..MARKETING_SOURCES.len())]);
+        let deal = Deal {
+            id,
+            owner,
+            person,
+            org: tenant.persons[person].org,
+            source,
+            campaign: source
+                .map(|(_, label)| format!("{label} Q{}", 1 + (add_time / (90 * DAY)) % 4)),
+            probability: (rng.random_range(0..7) == 0)
+                .then(|| f64::from(rng.random_range(1..20) * 5)),
+            expected_close: date(add_time + rng.random_range(14..120) * DAY),
+            add_time,
+            entries: vec![(pipeline, 0, add_time)],
+            won_transitions: Vec::new(),
+            deleted: false,
+            merged_into: None,
+            last_at: add_time,
+            last: DealState {
+                pipeline,
+                stage: 0,
+                status: "open",
+                value: 50.0 * f64::from(rng.random_range(10..400)),
+                title: format!(
+                    "{} - {}",
+                    tenant.organizations[tenant.persons[person].org].last.name,
+                    ["renewal", "new seats", "pilot", "rollout", "expansion"]
+                        [rng.random_range(0..5)]
+                ),
+                won_time: None,
+                lost_time: None,
+                stage_change_time: add_time,
+                update_time: add_time,
+            },
+        };
+        let index = tenant.deals.len();
+        self.push(
+            add_time,
+            Action::Added,
+            owner.0,
+            Subject::Deal {
+                deal: index,
+                before: None,
+                after: Some(deal.last.clone()),
+                bulk: false,
+                merged_to: None,
+                merged_from: None,
+            },
+        );
+        tenant.deals.push(deal);
+
+        let stages = tenant.pipelines[pipeline].stages.len();
+        let moves = self.rng.random_range(0..stages);
+        for _ in 0..moves {
+            let dwell = self.rng.random_range(6 * HOUR..10 * DAY);
+            let bulk = self.rng.random_range(0..12) == 0;
+            self.change_deal(tenant, index, dwell, bulk, |s| s.stage += 1);
+        }
+        if moves >= 2 && self.rng.random_range(0..8) == 0 {
+            let after = self.rng.random_range(HOUR..3 * DAY);
+            self.change_deal(tenant, index, after, false, |s| s.stage -= 1);
+        }
+        if self.rng.random_range(0..5) == 0 {
+            let value = 50.0 * f64::from(self.rng.random_range(10..400));
+            let after = self.rng.random_range(HOUR..2 * DAY);
+            self.change_deal(tenant, index, after, false, |s| {
+                s.value = value;
+                s.title = format!("{} (revised)", s.title);
+            });
+        }
+        let close = self.rng.random_range(HOUR..5 * DAY);
+        match self.rng.random_range(0..20) {
+            0..7 => {
+                self.change_deal(tenant, index, close, false, |s| s.status = "won");
+                if self.rng.random_range(0..6) == 0 {
+                    self.change_deal(tenant, index, DAY, false, |s| s.status = "open");
+                    self.change_deal(tenant, index, 2 * DAY, false, |s| s.status = "won");
+                }
+            }
+            7..12 => self.change_deal(tenant, index, close, false, |s| s.status = "lost"),
+            _ => {}
+        }
+        if self.rng.random_range(0..20) == 0 {
+            let at = tenant.deals[index].last_at + HOUR;
+            self.delete_deal(tenant, index, at, None);
+        }
+    }
+
+    /// Applies `change` `after` seconds past the deal's latest change and
+    /// records it, keeping the deal's won and lost times, stage entries and
+    /// won transitions as the CRM and the dashboards see them.
+    fn change_deal(
+        &mut self,
+        tenant: &mut Tenant,
+        index: usize,
+        after: i64,
+        bulk: bool,
+        change: impl FnOnce(&mut DealState),
+    ) {
+        let deal = &mut tenant.deals[index];
+        let at = deal.last_at + after;
+        let before = deal.last.clone();
+        change(&mut deal.last);
+        let state = &mut deal.last;
+        state.update_time = at;
+        if (before.pipeline, before.stage) != (state.pipeline, state.stage) {
+            state.stage_change_time = at;
+            deal.entries.push((state.pipeline, state.stage, at));
+        }
+        match (before.status, state.status) {
+            (b, "won") if b != "won" => {
+                state.won_time = Some(at);
+                state.lost_time = None;
+                deal.won_transitions.push((date(at), 1, state.value));
+            }
+            ("won", a) if a != "won" => {
+                // The reversal is dated by the won time it leaves.
+                let day = date(before.won_time.unwrap_or(at));
+                deal.won_transitions.push((day, -1, before.value));
+                state.won_time = None;
+            }
+            _ => {}
+        }
+        if state.status == "lost" && before.status != "lost" {
+            state.lost_time = Some(at);
+        } else if state.status != "lost" {
+            state.lost_time = None;
+        }
+        deal.last_at = at;
+        let user = deal.owner.0;
+        let after = Some(deal.last.clone());
+        self.push(
+            at,
+            Action::Updated,
+            user,
+            Subject::Deal {
+                deal: index,
+                before: Some(before),
+                after,
+                bulk,
+                merged_to: None,
+                merged_from: None,
+            },
+        );
+    }
+
+    fn delete_deal(&mut self, tenant: &mut Tenant, index: usize, at: i64, merged_to: Option<i64>) {
+        let deal = &mut tenant.deals[index];
+        deal.deleted = true;
+        deal.merged_into = merged_to;
+        deal.last_at = at;
+        if deal.last.status == "won" {
+            let day = date(deal.last.won_time.unwrap_or(at));
+            deal.won_transitions.push((day, -1, deal.last.value));
+        }
+        let user = deal.owner.0;
+        let before = Some(deal.last.clone());
+        self.push(
+            at,
+            Action::Deleted,
+            user,
+            Subject::Deal {
+                deal: index,
+                before,
+                after: None,
+                bulk: false,
+                merged_to,
+                merged_from: None,
+            },
+        );
+    }
+
+    /// Merges every 23rd deal into the next one (when neither is deleted), as
+    /// Pipedrive reports it: a `merged` event for the deal that survives,
+    /// unchanged, and a `deleted` event for the one merged away.
+    fn merge_some_deals(&mut self, tenant: &mut Tenant) {
+        for i in (11..tenant.deals.len().saturating_sub(1)).step_by(23) {
+            let (gone, kept) = (&tenant.deals[i], &tenant.deals[i + 1]);
+            if gone.deleted || kept.deleted {
+                continue;
+            }
+            let at = gone.last_at.max(kept.last_at) + 2 * HOUR;
+            let (gone_id, kept_id) = (gone.id, kept.id);
+            let survivor = &mut tenant.deals[i + 1];
+            survivor.last_at = at;
+            let state = Some(survivor.last.clone());
+            let user = survivor.owner.0;
+            self.push(
+                at,
+                Action::Merged,
+                user,
+                Subject::Deal {
+                    deal: i + 1,
+                    before: state.clone(),
+                    after: state,
+                    bulk: false,
+                    merged_to: None,
+                    merged_from: Some(gone_id),
+                },
+            );
+            self.delete_deal(tenant, i, at, Some(kept_id));
+        }
+    }
+
+    fn activity(&mut self, tenant: &mut Tenant, id: i64) {
+        let rng = &mut *self.rng;
+        let deal = rng.random_range(0..tenant.deals.len());
+        let (person, org, owner, deal_added) = {
+            let d = &tenant.deals[deal];
+            (d.person, d.org, d.owner, d.add_time)
+        };
+        let user = if rng.random_range(0..4) == 0 {
+            tenant.reps[rng.random_range(0..tenant.reps.len())]
+        } else {
+            owner
+        };
+        let kind = ACTIVITY_TYPES[rng.random_range(0..ACTIVITY_TYPES.len())];
+        let added = deal_added + rng.random_range(0..20 * DAY / 60) * 60;
+        let roll = rng.random_range(0..10);
+        let done_at = (roll < 7).then(|| added + rng.random_range(0..3 * DAY / 60) * 60);
+        let index = tenant.activities.len();
+        let state = |done_at: Option<i64>, at: i64| ActivityState {
+            subject: format!("{kind} #{id}"),
+            done_at,
+            update_time: at,
+        };
+        let mut activity = Activity {
+            id,
+            user,
+            kind,
+            deal: Some(deal),
+            person,
+            org,
+            add_time: added,
+            due_date: date(added + DAY),
+            done_at,
+            deleted: false,
+            last: state(None, added),
+        };
+        let mut changes = Vec::new();
+        match done_at {
+            // Added already done.
+            Some(done) if roll < 2 => {
+                activity.add_time = done;
+                activity.last = state(Some(done), done);
+                changes.push((done, Action::Added, None, Some(activity.last.clone())));
+            }
+            Some(done) => {
+                changes.push((added, Action::Added, None, Some(activity.last.clone())));
+                let at = done.max(added + 60);
+                let before = activity.last.clone();
+                activity.last = state(Some(done), at);
+                changes.push((
+                    at,
+                    Action::Updated,
+                    Some(before),
+                    Some(activity.last.clone()),
+                ));
+                if roll == 6 {
+                    // Edited after it was done: counted once all the same.
+                    let before = activity.last.clone();
+                    activity.last.subject = format!("{kind} #{id} (notes added)");
+                    activity.last.update_time = at + HOUR;
+                    changes.push((
+                        at + HOUR,
+                        Action::Updated,
+                        Some(before),
+                        Some(activity.last.clone()),
+                    ));
+                }
+            }
+            None => {
+                changes.push((added, Action::Added, None, Some(activity.last.clone())));
+                if roll == 9 {
+                    activity.deleted = true;
+                    changes.push((
+                        added + HOUR,
+                        Action::Deleted,
+                        Some(activity.last.clone()),
+                        None,
+                    ));
+                }
+            }
+        }
+        for (at, action, before, after) in changes {
+            self.push(
+                at,
+                action,
+                user.0,
+                Subject::Activity {
+                    activity: index,
+                    before,
+                    after,
+                },
+            );
+        }
+        tenant.activities.push(activity);
+    }
+
+    /// Some people change jobs or phones, some organizations move.
+    fn edit_people_and_organizations(&mut self, tenant: &mut Tenant) {
+        let end = self.config.start + self.config.days * DAY - DAY;
+        for (i, person) in tenant.persons.iter_mut().enumerate() {
+            if self.rng.random_range(0..5) != 0 {
+                continue;
+            }
+            let at = self
+                .rng
+                .random_range(person.add_time + DAY..end.max(person.add_time + 2 * DAY));
+            let before = person.last.clone();
+            person.last.job_title =
+                Some(JOB_TITLES[self.rng.random_range(0..JOB_TITLES.len())].to_owned());
+            let after = Some(person.last.clone());
+            let user = person.owner.0;
+            self.push(
+                at,
+                Action::Updated,
+                user,
+                Subject::Person {
+                    person: i,
+                    before: Some(before),
+                    after,
+                },
+            );
+        }
+        for (i, org) in tenant.organizations.iter_mut().enumerate() {
+            if self.rng.random_range(0..7) != 0 {
+                continue;
+            }
+            let at = self
+                .rng
+                .random_range(org.add_time + DAY..end.max(org.add_time + 2 * DAY));
+            let before = org.last.clone();
+            org.last.address = format!("{} Harbour Road", self.rng.random_range(1..200));
+            let after = Some(org.last.clone());
+            let user = org.owner.0;
+            self.push(
+                at,
+                Action::Updated,
+                user,
+                Subject::Organization {
+                    organization: i,
+                    before: Some(before),
+                    after,
+                },
+            );
+        }
+    }
+}

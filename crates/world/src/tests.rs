@@ -1,0 +1,172 @@
+use std::collections::{BTreeMap, HashSet};
+
+use tributary_sources::pipedrive::{self, Snapshot};
+
+use super::*;
+
+fn world() -> World {
+    World::generate(WorldConfig::small(7))
+}
+
+#[test]
+fn the_same_seed_makes_the_same_world_and_deliveries() {
+    let (a, b) = (world(), world());
+    assert_eq!(a.changes.len(), b.changes.len());
+    let habits = Habits::default();
+    let (da, db) = (a.deliveries(&habits), b.deliveries(&habits));
+    assert_eq!(da.len(), db.len());
+    assert!(da.iter().zip(&db).all(|(x, y)| x.body == y.body));
+    let other = World::generate(WorldConfig::small(8));
+    assert_ne!(
+        other.deliveries(&habits)[..50]
+            .iter()
+            .map(|d| d.body.clone())
+            .collect::<Vec<_>>(),
+        da[..50].iter().map(|d| d.body.clone()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn every_change_falls_inside_the_period_in_time_order() {
+    let world = world();
+    let end = world.config.start + world.config.days * DAY;
+    assert!(
+        world
+            .changes
+            .windows(2)
+            .all(|w| w[0].at_micro <= w[1].at_micro)
+    );
+    for change in &world.changes {
+        assert!(
+            (world.config.start..end).contains(&change.at()),
+            "{change:?} outside the period"
+        );
+    }
+}
+
+#[test]
+fn every_delivery_passes_the_collectors_prevalidation_with_one_event_id_per_change() {
+    let world = world();
+    let deliveries = world.deliveries(&Habits::default());
+    let mut ids: BTreeMap<usize, HashSet<String>> = BTreeMap::new();
+    for delivery in &deliveries {
+        let tenant = &world.tenants[delivery.tenant].name;
+        let checked = pipedrive::prevalidate(tenant, &delivery.body).unwrap_or_else(|refusal| {
+            panic!("{refusal:?}\n{}", String::from_utf8_lossy(&delivery.body))
+        });
+        let change = &world.changes[delivery.change];
+        assert_eq!(checked.object, change.object());
+        assert_eq!(checked.attempt, delivery.attempt);
+        ids.entry(delivery.change)
+            .or_default()
+            .insert(checked.event_id);
+    }
+    assert_eq!(ids.len(), world.changes.len(), "every change is delivered");
+    assert!(
+        ids.values().all(|ids| ids.len() == 1),
+        "retries and duplicates keep their event id"
+    );
+    let distinct: HashSet<&String> = ids.values().flatten().collect();
+    assert_eq!(
+        distinct.len(),
+        world.changes.len(),
+        "no two changes share an id"
+    );
+}
+
+#[test]
+fn the_habits_show_up_in_the_deliveries() {
+    let world = world();
+    let deliveries = world.deliveries(&Habits::default());
+    assert!(deliveries.len() > world.changes.len(), "some arrive twice");
+    assert!(deliveries.iter().any(|d| d.attempt > 1), "retries");
+    let versions: HashSet<Version> = deliveries.iter().map(|d| d.version).collect();
+    assert_eq!(versions.len(), 2, "v1 and v2");
+    let late = deliveries
+        .windows(2)
+        .any(|w| w[0].change > w[1].change && w[0].attempt == 1 && w[1].attempt == 1);
+    assert!(late, "some arrive after a later change");
+    let bulk = world
+        .changes
+        .iter()
+        .any(|c| matches!(c.subject, Subject::Deal { bulk: true, .. }));
+    assert!(bulk, "bulk edits");
+    let plain = world.deliveries(&Habits::none());
+    assert_eq!(plain.len(), world.changes.len());
+    assert!(
+        plain
+            .iter()
+            .enumerate()
+            .all(|(i, d)| d.change == i && d.version == Version::V1)
+    );
+}
+
+/// What the enricher reads of a deal snapshot: stage, status, value, won time.
+type DealReading = (Option<i64>, Option<String>, Option<f64>, Option<String>);
+
+fn deal_of(snapshot: &Option<Snapshot>) -> Option<DealReading> {
+    match snapshot {
+        Some(Snapshot::Deal(d)) => {
+            Some((d.stage_id, d.status.clone(), d.value, d.won_time.clone()))
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn v1_and_v2_bodies_of_a_change_read_the_same() {
+    let world = world();
+    let mut compared = 0;
+    for (index, change) in world.changes.iter().enumerate() {
+        if change.object() != "deal" {
+            continue;
+        }
+        let v1 = pipedrive::parse(
+            &serde_json::to_vec(&world.webhook(index, Version::V1, 1, false)).expect("json"),
+        )
+        .expect("v1 parses");
+        let v2 = pipedrive::parse(
+            &serde_json::to_vec(&world.webhook(index, Version::V2, 1, false)).expect("json"),
+        )
+        .expect("v2 parses");
+        assert_eq!(v1.meta.timestamp_micro, v2.meta.timestamp_micro);
+        assert_eq!(deal_of(&v1.current), deal_of(&v2.current), "{change:?}");
+        if change.action == Action::Deleted {
+            assert_eq!(deal_of(&v1.previous), deal_of(&v2.previous));
+        }
+        compared += 1;
+    }
+    assert!(compared > 100);
+}
+
+#[test]
+fn the_api_answers_from_the_state_the_changes_made() {
+    let world = world();
+    let tenant = &world.tenants[0];
+    let mut accounts = world.accounts();
+    let account = accounts.get_mut(&tenant.api_token).expect("an account");
+    assert!(account.persons.is_empty() && !account.stages.is_empty());
+    for change in world.changes.iter().filter(|c| c.tenant == 0) {
+        world.apply(account, change);
+    }
+    assert_eq!(account.persons.len(), tenant.persons.len());
+    let live = tenant.deals.iter().filter(|d| !d.deleted).count();
+    assert_eq!(account.deals.len(), live, "deleted deals are gone");
+    let deal = tenant
+        .deals
+        .iter()
+        .find(|d| !d.deleted)
+        .expect("a live deal");
+    assert_eq!(account.deals[&deal.id]["status"], deal.last.status);
+    let verdicts = world.email_verdicts();
+    assert_eq!(
+        verdicts.len(),
+        world.tenants.iter().map(|t| t.persons.len()).sum::<usize>()
+    );
+    assert!(
+        verdicts
+            .values()
+            .any(|v| v["sources"].as_array().is_some_and(|s| s.len() == 2))
+    );
+    assert!(verdicts.values().any(|v| v["result"] == "undeliverable"));
+}

@@ -1,0 +1,500 @@
+//! The webhooks Pipedrive sends for the world's changes, as v1 or v2 bodies,
+//! with its delivery habits: retries of the same event, v1's duplicates,
+//! events of one entity arriving out of order, bulk edits and transactions
+//! still pending.
+
+use chrono::{DateTime, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Map, Value, json};
+
+use crate::World;
+use crate::enriched::iso;
+use crate::model::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// How deliveries arrive. Shares are fractions of all changes.
+#[derive(Debug, Clone)]
+pub struct Habits {
+    /// Changes sent as webhooks v2 (the rest v1).
+    pub v2_share: f64,
+    /// Changes delivered twice or more: Pipedrive retried (same event, next attempt).
+    pub retries: f64,
+    /// v1 changes delivered twice with the very same body.
+    pub duplicates: f64,
+    /// Changes that arrive after the entity's next change.
+    pub late: f64,
+    /// v1 changes sent while their transaction is still pending.
+    pub trans_pending: f64,
+}
+
+impl Default for Habits {
+    fn default() -> Self {
+        Habits {
+            v2_share: 0.5,
+            retries: 0.03,
+            duplicates: 0.02,
+            late: 0.03,
+            trans_pending: 0.01,
+        }
+    }
+}
+
+impl Habits {
+    /// Every change once, in order, as v1.
+    pub fn none() -> Self {
+        Habits {
+            v2_share: 0.0,
+            retries: 0.0,
+            duplicates: 0.0,
+            late: 0.0,
+            trans_pending: 0.0,
+        }
+    }
+}
+
+/// One HTTP delivery of a webhook.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub tenant: usize,
+    /// Index into `World::changes`.
+    pub change: usize,
+    pub version: Version,
+    /// 1 for the first try.
+    pub attempt: u32,
+    pub body: Vec<u8>,
+}
+
+fn v1_time(seconds: i64) -> String {
+    DateTime::<Utc>::from_timestamp(seconds, 0)
+        .expect("a valid time")
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn v2_timestamp(micro: i64) -> String {
+    DateTime::<Utc>::from_timestamp_micros(micro)
+        .expect("a valid time")
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// SplitMix64: spreads (seed, n) over 64 bits.
+fn mix(seed: u64, n: u64) -> u64 {
+    let mut z = seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl World {
+    /// The v2 event id (`meta.id`) of a change: a UUID, the same on every
+    /// attempt.
+    pub fn event_uuid(&self, change: usize) -> String {
+        let (a, b) = (
+            mix(self.config.seed, 2 * change as u64),
+            mix(self.config.seed, 2 * change as u64 + 1),
+        );
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&a.to_le_bytes());
+        bytes[8..].copy_from_slice(&b.to_le_bytes());
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
+    }
+
+    /// The version a change is sent in.
+    pub fn version_of(&self, change: usize, habits: &Habits) -> Version {
+        let roll = mix(self.config.seed ^ 0x5EED, change as u64) as f64 / u64::MAX as f64;
+        if roll < habits.v2_share {
+            Version::V2
+        } else {
+            Version::V1
+        }
+    }
+
+    /// Every delivery Pipedrive makes for the world, in arrival order.
+    pub fn deliveries(&self, habits: &Habits) -> Vec<Delivery> {
+        let mut rng = StdRng::seed_from_u64(self.config.seed ^ 0xDE11_7E55);
+        let mut out: Vec<Delivery> = Vec::with_capacity(self.changes.len() * 11 / 10);
+        for index in 0..self.changes.len() {
+            let version = self.version_of(index, habits);
+            let pending = version == Version::V1 && rng.random_bool(habits.trans_pending);
+            let delivery = |attempt| Delivery {
+                tenant: self.changes[index].tenant,
+                change: index,
+                version,
+                attempt,
+                body: serde_json::to_vec(&self.webhook(index, version, attempt, pending))
+                    .expect("JSON"),
+            };
+            out.push(delivery(1));
+            if version == Version::V1 && rng.random_bool(habits.duplicates) {
+                out.push(delivery(1));
+            }
+            if rng.random_bool(habits.retries) {
+                out.push(delivery(2));
+                if rng.random_bool(0.25) {
+                    out.push(delivery(3));
+                }
+            }
+        }
+        // Retries arrive a little later than the first try; late changes
+        // after the entity's next one.
+        let key = |d: &Delivery| {
+            let change = &self.changes[d.change];
+            (
+                change.tenant,
+                change.object(),
+                change.object_id(&self.tenants[change.tenant]),
+            )
+        };
+        for i in 0..out.len() {
+            if out[i].attempt > 1 {
+                let to = (i + rng.random_range(1..20)).min(out.len() - 1);
+                let moved = out.remove(i);
+                out.insert(to, moved);
+            }
+        }
+        let mut i = 0;
+        while i < out.len() {
+            if out[i].attempt == 1 && rng.random_bool(habits.late) {
+                let entity = key(&out[i]);
+                if let Some(next) = (i + 1..out.len().min(i + 200))
+                    .find(|&j| key(&out[j]) == entity && out[j].change != out[i].change)
+                {
+                    let late = out.remove(i);
+                    out.insert(next, late);
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// The webhook body for a change.
+    pub fn webhook(
+        &self,
+        index: usize,
+        version: Version,
+        attempt: u32,
+        trans_pending: bool,
+    ) -> Value {
+        let change = &self.changes[index];
+        let tenant = &self.tenants[change.tenant];
+        let object = change.object();
+        let id = change.object_id(tenant);
+        let (before, after) = self.snapshots(change, version);
+        let bulk = matches!(change.subject, Subject::Deal { bulk: true, .. });
+        let (merged_to, merged_from) = match change.subject {
+            Subject::Deal {
+                merged_to,
+                merged_from,
+                ..
+            } => (merged_to, merged_from),
+            _ => (None, None),
+        };
+        let colleague = tenant.reps.iter().map(|r| r.0).find(|r| *r != change.user);
+        let permitted: Vec<i64> = std::iter::once(change.user).chain(colleague).collect();
+        match version {
+            Version::V1 => {
+                let mut meta = json!({
+                    "v": 1, "action": change.action.word(), "object": object, "id": id,
+                    "company_id": tenant.company_id, "user_id": change.user, "host": tenant.host,
+                    "timestamp": change.at(), "timestamp_micro": change.at_micro,
+                    "permitted_user_ids": permitted, "trans_pending": trans_pending,
+                    "is_bulk_update": bulk, "pipedrive_service_name": false,
+                    "matches_filters": {"current": [], "previous": []},
+                    "webhook_id": tenant.webhook_v1_id, "change_source": "app",
+                    "prepublish_timestamp": change.at_micro / 1_000 + 180
+                });
+                if object == "activity" {
+                    meta["send_activity_notifications"] = json!(false);
+                    meta["activity_notifications_language"] = Value::Null;
+                }
+                // A merge's survivor and the deal merged away: v1 says it with
+                // the action (`merged`, `deleted`) alone.
+                json!({
+                    "v": 1, "matches_filters": {"current": [], "previous": []}, "meta": meta,
+                    "retry": attempt.saturating_sub(1),
+                    "current": if change.action == Action::Deleted { Value::Null } else { after },
+                    "previous": if change.action == Action::Added { Value::Null } else { before },
+                    "event": format!("{}.{object}", change.action.word())
+                })
+            }
+            Version::V2 => {
+                let action = match change.action {
+                    Action::Added => "create",
+                    Action::Updated | Action::Merged => "change",
+                    Action::Deleted => "delete",
+                };
+                let permitted: Vec<String> = permitted.iter().map(i64::to_string).collect();
+                let mut meta = json!({
+                    "action": action, "entity": object, "company_id": tenant.company_id.to_string(),
+                    "correlation_id": self.event_uuid(index).replace('-', "").chars().rev().collect::<String>(),
+                    "entity_id": id.to_string(), "id": self.event_uuid(index), "is_bulk_edit": bulk,
+                    "timestamp": v2_timestamp(change.at_micro), "type": "general",
+                    "user_id": change.user.to_string(), "version": "2.0",
+                    "webhook_id": tenant.webhook_v2_id, "webhook_owner_id": change.user.to_string(),
+                    "change_source": "app", "attempt": attempt, "host": tenant.host,
+                    "permitted_user_ids": permitted
+                });
+                if let Some(to) = merged_to {
+                    meta["merged_to_id"] = json!(to.to_string());
+                }
+                if let Some(from) = merged_from {
+                    meta["merged_from_id"] = json!(from.to_string());
+                }
+                let (data, previous) = match change.action {
+                    Action::Added => (after, Value::Null),
+                    Action::Deleted => (Value::Null, before),
+                    // Only what changed.
+                    Action::Updated | Action::Merged => {
+                        let changed = changed_fields(&before, &after);
+                        (after, changed)
+                    }
+                };
+                json!({"meta": meta, "data": data, "previous": previous})
+            }
+        }
+    }
+
+    /// The entity before and after the change, in the version's shape
+    /// (`Null` where there is no such state).
+    fn snapshots(&self, change: &Change, version: Version) -> (Value, Value) {
+        let tenant = &self.tenants[change.tenant];
+        let at = change.at();
+        match &change.subject {
+            Subject::Deal {
+                deal,
+                before,
+                after,
+                ..
+            } => {
+                let deal = &tenant.deals[*deal];
+                let render = |state: &Option<DealState>, deleted: bool| match state {
+                    Some(state) => deal_snapshot(tenant, deal, state, version, deleted),
+                    None => Value::Null,
+                };
+                (
+                    render(before, change.action == Action::Deleted),
+                    render(after, false),
+                )
+            }
+            Subject::Activity {
+                activity,
+                before,
+                after,
+            } => {
+                let activity = &tenant.activities[*activity];
+                let render = |state: &Option<ActivityState>| match state {
+                    Some(state) => activity_snapshot(tenant, activity, state, version),
+                    None => Value::Null,
+                };
+                (render(before), render(after))
+            }
+            Subject::Person {
+                person,
+                before,
+                after,
+            } => {
+                let person = &tenant.persons[*person];
+                let render = |state: &Option<PersonState>, time: i64| match state {
+                    Some(state) => person_snapshot(tenant, person, state, time, version),
+                    None => Value::Null,
+                };
+                (render(before, person.add_time), render(after, at))
+            }
+            Subject::Organization {
+                organization,
+                before,
+                after,
+            } => {
+                let org = &tenant.organizations[*organization];
+                let render = |state: &Option<OrganizationState>, time: i64| match state {
+                    Some(state) => organization_snapshot(tenant, org, state, time, version),
+                    None => Value::Null,
+                };
+                (render(before, org.add_time), render(after, at))
+            }
+        }
+    }
+}
+
+/// The members of `after` that differ from `before` (v2's `previous`
+/// holds their old values).
+fn changed_fields(before: &Value, after: &Value) -> Value {
+    let (Value::Object(before), Value::Object(after)) = (before, after) else {
+        return json!({});
+    };
+    let changed: Map<String, Value> = before
+        .iter()
+        .filter(|(key, old)| after.get(*key) != Some(*old))
+        .map(|(key, old)| (key.clone(), old.clone()))
+        .collect();
+    Value::Object(changed)
+}
+
+fn time(version: Version, seconds: i64) -> String {
+    match version {
+        Version::V1 => v1_time(seconds),
+        Version::V2 => iso(seconds),
+    }
+}
+
+fn deal_snapshot(
+    tenant: &Tenant,
+    deal: &Deal,
+    state: &DealState,
+    version: Version,
+    deleted: bool,
+) -> Value {
+    let pipeline = &tenant.pipelines[state.pipeline];
+    let stage = &pipeline.stages[state.stage];
+    let t = |s: i64| time(version, s);
+    let close_time = state.won_time.or(state.lost_time);
+    let person = &tenant.persons[deal.person];
+    let org = &tenant.organizations[deal.org];
+    let lost_reason = state.lost_time.map(|_| "Price");
+    match version {
+        Version::V1 => {
+            let mut snapshot = json!({
+                "id": deal.id, "creator_user_id": deal.owner.0, "user_id": deal.owner.0,
+                "person_id": person.id, "org_id": org.id, "stage_id": stage.id, "title": state.title,
+                "value": state.value, "currency": "EUR", "add_time": t(deal.add_time),
+                "update_time": t(state.update_time), "stage_change_time": t(state.stage_change_time),
+                "active": state.status == "open" && !deleted, "deleted": deleted, "status": state.status,
+                "probability": deal.probability, "next_activity_date": null, "lost_reason": lost_reason,
+                "visible_to": "3", "close_time": close_time.map(t), "pipeline_id": pipeline.id,
+                "won_time": state.won_time.map(t), "first_won_time": state.won_time.map(t),
+                "lost_time": state.lost_time.map(t), "expected_close_date": deal.expected_close.to_string(),
+                "stage_order_nr": stage.order, "person_name": format!("{} {}", person.first_name, person.last_name),
+                "org_name": org.last.name, "owner_name": deal.owner.1, "channel": null, "channel_id": null,
+                "origin": "ManuallyCreated", "weighted_value": state.value * deal.probability.unwrap_or(stage.probability) / 100.0,
+                "weighted_value_currency": "EUR"
+            });
+            snapshot[SOURCE_FIELD] = json!(deal.source.map(|(id, _)| id.to_string()));
+            snapshot[CAMPAIGN_FIELD] = json!(deal.campaign);
+            snapshot
+        }
+        Version::V2 => json!({
+            "id": deal.id, "title": state.title, "creator_user_id": deal.owner.0, "owner_id": deal.owner.0,
+            "value": state.value, "person_id": person.id, "org_id": org.id, "stage_id": stage.id,
+            "pipeline_id": pipeline.id, "currency": "EUR", "add_time": t(deal.add_time),
+            "update_time": t(state.update_time), "stage_change_time": t(state.stage_change_time),
+            "is_deleted": deleted, "is_archived": false, "status": state.status, "probability": deal.probability,
+            "lost_reason": lost_reason, "visible_to": 3, "close_time": close_time.map(t),
+            "won_time": state.won_time.map(t), "lost_time": state.lost_time.map(t),
+            "expected_close_date": deal.expected_close.to_string(), "label_ids": [], "origin": "ManuallyCreated",
+            "origin_id": null, "channel": null, "channel_id": null,
+            "custom_fields": {
+                SOURCE_FIELD: deal.source.map(|(id, _)| json!({"type": "enum", "id": id})),
+                CAMPAIGN_FIELD: deal.campaign.as_ref().map(|c| json!({"type": "varchar", "value": c}))
+            }
+        }),
+    }
+}
+
+fn activity_snapshot(
+    tenant: &Tenant,
+    activity: &Activity,
+    state: &ActivityState,
+    version: Version,
+) -> Value {
+    let t = |s: i64| time(version, s);
+    let deal_id = activity.deal.map(|d| tenant.deals[d].id);
+    let person_id = tenant.persons[activity.person].id;
+    let org_id = tenant.organizations[activity.org].id;
+    match version {
+        Version::V1 => json!({
+            "id": activity.id, "company_id": tenant.company_id, "user_id": activity.user.0,
+            "done": state.done_at.is_some(), "type": activity.kind, "due_date": activity.due_date.to_string(),
+            "due_time": "10:00", "duration": "00:30", "busy_flag": true, "add_time": t(activity.add_time),
+            "marked_as_done_time": state.done_at.map(t), "subject": state.subject, "public_description": "",
+            "org_id": org_id, "person_id": person_id, "deal_id": deal_id, "lead_id": null,
+            "active_flag": true, "update_time": t(state.update_time), "update_user_id": activity.user.0,
+            "created_by_user_id": activity.user.0, "owner_name": activity.user.1
+        }),
+        Version::V2 => json!({
+            "id": activity.id, "subject": state.subject, "type": activity.kind, "owner_id": activity.user.0,
+            "creator_user_id": activity.user.0, "is_deleted": false, "add_time": t(activity.add_time),
+            "update_time": t(state.update_time), "deal_id": deal_id, "lead_id": null, "person_id": person_id,
+            "org_id": org_id, "project_id": null, "due_date": activity.due_date.to_string(), "due_time": "10:00:00",
+            "duration": "00:30:00", "busy": true, "done": state.done_at.is_some(),
+            "marked_as_done_time": state.done_at.map(t),
+            "participants": [{"person_id": person_id, "primary": true}], "attendees": [], "note": null
+        }),
+    }
+}
+
+fn person_snapshot(
+    tenant: &Tenant,
+    person: &Person,
+    state: &PersonState,
+    at: i64,
+    version: Version,
+) -> Value {
+    let t = |s: i64| time(version, s);
+    let entries = |value: Option<&str>| match value {
+        Some(v) => json!([{"value": v, "primary": true, "label": "work"}]),
+        None => json!([]),
+    };
+    let name = format!("{} {}", person.first_name, person.last_name);
+    let org_id = tenant.organizations[person.org].id;
+    let mut snapshot = json!({
+        "id": person.id, "name": name, "first_name": person.first_name, "last_name": person.last_name,
+        "owner_id": person.owner.0, "org_id": org_id, "add_time": t(person.add_time), "update_time": t(at),
+        "job_title": state.job_title
+    });
+    let extra = match version {
+        Version::V1 => json!({
+            "company_id": tenant.company_id, "email": entries(Some(&person.email)),
+            "phone": entries(state.phone.as_deref()), "active_flag": true, "visible_to": "3",
+            "org_name": tenant.organizations[person.org].last.name, "owner_name": person.owner.1
+        }),
+        Version::V2 => json!({
+            "emails": entries(Some(&person.email)), "phones": entries(state.phone.as_deref()),
+            "is_deleted": false, "visible_to": 3, "label_ids": [], "custom_fields": {}
+        }),
+    };
+    if let (Value::Object(snapshot), Value::Object(extra)) = (&mut snapshot, extra) {
+        snapshot.extend(extra);
+    }
+    snapshot
+}
+
+fn organization_snapshot(
+    tenant: &Tenant,
+    org: &Organization,
+    state: &OrganizationState,
+    at: i64,
+    version: Version,
+) -> Value {
+    let t = |s: i64| time(version, s);
+    match version {
+        Version::V1 => {
+            let mut snapshot = json!({
+                "id": org.id, "company_id": tenant.company_id, "owner_id": org.owner.0, "name": state.name,
+                "active_flag": true, "update_time": t(at), "add_time": t(org.add_time), "visible_to": "3",
+                "address": state.address, "owner_name": org.owner.1, "label_ids": []
+            });
+            snapshot[SIZE_FIELD] = json!(state.size.to_string());
+            snapshot[INDUSTRY_FIELD] = json!(state.industry.to_string());
+            snapshot
+        }
+        Version::V2 => json!({
+            "id": org.id, "name": state.name, "owner_id": org.owner.0, "add_time": t(org.add_time),
+            "update_time": t(at), "is_deleted": false, "visible_to": 3, "label_ids": [],
+            "address": {"value": state.address},
+            "custom_fields": {
+                SIZE_FIELD: {"type": "enum", "id": state.size},
+                INDUSTRY_FIELD: {"type": "enum", "id": state.industry}
+            }
+        }),
+    }
+}
