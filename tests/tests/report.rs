@@ -755,3 +755,84 @@ async fn the_panels_run_as_the_read_only_dashboard_user() {
     );
     assert!(panels[1..].iter().all(|p| p.rows.is_empty()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tributary_report_writes_the_page_of_a_tenant_from_the_configured_database() {
+    let world = World::generate(WorldConfig::sample(SEED));
+    let payloads: Vec<Vec<u8>> = world
+        .enriched_events()
+        .iter()
+        .map(|e| serde_json::to_vec(e).expect("json"))
+        .collect();
+    let db = TestDatabase::create("cli_report").await;
+    load_in_process(&db.settings, &payloads, 500).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("north.html");
+    let config = dir.path().join("tributary.toml");
+    std::fs::write(&config, "").expect("an empty configuration");
+    let scope = Scope {
+        from: START - DAY,
+        to: START + 200 * DAY,
+        tenant: "north".into(),
+        pipeline: None,
+    };
+    let output = Command::new(tributary_tests::process::binary(
+        "tributary-cli",
+        "tributary",
+    ))
+    .args(["report", "--tenant", "north", "--out"])
+    .arg(&out)
+    .args(["--from", &(scope.from * 1_000).to_string()])
+    .args(["--to", &(scope.to * 1_000).to_string()])
+    .env("TRIBUTARY_CONFIG", &config)
+    .env("TRIBUTARY_CLICKHOUSE__URL", shared_url())
+    .env("TRIBUTARY_CLICKHOUSE__DATABASE", db.name())
+    .env("TRIBUTARY_CLICKHOUSE__VALIDATION", "false")
+    .output()
+    .expect("running tributary report");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let page = std::fs::read_to_string(&out).expect("the page");
+    // The page holds the tenant's exact open pipeline value, as the world has it.
+    let kpis = &world.expected_panels(&scope)["Pipeline KPIs"][0];
+    let open_value = kpis["open_pipeline_value"].as_f64().expect("a value");
+    assert!(page.contains("north"));
+    assert!(
+        page.contains("data-column=\"open_pipeline_value\""),
+        "the KPI tile is there"
+    );
+    let tile = page
+        .split("data-column=\"open_pipeline_value\"")
+        .nth(1)
+        .and_then(|rest| rest.split("data-value=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("the tile's value");
+    let shown: f64 = tile
+        .trim_matches('"')
+        .replace("&quot;", "")
+        .parse()
+        .expect("a number");
+    assert_eq!(shown, open_value);
+
+    let refused = Command::new(tributary_tests::process::binary(
+        "tributary-cli",
+        "tributary",
+    ))
+    .args([
+        "report",
+        "--tenant",
+        "north",
+        "--from",
+        "2025-03-01T00:00:00Z",
+        "--to",
+        "2025-01-01T00:00:00Z",
+    ])
+    .env("TRIBUTARY_CONFIG", &config)
+    .output()
+    .expect("running tributary report");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--from is after --to"));
+}

@@ -7,6 +7,7 @@ mod dlq;
 mod migrate;
 mod read;
 mod replay;
+mod report;
 mod send;
 mod status;
 mod tail;
@@ -40,6 +41,8 @@ enum Command {
     Dlq(dlq::DlqArgs),
     /// Consumer lag per stage, dead-letter counts, last event per tenant.
     Status(status::StatusArgs),
+    /// Write a tenant's sales-operations dashboard as a self-contained HTML page.
+    Report(report::ReportArgs),
 }
 
 /// The sections the CLI needs from the shared configuration.
@@ -97,6 +100,7 @@ async fn main() -> ExitCode {
             Command::Tail(args) => tail::run(&config.kafka, &config.topics, args).await,
             Command::CreateTopics(args) => topics::run(&config.kafka, &config.topics, args).await,
             Command::Migrate(args) => migrate::run(&config.clickhouse, args).await,
+            Command::Report(args) => report::run(&config.clickhouse, args).await,
             Command::Replay(args) => replay::run(&config.kafka, &config.topics, args).await,
             Command::Dlq(args) => dlq::run(&config.kafka, &config.topics, args).await,
             Command::Status(args) => {
