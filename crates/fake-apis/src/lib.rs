@@ -34,6 +34,11 @@ pub struct Behaviour {
     pub burst_per_2s: Option<u32>,
     /// Added to every answer.
     pub latency: Duration,
+    /// Answer every `n`-th request with a failure, alternating `503` and
+    /// `429` (with `Retry-After: 1`): the occasional errors a real API gives.
+    pub flaky_every: Option<u32>,
+    /// Requests seen so far (for `flaky_every`).
+    pub seen: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +113,21 @@ fn gate(behaviour: &mut Behaviour, window: &mut Vec<Instant>) -> Gate {
                 .into_response(),
         );
     }
+    behaviour.seen += 1;
+    if let Some(every) = behaviour.flaky_every.filter(|n| *n > 0)
+        && behaviour.seen % u64::from(every) == 0
+    {
+        if (behaviour.seen / u64::from(every)) % 2 == 0 {
+            return Gate::Refuse(too_many(1, limit));
+        }
+        return Gate::Refuse(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"success": false, "error": "Service temporarily unavailable"})),
+            )
+                .into_response(),
+        );
+    }
     if let Some(storm) = behaviour.storm.as_mut().filter(|s| s.count > 0) {
         storm.count -= 1;
         let retry_after = storm.retry_after_seconds;
@@ -146,4 +166,28 @@ fn too_many(retry_after: u64, limit: u32) -> axum::response::Response {
     headers.insert("x-ratelimit-remaining", 0.into());
     headers.insert("x-ratelimit-reset", retry_after.into());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flaky_every_fails_every_nth_request_alternating_503_and_429() {
+        let mut behaviour = Behaviour {
+            flaky_every: Some(3),
+            ..Default::default()
+        };
+        let mut window = Vec::new();
+        let statuses: Vec<u16> = (0..12)
+            .map(|_| match gate(&mut behaviour, &mut window) {
+                Gate::Pass { .. } => 200,
+                Gate::Refuse(response) => response.status().as_u16(),
+            })
+            .collect();
+        assert_eq!(
+            statuses,
+            [200, 200, 503, 200, 200, 429, 200, 200, 503, 200, 200, 429]
+        );
+    }
 }
