@@ -115,9 +115,9 @@ fn gate(behaviour: &mut Behaviour, window: &mut Vec<Instant>) -> Gate {
     }
     behaviour.seen += 1;
     if let Some(every) = behaviour.flaky_every.filter(|n| *n > 0)
-        && behaviour.seen % u64::from(every) == 0
+        && behaviour.seen.is_multiple_of(u64::from(every))
     {
-        if (behaviour.seen / u64::from(every)) % 2 == 0 {
+        if (behaviour.seen / u64::from(every)).is_multiple_of(2) {
             return Gate::Refuse(too_many(1, limit));
         }
         return Gate::Refuse(

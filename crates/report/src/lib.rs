@@ -30,11 +30,14 @@ use serde_json::Value;
 use tributary_clickhouse::dashboard::{PanelRows, Scope};
 
 mod format;
+
+/// Number reading and formatting, for callers printing the same figures.
+pub use format::{decimal, number};
 mod html;
 mod panels;
 mod svg;
 
-use format::{decimal, group, number};
+use format::group;
 use html::{attr, escape};
 
 const STYLE: &str = include_str!("style.css");

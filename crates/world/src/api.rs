@@ -178,8 +178,8 @@ impl World {
     }
 
     /// The `[tenants.<name>.pipedrive]` configuration of a tenant whose API
-    /// is at `api_base_url`.
-    pub fn tenant_config(&self, tenant: usize, api_base_url: &str) -> String {
+    /// is at `api_base_url`, allowed `requests_per_2s` (its plan's burst limit).
+    pub fn tenant_config(&self, tenant: usize, api_base_url: &str, requests_per_2s: u32) -> String {
         let tenant = &self.tenants[tenant];
         format!(
             r#"[tenants.{name}.pipedrive]
@@ -187,7 +187,7 @@ username = "{user}"
 password = "{password}"
 api_base_url = "{api_base_url}"
 api_token = "{token}"
-requests_per_2s = 100
+requests_per_2s = {requests_per_2s}
 marketing_source_field = "{SOURCE_FIELD}"
 marketing_campaign_field = "{CAMPAIGN_FIELD}"
 company_size_field = "{SIZE_FIELD}"

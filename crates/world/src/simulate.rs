@@ -257,7 +257,8 @@ impl Simulation<'_> {
             activities: Vec::new(),
         };
 
-        // The account's organizations and people exist from the first hours.
+        // The account's organizations and people; each is added to the CRM
+        // shortly before its first deal (see `add_people_and_organizations`).
         let organizations = (spec.deals / 4).max(1);
         for i in 0..organizations {
             let owner = tenant.reps[self.rng.random_range(0..tenant.reps.len())];
@@ -278,16 +279,6 @@ impl Simulation<'_> {
                     industry: INDUSTRIES[self.rng.random_range(0..INDUSTRIES.len())].0,
                 },
             };
-            self.push(
-                org.add_time,
-                Action::Added,
-                owner.0,
-                Subject::Organization {
-                    organization: i,
-                    before: None,
-                    after: Some(org.last.clone()),
-                },
-            );
             tenant.organizations.push(org);
         }
         let persons = (spec.deals / 2).max(1);
@@ -331,22 +322,13 @@ impl Simulation<'_> {
                         .then(|| format!("+1 555 {:04}", self.rng.random_range(0..10_000))),
                 },
             };
-            self.push(
-                person.add_time,
-                Action::Added,
-                owner.0,
-                Subject::Person {
-                    person: i,
-                    before: None,
-                    after: Some(person.last.clone()),
-                },
-            );
             tenant.persons.push(person);
         }
 
         for i in 0..spec.deals {
             self.deal(&mut tenant, base + i as i64);
         }
+        self.add_people_and_organizations(&mut tenant);
         self.merge_some_deals(&mut tenant);
         for i in 0..spec.activities {
             self.activity(&mut tenant, base + i as i64);
@@ -675,6 +657,48 @@ impl Simulation<'_> {
             );
         }
         tenant.activities.push(activity);
+    }
+
+    /// Adds each person a few hours to days before their first deal (people
+    /// without deals some time in the first weeks), and each organization
+    /// before its first person.
+    fn add_people_and_organizations(&mut self, tenant: &mut Tenant) {
+        let start = self.config.start;
+        let mut first_deal = vec![i64::MAX; tenant.persons.len()];
+        for deal in &tenant.deals {
+            first_deal[deal.person] = first_deal[deal.person].min(deal.add_time);
+        }
+        let mut first_person = vec![i64::MAX; tenant.organizations.len()];
+        for (i, person) in tenant.persons.iter_mut().enumerate() {
+            let before = match first_deal[i] {
+                i64::MAX => start + self.rng.random_range(DAY..30 * DAY),
+                deal => deal - self.rng.random_range(HOUR..3 * DAY),
+            };
+            person.add_time = before.max(start + HOUR);
+            first_person[person.org] = first_person[person.org].min(person.add_time);
+        }
+        for (i, org) in tenant.organizations.iter_mut().enumerate() {
+            let before = match first_person[i] {
+                i64::MAX => start + self.rng.random_range(DAY..30 * DAY),
+                person => person - self.rng.random_range(10 * 60..2 * DAY),
+            };
+            org.add_time = before.max(start);
+            let subject = Subject::Organization {
+                organization: i,
+                before: None,
+                after: Some(org.last.clone()),
+            };
+            let owner = org.owner.0;
+            self.push(org.add_time, Action::Added, owner, subject);
+        }
+        for (i, person) in tenant.persons.iter().enumerate() {
+            let subject = Subject::Person {
+                person: i,
+                before: None,
+                after: Some(person.last.clone()),
+            };
+            self.push(person.add_time, Action::Added, person.owner.0, subject);
+        }
     }
 
     /// Some people change jobs or phones, some organizations move.

@@ -170,3 +170,19 @@ fn the_api_answers_from_the_state_the_changes_made() {
     );
     assert!(verdicts.values().any(|v| v["result"] == "undeliverable"));
 }
+
+#[test]
+fn people_and_organizations_are_added_before_what_refers_to_them() {
+    let world = world();
+    for tenant in &world.tenants {
+        for deal in &tenant.deals {
+            let person = &tenant.persons[deal.person];
+            assert!(
+                person.add_time < deal.add_time,
+                "deal {} before its person",
+                deal.id
+            );
+            assert!(tenant.organizations[person.org].add_time < person.add_time);
+        }
+    }
+}
