@@ -246,6 +246,22 @@ pub fn panel_sql(
     Ok(renamed.trim().trim_end_matches(';').trim_end().to_owned())
 }
 
+/// Runs any query and returns its rows as JSON objects, 64-bit integers as
+/// numbers (a user allowed to change output settings is needed).
+pub async fn query_rows(
+    client: &clickhouse::Client,
+    sql: &str,
+) -> Result<Vec<Value>, clickhouse::error::Error> {
+    let body = fetch_json_each_row(client, sql.trim().trim_end_matches(';'), true).await?;
+    body.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line)
+                .map_err(|e| clickhouse::error::Error::Custom(format!("{e}: {line}")))
+        })
+        .collect()
+}
+
 async fn fetch_json_each_row(
     client: &clickhouse::Client,
     sql: &str,

@@ -6,6 +6,8 @@ pub mod dashboard;
 pub mod migrations;
 mod settings;
 
+/// The `clickhouse` crate, for callers that hold a [`client`].
+pub use clickhouse;
 pub use migrations::{Migration, MigrationError, apply_migrations, rename_databases};
 pub use settings::ClickHouseSettings;
 
