@@ -13,6 +13,7 @@ use rdkafka::Message;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use tokio::sync::watch;
+use tributary_kafka::AssignmentContext;
 
 use crate::batch::Batch;
 use crate::load::ClickHouse;
@@ -25,12 +26,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let settings = &activator.config.activator;
     let topic = activator.config.topics.enriched.as_str();
-    let consumer: StreamConsumer = tributary_kafka::member_config(
+    let consumer: StreamConsumer<AssignmentContext> = tributary_kafka::member_config(
         &activator.config.kafka,
         &settings.group_id,
         Some(&settings.instance_id),
     )
-    .create()?;
+    .create_with_context(AssignmentContext {
+        topic: topic.to_owned(),
+        gauge: "tributary_activator_assigned_partitions",
+    })?;
     consumer.subscribe(&[topic])?;
     tracing::info!(topic, group = %settings.group_id, "activator consuming");
 
@@ -122,7 +126,7 @@ pub async fn run(
 async fn load(
     activator: &Activator,
     clickhouse: &ClickHouse,
-    consumer: &StreamConsumer,
+    consumer: &StreamConsumer<AssignmentContext>,
     topic: &str,
     batch: &mut Batch,
     shutdown: &mut watch::Receiver<bool>,

@@ -71,15 +71,11 @@ impl ClientContext for RebalanceContext {}
 
 impl ConsumerContext for RebalanceContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(assigned) => {
-                let partitions: Vec<i32> =
-                    assigned.elements().iter().map(|e| e.partition()).collect();
-                tracing::info!(topic = %self.topic, ?partitions, "partitions assigned");
-            }
-            Rebalance::Revoke(_) => tracing::info!(topic = %self.topic, "partitions revoked"),
-            Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance failed"),
-        }
+        tributary_kafka::note_rebalance(
+            "tributary_enricher_assigned_partitions",
+            &self.topic,
+            rebalance,
+        );
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

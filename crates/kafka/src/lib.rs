@@ -5,12 +5,14 @@
 //! (see the README's notes on the local broker).
 
 mod admin;
+mod assignment;
 mod producer;
 
 use rdkafka::ClientConfig;
 use tributary_config::KafkaSettings;
 
 pub use admin::{TopicAdmin, TopicError};
+pub use assignment::{AssignmentContext, note_rebalance};
 pub use producer::{Delivered, EventProducer, ProduceError};
 pub use rdkafka;
 
