@@ -184,6 +184,28 @@ impl Pipeline {
         Ok(pipeline)
     }
 
+    /// Waits until a consuming stage's group has given it partitions (the
+    /// local broker takes a few seconds to form a new group), so what is sent
+    /// next is not timed while the group forms.
+    pub async fn wait_assigned(&self, stage: Stage, timeout: Duration) -> anyhow::Result<()> {
+        let gauge = match stage {
+            Stage::Collector => return Ok(()),
+            Stage::Enricher => "tributary_enricher_assigned_partitions",
+            Stage::Activator => "tributary_activator_assigned_partitions",
+        };
+        let deadline = Instant::now() + timeout;
+        while self.metric(stage, gauge).await.unwrap_or_default() < 1.0 {
+            self.service(stage).check_alive()?;
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the {} was given no partitions within {timeout:?}",
+                stage.name()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
     pub fn service(&self, stage: Stage) -> &ServiceProcess {
         match stage {
             Stage::Collector => &self.collector,
@@ -192,7 +214,8 @@ impl Pipeline {
         }
     }
 
-    /// Waits until the service answers `/readyz` with `200`.
+    /// Waits until the service answers `/readyz` with `200` and, for a
+    /// consuming stage, holds partitions.
     pub async fn wait_ready(&self, stage: Stage, timeout: Duration) -> anyhow::Result<()> {
         let service = self.service(stage);
         let url = format!("{}/readyz", service.base_url());
@@ -201,7 +224,9 @@ impl Pipeline {
             if let Ok(response) = self.http.get(&url).send().await
                 && response.status().is_success()
             {
-                return Ok(());
+                return self
+                    .wait_assigned(stage, deadline.saturating_duration_since(Instant::now()))
+                    .await;
             }
             service.check_alive()?;
             anyhow::ensure!(
@@ -424,14 +449,28 @@ impl Pipeline {
     /// first one. The activator stamps an event just before its batch's
     /// insert, which the dashboard can read once done.
     pub async fn freshness(&self, skip: Duration) -> anyhow::Result<Freshness> {
+        self.freshness_where(&format!(
+            "pipeline_received_at_micro >= (SELECT min(pipeline_received_at_micro) FROM tributary.events) + {}",
+            skip.as_micros()
+        ))
+        .await
+    }
+
+    /// [`Pipeline::freshness`] of the events received in `from..to` (µs).
+    pub async fn freshness_between(&self, from: i64, to: i64) -> anyhow::Result<Freshness> {
+        self.freshness_where(&format!(
+            "pipeline_received_at_micro >= {from} AND pipeline_received_at_micro < {to}"
+        ))
+        .await
+    }
+
+    async fn freshness_where(&self, condition: &str) -> anyhow::Result<Freshness> {
         let sql = format!(
             "SELECT count() AS n, quantilesExact(0.5, 0.99)(lag) AS q, max(lag) AS worst, \
              (max(pipeline_loaded_at_micro) - min(pipeline_received_at_micro)) / 1e6 AS span \
              FROM (SELECT pipeline_loaded_at_micro, pipeline_received_at_micro, \
              pipeline_loaded_at_micro - pipeline_received_at_micro AS lag \
-             FROM tributary.events WHERE pipeline_first_copy = 1 AND pipeline_received_at_micro >= \
-             (SELECT min(pipeline_received_at_micro) FROM tributary.events) + {})",
-            skip.as_micros()
+             FROM tributary.events WHERE pipeline_first_copy = 1 AND {condition})"
         );
         let rows = self.query(&sql).await?;
         let row = rows.first().cloned().unwrap_or_default();
