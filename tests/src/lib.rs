@@ -12,6 +12,7 @@ pub mod chdb;
 pub mod clickhouse;
 pub mod enricher;
 pub mod fixtures;
+pub mod pipeline;
 pub mod process;
 pub mod raw;
 

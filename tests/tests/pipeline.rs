@@ -16,8 +16,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tributary_clickhouse::dashboard::Scope;
-use tributary_config::TopicSettings;
-use tributary_demo::{Options, Pipeline, Stage, check_panels, whole_world};
+use tributary_demo::{Pipeline, Stage, check_panels, whole_world};
 use tributary_tests::clickhouse::TestDatabase;
 use tributary_tests::enricher::Topics;
 use tributary_tests::{broker, process};
@@ -41,28 +40,13 @@ struct Run {
 /// The small world and a pipeline of its own (topics, groups, database).
 async fn start(templates_dir: Option<&Path>) -> Run {
     let world = Arc::new(World::generate(WorldConfig::small(SEED)));
-    let brokers = broker::shared_brokers();
-    let topics = Topics::create(&brokers, 3).await;
+    let topics = Topics::create(&broker::shared_brokers(), 3).await;
     let db = TestDatabase::create("pipeline").await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let collector = process::binary("tributary-collector", "collector");
-    process::binary("tributary-enricher", "enricher");
-    process::binary("tributary-activator", "activator");
-    let mut options = Options::new(
-        collector.parent().expect("target dir").to_path_buf(),
-        dir.path().to_path_buf(),
-        db.settings.clone(),
-    );
-    options.brokers = brokers;
-    options.topics = TopicSettings {
-        raw: topics.raw.clone(),
-        enriched: topics.enriched.clone(),
-        dead_letter: topics.dead_letter.clone(),
-    };
-    options.templates_dir = templates_dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| repo().join("schemas/templates"));
-    options.group_prefix = tributary_tests::unique("pipeline");
+    let mut options = tributary_tests::pipeline::options(&topics, &db, dir.path());
+    if let Some(templates) = templates_dir {
+        options.templates_dir = templates.to_path_buf();
+    }
     // Failures often enough that a small world meets them.
     options.api_flaky_every = Some(40);
     let pipeline = Pipeline::start(&world, options)

@@ -21,11 +21,10 @@ use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tributary_benches::process_usage;
-use tributary_config::TopicSettings;
-use tributary_demo::{Options, Pipeline, Stage, check_panels, whole_world};
+use tributary_demo::{Pipeline, Stage, check_panels, whole_world};
+use tributary_tests::broker;
 use tributary_tests::clickhouse::TestDatabase;
 use tributary_tests::enricher::Topics;
-use tributary_tests::{broker, process};
 use tributary_world::{Delivery, Habits, TenantSpec, World, WorldConfig};
 
 #[global_allocator]
@@ -101,22 +100,7 @@ async fn main() -> anyhow::Result<()> {
     let topics = Topics::create(&brokers, 6).await;
     let db = TestDatabase::create("bench_pipeline").await;
     let dir = tempfile::tempdir()?;
-    let collector = process::binary("tributary-collector", "collector");
-    process::binary("tributary-enricher", "enricher");
-    process::binary("tributary-activator", "activator");
-    let mut options = Options::new(
-        collector.parent().expect("target dir").to_path_buf(),
-        dir.path().to_path_buf(),
-        db.settings.clone(),
-    );
-    options.brokers = brokers.clone();
-    options.topics = TopicSettings {
-        raw: topics.raw.clone(),
-        enriched: topics.enriched.clone(),
-        dead_letter: topics.dead_letter.clone(),
-    };
-    options.templates_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/templates").into();
-    options.group_prefix = tributary_tests::unique("bench");
+    let mut options = tributary_tests::pipeline::options(&topics, &db, dir.path());
     options.log_level = "warn".into();
     // The pipeline's own capacity: fake APIs that answer at once, without a
     // rate limit or failures (the demo and the tests exercise those; a real

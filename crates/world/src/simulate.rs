@@ -135,13 +135,16 @@ const JOB_TITLES: [&str; 6] = [
 ];
 const ACTIVITY_TYPES: [&str; 6] = ["call", "call", "email", "meeting", "task", "deadline"];
 
-fn sales() -> Pipeline {
-    let stage = |id, name, order, probability| Stage {
+fn stage(id: i64, name: &'static str, order: i64, probability: f64) -> Stage {
+    Stage {
         id,
         name,
         order,
         probability,
-    };
+    }
+}
+
+fn sales() -> Pipeline {
     Pipeline {
         id: 1,
         name: "Sales",
@@ -155,12 +158,6 @@ fn sales() -> Pipeline {
 }
 
 fn partners() -> Pipeline {
-    let stage = |id, name, order, probability| Stage {
-        id,
-        name,
-        order,
-        probability,
-    };
     Pipeline {
         id: 2,
         name: "Partners",
