@@ -31,6 +31,27 @@ pub fn deliveries(tenant: &str) -> Vec<Delivery> {
         .collect()
 }
 
+/// Queues `record`, waiting while the producer's queue is full (a bare,
+/// pipelined producer's way of sending as fast as the broker takes).
+pub async fn enqueue<K, P>(
+    producer: &rdkafka::producer::FutureProducer,
+    mut record: rdkafka::producer::FutureRecord<'_, K, P>,
+) -> rdkafka::producer::DeliveryFuture
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return delivery,
+            Err((_, back)) => {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+}
+
 /// A latency histogram in microseconds (1 µs to 60 s).
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")

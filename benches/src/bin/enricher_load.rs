@@ -355,18 +355,7 @@ async fn bare_consume_and_produce(
         if let Some(key) = message.key() {
             record = record.key(key);
         }
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    deliveries.push(delivery);
-                    break;
-                }
-                Err((_, back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        }
+        deliveries.push(tributary_benches::enqueue(&producer, record).await);
     }
     for delivery in deliveries {
         delivery

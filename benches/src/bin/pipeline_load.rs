@@ -292,19 +292,8 @@ async fn bare_ceiling(brokers: &str, count: usize, size: usize) -> anyhow::Resul
     let mut deliveries = Vec::with_capacity(count);
     for i in 0..count {
         let key = format!("k{}", i % 997);
-        let mut record = FutureRecord::to(&topic).key(&key).payload(&payload);
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    deliveries.push(delivery);
-                    break;
-                }
-                Err((_, back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        }
+        let record = FutureRecord::to(&topic).key(&key).payload(&payload);
+        deliveries.push(tributary_benches::enqueue(&producer, record).await);
     }
     for delivery in deliveries {
         delivery.await?.map_err(|(e, _)| e)?;
