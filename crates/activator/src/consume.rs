@@ -1,32 +1,44 @@
 //! Reading the enriched topic into batches, loading them, committing.
 //!
-//! One loop: read messages into the current batch until it holds
-//! `batch_max_rows` events or its first one has waited `batch_max_age_ms`,
-//! then load it: de-duplicate against ClickHouse, insert, store the dead
-//! letters, and only then commit the batch's offsets. A failed load is
-//! retried with backoff (reading pauses meanwhile); the batch is never
-//! dropped, and on shutdown an unloaded batch is simply left uncommitted.
+//! Two loops joined in one task. The reader reads messages into the current
+//! batch and judges them (template validation, conversion); a batch is
+//! handed over once it holds `batch_max_rows` events or its first one has
+//! waited `batch_max_age_ms` and the loader is free (while the loader is
+//! busy, the batch keeps filling up to its row limit). The loader loads one
+//! batch at a time, in order: de-duplicate against ClickHouse, insert, store
+//! the dead letters, and only then commit the batch's offsets. So a batch
+//! fills while the one before it loads, and each load, its ledger lookup
+//! included, starts after the previous one has finished: de-duplication sees
+//! every earlier batch. A failed load is retried with backoff (reading stops
+//! at the row limit meanwhile); the batch is never dropped, and on shutdown
+//! an unloaded batch is simply left uncommitted.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tributary_kafka::AssignmentContext;
 
 use crate::batch::Batch;
 use crate::load::ClickHouse;
 use crate::{Activator, Incoming, Verdict, internal_events};
 
+type EnrichedConsumer = StreamConsumer<AssignmentContext>;
+
+/// A batch for the loader, with the permit that marks the loader busy.
+type Handoff = (Batch, OwnedSemaphorePermit, CommitMode);
+
 pub async fn run(
     activator: &Activator,
     clickhouse: &ClickHouse,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let settings = &activator.config.activator;
     let topic = activator.config.topics.enriched.as_str();
-    let consumer: StreamConsumer<AssignmentContext> = tributary_kafka::member_config(
+    let consumer: EnrichedConsumer = tributary_kafka::member_config(
         &activator.config.kafka,
         &settings.group_id,
         Some(&settings.instance_id),
@@ -38,25 +50,60 @@ pub async fn run(
     consumer.subscribe(&[topic])?;
     tracing::info!(topic, group = %settings.group_id, "activator consuming");
 
+    let (to_loader, from_reader) = mpsc::channel::<Handoff>(1);
+    let loader_free = Arc::new(Semaphore::new(1));
+    let reader = read_batches(
+        activator,
+        clickhouse,
+        &consumer,
+        topic,
+        shutdown.clone(),
+        to_loader,
+        loader_free,
+    );
+    let loader = load_batches(activator, clickhouse, &consumer, topic, shutdown, from_reader);
+    let (read, ()) = tokio::join!(reader, loader);
+    read
+}
+
+async fn read_batches(
+    activator: &Activator,
+    clickhouse: &ClickHouse,
+    consumer: &EnrichedConsumer,
+    topic: &str,
+    mut shutdown: watch::Receiver<bool>,
+    to_loader: mpsc::Sender<Handoff>,
+    loader_free: Arc<Semaphore>,
+) -> anyhow::Result<()> {
+    let settings = &activator.config.activator;
     let max_age = Duration::from_millis(settings.batch_max_age_ms);
-    let snapshot_every = Duration::from_secs(settings.snapshot_interval_seconds.max(1));
-    let mut last_snapshot: Option<Instant> = None;
-    let mut last_retention: Option<Instant> = None;
     let mut batch = Batch::default();
     let mut batch_started: Option<Instant> = None;
     loop {
-        let wait = batch_started
-            .map(|started| max_age.saturating_sub(started.elapsed()))
-            .unwrap_or(Duration::from_secs(3600));
-        let due = tokio::select! {
+        let aged = batch_started.is_some_and(|started| started.elapsed() >= max_age);
+        let full = batch.messages >= settings.batch_max_rows;
+        let wait = match batch_started {
+            Some(started) if !aged => max_age - started.elapsed(),
+            _ => Duration::from_secs(3600),
+        };
+        tokio::select! {
             biased;
             _ = shutdown.changed() => {
                 if !batch.is_empty() {
-                    load(activator, clickhouse, &consumer, topic, &mut batch, &mut shutdown, CommitMode::Sync).await;
+                    let permit = loader_free.clone().acquire_owned().await?;
+                    // The loader may have stopped already: then the batch stays uncommitted.
+                    let _ = to_loader.send((batch, permit, CommitMode::Sync)).await;
                 }
                 return Ok(());
             }
-            read = tokio::time::timeout(wait, consumer.recv()) => match read {
+            permit = loader_free.clone().acquire_owned(), if aged || full => {
+                let handoff = (std::mem::take(&mut batch), permit?, CommitMode::Async);
+                if to_loader.send(handoff).await.is_err() {
+                    return Ok(());
+                }
+                batch_started = None;
+            }
+            read = tokio::time::timeout(wait, consumer.recv()), if !full => match read {
                 Ok(Ok(message)) => {
                     let incoming = Incoming {
                         topic,
@@ -74,31 +121,46 @@ pub async fn run(
                         Verdict::DeadLetter(letter) => batch.dead_letter(incoming.key, *letter),
                     }
                     batch_started.get_or_insert_with(Instant::now);
-                    batch.messages >= settings.batch_max_rows
                 }
                 Ok(Err(err)) => {
                     tracing::warn!(error = %err, "reading the enriched topic failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    false
                 }
-                Err(_waited) => !batch.is_empty(),
-            }
+                // The batch's age is up: the next turn hands it over.
+                Err(_waited) => {}
+            },
+        }
+    }
+}
+
+/// Loads the batches handed over, in order, and runs the periodic jobs
+/// between loads (and on their own while no batch comes).
+async fn load_batches(
+    activator: &Activator,
+    clickhouse: &ClickHouse,
+    consumer: &EnrichedConsumer,
+    topic: &str,
+    mut shutdown: watch::Receiver<bool>,
+    mut from_reader: mpsc::Receiver<Handoff>,
+) {
+    let settings = &activator.config.activator;
+    let snapshot_every = Duration::from_secs(settings.snapshot_interval_seconds.max(1));
+    let mut last_snapshot: Option<Instant> = None;
+    let mut last_retention: Option<Instant> = None;
+    loop {
+        let next = tokio::select! {
+            next = from_reader.recv() => match next {
+                Some(handoff) => Some(handoff),
+                // The reader stopped and everything it handed over is loaded.
+                None => return,
+            },
+            _ = tokio::time::sleep(snapshot_every) => None,
         };
-        if due {
-            if !load(
-                activator,
-                clickhouse,
-                &consumer,
-                topic,
-                &mut batch,
-                &mut shutdown,
-                CommitMode::Async,
-            )
-            .await
-            {
-                return Ok(());
+        if let Some((mut batch, permit, mode)) = next {
+            if !load(activator, clickhouse, consumer, topic, &mut batch, &mut shutdown, mode).await {
+                return;
             }
-            batch_started = None;
+            drop(permit);
         }
         if last_snapshot.is_none_or(|at| at.elapsed() >= snapshot_every) {
             match clickhouse.snapshot_pipeline().await {
@@ -126,7 +188,7 @@ pub async fn run(
 async fn load(
     activator: &Activator,
     clickhouse: &ClickHouse,
-    consumer: &StreamConsumer<AssignmentContext>,
+    consumer: &EnrichedConsumer,
     topic: &str,
     batch: &mut Batch,
     shutdown: &mut watch::Receiver<bool>,
