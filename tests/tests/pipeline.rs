@@ -249,9 +249,12 @@ async fn each_service_killed_at_a_random_moment_and_restarted_loses_and_doubles_
     run.wait_until_loaded().await;
     run.assert_truth("after every service was killed once")
         .await;
+    // An activator killed between a batch's insert and its ledger rows
+    // inserts that batch again after the restart: the replacing table keeps
+    // one row per event, and no view counted it twice (above).
     let rows = run
         .db
-        .query("SELECT count() AS n FROM tributary.events")
+        .query("SELECT count() AS n FROM tributary.events FINAL")
         .await;
     assert_eq!(rows[0]["n"].as_u64(), Some(run.world.changes.len() as u64));
 }
