@@ -61,7 +61,14 @@ pub async fn run(
         to_loader,
         loader_free,
     );
-    let loader = load_batches(activator, clickhouse, &consumer, topic, shutdown, from_reader);
+    let loader = load_batches(
+        activator,
+        clickhouse,
+        &consumer,
+        topic,
+        shutdown,
+        from_reader,
+    );
     let (read, ()) = tokio::join!(reader, loader);
     read
 }
@@ -157,7 +164,17 @@ async fn load_batches(
             _ = tokio::time::sleep(snapshot_every) => None,
         };
         if let Some((mut batch, permit, mode)) = next {
-            if !load(activator, clickhouse, consumer, topic, &mut batch, &mut shutdown, mode).await {
+            if !load(
+                activator,
+                clickhouse,
+                consumer,
+                topic,
+                &mut batch,
+                &mut shutdown,
+                mode,
+            )
+            .await
+            {
                 return;
             }
             drop(permit);
