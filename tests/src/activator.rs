@@ -249,12 +249,11 @@ pub async fn load_in_process(
                 ),
             }
         }
-        let stored = target.stored(&batch.keys()).await.expect("ledger lookup");
-        activator
+        let events = activator
             .load_batch(&target, &batch)
             .await
             .unwrap_or_else(|(what, e)| panic!("loading failed at {what}: {e:#}"));
-        bodies.push(batch.rows(&stored, 0).events);
+        bodies.push(events.to_vec());
     }
     bodies
 }

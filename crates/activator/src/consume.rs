@@ -215,7 +215,7 @@ async fn load(
     let mut delay = Duration::from_millis(settings.retry_initial_ms);
     loop {
         match activator.load_batch(clickhouse, batch).await {
-            Ok(()) => break,
+            Ok(_) => break,
             Err((what, err)) => {
                 internal_events::load_failed(what);
                 tracing::warn!(

@@ -286,13 +286,14 @@ impl Activator {
     }
 
     /// Loads one batch: de-duplicates it against the ledger, inserts contacts,
-    /// events and ledger rows, then stores its dead letters. On failure, says
-    /// what failed (`clickhouse` or `dead_letter`); retrying is safe.
+    /// events and ledger rows, then stores its dead letters. Returns the
+    /// `events` rows inserted (JSONEachRow). On failure, says what failed
+    /// (`clickhouse` or `dead_letter`); retrying is safe.
     pub async fn load_batch(
         &self,
         clickhouse: &ClickHouse,
         batch: &Batch,
-    ) -> Result<(), (&'static str, anyhow::Error)> {
+    ) -> Result<bytes::Bytes, (&'static str, anyhow::Error)> {
         let started = Instant::now();
         let stored = clickhouse
             .stored(&batch.keys())
@@ -306,17 +307,18 @@ impl Activator {
             .insert(
                 &clickhouse.settings.pii_database(),
                 load::CONTACTS,
-                rows.contacts,
+                rows.contacts.into(),
             )
             .await
             .map_err(|e| ("clickhouse", e.into()))?;
+        let events = bytes::Bytes::from(rows.events);
         clickhouse
-            .insert(database, load::EVENTS, rows.events)
+            .insert(database, load::EVENTS, events.clone())
             .await
             .map_err(|e| ("clickhouse", e.into()))?;
         // Only now, with every view fed, are these events loaded.
         clickhouse
-            .insert(database, load::LEDGER, rows.ledger)
+            .insert(database, load::LEDGER, rows.ledger.into())
             .await
             .map_err(|e| ("clickhouse", e.into()))?;
         for (template, first_copy) in &rows.inserted {
@@ -342,7 +344,7 @@ impl Activator {
         for ack in acks {
             ack.await.map_err(|e| ("dead_letter", e.into()))?;
         }
-        Ok(())
+        Ok(events)
     }
 
     /// `/metrics`, `/healthz` and `/readyz` (ClickHouse answers, migrations

@@ -127,7 +127,7 @@ impl ClickHouse {
         &self,
         database: &str,
         table: &str,
-        rows: Vec<u8>,
+        rows: Bytes,
     ) -> Result<(), clickhouse::error::Error> {
         if rows.is_empty() {
             return Ok(());
@@ -135,7 +135,7 @@ impl ClickHouse {
         let mut insert = self
             .client
             .insert_formatted_with(format!("INSERT INTO {database}.{table} FORMAT JSONEachRow"));
-        insert.send(Bytes::from(rows)).await?;
+        insert.send(rows).await?;
         insert.end().await
     }
 
