@@ -38,11 +38,12 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_event_ledger"),
     migration!(9, "0009_stage_entries"),
     migration!(10, "0010_deal_state_merges"),
+    migration!(11, "0011_canonical_model"),
 ];
 
 /// Statements run outside migrations (the activator's periodic jobs).
-pub const PIPELINE_DAILY_SNAPSHOT: &str =
-    include_str!("../../../schemas/clickhouse/jobs/pipeline_daily_snapshot.sql");
+pub const PIPELINE_SNAPSHOT: &str =
+    include_str!("../../../schemas/clickhouse/jobs/pipeline_snapshot.sql");
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
