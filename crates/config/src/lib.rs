@@ -21,7 +21,8 @@ use serde::de::DeserializeOwned;
 
 pub use secret::{Secret, lenient_string};
 pub use shared::{
-    KafkaSettings, LogFormat, TelemetrySettings, Tenants, TopicSettings, default_instance_id,
+    CurrencySettings, KafkaSettings, LogFormat, TENANT_SETTINGS, TelemetrySettings, Tenants,
+    TopicSettings, default_instance_id, is_currency_code,
 };
 
 /// The environment variable naming the configuration file.

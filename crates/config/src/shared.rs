@@ -90,17 +90,101 @@ pub enum LogFormat {
     Json,
 }
 
-/// `[tenants.<tenant>.<source>]`: per-tenant, per-source settings.
+/// `[tenants.<tenant>]`: per-tenant settings ([`TENANT_SETTINGS`]: the home
+/// currency and its rates) and per-source sections,
+/// `[tenants.<tenant>.<source>]`.
 ///
-/// Kept untyped here: each source module owns the shape of its own section
-/// and checks it when the service starts.
+/// Source sections are kept untyped here: each source module owns the shape
+/// of its own section and checks it when the service starts.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(transparent)]
 pub struct Tenants(BTreeMap<String, BTreeMap<String, serde_json::Value>>);
 
+/// Keys of `[tenants.<tenant>]` that are the tenant's own settings, not sources.
+pub const TENANT_SETTINGS: &[&str] = &["home_currency", "currency_rates"];
+
+/// A tenant's home currency and the rates that convert its other
+/// currencies into it: `home_currency = "EUR"` and
+/// `[tenants.<tenant>.currency_rates] USD = 0.92` (home units per unit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrencySettings {
+    pub home: String,
+    pub rates: BTreeMap<String, f64>,
+}
+
+/// An ISO 4217 code: three capital letters.
+pub fn is_currency_code(code: &str) -> bool {
+    code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
 impl Tenants {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Every configured tenant's name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// A tenant's currency settings, if it has any; an error names the key
+    /// and what is wrong with it.
+    pub fn currency(&self, tenant: &str) -> Result<Option<CurrencySettings>, String> {
+        let Some(settings) = self.0.get(tenant) else {
+            return Ok(None);
+        };
+        let prefix = format!("[tenants.{tenant}]");
+        let home = match settings.get("home_currency") {
+            None => None,
+            Some(serde_json::Value::String(code)) if is_currency_code(code) => Some(code.clone()),
+            Some(other) => {
+                return Err(format!(
+                    "{prefix} home_currency: {other} is not an ISO 4217 code such as \"EUR\""
+                ));
+            }
+        };
+        let mut rates = BTreeMap::new();
+        match settings.get("currency_rates") {
+            None => {}
+            Some(serde_json::Value::Object(table)) => {
+                for (code, rate) in table {
+                    if !is_currency_code(code) {
+                        return Err(format!(
+                            "{prefix} currency_rates: {code:?} is not an ISO 4217 code"
+                        ));
+                    }
+                    // Environment overrides arrive as text.
+                    let value = match rate {
+                        serde_json::Value::Number(n) => n.as_f64(),
+                        serde_json::Value::String(s) => s.trim().parse().ok(),
+                        _ => None,
+                    };
+                    match value {
+                        Some(value) if value.is_finite() && value > 0.0 => {
+                            rates.insert(code.clone(), value);
+                        }
+                        _ => {
+                            return Err(format!(
+                                "{prefix} currency_rates.{code}: {rate} is not a positive number of {} per {code}",
+                                home.as_deref().unwrap_or("home currency units")
+                            ));
+                        }
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "{prefix} currency_rates: expected a table such as {{ USD = 0.92 }}, got {other}"
+                ));
+            }
+        }
+        match home {
+            Some(home) => Ok(Some(CurrencySettings { home, rates })),
+            None if rates.is_empty() => Ok(None),
+            None => Err(format!(
+                "{prefix} currency_rates needs home_currency: the currency the rates convert into"
+            )),
+        }
     }
 
     /// One tenant's section for one source, if configured.
@@ -113,15 +197,21 @@ impl Tenants {
         &'a self,
         source: &'a str,
     ) -> impl Iterator<Item = (&'a str, &'a serde_json::Value)> + 'a {
-        self.0
-            .iter()
-            .filter_map(move |(tenant, sources)| Some((tenant.as_str(), sources.get(source)?)))
+        self.0.iter().filter_map(move |(tenant, sources)| {
+            if TENANT_SETTINGS.contains(&source) {
+                return None;
+            }
+            Some((tenant.as_str(), sources.get(source)?))
+        })
     }
 
     /// Every configured source name, across tenants (to catch unknown ones at boot).
     pub fn source_names(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().flat_map(|(tenant, sources)| {
-            sources.keys().map(move |s| (tenant.as_str(), s.as_str()))
+            sources
+                .keys()
+                .filter(|key| !TENANT_SETTINGS.contains(&key.as_str()))
+                .map(move |s| (tenant.as_str(), s.as_str()))
         })
     }
 
@@ -148,4 +238,62 @@ pub fn default_instance_id(service: &str) -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
     format!("{host}-{service}")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn tenants(value: serde_json::Value) -> Tenants {
+        serde_json::from_value(value).expect("tenants")
+    }
+
+    #[test]
+    fn currency_settings_are_checked_and_are_no_source() {
+        let t = tenants(json!({"acme": {
+            "home_currency": "EUR",
+            "currency_rates": {"USD": 0.92, "BRL": "0.17"},
+            "pipedrive": {"username": "u"}
+        }}));
+        let currency = t.currency("acme").expect("valid").expect("configured");
+        assert_eq!(currency.home, "EUR");
+        assert_eq!(currency.rates["USD"], 0.92);
+        assert_eq!(currency.rates["BRL"], 0.17, "text from the environment");
+        assert_eq!(
+            t.source_names().collect::<Vec<_>>(),
+            [("acme", "pipedrive")],
+            "tenant settings are not sources"
+        );
+        assert_eq!(t.currency("globex"), Ok(None));
+
+        for (bad, names) in [
+            (json!({"home_currency": "euro"}), "home_currency"),
+            (
+                json!({"home_currency": "EUR", "currency_rates": {"usd": 1}}),
+                "usd",
+            ),
+            (
+                json!({"home_currency": "EUR", "currency_rates": {"USD": 0}}),
+                "currency_rates.USD",
+            ),
+            (
+                json!({"home_currency": "EUR", "currency_rates": {"USD": "x"}}),
+                "currency_rates.USD",
+            ),
+            (
+                json!({"currency_rates": {"USD": 1.1}}),
+                "needs home_currency",
+            ),
+        ] {
+            let err = tenants(json!({"acme": bad}))
+                .currency("acme")
+                .expect_err("refused");
+            assert!(
+                err.contains(names) && err.contains("[tenants.acme]"),
+                "{err}"
+            );
+        }
+    }
 }
