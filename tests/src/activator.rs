@@ -113,6 +113,7 @@ impl DealChange {
             "event_change_source": "app", "event_is_bulk_update": false,
             "event_permitted_user_ids": [11], "event_pipedrive_service_name": false,
             "event_trans_pending": false, "event_user_id": 11, "event_webhook_id": "880001",
+            "event_company_id": "4242",
             "deal_id": self.deal_id, "deal_title": format!("Deal {}", self.deal_id),
             "deal_stage": stage, "deal_stage_id": stage_id, "deal_stage_order_nr": order,
             "deal_stage_probability": probability, "deal_pipeline": "Sales", "deal_pipeline_id": 1,
@@ -200,35 +201,41 @@ pub fn deal_history(tenant: &'static str, deals: i64, start_micro: i64) -> Vec<D
 }
 
 /// An activator configuration for in-process use against `clickhouse`, with
-/// the repository's templates.
+/// the repository's templates and the tenants' settings in `tenants_toml`
+/// (`[tenants.<t>]` sections: home currencies and rates).
 pub fn in_process_config(
     clickhouse: &tributary_clickhouse::ClickHouseSettings,
+    tenants_toml: &str,
 ) -> tributary_activator::ActivatorConfig {
-    let mut config = tributary_activator::ActivatorConfig {
-        clickhouse: clickhouse.clone(),
-        ..Default::default()
-    };
+    let mut config: tributary_activator::ActivatorConfig =
+        tributary_config::Loader::from_toml_str(tenants_toml)
+            .extract()
+            .expect("the tenants' settings parse");
+    config.clickhouse = clickhouse.clone();
     config.activator.templates_dir =
         concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/templates").into();
     config
 }
 
 /// Loads enriched events into `clickhouse` through the activator's own load
-/// path (validation, conversion, de-duplication against what is stored,
-/// inserts feeding the views) in batches of `batch_size`, without a broker.
-/// Returns each batch's `events` rows (JSONEachRow) as inserted; panics on
-/// a dead letter.
+/// path (validation, mapping, de-duplication against what is stored,
+/// inserts feeding the views) in batches of `batch_size`, without a broker,
+/// after writing the currency rates of `tenants_toml`. Returns each batch's
+/// inserts as made; panics on a dead letter.
 pub async fn load_in_process(
     clickhouse: &tributary_clickhouse::ClickHouseSettings,
+    tenants_toml: &str,
     payloads: &[Vec<u8>],
     batch_size: usize,
-) -> Vec<Vec<u8>> {
-    use tributary_activator::{Activator, Incoming, Verdict, batch::Batch, load::ClickHouse};
-    let activator = Activator::new(in_process_config(clickhouse)).expect("an activator");
-    let target = ClickHouse::connect(clickhouse)
+) -> Vec<Vec<tributary_activator::load::Inserted>> {
+    use tributary_activator::{Activator, Incoming, Verdict, batch::Batch};
+    let activator =
+        Activator::new(in_process_config(clickhouse, tenants_toml)).expect("an activator");
+    let target = activator
+        .connect()
         .await
         .expect("ClickHouse answers and migrates");
-    let mut bodies = Vec::new();
+    let mut loads = Vec::new();
     for (i, chunk) in payloads.chunks(batch_size.max(1)).enumerate() {
         let mut batch = Batch::default();
         for (j, payload) in chunk.iter().enumerate() {
@@ -240,7 +247,7 @@ pub async fn load_in_process(
                 payload,
             };
             batch.read(0, incoming.offset);
-            match activator.judge(&target, &incoming) {
+            match activator.judge(&incoming) {
                 Verdict::Accepted(event) => batch.accept(*event),
                 Verdict::DeadLetter(letter) => panic!(
                     "dead letter for {}: {:?}",
@@ -249,11 +256,11 @@ pub async fn load_in_process(
                 ),
             }
         }
-        let events = activator
+        let inserted = activator
             .load_batch(&target, &batch)
             .await
             .unwrap_or_else(|(what, e)| panic!("loading failed at {what}: {e:#}"));
-        bodies.push(events.to_vec());
+        loads.push(inserted);
     }
-    bodies
+    loads
 }

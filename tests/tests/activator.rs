@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tributary_clickhouse::dashboard::{self, Scope};
 use tributary_tests::activator::{ActivatorProcess, DealChange, STAGES, deal_history};
 use tributary_tests::broker;
 use tributary_tests::clickhouse::{PrivateClickHouse, TestDatabase};
@@ -14,17 +15,17 @@ use tributary_tests::enricher::{Topics, read_json};
 /// feeds: if any of these moves when events are sent again, something
 /// counted twice.
 const NUMBERS: &[&str] = &[
-    "SELECT count() AS events, uniqExact(pipeline_event_id) AS ids FROM tributary.events FINAL",
-    "SELECT count() AS deals, sum(deal_value) AS value, groupArray(deal_stage_id) AS stages, groupArray(deal_status) AS statuses FROM (SELECT * FROM tributary.deal_state FINAL ORDER BY pipeline_tenant, deal_id)",
-    "SELECT count() AS transitions, sum(to_stage_id) AS to_stages FROM tributary.stage_transitions FINAL",
-    "SELECT marketing_source, arraySum(t -> t.2, groupUniqArrayMerge(transitions)) AS deals, round(arraySum(t -> t.2 * t.3, groupUniqArrayMerge(transitions)), 2) AS value FROM tributary.won_by_source GROUP BY marketing_source ORDER BY marketing_source",
-    "SELECT count() AS contacts FROM tributary_pii.contacts FINAL",
+    "SELECT count() AS events, uniqExact(event_id) AS ids FROM tributary.event_log FINAL",
+    "SELECT count() AS deals, sum(amount) AS value, groupArray(stage) AS stages, groupArray(status) AS statuses FROM (SELECT id, toFloat64(argMaxMerge(amount).1) AS amount, argMaxMerge(stage_id).1 AS stage, argMaxMerge(status).1 AS status FROM tributary.deals GROUP BY tenant, source, account, id ORDER BY tenant, id)",
+    "SELECT count() AS transitions, sum(toInt64(to_stage_id)) AS to_stages FROM tributary.deal_stage_transitions FINAL",
+    "SELECT channel, count() AS deals, round(sum(amount), 2) AS value FROM (SELECT argMaxMerge(marketing_source).1 AS channel, argMaxMerge(status).1 AS status, toFloat64(argMaxMerge(amount).1) AS amount FROM tributary.deals GROUP BY tenant, source, account, id) WHERE status = 'won' GROUP BY channel ORDER BY channel",
+    "SELECT count() AS contacts FROM (SELECT id FROM tributary_pii.contact_details GROUP BY tenant, source, account, id)",
 ];
 
-/// Events the activator has finished loading. The ledger is written after the
-/// `events` insert and every view it feeds, so a reader that waited on the
-/// `events` table alone could see a batch before its views.
-const LOADED: &str = "SELECT count() FROM tributary.event_ledger";
+/// Events the activator has finished loading. The ledger is written after
+/// every record and event-log row of a batch, so a reader that waited on
+/// another table could see a batch before all of it is in.
+const LOADED: &str = "SELECT count() FROM tributary.load_ledger";
 
 async fn numbers(db: &TestDatabase) -> Vec<Vec<Value>> {
     let mut all = Vec::new();
@@ -131,7 +132,9 @@ async fn sending_a_batch_again_and_shuffled_changes_no_number() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(numbers(&db).await, first, "numbers moved after a replay");
-    let raw = db.query("SELECT count() AS n FROM tributary.events").await;
+    let raw = db
+        .query("SELECT count() AS n FROM tributary.event_log")
+        .await;
     assert_eq!(
         raw[0]["n"],
         json!(n),
@@ -175,21 +178,22 @@ async fn an_older_stage_change_arriving_late_does_not_regress_the_deal() {
     wait_for(&db, LOADED, json!(2), || activator.service.log()).await;
     let state = db
         .query(
-            "SELECT deal_stage_id, deal_stage FROM tributary.deal_state FINAL WHERE deal_id = 77",
+            "SELECT argMaxMerge(stage_id).1 AS stage_id FROM tributary.deals WHERE id = '77' GROUP BY id",
         )
         .await;
-    assert_eq!(
-        state,
-        vec![json!({"deal_stage_id": 3, "deal_stage": "Proposal Made"})]
-    );
+    assert_eq!(state, vec![json!({"stage_id": "3"})]);
+    let stage = db
+        .query("SELECT name FROM tributary.stages FINAL WHERE id = '3'")
+        .await;
+    assert_eq!(stage, vec![json!({"name": "Proposal Made"})]);
     let transitions = db
-        .query("SELECT from_stage_id, to_stage_id FROM tributary.stage_transitions FINAL ORDER BY changed_at_micro")
+        .query("SELECT from_stage_id, to_stage_id FROM tributary.deal_stage_transitions FINAL ORDER BY entered_at_micro")
         .await;
     assert_eq!(
         transitions,
         vec![
-            json!({"from_stage_id": 1, "to_stage_id": 2}),
-            json!({"from_stage_id": 2, "to_stage_id": 3})
+            json!({"from_stage_id": "1", "to_stage_id": "2"}),
+            json!({"from_stage_id": "2", "to_stage_id": "3"})
         ]
     );
 }
@@ -216,10 +220,16 @@ async fn invalid_events_are_dead_lettered_with_every_error_and_the_rest_load() {
     let mut lead = events[2].clone();
     lead["event_object"] = json!("lead");
     lead["pipeline_event_id"] = json!("lead-1");
-    let mut messages: Vec<(String, Vec<u8>)> = Vec::new();
-    messages.push(("k".into(), serde_json::to_vec(&broken).expect("json")));
-    messages.push(("k".into(), b"{not json".to_vec()));
-    messages.push(("k".into(), serde_json::to_vec(&lead).expect("json")));
+    // Valid for the template, but without the company every record's key needs.
+    let mut no_account = events[3].clone();
+    no_account["event_company_id"] = Value::Null;
+    no_account["pipeline_event_id"] = json!("no-account-1");
+    let mut messages: Vec<(String, Vec<u8>)> = vec![
+        ("k".into(), serde_json::to_vec(&broken).expect("json")),
+        ("k".into(), b"{not json".to_vec()),
+        ("k".into(), serde_json::to_vec(&lead).expect("json")),
+        ("k".into(), serde_json::to_vec(&no_account).expect("json")),
+    ];
     for event in events.drain(..) {
         messages.push(("k".into(), serde_json::to_vec(&event).expect("json")));
     }
@@ -229,8 +239,8 @@ async fn invalid_events_are_dead_lettered_with_every_error_and_the_rest_load() {
     })
     .await;
 
-    let letters = read_json(&brokers, &topics.dead_letter, 3, Duration::from_secs(30));
-    assert_eq!(letters.len(), 3, "{}", activator.service.log());
+    let letters = read_json(&brokers, &topics.dead_letter, 4, Duration::from_secs(30));
+    assert_eq!(letters.len(), 4, "{}", activator.service.log());
     let mut by_reason: Vec<(String, Value)> = letters
         .into_iter()
         .map(|(_, l)| (l["reason"].as_str().unwrap_or_default().to_owned(), l))
@@ -239,7 +249,21 @@ async fn invalid_events_are_dead_lettered_with_every_error_and_the_rest_load() {
     let reasons: Vec<&str> = by_reason.iter().map(|(r, _)| r.as_str()).collect();
     assert_eq!(
         reasons,
-        ["invalid_json", "no_template", "schema_validation"]
+        [
+            "invalid_json",
+            "no_template",
+            "schema_validation",
+            "unmappable"
+        ]
+    );
+    let unmappable = &by_reason[3].1;
+    assert_eq!(unmappable["event_id"], "no-account-1");
+    assert_eq!(unmappable["errors"][0]["path"], "/event_company_id");
+    assert!(
+        unmappable["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("null")),
+        "{unmappable:#}"
     );
     let invalid = &by_reason[2].1;
     assert_eq!(invalid["stage"], "activator");
@@ -309,25 +333,125 @@ async fn clickhouse_stopped_mid_stream_then_restarted_loses_and_doubles_nothing(
     server.restart().await;
     wait_for(
         &db,
-        "SELECT count() FROM tributary.event_ledger FINAL",
+        "SELECT count() FROM tributary.load_ledger FINAL",
         json!(events.len()),
         || activator.service.log(),
     )
     .await;
     let all = db
-        .query("SELECT count() AS rows, uniqExact(pipeline_event_id) AS ids FROM tributary.events FINAL")
+        .query("SELECT count() AS rows, uniqExact(event_id) AS ids FROM tributary.event_log FINAL")
         .await;
     assert_eq!(
         all,
         vec![json!({"rows": events.len(), "ids": events.len()})]
     );
     let ledger = db
-        .query("SELECT count() AS n FROM tributary.event_ledger FINAL")
+        .query("SELECT count() AS n FROM tributary.load_ledger FINAL")
         .await;
     assert_eq!(ledger, vec![json!({"n": events.len()})]);
     let won = db
-        .query("SELECT arraySum(t -> t.2, groupUniqArrayMerge(transitions)) AS n FROM tributary.won_by_source")
+        .query("SELECT count() AS n FROM (SELECT argMaxMerge(status).1 AS status FROM tributary.deals GROUP BY tenant, source, account, id) WHERE status = 'won'")
         .await;
     // Deals 5..60 step 5: 12 won; those divisible by 10 reopened and won again.
     assert_eq!(won, vec![json!({"n": 12})], "every won deal counted once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_won_deal_first_loaded_partial_moves_to_its_source_when_its_complete_copy_arrives() {
+    let brokers = broker::shared_brokers();
+    let topics = Topics::create(&brokers, 1).await;
+    let db = TestDatabase::create("activator_partial").await;
+    let activator = ActivatorProcess::start(
+        &brokers,
+        &topics,
+        &db.settings,
+        &tributary_tests::unique("partial"),
+        "",
+    )
+    .await;
+    let added = DealChange {
+        tenant: "acme",
+        deal_id: 501,
+        at_micro: 1_741_000_000_000_000,
+        stage: STAGES[0],
+        previous_stage: None,
+        status: "open",
+        previous_status: None,
+        value: 2_000.0,
+        source: "Webinar",
+    };
+    let won = DealChange {
+        at_micro: added.at_micro + 60_000_000,
+        status: "won",
+        previous_status: Some("open"),
+        ..added.clone()
+    };
+    // The win first arrives without what the deal-fields lookup gives (the
+    // source's label), and the deal's creation too.
+    let partial = |change: &DealChange| {
+        let mut event = change.to_json();
+        event["pipeline_enrichment_status"] = json!("partial");
+        event["pipeline_enrichment_missing"] = json!(["deal_fields"]);
+        event["marketing_source"] = Value::Null;
+        event["marketing_campaign"] = Value::Null;
+        event
+    };
+    produce_events(
+        &brokers,
+        &topics.enriched,
+        &[partial(&added), partial(&won)],
+    )
+    .await;
+    wait_for(&db, LOADED, json!(2), || activator.service.log()).await;
+
+    let scope = Scope {
+        from: 1_740_000_000,
+        to: 1_742_000_000,
+        tenant: "acme".into(),
+        pipeline: None,
+    };
+    let panel = dashboard::sales_operations_panels()
+        .expect("the dashboard parses")
+        .into_iter()
+        .find(|p| p.title == "Won deals by marketing source")
+        .expect("the panel");
+    let sql = dashboard::expand(&panel.sql, &scope).expect("expands");
+    let by_source = |rows: Vec<Value>| -> Vec<(Value, Value)> {
+        rows.into_iter()
+            .map(|r| (r["channel"].clone(), r["won_deals"].clone()))
+            .collect()
+    };
+    assert_eq!(
+        by_source(db.query(&sql).await),
+        [(json!("(none)"), json!(1))],
+        "not yet known"
+    );
+
+    // The complete copy of the win only (the creation stays partial).
+    produce_events(&brokers, &topics.enriched, &[won.to_json()]).await;
+    wait_for(
+        &db,
+        "SELECT count() FROM tributary.load_ledger FINAL WHERE complete = 1",
+        json!(1),
+        || activator.service.log(),
+    )
+    .await;
+    assert_eq!(
+        by_source(db.query(&sql).await),
+        [(json!("Webinar"), json!(1))],
+        "the complete copy fills in the source; nothing is left under (none)"
+    );
+    // A later partial event does not blank it again.
+    let edited = DealChange {
+        at_micro: won.at_micro + 60_000_000,
+        previous_status: None,
+        previous_stage: Some((STAGES[0].0, STAGES[0].1)),
+        ..won.clone()
+    };
+    produce_events(&brokers, &topics.enriched, &[partial(&edited)]).await;
+    wait_for(&db, LOADED, json!(4), || activator.service.log()).await;
+    assert_eq!(
+        by_source(db.query(&sql).await),
+        [(json!("Webinar"), json!(1))]
+    );
 }

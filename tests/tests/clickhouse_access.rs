@@ -30,11 +30,11 @@ async fn the_dashboard_user_reads_metrics_but_not_contacts_and_writes_nothing() 
         .await
         .expect("migrations");
 
-    let (ok, text) = as_dashboards("SELECT count() FROM tributary.deal_state").await;
+    let (ok, text) = as_dashboards("SELECT count() FROM tributary.deals").await;
     assert!(ok, "{text}");
-    let (ok, text) = as_dashboards("SELECT count() FROM tributary_pii.contacts").await;
+    let (ok, text) = as_dashboards("SELECT count() FROM tributary_pii.contact_details").await;
     assert!(!ok && text.contains("Access denied"), "{text}");
     let (ok, text) =
-        as_dashboards("INSERT INTO tributary.pipeline_daily (pipeline_tenant) VALUES ('x')").await;
+        as_dashboards("INSERT INTO tributary.pipeline_snapshots (tenant) VALUES ('x')").await;
     assert!(!ok && text.to_lowercase().contains("readonly"), "{text}");
 }

@@ -1011,11 +1011,11 @@ mod status {
         let database = tributary_tests::clickhouse::TestDatabase::create("operator_status").await;
         database
         .execute(
-            "INSERT INTO tributary.events (pipeline_event_id, pipeline_tenant, pipeline_source, pipeline_enrichment_status, \
-             pipeline_received_at_micro, pipeline_enriched_at_micro, event_action, event_object, event_timestamp, event_timestamp_micro) VALUES \
-             ('e1', 'acme', 'pipedrive', 'complete', 1741096801000000, 1741096801000100, 'updated', 'person', 1741096800, 1741096800000000), \
-             ('e2', 'acme', 'pipedrive', 'complete', 1741096901500000, 1741096901500100, 'updated', 'person', 1741096900, 1741096900123456), \
-             ('e3', 'globex', 'pipedrive', 'partial', 1741000000000000, 1741000000000100, 'added', 'person', 1740999999, 1740999999000001)",
+            "INSERT INTO tributary.event_log (event_id, tenant, source, enrichment_status, \
+             received_at_micro, enriched_at_micro, action, object, version_micro) VALUES \
+             ('e1', 'acme', 'pipedrive', 'complete', 1741096801000000, 1741096801000100, 'updated', 'contact', 1741096800000000), \
+             ('e2', 'acme', 'pipedrive', 'complete', 1741096901500000, 1741096901500100, 'updated', 'contact', 1741096900123456), \
+             ('e3', 'globex', 'pipedrive', 'partial', 1741000000000000, 1741000000000100, 'added', 'contact', 1740999999000001)",
         )
         .await;
 

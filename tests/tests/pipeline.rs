@@ -93,11 +93,12 @@ impl Run {
             .map(|t| whole_world(&self.world, &t.name))
             .collect();
         let start = self.world.config.start;
+        let north = self.world.tenant("north");
         scopes.push(Scope {
             from: start + 20 * DAY,
             to: start + 70 * DAY,
             tenant: "north".into(),
-            pipeline: Some(2),
+            pipeline: Some(north.pipeline_key(&north.pipelines[1])),
         });
         scopes
     }
@@ -199,7 +200,7 @@ async fn the_world_shows_its_truth_on_every_panel_and_a_replay_of_the_raw_topic_
     assert_eq!(after, before, "a replay moves no number");
     let rows = run
         .db
-        .query("SELECT count() AS n FROM tributary.events")
+        .query("SELECT count() AS n FROM tributary.event_log")
         .await;
     assert_eq!(
         rows[0]["n"].as_u64(),
@@ -254,7 +255,7 @@ async fn each_service_killed_at_a_random_moment_and_restarted_loses_and_doubles_
     // one row per event, and no view counted it twice (above).
     let rows = run
         .db
-        .query("SELECT count() AS n FROM tributary.events FINAL")
+        .query("SELECT count() AS n FROM tributary.event_log FINAL")
         .await;
     assert_eq!(rows[0]["n"].as_u64(), Some(run.world.changes.len() as u64));
 }
@@ -327,7 +328,12 @@ async fn a_dead_letter_redriven_after_its_cause_is_fixed_is_counted_exactly_once
     run.tributary(&["dlq", "redrive", "--stage", "activator"]);
     run.wait_for_activator_reads(read + 2.0 * dead as f64).await;
     assert_eq!(run.assert_truth("after a second redrive").await, first);
-    let rows = run.db.query("SELECT count() AS n, uniqExact(pipeline_template_version) AS versions FROM tributary.events").await;
+    let rows = run
+        .db
+        .query(
+            "SELECT count() AS n, uniqExact(template_version) AS versions FROM tributary.event_log",
+        )
+        .await;
     assert_eq!(rows[0]["n"].as_u64(), Some(run.world.changes.len() as u64));
     assert_eq!(
         rows[0]["versions"].as_u64(),

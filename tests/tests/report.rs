@@ -570,7 +570,7 @@ async fn the_report_shows_every_panel_value_in_a_real_browser() {
         .map(|e| serde_json::to_vec(e).expect("json"))
         .collect();
     let db = TestDatabase::create("report").await;
-    load_in_process(&db.settings, &payloads, 500).await;
+    load_in_process(&db.settings, &world.tenants_toml(), &payloads, 500).await;
     let client = tributary_clickhouse::client(&db.settings);
     let scratch =
         Scratch(Path::new(env!("CARGO_TARGET_TMPDIR")).join(tributary_tests::unique("report")));
@@ -635,7 +635,9 @@ async fn the_report_shows_every_panel_value_in_a_real_browser() {
                 "win_rate_percent",
                 "won_seconds",
                 "won_with_add_time",
-                "velocity_days"
+                "velocity_days",
+                "open_deals_without_rate",
+                "home_currency"
             ]
         );
 
@@ -745,7 +747,7 @@ async fn the_panels_run_as_the_read_only_dashboard_user() {
         dashboard::run_panels(&client, &reader, &scope(&tributary_tests::unique("nobody")))
             .await
             .expect("the dashboard user runs every panel");
-    assert_eq!(panels.len(), 9);
+    assert_eq!(panels.len(), 10);
     let kpis = &panels[0];
     assert_eq!(kpis.rows.len(), 1, "an aggregate without rows is one row");
     assert_eq!(
@@ -765,7 +767,7 @@ async fn tributary_report_writes_the_page_of_a_tenant_from_the_configured_databa
         .map(|e| serde_json::to_vec(e).expect("json"))
         .collect();
     let db = TestDatabase::create("cli_report").await;
-    load_in_process(&db.settings, &payloads, 500).await;
+    load_in_process(&db.settings, &world.tenants_toml(), &payloads, 500).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("north.html");
     let config = dir.path().join("tributary.toml");

@@ -85,21 +85,34 @@ async fn main() -> anyhow::Result<()> {
     // 1. The load path alone, and the bare insert of the same rows.
     let db = TestDatabase::create("bench_load").await;
     let started = Instant::now();
-    let bodies = load_in_process(&db.settings, &payloads, args.batch).await;
+    let loads = load_in_process(&db.settings, "", &payloads, args.batch).await;
     let load_path = started.elapsed();
-    db.execute(&format!(
-        "CREATE TABLE {0}.bare_events AS {0}.events",
-        db.name()
-    ))
-    .await;
+    // The same rows into plain tables of the same columns, without views.
+    let mut bare_tables = std::collections::BTreeSet::new();
+    for inserted in loads.iter().flatten() {
+        let (database, table) = inserted
+            .target
+            .default_name()
+            .split_once('.')
+            .map(|(d, t)| (d.to_owned(), t.to_owned()))
+            .context("database.table")?;
+        if bare_tables.insert(table.clone()) {
+            let database = db.rename(&database);
+            db.execute(&format!(
+                "CREATE TABLE {database}.bare_{table} AS {database}.{table} ENGINE = MergeTree ORDER BY tuple()"
+            ))
+            .await;
+        }
+    }
     let client = tributary_clickhouse::client(&db.settings);
     let started = Instant::now();
-    for body in bodies {
+    for inserted in loads.into_iter().flatten() {
+        let name = db.rename(&inserted.target.default_name());
+        let (database, table) = name.split_once('.').context("database.table")?;
         let mut insert = client.insert_formatted_with(format!(
-            "INSERT INTO {}.bare_events FORMAT JSONEachRow",
-            db.name()
+            "INSERT INTO {database}.bare_{table} FORMAT JSONEachRow"
         ));
-        insert.send(body.into()).await?;
+        insert.send(inserted.rows).await?;
         insert.end().await?;
     }
     let bare_insert = started.elapsed();
@@ -134,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(900);
     let loaded = loop {
         let rows = db
-            .query("SELECT count() AS n FROM tributary.event_ledger")
+            .query("SELECT count() AS n FROM tributary.load_ledger")
             .await;
         if rows[0]["n"].as_u64() == Some(n as u64) {
             break chrono::Utc::now().timestamp_micros();
@@ -147,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
     };
     // From the first batch's load (its first message was read just before) to the last insert seen.
     let first = db
-        .query("SELECT min(pipeline_loaded_at_micro) AS t FROM tributary.events")
+        .query("SELECT min(loaded_at_micro) AS t FROM tributary.event_log")
         .await[0]["t"]
         .as_i64()
         .context("first load")?;
@@ -256,7 +269,7 @@ async fn steady_latency(
     )
     .await;
     while db
-        .query("SELECT count() AS n FROM tributary.event_ledger")
+        .query("SELECT count() AS n FROM tributary.load_ledger")
         .await[0]["n"]
         .as_u64()
         != Some(1)
@@ -302,8 +315,8 @@ async fn steady_latency(
         );
         let rows = db
             .query(&format!(
-                "SELECT pipeline_event_id AS id, pipeline_received_at_micro AS t FROM tributary.events \
-                 WHERE pipeline_received_at_micro > {} AND pipeline_received_at_micro > 0",
+                "SELECT event_id AS id, received_at_micro AS t FROM tributary.event_log \
+                 WHERE received_at_micro > {} AND received_at_micro > 0",
                 seen_up_to - 10_000_000
             ))
             .await;

@@ -1,9 +1,11 @@
 //! Every panel query of the "Sales operations" dashboard, timed on a large
 //! database: `--events` events (default 10 million: three quarters deal
 //! changes, a quarter activities) spread over `--tenants` tenants, written
-//! into `events` by ClickHouse itself so every materialized view is fed as
-//! the activator feeds it. Each panel runs for the busiest tenant over the
-//! whole history; prints the median and the slowest of `--runs` runs.
+//! by ClickHouse itself into the canonical model's input tables, so every
+//! materialized view is fed as the activator feeds it, with the stage
+//! transitions, stages, pipelines, users and currency rates they imply.
+//! Each panel runs for the busiest tenant over the whole history; prints the
+//! median and the slowest of `--runs` runs.
 //!
 //! Needs the local ClickHouse (`deploy/local/up.sh`); uses a fresh database.
 
@@ -33,64 +35,106 @@ struct Args {
 const START: i64 = 1_736_121_600;
 const SPAN: i64 = 120 * 86_400;
 
-/// Deal changes: each deal is added in its pipeline's first stage, moves
-/// up two stages, then is won, lost or stays open. `{n}` rows.
-fn deal_events(n: u64, tenants: u64) -> String {
+/// Deal changes, `{n}` of them: each deal is added in its pipeline's first
+/// stage, moves up to two stages, then is won, lost or stays open; one in
+/// ten is in USD, the rest in EUR.
+fn deal_rows(n: u64, tenants: u64) -> String {
     format!(
-        "INSERT INTO tributary.events (pipeline_event_id, pipeline_tenant, pipeline_source, pipeline_enrichment_status,
-            pipeline_received_at_micro, pipeline_enriched_at_micro, event_action, event_object, event_id,
-            event_timestamp, event_timestamp_micro, deal_id, deal_stage_id, deal_stage_order_nr, deal_previous_stage_id,
-            deal_pipeline_id, deal_owner_id, deal_title, deal_stage, deal_previous_stage, deal_previous_status,
-            deal_pipeline, deal_currency, deal_status, deal_owner_name, deal_value, deal_probability,
-            deal_stage_probability, deal_expected_close_date, deal_add_time, deal_update_time, deal_won_time,
-            deal_lost_time, marketing_source, event_time, event_date, pipeline_template, pipeline_template_version,
-            pipeline_loaded_at_micro, pipeline_first_copy)
-        SELECT
-            concat('deal-', toString(number)) AS id, concat('t', toString(number % {tenants})) AS tenant, 'pipedrive', 'complete',
-            ts * 1000000, ts * 1000000, if(step = 0, 'added', 'updated'), 'deal', deal,
-            ts, ts * 1000000, deal, stage, stage_order, if(step >= 1 AND step <= deal % 3, stage - 1, NULL),
-            pipeline, 10 + deal % 8, concat('Deal ', toString(deal)), concat('Stage ', toString(stage)),
-            if(step >= 1 AND step <= deal % 3, concat('Stage ', toString(stage - 1)), NULL), if(step = 3 AND status != 'open', 'open', NULL),
-            if(pipeline = 1, 'Sales', 'Partners'), 'EUR', status, concat('Rep ', toString(10 + deal % 8)), value, NULL,
-            stage_order * 20.0, toDate(added + 45 * 86400), toDateTime(added), toDateTime(ts),
+        "SELECT number,
+            concat('t', toString(number % {tenants})) AS tenant,
+            intDiv(number, {tenants} * 4) AS deal,
+            intDiv(number, {tenants}) % 4 AS step,
+            1 + deal % 2 AS pipeline,
+            1 + least(step, deal % 3) AS stage_order,
+            (pipeline - 1) * 10 + stage_order AS stage,
+            if(step < 3, 'open', arrayElement(['won', 'lost', 'open', 'open'], 1 + intDiv(deal, 3) % 4)) AS status,
+            {START} + (deal * 7919) % {SPAN} AS added,
+            added + step * 3 * 86400 + number % 3600 AS ts,
+            50.0 * (10 + deal % 390) AS value,
+            if(deal % 10 = 0, 'USD', 'EUR') AS currency
+        FROM numbers({n})"
+    )
+}
+
+fn deal_changes(n: u64, tenants: u64) -> String {
+    format!(
+        "INSERT INTO tributary.deal_changes (tenant, source, account, id, version, received, known,
+            deleted, merged_into, title, amount, amount_text, currency, pipeline_id, stage_id, status,
+            expected_close_date, created_at, won_at, lost_at, closed_at, owner_id, company_id,
+            marketing_source, updated_at)
+        SELECT tenant, 'pipedrive', '1', toString(deal), ts * 1000000, ts * 1000000,
+            ['deleted', 'merged_into', 'title', 'amount', 'amount_text', 'currency', 'pipeline_id', 'stage_id',
+             'status', 'expected_close_date', 'created_at', 'won_at', 'lost_at', 'closed_at', 'owner_id',
+             'company_id', 'marketing_source', 'updated_at'],
+            0, NULL, concat('Deal ', toString(deal)), toDecimal64(value, 4), toString(value), currency,
+            toString(pipeline), toString(stage), status, toDate(added + 45 * 86400), toDateTime(added),
             if(status = 'won', toDateTime(ts), NULL), if(status = 'lost', toDateTime(ts), NULL),
-            arrayElement(['LinkedIn', 'Referral', 'Webinar', 'Ads'], 1 + deal % 4), toDateTime(ts), toDate(ts),
-            'pipedrive-sales', 1, ts * 1000000, 1
+            if(status = 'open', NULL, toDateTime(ts)), toString(10 + deal % 8), toString(1000 + deal % 500),
+            arrayElement(['LinkedIn', 'Referral', 'Webinar', 'Ads'], 1 + deal % 4), toDateTime(ts)
+        FROM ({rows})",
+        rows = deal_rows(n, tenants)
+    )
+}
+
+/// A transition for each stage entered and each status change.
+fn transitions(n: u64, tenants: u64) -> String {
+    format!(
+        "INSERT INTO tributary.deal_stage_transitions
+        SELECT tenant, 'pipedrive', '1', toString(deal), ts * 1000000, toDateTime(ts), toString(pipeline),
+            if(step = 0, '', toString(if(step <= deal % 3, stage - 1, stage))), toString(stage),
+            if(step = 0, '', 'open'), status, 'app'
+        FROM ({rows})
+        WHERE step = 0 OR step <= deal % 3 OR (step = 3 AND status != 'open')",
+        rows = deal_rows(n, tenants)
+    )
+}
+
+/// Activities, done or not, by eight reps. `{n}` rows.
+fn activity_changes(n: u64, tenants: u64) -> String {
+    format!(
+        "INSERT INTO tributary.activity_changes (tenant, source, account, id, version, received, known,
+            deleted, merged_into, kind, raw_type, done, done_at, owner_id, created_at, updated_at)
+        SELECT concat('t', toString(number % {tenants})), 'pipedrive', '1', toString(number), ts * 1000000,
+            ts * 1000000,
+            ['deleted', 'merged_into', 'kind', 'raw_type', 'done', 'done_at', 'owner_id', 'created_at', 'updated_at'],
+            0, NULL, kind, kind, done, if(done = 1, toDateTime(ts), NULL),
+            toString(10 + intDiv(number, {tenants}) % 8), toDateTime(ts), toDateTime(ts)
         FROM (
-            SELECT number,
-                intDiv(number, {tenants} * 4) AS deal,
-                intDiv(number, {tenants}) % 4 AS step,
-                1 + deal % 2 AS pipeline,
-                1 + least(step, deal % 3) AS stage_order,
-                (pipeline - 1) * 10 + stage_order AS stage,
-                if(step < 3, 'open', arrayElement(['won', 'lost', 'open', 'open'], 1 + intDiv(deal, 3) % 4)) AS status,
-                {START} + (deal * 7919) % {SPAN} AS added,
-                added + step * 3 * 86400 + number % 3600 AS ts,
-                50.0 * (10 + deal % 390) AS value
+            SELECT number, {START} + (number * 104729) % {SPAN} AS ts, toUInt8(number % 10 < 7) AS done,
+                arrayElement(['call', 'email', 'meeting', 'task'], 1 + number % 4) AS kind
             FROM numbers({n})
         )"
     )
 }
 
-/// Activities, done or not, by eight reps. `{n}` rows.
-fn activity_events(n: u64, tenants: u64) -> String {
-    format!(
-        "INSERT INTO tributary.events (pipeline_event_id, pipeline_tenant, pipeline_source, pipeline_enrichment_status,
-            pipeline_received_at_micro, pipeline_enriched_at_micro, event_action, event_object, event_id,
-            event_timestamp, event_timestamp_micro, activity_id, activity_user_id, activity_type, activity_user_name,
-            activity_done, activity_add_time, activity_marked_as_done_time, event_time, event_date, pipeline_template,
-            pipeline_template_version, pipeline_loaded_at_micro, pipeline_first_copy)
-        SELECT
-            concat('activity-', toString(number)), concat('t', toString(number % {tenants})), 'pipedrive', 'complete',
-            ts * 1000000, ts * 1000000, 'added', 'activity', number, ts, ts * 1000000, number, 10 + intDiv(number, {tenants}) % 8,
-            arrayElement(['call', 'email', 'meeting', 'task'], 1 + number % 4), concat('Rep ', toString(10 + intDiv(number, {tenants}) % 8)),
-            done, toDateTime(ts), if(done = 1, toDateTime(ts), NULL), toDateTime(ts), toDate(ts), 'pipedrive-sales', 1,
-            ts * 1000000, 1
-        FROM (
-            SELECT number, {START} + (number * 104729) % {SPAN} AS ts, toUInt8(number % 10 < 7) AS done
-            FROM numbers({n})
-        )"
-    )
+/// Each tenant's two pipelines, their stages, eight reps and its rates.
+fn definitions(tenants: u64) -> Vec<String> {
+    vec![
+        format!(
+            "INSERT INTO tributary.pipelines SELECT concat('t', toString(number % {tenants})), 'pipedrive', '1',
+                toString(1 + intDiv(number, {tenants})), 1, if(intDiv(number, {tenants}) = 0, 'Sales', 'Partners'),
+                intDiv(number, {tenants}), 0
+            FROM numbers({tenants} * 2)"
+        ),
+        format!(
+            "INSERT INTO tributary.stages SELECT concat('t', toString(number % {tenants})), 'pipedrive', '1',
+                toString(pipeline * 10 - 10 + stage_order), 1, toString(pipeline),
+                concat('Stage ', toString(pipeline * 10 - 10 + stage_order)), stage_order, stage_order * 20.0, 'open', 0
+            FROM (SELECT number, 1 + intDiv(number, {tenants}) % 2 AS pipeline, 1 + intDiv(number, {tenants} * 2) AS stage_order
+                  FROM numbers({tenants} * 8))"
+        ),
+        format!(
+            "INSERT INTO tributary.user_changes (tenant, source, account, id, version, received, known, name)
+            SELECT concat('t', toString(number % {tenants})), 'pipedrive', '1', toString(10 + intDiv(number, {tenants})),
+                1, 1, ['name'], concat('Rep ', toString(10 + intDiv(number, {tenants})))
+            FROM numbers({tenants} * 8)"
+        ),
+        format!(
+            "INSERT INTO tributary.currency_rates SELECT concat('t', toString(number % {tenants})),
+                if(number < {tenants}, 'EUR', 'USD'), 'configuration', 'EUR', if(number < {tenants}, 1.0, 0.875), now()
+            FROM numbers({tenants} * 2)"
+        ),
+    ]
 }
 
 #[tokio::main]
@@ -102,9 +146,13 @@ async fn main() -> anyhow::Result<()> {
             let db = TestDatabase::create("bench_dashboards").await;
             let deals = args.events / 4 * 3;
             let started = Instant::now();
-            db.execute(&deal_events(deals, args.tenants)).await;
-            db.execute(&activity_events(args.events - deals, args.tenants))
+            db.execute(&deal_changes(deals, args.tenants)).await;
+            db.execute(&transitions(deals, args.tenants)).await;
+            db.execute(&activity_changes(args.events - deals, args.tenants))
                 .await;
+            for sql in definitions(args.tenants) {
+                db.execute(&sql).await;
+            }
             println!(
                 "{} events ({} deal changes, {} activities, {} tenants) written with their views in {:.1} s",
                 args.events,
@@ -118,9 +166,12 @@ async fn main() -> anyhow::Result<()> {
     };
     db.keep |= args.keep;
     // Let the background merges of the load settle, as they would in a day's traffic.
-    db.execute("OPTIMIZE TABLE tributary.deal_state").await;
+    for table in ["deals", "activities", "deal_stage_transitions"] {
+        db.execute(&format!("OPTIMIZE TABLE tributary.{table}"))
+            .await;
+    }
     let rows = db
-        .query("SELECT count() AS n FROM tributary.deal_state FINAL WHERE pipeline_tenant = 't0'")
+        .query("SELECT count() AS n FROM (SELECT id FROM tributary.deals WHERE tenant = 't0' GROUP BY source, account, id)")
         .await;
     println!("busiest tenant t0: {} deals", rows[0]["n"]);
 

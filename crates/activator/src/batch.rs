@@ -1,39 +1,131 @@
 //! One batch: the events accepted since the last load, as rows ready to
 //! insert, the dead letters for the rest, and the offsets the load covers.
 //!
-//! De-duplication happens here, before anything is inserted (and so before
-//! any materialized view aggregates it): an event whose `pipeline_event_id`
-//! the ledger lists is skipped, unless the loaded copy is `partial` and this
-//! one `complete`, which is inserted as a completion
-//! (`pipeline_first_copy = 0`) that additive views ignore. The ledger rows
-//! are written only after the events insert succeeded.
+//! De-duplication happens here, before anything is inserted: an event whose
+//! `pipeline_event_id` the ledger lists is skipped, unless the loaded copy
+//! is `partial` and this one `complete`, which is loaded again (its records
+//! fill in what the partial copy did not know; the newer event-log row
+//! replaces the old one). The ledger rows are written last.
 
 use std::collections::HashMap;
+use std::io::Write;
 
-use serde_json::{Value, json};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
 use tributary_envelope::{DeadLetter, DeadLetterError};
+use tributary_model::{Mapped, Table};
 
 use crate::load::{EventKey, Stored};
-use crate::rows::finish_row;
 
-/// An event that passed its template, converted to rows.
+/// The fields every enriched event carries about its own processing
+/// (`pipeline_*`), whatever its source.
+pub struct PipelineFields {
+    pub event_id: String,
+    pub tenant: String,
+    pub source: String,
+    pub complete: bool,
+    pub missing: Vec<String>,
+    pub warnings: Vec<String>,
+    pub received_at_micro: i64,
+    pub enriched_at_micro: i64,
+}
+
+impl PipelineFields {
+    /// Reads them from a validated event (templates require them).
+    pub fn read(fields: &Map<String, Value>) -> PipelineFields {
+        let text = |key: &str| {
+            fields
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let number = |key: &str| fields.get(key).and_then(Value::as_i64).unwrap_or_default();
+        let texts = |key: &str| -> Vec<String> {
+            fields
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        PipelineFields {
+            event_id: text("pipeline_event_id"),
+            tenant: text("pipeline_tenant"),
+            source: text("pipeline_source"),
+            complete: text("pipeline_enrichment_status") == "complete",
+            missing: texts("pipeline_enrichment_missing"),
+            warnings: texts("pipeline_warnings"),
+            received_at_micro: number("pipeline_received_at_micro"),
+            enriched_at_micro: number("pipeline_enriched_at_micro"),
+        }
+    }
+}
+
+/// What an `event_log` row is made of.
+pub struct EventLogFields<'a> {
+    pub event_time: DateTime<Utc>,
+    pub pipeline: &'a PipelineFields,
+    pub mapped: &'a Mapped,
+    pub template_name: &'a str,
+    pub template_version: u32,
+    /// The enriched event as read from the topic.
+    pub payload: &'a [u8],
+}
+
+/// The event's `event_log` row, open: [`Batch::rows`] adds `loaded_at_micro`.
+pub fn event_log_row(fields: &EventLogFields<'_>) -> Vec<u8> {
+    let pipeline = fields.pipeline;
+    let mapped = fields.mapped;
+    let row = json!({
+        "event_date": fields.event_time.date_naive().to_string(),
+        "tenant": pipeline.tenant,
+        "source": pipeline.source,
+        "account": mapped.account,
+        "event_id": pipeline.event_id,
+        "object": mapped.object,
+        "remote_id": mapped.remote_id,
+        "action": mapped.action,
+        "version_micro": mapped.version.at_micro,
+        "event_time": fields.event_time.format("%Y-%m-%d %H:%M:%S").to_string(),
+        "template": fields.template_name,
+        "template_version": fields.template_version,
+        "enrichment_status": if pipeline.complete { "complete" } else { "partial" },
+        "enrichment_missing": pipeline.missing,
+        "warnings": pipeline.warnings,
+        "records": mapped.records.len(),
+        "received_at_micro": pipeline.received_at_micro,
+        "enriched_at_micro": pipeline.enriched_at_micro,
+        "payload": String::from_utf8_lossy(fields.payload),
+    });
+    let mut out = serde_json::to_vec(&row).unwrap_or_default();
+    // Left open for the load time.
+    out.pop();
+    out
+}
+
+/// An event that passed its template, mapped into rows.
 pub struct Accepted {
     pub key: EventKey,
     pub complete: bool,
     pub enriched_at_micro: i64,
     pub received_at_micro: i64,
     pub template: String,
-    /// The `events` row, open: [`finish_row`] adds what is known at load time.
-    pub event_row: Vec<u8>,
-    /// The `contacts` row, when the event names a contact.
-    pub contact_row: Option<Vec<u8>>,
+    /// The `event_log` row, open (see [`event_log_row`]).
+    pub log_row: Vec<u8>,
+    /// The canonical records' rows, by table (`JSONEachRow`).
+    pub records: Vec<(Table, Vec<u8>)>,
 }
 
 /// The rows to insert for one batch, after de-duplication.
 #[derive(Default)]
 pub struct Load {
-    pub events: Vec<u8>,
-    pub contacts: Vec<u8>,
+    pub records: Vec<(Table, Vec<u8>)>,
+    pub event_log: Vec<u8>,
     pub ledger: Vec<u8>,
     /// (template, first copy) of each inserted event.
     pub inserted: Vec<(String, bool)>,
@@ -103,28 +195,25 @@ impl Batch {
                     continue;
                 }
             };
-            load.events.extend_from_slice(&event.event_row);
-            finish_row(
-                &mut load.events,
-                &[
-                    ("pipeline_loaded_at_micro", json!(loaded_at_micro)),
-                    ("pipeline_first_copy", json!(u8::from(first_copy))),
-                ],
-            );
+            for (table, rows) in &event.records {
+                match load.records.iter_mut().find(|(t, _)| t == table) {
+                    Some((_, all)) => all.extend_from_slice(rows),
+                    None => load.records.push((*table, rows.clone())),
+                }
+            }
+            load.event_log.extend_from_slice(&event.log_row);
+            let _ = writeln!(load.event_log, ",\"loaded_at_micro\":{loaded_at_micro}}}");
             let _ = serde_json::to_writer(
                 &mut load.ledger,
                 &json!({
                     "event_date": event.key.date.to_string(),
-                    "pipeline_tenant": event.key.tenant,
-                    "pipeline_event_id": event.key.event_id,
+                    "tenant": event.key.tenant,
+                    "event_id": event.key.event_id,
                     "complete": u8::from(event.complete),
                     "loaded_at_micro": loaded_at_micro,
                 }),
             );
             load.ledger.push(b'\n');
-            if let Some(contact) = &event.contact_row {
-                load.contacts.extend_from_slice(contact);
-            }
             load.inserted.push((event.template.clone(), first_copy));
             load.received_at_micro.push(event.received_at_micro);
         }
@@ -160,9 +249,7 @@ pub fn letter(
         original_topic: topic.into(),
         original_partition: partition,
         original_offset: offset,
-        failed_at: chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-            .to_string(),
+        failed_at: Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
         original: DeadLetter::encode_original(payload),
     }
 }
@@ -184,13 +271,16 @@ mod tests {
             enriched_at_micro: enriched_at,
             received_at_micro: 1,
             template: "pipedrive-sales".into(),
-            event_row: format!("{{\"pipeline_event_id\":\"{id}\",\"n\":{enriched_at}").into_bytes(),
-            contact_row: None,
+            log_row: format!("{{\"event_id\":\"{id}\",\"n\":{enriched_at}").into_bytes(),
+            records: vec![(
+                Table::DealChanges,
+                format!("{{\"id\":\"{id}\"}}\n").into_bytes(),
+            )],
         }
     }
 
     fn rows(load: &Load) -> Vec<Value> {
-        load.events
+        load.event_log
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
             .map(|l| serde_json::from_slice(l).expect("json"))
@@ -220,11 +310,18 @@ mod tests {
         let load = batch.rows(&stored, 99);
         let rows = rows(&load);
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0]["pipeline_event_id"], "new");
-        assert_eq!(rows[0]["pipeline_first_copy"], 1);
-        assert_eq!(rows[0]["pipeline_loaded_at_micro"], 99);
-        assert_eq!(rows[1]["pipeline_event_id"], "was-partial");
-        assert_eq!(rows[1]["pipeline_first_copy"], 0);
+        assert_eq!(rows[0]["event_id"], "new");
+        assert_eq!(rows[0]["loaded_at_micro"], 99);
+        assert_eq!(rows[1]["event_id"], "was-partial");
+        assert_eq!(load.inserted[1], ("pipedrive-sales".to_owned(), false));
+        assert_eq!(
+            load.records,
+            vec![(
+                Table::DealChanges,
+                b"{\"id\":\"new\"}\n{\"id\":\"was-partial\"}\n".to_vec()
+            )],
+            "the records of both, in one insert"
+        );
         assert_eq!(load.duplicates, 2);
         assert_eq!(batch.offsets[&0], 3);
     }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tributary_clickhouse::ClickHouseSettings;
-use tributary_config::{KafkaSettings, TelemetrySettings, TopicSettings, default_instance_id};
+use tributary_config::{
+    CurrencySettings, KafkaSettings, TelemetrySettings, Tenants, TopicSettings, default_instance_id,
+};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ActivatorConfig {
@@ -19,6 +21,22 @@ pub struct ActivatorConfig {
     pub clickhouse: ClickHouseSettings,
     #[serde(default)]
     pub activator: ActivatorSettings,
+    /// Read for each tenant's home currency and rates.
+    #[serde(default)]
+    pub tenants: Tenants,
+}
+
+impl ActivatorConfig {
+    /// Every tenant's currency settings; an error names the invalid key.
+    pub fn currencies(&self) -> Result<Vec<(String, CurrencySettings)>, String> {
+        let mut out = Vec::new();
+        for tenant in self.tenants.names() {
+            if let Some(settings) = self.tenants.currency(tenant)? {
+                out.push((tenant.to_owned(), settings));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// `[activator]`: the service.

@@ -54,7 +54,6 @@ pub async fn run(
     let loader_free = Arc::new(Semaphore::new(1));
     let reader = read_batches(
         activator,
-        clickhouse,
         &consumer,
         topic,
         shutdown.clone(),
@@ -75,7 +74,6 @@ pub async fn run(
 
 async fn read_batches(
     activator: &Activator,
-    clickhouse: &ClickHouse,
     consumer: &EnrichedConsumer,
     topic: &str,
     mut shutdown: watch::Receiver<bool>,
@@ -123,7 +121,7 @@ async fn read_batches(
                         payload: message.payload().unwrap_or_default(),
                     };
                     batch.read(incoming.partition, incoming.offset);
-                    match activator.judge(clickhouse, &incoming) {
+                    match activator.judge(&incoming) {
                         Verdict::Accepted(event) => batch.accept(*event),
                         Verdict::DeadLetter(letter) => batch.dead_letter(incoming.key, *letter),
                     }

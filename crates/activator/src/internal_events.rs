@@ -24,11 +24,6 @@ pub fn dead_lettered(reason: &'static str) {
     counter!("tributary_activator_events_dead_lettered_total", "reason" => reason).increment(1);
 }
 
-/// Fields without a column (listed in the row's `pipeline_unmapped_fields`).
-pub fn unmapped_fields(count: usize) {
-    counter!("tributary_activator_unmapped_fields_total").increment(count as u64);
-}
-
 pub fn batch_loaded(rows: usize, elapsed: Duration) {
     histogram!("tributary_activator_batch_rows").record(rows as f64);
     histogram!("tributary_activator_load_seconds").record(elapsed.as_secs_f64());

@@ -14,7 +14,6 @@ pub mod config;
 mod consume;
 mod internal_events;
 pub mod load;
-pub mod rows;
 pub mod templates;
 
 use std::sync::Arc;
@@ -23,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::Router;
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{OnceCell, watch};
 use tributary_envelope::{DeadLetter, DeadLetterError};
 use tributary_kafka::{EventProducer, TopicAdmin};
@@ -31,25 +30,12 @@ use tributary_telemetry::{ReadinessCheck, ops_router};
 
 pub use config::{ActivatorConfig, ActivatorSettings};
 
-use crate::batch::{Accepted, Batch, letter};
-use crate::load::{ClickHouse, EventKey};
-use crate::rows::write_row;
+use crate::batch::{Accepted, Batch, PipelineFields, letter};
+use crate::load::{ClickHouse, EventKey, Inserted, Target};
 use crate::templates::{Rejection, Templates};
 
 /// The stage name in dead-letter records.
 pub const STAGE: &str = "activator";
-
-/// Columns the activator fills itself; an event's own field of that name is
-/// not copied (it is listed in `pipeline_unmapped_fields`).
-const COMPUTED: &[&str] = &[
-    "event_time",
-    "event_date",
-    "pipeline_template",
-    "pipeline_template_version",
-    "pipeline_loaded_at_micro",
-    "pipeline_first_copy",
-    "pipeline_unmapped_fields",
-];
 
 /// A message read from the enriched topic.
 pub struct Incoming<'a> {
@@ -76,6 +62,9 @@ pub struct Activator {
 impl Activator {
     /// Loads and compiles the templates and builds the producer (no network yet).
     pub fn new(config: ActivatorConfig) -> anyhow::Result<Self> {
+        config
+            .currencies()
+            .map_err(|reason| anyhow::anyhow!(reason))?;
         let templates = Templates::load(&config.activator.templates_dir)?;
         for (name, version) in templates.names() {
             tracing::info!(template = name, version, "template compiled");
@@ -101,8 +90,9 @@ impl Activator {
         })
     }
 
-    /// Validates and converts one message, against the tables' layout.
-    pub fn judge(&self, clickhouse: &ClickHouse, incoming: &Incoming<'_>) -> Verdict {
+    /// Validates one message against its template and maps it into the
+    /// canonical model's rows.
+    pub fn judge(&self, incoming: &Incoming<'_>) -> Verdict {
         internal_events::received();
         let dead = |reason: &'static str, errors: Vec<DeadLetterError>, event: Option<&Value>| {
             internal_events::dead_lettered(reason);
@@ -146,16 +136,51 @@ impl Activator {
                 return dead("schema_validation", errors, Some(&event));
             }
         };
-        let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or_default();
-        let number = |key: &str| event.get(key).and_then(Value::as_i64).unwrap_or_default();
-        // Every template requires these, so they are present here.
-        let Some(event_time) = DateTime::from_timestamp_micros(number("event_timestamp_micro"))
+        let Some(fields) = event.as_object() else {
+            unreachable!("checked to be an object above")
+        };
+        // Every template requires the pipeline's own fields.
+        let pipeline = PipelineFields::read(fields);
+        let Some(mapping) = tributary_sources::mapping(&pipeline.source) else {
+            return dead(
+                "no_mapping",
+                vec![DeadLetterError::new(
+                    "/pipeline_source",
+                    format!("no mapping into the model for source {:?}", pipeline.source),
+                )],
+                Some(&event),
+            );
+        };
+        let context = tributary_model::Context {
+            tenant: &pipeline.tenant,
+            source: &pipeline.source,
+            received_at_micro: pipeline.received_at_micro,
+            missing: &pipeline.missing,
+        };
+        let mapped = match mapping.map(&context, fields) {
+            Ok(mapped) => mapped,
+            Err(error) => {
+                return dead(
+                    "unmappable",
+                    vec![DeadLetterError::new(
+                        format!("/{}", error.field),
+                        error.reason,
+                    )],
+                    Some(&event),
+                );
+            }
+        };
+        let Some(event_time) =
+            DateTime::from_timestamp_micros(mapped.version.at_micro).filter(|t| t.timestamp() >= 0)
         else {
             return dead(
-                "schema_validation",
+                "unmappable",
                 vec![DeadLetterError::new(
-                    "/event_timestamp_micro",
-                    "not a representable time",
+                    "",
+                    format!(
+                        "the event's version {} is not a representable time",
+                        mapped.version.at_micro
+                    ),
                 )],
                 Some(&event),
             );
@@ -166,134 +191,58 @@ impl Activator {
             return dead(
                 "beyond_retention",
                 vec![DeadLetterError::new(
-                    "/event_timestamp_micro",
+                    "",
                     format!("the event is from before {first_kept}, the oldest day kept"),
                 )],
                 Some(&event),
             );
         }
-        let Some(fields) = event.as_object() else {
-            unreachable!("checked to be an object above")
-        };
-        let mut event_row = Vec::with_capacity(incoming.payload.len());
-        let computed = [
-            (
-                "event_time",
-                json!(event_time.format("%Y-%m-%d %H:%M:%S").to_string()),
-            ),
-            ("event_date", json!(event_time.date_naive().to_string())),
-            ("pipeline_template", json!(template.name)),
-            ("pipeline_template_version", json!(template.version)),
-        ];
-        let unmapped = match write_row(
-            &mut event_row,
-            fields,
-            &clickhouse.events,
-            &clickhouse.contacts,
-            COMPUTED,
-            &computed,
-        ) {
-            Ok(unmapped) => unmapped,
-            Err(unfit) => {
-                return dead(
-                    "unloadable",
-                    vec![DeadLetterError::new(
-                        format!("/{}", unfit.field),
-                        format!("the value does not fit column type {}", unfit.column_type),
-                    )],
-                    Some(&event),
-                );
-            }
-        };
-        if !unmapped.is_empty() {
-            internal_events::unmapped_fields(unmapped.len());
+        let mut records = Vec::new();
+        for record in &mapped.records {
+            let table = record.table();
+            let at = match records.iter().position(|(t, _)| *t == table) {
+                Some(at) => at,
+                None => {
+                    records.push((table, Vec::new()));
+                    records.len() - 1
+                }
+            };
+            record.write_row(&mut records[at].1);
         }
-        // Left open: the load adds the fields known only then.
-        rows::append_fields(
-            &mut event_row,
-            &[("pipeline_unmapped_fields", json!(unmapped))],
-        );
-        let contact_row = match self.contact_row(clickhouse, &event) {
-            Ok(row) => row,
-            Err(unfit) => {
-                return dead(
-                    "unloadable",
-                    vec![DeadLetterError::new(
-                        format!("/{}", unfit.field),
-                        format!("the value does not fit column type {}", unfit.column_type),
-                    )],
-                    Some(&event),
-                );
-            }
-        };
+        let log_row = batch::event_log_row(&batch::EventLogFields {
+            event_time,
+            pipeline: &pipeline,
+            mapped: &mapped,
+            template_name: &template.name,
+            template_version: template.version,
+            payload: incoming.payload,
+        });
         Verdict::Accepted(Box::new(Accepted {
             key: EventKey {
                 date: event_time.date_naive(),
-                tenant: text("pipeline_tenant").to_owned(),
-                event_id: text("pipeline_event_id").to_owned(),
+                tenant: pipeline.tenant.clone(),
+                event_id: pipeline.event_id.clone(),
             },
-            complete: text("pipeline_enrichment_status") == "complete",
-            enriched_at_micro: number("pipeline_enriched_at_micro"),
-            received_at_micro: number("pipeline_received_at_micro"),
+            complete: pipeline.complete,
+            enriched_at_micro: pipeline.enriched_at_micro,
+            received_at_micro: pipeline.received_at_micro,
             template: template.name.clone(),
-            event_row,
-            contact_row,
+            log_row,
+            records,
         }))
     }
 
-    /// The contact's PII fields, for the PII database, when the event has a
-    /// contact and any of them.
-    fn contact_row(
-        &self,
-        clickhouse: &ClickHouse,
-        event: &Value,
-    ) -> Result<Option<Vec<u8>>, rows::Unfit> {
-        let Some(fields) = event.as_object() else {
-            return Ok(None);
-        };
-        let has_contact = fields.get("contact_id").is_some_and(Value::is_i64);
-        let pii: serde_json::Map<String, Value> = fields
-            .iter()
-            .filter(|(name, _)| {
-                clickhouse.contacts.contains(name) && !clickhouse.events.contains(name)
-            })
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
-        if !has_contact || pii.is_empty() {
-            return Ok(None);
-        }
-        let keys = [
-            "pipeline_tenant",
-            "contact_id",
-            "event_timestamp_micro",
-            "pipeline_event_id",
-        ];
-        let mut row = Vec::new();
-        let computed: Vec<(&str, Value)> = keys
-            .iter()
-            .map(|k| (*k, fields.get(*k).cloned().unwrap_or(Value::Null)))
-            .collect();
-        write_row(
-            &mut row,
-            &pii,
-            &clickhouse.contacts,
-            &rows::Columns::default(),
-            &keys,
-            &computed,
-        )?;
-        rows::finish_row(&mut row, &[]);
-        Ok(Some(row))
-    }
-
-    /// Loads one batch: de-duplicates it against the ledger, inserts contacts,
-    /// events and ledger rows, then stores its dead letters. Returns the
-    /// `events` rows inserted (JSONEachRow). On failure, says what failed
-    /// (`clickhouse` or `dead_letter`); retrying is safe.
+    /// Loads one batch: de-duplicates it against the ledger, inserts the
+    /// records of the new events (every table at once), then their
+    /// event-log rows, then the ledger rows that mark them loaded, and
+    /// stores the batch's dead letters. Returns every insert made, in order.
+    /// On failure, says what failed (`clickhouse` or `dead_letter`);
+    /// retrying is safe: every table takes the same rows twice harmlessly.
     pub async fn load_batch(
         &self,
         clickhouse: &ClickHouse,
         batch: &Batch,
-    ) -> Result<bytes::Bytes, (&'static str, anyhow::Error)> {
+    ) -> Result<Vec<Inserted>, (&'static str, anyhow::Error)> {
         let started = Instant::now();
         let stored = clickhouse
             .stored(&batch.keys())
@@ -301,24 +250,35 @@ impl Activator {
             .map_err(|e| ("clickhouse", e.into()))?;
         let now = Utc::now().timestamp_micros();
         let rows = batch.rows(&stored, now);
-        let database = &clickhouse.settings.database;
-        // Contacts first: the events insert is what marks the batch as stored.
+        let records: Vec<Inserted> = rows
+            .records
+            .into_iter()
+            .map(|(table, rows)| Inserted {
+                target: Target::Record(table),
+                rows: rows.into(),
+            })
+            .collect();
+        let inserts = records
+            .iter()
+            .map(|i| clickhouse.insert(i.target, i.rows.clone()));
+        for result in futures_util::future::join_all(inserts).await {
+            result.map_err(|e| ("clickhouse", e.into()))?;
+        }
+        let log = Inserted {
+            target: Target::EventLog,
+            rows: rows.event_log.into(),
+        };
         clickhouse
-            .insert(
-                &clickhouse.settings.pii_database(),
-                load::CONTACTS,
-                rows.contacts.into(),
-            )
+            .insert(log.target, log.rows.clone())
             .await
             .map_err(|e| ("clickhouse", e.into()))?;
-        let events = bytes::Bytes::from(rows.events);
+        // Only now, with every record in, are these events loaded.
+        let ledger = Inserted {
+            target: Target::Ledger,
+            rows: rows.ledger.into(),
+        };
         clickhouse
-            .insert(database, load::EVENTS, events.clone())
-            .await
-            .map_err(|e| ("clickhouse", e.into()))?;
-        // Only now, with every view fed, are these events loaded.
-        clickhouse
-            .insert(database, load::LEDGER, rows.ledger.into())
+            .insert(ledger.target, ledger.rows.clone())
             .await
             .map_err(|e| ("clickhouse", e.into()))?;
         for (template, first_copy) in &rows.inserted {
@@ -344,7 +304,10 @@ impl Activator {
         for ack in acks {
             ack.await.map_err(|e| ("dead_letter", e.into()))?;
         }
-        Ok(events)
+        let mut inserted = records;
+        inserted.push(log);
+        inserted.push(ledger);
+        Ok(inserted)
     }
 
     /// `/metrics`, `/healthz` and `/readyz` (ClickHouse answers, migrations
@@ -371,6 +334,21 @@ impl Activator {
         ops_router(readiness)
     }
 
+    /// Connects to ClickHouse, applies the migrations and writes the
+    /// configured currency rates.
+    pub async fn connect(&self) -> anyhow::Result<ClickHouse> {
+        let clickhouse = ClickHouse::connect(&self.config.clickhouse).await?;
+        let currencies = self
+            .config
+            .currencies()
+            .map_err(|reason| anyhow::anyhow!(reason))?;
+        clickhouse
+            .write_currency_rates(&currencies)
+            .await
+            .context("writing the configured currency rates")?;
+        Ok(clickhouse)
+    }
+
     /// Connects to ClickHouse (applying migrations), retrying with backoff
     /// until it answers or `shutdown` turns true.
     async fn clickhouse(
@@ -379,7 +357,7 @@ impl Activator {
     ) -> anyhow::Result<Option<&ClickHouse>> {
         let mut delay = Duration::from_millis(self.config.activator.retry_initial_ms);
         loop {
-            match ClickHouse::connect(&self.config.clickhouse).await {
+            match self.connect().await {
                 Ok(clickhouse) => {
                     return Ok(Some(
                         self.clickhouse.get_or_init(|| async { clickhouse }).await,

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use chrono::{Datelike, NaiveDate};
 use tributary_clickhouse::{ClickHouseSettings, migrations};
 
-use crate::rows::Columns;
+use tributary_config::CurrencySettings;
+use tributary_model::Table;
 
 /// What a batch needs to know of an event already stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,19 +25,53 @@ pub struct EventKey {
     pub event_id: String,
 }
 
-/// Tables the activator writes.
-pub const EVENTS: &str = "events";
-pub const CONTACTS: &str = "contacts";
-pub const LEDGER: &str = "event_ledger";
+/// Where a batch's rows go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A canonical model table.
+    Record(Table),
+    EventLog,
+    Ledger,
+}
+
+impl Target {
+    pub fn table(self) -> &'static str {
+        match self {
+            Target::Record(table) => table.name(),
+            Target::EventLog => "event_log",
+            Target::Ledger => "load_ledger",
+        }
+    }
+
+    pub fn is_pii(self) -> bool {
+        matches!(self, Target::Record(table) if table.is_pii())
+    }
+
+    /// `database.table` with the databases' default names (`tributary`,
+    /// `tributary_pii`), as the migrations spell them.
+    pub fn default_name(self) -> String {
+        let database = if self.is_pii() {
+            "tributary_pii"
+        } else {
+            "tributary"
+        };
+        format!("{database}.{}", self.table())
+    }
+}
+
+/// One insert of a load: where, and the `JSONEachRow` lines.
+#[derive(Debug, Clone)]
+pub struct Inserted {
+    pub target: Target,
+    pub rows: Bytes,
+}
 
 /// Tables partitioned by month, for retention.
 const MONTHLY_TABLES: &[&str] = &[
-    "events",
-    "event_ledger",
-    "stage_transitions",
-    "activity_daily",
-    "won_by_source",
-    "pipeline_daily",
+    "event_log",
+    "load_ledger",
+    "deal_stage_transitions",
+    "pipeline_snapshots",
 ];
 
 /// Ids per look-up query: keeps each well under ClickHouse's default
@@ -46,19 +81,11 @@ const LOOKUP_CHUNK: usize = 2_000;
 pub struct ClickHouse {
     client: clickhouse::Client,
     pub settings: ClickHouseSettings,
-    pub events: Columns,
-    pub contacts: Columns,
-}
-
-#[derive(clickhouse::Row, serde::Deserialize)]
-struct ColumnRow {
-    name: String,
-    r#type: String,
 }
 
 #[derive(clickhouse::Row, serde::Deserialize)]
 struct StoredRow {
-    pipeline_event_id: String,
+    event_id: String,
     complete: u8,
 }
 
@@ -69,17 +96,13 @@ struct PartitionRow {
 }
 
 impl ClickHouse {
-    /// Applies pending migrations and reads the column layouts.
+    /// Applies pending migrations.
     pub async fn connect(settings: &ClickHouseSettings) -> anyhow::Result<ClickHouse> {
         let client = tributary_clickhouse::client(settings);
         migrations::apply_migrations(&client, settings).await?;
-        let events = columns(&client, &settings.database, EVENTS).await?;
-        let contacts = columns(&client, &settings.pii_database(), CONTACTS).await?;
         Ok(ClickHouse {
             client,
             settings: settings.clone(),
-            events,
-            contacts,
         })
     }
 
@@ -101,9 +124,9 @@ impl ClickHouse {
             // event_date and tenant lead the ledger's key, so this reads
             // only the days and tenants of the batch.
             let sql = format!(
-                "SELECT pipeline_event_id, max(complete) AS complete \
-                 FROM {db}.event_ledger WHERE event_date IN ({dates}) AND pipeline_tenant IN ({tenants}) \
-                 AND pipeline_event_id IN ({ids}) GROUP BY pipeline_event_id",
+                "SELECT event_id, max(complete) AS complete \
+                 FROM {db}.load_ledger WHERE event_date IN ({dates}) AND tenant IN ({tenants}) \
+                 AND event_id IN ({ids}) GROUP BY event_id",
                 db = self.settings.database,
                 dates = join(dates),
                 tenants = join(tenants),
@@ -116,22 +139,27 @@ impl ClickHouse {
                 } else {
                     Stored::Partial
                 };
-                found.insert(row.pipeline_event_id, stored);
+                found.insert(row.event_id, stored);
             }
         }
         Ok(found)
     }
 
-    /// Inserts `JSONEachRow` lines into `table` of `database`.
+    /// Inserts `JSONEachRow` lines into `target`.
     pub async fn insert(
         &self,
-        database: &str,
-        table: &str,
+        target: Target,
         rows: Bytes,
     ) -> Result<(), clickhouse::error::Error> {
         if rows.is_empty() {
             return Ok(());
         }
+        let database = if target.is_pii() {
+            self.settings.pii_database()
+        } else {
+            self.settings.database.clone()
+        };
+        let table = target.table();
         let mut insert = self
             .client
             .insert_formatted_with(format!("INSERT INTO {database}.{table} FORMAT JSONEachRow"));
@@ -139,10 +167,68 @@ impl ClickHouse {
         insert.end().await
     }
 
+    /// Writes the configured home currencies and rates (`origin =
+    /// 'configuration'`), and a zero rate (no rate) for each configured rate
+    /// no longer in the configuration. Rates an operator loaded stay.
+    pub async fn write_currency_rates(
+        &self,
+        currencies: &[(String, CurrencySettings)],
+    ) -> Result<(), clickhouse::error::Error> {
+        #[derive(clickhouse::Row, serde::Deserialize)]
+        struct Configured {
+            tenant: String,
+            currency: String,
+            home_currency: String,
+        }
+        let db = &self.settings.database;
+        let stored: Vec<Configured> = self
+            .client
+            .query(&format!(
+                "SELECT tenant, currency, home_currency FROM {db}.currency_rates FINAL \
+                 WHERE origin = 'configuration' AND rate > 0"
+            ))
+            .fetch_all()
+            .await?;
+        let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+        let mut rows = Vec::new();
+        let mut row = |tenant: &str, currency: &str, home: &str, rate: f64| {
+            let _ = serde_json::to_writer(
+                &mut rows,
+                &serde_json::json!({
+                    "tenant": tenant, "currency": currency, "origin": "configuration",
+                    "home_currency": home, "rate": rate, "updated_at": now,
+                }),
+            );
+            rows.push(b'\n');
+        };
+        for (tenant, settings) in currencies {
+            row(tenant, &settings.home, &settings.home, 1.0);
+            for (currency, rate) in &settings.rates {
+                if *currency != settings.home {
+                    row(tenant, currency, &settings.home, *rate);
+                }
+            }
+        }
+        for old in &stored {
+            let still = currencies.iter().any(|(tenant, settings)| {
+                *tenant == old.tenant
+                    && (settings.home == old.currency || settings.rates.contains_key(&old.currency))
+            });
+            if !still {
+                row(&old.tenant, &old.currency, &old.home_currency, 0.0);
+            }
+        }
+        let mut insert = self.client.insert_formatted_with(format!(
+            "INSERT INTO {db}.currency_rates FORMAT JSONEachRow"
+        ));
+        insert.send(Bytes::from(rows)).await?;
+        insert.end().await
+    }
+
     /// Refreshes today's pipeline snapshot from the current deal states.
     pub async fn snapshot_pipeline(&self) -> Result<(), clickhouse::error::Error> {
         let sql = tributary_clickhouse::rename_databases(
-            migrations::PIPELINE_DAILY_SNAPSHOT,
+            migrations::PIPELINE_SNAPSHOT,
             &self.settings.database,
             &self.settings.pii_database(),
         );
@@ -178,21 +264,6 @@ impl ClickHouse {
         }
         Ok(dropped)
     }
-}
-
-async fn columns(
-    client: &clickhouse::Client,
-    database: &str,
-    table: &str,
-) -> anyhow::Result<Columns> {
-    let rows: Vec<ColumnRow> = client
-        .query("SELECT name, type FROM system.columns WHERE database = ? AND table = ?")
-        .bind(database)
-        .bind(table)
-        .fetch_all()
-        .await?;
-    anyhow::ensure!(!rows.is_empty(), "table {database}.{table} has no columns");
-    Ok(Columns::new(rows.into_iter().map(|r| (r.name, r.r#type))))
 }
 
 /// A ClickHouse string literal.

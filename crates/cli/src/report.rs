@@ -16,9 +16,11 @@ pub struct ReportArgs {
     /// The tenant to report on.
     #[arg(long)]
     tenant: String,
-    /// One pipeline id (default: all pipelines).
+    /// One pipeline, as the dashboard's pipeline variable names it:
+    /// `<source>:<account>:<pipeline id>`, e.g. `pipedrive:8087566:1`
+    /// (default: all pipelines).
     #[arg(long)]
-    pipeline: Option<i64>,
+    pipeline: Option<String>,
     /// Start of the time range (RFC 3339 or epoch milliseconds; default: 90 days ago).
     #[arg(long)]
     from: Option<String>,

@@ -100,7 +100,7 @@ pub async fn run(config: StatusConfig<'_>, _args: StatusArgs) -> anyhow::Result<
 
     let settings = config.clickhouse;
     println!(
-        "last events per tenant (ClickHouse {}.events):",
+        "last events per tenant (ClickHouse {}.event_log):",
         settings.database
     );
     match tokio::time::timeout(CLICKHOUSE_TIMEOUT, last_events(settings)).await {
@@ -212,10 +212,10 @@ struct TenantLast {
 async fn last_events(settings: &ClickHouseSettings) -> clickhouse::error::Result<Vec<TenantLast>> {
     let client = tributary_clickhouse::client(settings);
     let sql = format!(
-        "SELECT pipeline_tenant AS tenant, uniqExact(pipeline_event_id) AS events, \
-         max(event_timestamp_micro) AS last_event_micro, \
-         max(pipeline_received_at_micro) AS last_received_micro \
-         FROM {}.events GROUP BY tenant ORDER BY tenant",
+        "SELECT tenant, uniqExact(event_id) AS events, \
+         max(version_micro) AS last_event_micro, \
+         max(received_at_micro) AS last_received_micro \
+         FROM {}.event_log GROUP BY tenant ORDER BY tenant",
         settings.database
     );
     client.query(&sql).fetch_all::<TenantLast>().await

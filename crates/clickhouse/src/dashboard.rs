@@ -29,8 +29,10 @@ pub struct Scope {
     pub from: i64,
     pub to: i64,
     pub tenant: String,
-    /// A pipeline id, or `None` for all pipelines (the variable's "All").
-    pub pipeline: Option<i64>,
+    /// A pipeline as the variable's values name it
+    /// (`<source>:<account>:<pipeline id>`), or `None` for all pipelines
+    /// (the variable's "All", an empty string).
+    pub pipeline: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,7 +74,8 @@ pub fn panels(definition: &str) -> Result<Vec<Panel>, DashboardError> {
 }
 
 /// `sql` as Grafana's ClickHouse data source sends it for `scope`: the
-/// variables `${tenant:singlequote}` and `${pipeline}` (0 for "All"), and the
+/// variables `${tenant:singlequote}` and `${pipeline:singlequote}` (`''` for
+/// "All"), and the
 /// macros `$__timeFilter(col)`, `$__dateFilter(col)`, `$__fromTime`,
 /// `$__toTime`, expanded as the plugin does. Anything else starting with `$`
 /// is an error rather than SQL that would fail or mean something else.
@@ -91,14 +94,11 @@ pub fn expand(sql: &str, scope: &Scope) -> Result<String, DashboardError> {
         out.push_str(&rest[..at]);
         rest = &rest[at..];
         let simple: [(&str, String); 4] = [
+            ("${tenant:singlequote}", single_quote(&scope.tenant)),
             (
-                "${tenant:singlequote}",
-                format!(
-                    "'{}'",
-                    scope.tenant.replace('\\', "\\\\").replace('\'', "\\'")
-                ),
+                "${pipeline:singlequote}",
+                single_quote(scope.pipeline.as_deref().unwrap_or_default()),
             ),
-            ("${pipeline}", scope.pipeline.unwrap_or(0).to_string()),
             ("$__fromTime", from.clone()),
             ("$__toTime", to.clone()),
         ];
@@ -129,6 +129,11 @@ pub fn expand(sql: &str, scope: &Scope) -> Result<String, DashboardError> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// A variable's value as Grafana's `singlequote` format writes it.
+fn single_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// The index of the `)` closing an argument list that starts just after `(`.

@@ -367,7 +367,7 @@ impl Pipeline {
     /// Distinct events loaded (in the load ledger, so every view has them).
     pub async fn loaded_events(&self) -> anyhow::Result<u64> {
         let rows = self
-            .query("SELECT uniqExact(pipeline_event_id) AS n FROM tributary.event_ledger")
+            .query("SELECT uniqExact(event_id) AS n FROM tributary.load_ledger")
             .await?;
         Ok(rows
             .first()
@@ -417,7 +417,7 @@ impl Pipeline {
     /// Events by enrichment status (`complete`, `partial`), latest copies.
     pub async fn enrichment_statuses(&self) -> anyhow::Result<BTreeMap<String, u64>> {
         let rows = self
-            .query("SELECT pipeline_enrichment_status AS status, count() AS n FROM tributary.events FINAL GROUP BY status")
+            .query("SELECT enrichment_status AS status, count() AS n FROM tributary.event_log FINAL GROUP BY status")
             .await?;
         Ok(rows
             .iter()
@@ -445,12 +445,12 @@ impl Pipeline {
     }
 
     /// Receipt by the collector to insertion by the activator, over every
-    /// event loaded (first copies) and received at least `skip` after the
+    /// event loaded (its first copy) and received at least `skip` after the
     /// first one. The activator stamps an event just before its batch's
     /// insert, which the dashboard can read once done.
     pub async fn freshness(&self, skip: Duration) -> anyhow::Result<Freshness> {
         self.freshness_where(&format!(
-            "pipeline_received_at_micro >= (SELECT min(pipeline_received_at_micro) FROM tributary.events) + {}",
+            "received_at_micro >= (SELECT min(received_at_micro) FROM tributary.event_log) + {}",
             skip.as_micros()
         ))
         .await
@@ -459,7 +459,7 @@ impl Pipeline {
     /// [`Pipeline::freshness`] of the events received in `from..to` (µs).
     pub async fn freshness_between(&self, from: i64, to: i64) -> anyhow::Result<Freshness> {
         self.freshness_where(&format!(
-            "pipeline_received_at_micro >= {from} AND pipeline_received_at_micro < {to}"
+            "received_at_micro >= {from} AND received_at_micro < {to}"
         ))
         .await
     }
@@ -467,10 +467,10 @@ impl Pipeline {
     async fn freshness_where(&self, condition: &str) -> anyhow::Result<Freshness> {
         let sql = format!(
             "SELECT count() AS n, quantilesExact(0.5, 0.99)(lag) AS q, max(lag) AS worst, \
-             (max(pipeline_loaded_at_micro) - min(pipeline_received_at_micro)) / 1e6 AS span \
-             FROM (SELECT pipeline_loaded_at_micro, pipeline_received_at_micro, \
-             pipeline_loaded_at_micro - pipeline_received_at_micro AS lag \
-             FROM tributary.events WHERE pipeline_first_copy = 1 AND {condition})"
+             (max(loaded) - min(received)) / 1e6 AS span \
+             FROM (SELECT event_id, min(loaded_at_micro) AS loaded, min(received_at_micro) AS received, \
+             loaded - received AS lag \
+             FROM tributary.event_log WHERE {condition} GROUP BY event_id)"
         );
         let rows = self.query(&sql).await?;
         let row = rows.first().cloned().unwrap_or_default();
@@ -568,6 +568,8 @@ batch_max_age_ms = {batch_age}
         config.push_str(&world.tenant_config(tenant, pipedrive_url, options.api_requests_per_2s));
         config.push('\n');
     }
+    config.push_str(&world.tenants_toml());
+    config.push('\n');
     config.push_str(&options.extra_config);
     config
 }

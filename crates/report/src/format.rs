@@ -29,7 +29,7 @@ const TEXT_COLUMNS: &[&str] = &[
     "pipeline",
     "owner",
     "organization",
-    "source",
+    "channel",
     "rep",
     "currency",
     "close_month",

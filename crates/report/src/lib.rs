@@ -63,7 +63,7 @@ impl Header {
         Header {
             title: title.into(),
             tenant: scope.tenant.clone(),
-            pipeline: scope.pipeline.map(|id| id.to_string()),
+            pipeline: scope.pipeline.clone(),
             from: scope.from,
             to: scope.to,
             generated_at,

@@ -450,10 +450,10 @@ fn velocity(out: &mut String, rows: &Rows) -> bool {
 }
 
 fn sources(out: &mut String, rows: &Rows) -> bool {
-    if !rows.has(&["source", "won_deals", "total_value"]) {
+    if !rows.has(&["channel", "won_deals", "total_value"]) {
         return false;
     }
-    let categories: Vec<String> = (0..rows.len()).map(|r| rows.text(r, "source")).collect();
+    let categories: Vec<String> = (0..rows.len()).map(|r| rows.text(r, "channel")).collect();
     let series = [
         rows.series("won_deals", "Deals won", PALETTE[0]),
         rows.series("total_value", "Total value", PALETTE[1]),

@@ -17,10 +17,24 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use tributary_config::Tenants;
+use tributary_model::Mapping;
 
 /// The platforms the collector accepts, by the name used in
 /// `/webhooks/{source}/{tenant}` and in `[tenants.<tenant>.<source>]`.
 pub const REGISTRY: &[(&str, BuildSource)] = &[(pipedrive::NAME, pipedrive::build)];
+
+/// Each platform's mapping of its enriched events into the canonical model,
+/// by source name.
+const MAPPINGS: &[(&str, &dyn Mapping)] =
+    &[(pipedrive::NAME, &pipedrive::mapping::PipedriveMapping)];
+
+/// The mapping of `source`'s enriched events into the canonical model.
+pub fn mapping(source: &str) -> Option<&'static dyn Mapping> {
+    MAPPINGS
+        .iter()
+        .find(|(name, _)| *name == source)
+        .map(|(_, mapping)| *mapping)
+}
 
 /// Builds a source from every tenant's section for it.
 pub type BuildSource = fn(

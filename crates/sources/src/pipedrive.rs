@@ -685,6 +685,7 @@ pub fn v2_timestamp_micros(value: &Value) -> Option<u64> {
     }
 }
 
+pub mod mapping;
 mod model;
 pub use model::{
     Action, Activity, CustomFields, Deal, EventMeta, ObjectId, Organization, ParseError, Person,

@@ -127,7 +127,7 @@ impl World {
                             stage_id: pipeline.stages[state.stage].id,
                             pipeline_id: pipeline.id,
                             value: state.value,
-                            currency: "EUR",
+                            currency: deal.currency,
                             status: state.status,
                             update_time: &iso(state.update_time),
                         });

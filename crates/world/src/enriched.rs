@@ -50,7 +50,7 @@ impl World {
             "event_timestamp": at, "event_timestamp_micro": change.at_micro,
             "event_change_source": "app", "event_is_bulk_update": false, "event_permitted_user_ids": [change.user],
             "event_pipedrive_service_name": false, "event_trans_pending": false, "event_user_id": change.user,
-            "event_webhook_id": tenant.webhook_v1_id
+            "event_webhook_id": tenant.webhook_v1_id, "event_company_id": tenant.company_id.to_string()
         }));
         match &change.subject {
             Subject::Deal {
@@ -91,8 +91,8 @@ impl World {
                     .or(before.as_ref())
                     .expect("an activity state");
                 put(json!({
-                    "activity_id": activity.id, "activity_type": activity.kind, "activity_subject": state.subject,
-                    "activity_user_id": activity.user.0, "activity_user_name": activity.user.1,
+                    "activity_id": activity.id, "activity_type": state.kind, "activity_subject": state.subject,
+                    "activity_user_id": state.user.0, "activity_user_name": state.user.1,
                     "activity_deal_id": activity.deal.map(|d| tenant.deals[d].id),
                     "activity_person_id": tenant.persons[activity.person].id,
                     "activity_org_id": tenant.organizations[activity.org].id,
@@ -132,7 +132,7 @@ fn deal_fields(tenant: &Tenant, deal: &Deal, state: &DealState) -> Value {
         "deal_stage": stage.name, "deal_stage_id": stage.id, "deal_stage_order_nr": stage.order,
         "deal_stage_probability": stage.probability,
         "deal_pipeline": pipeline.name, "deal_pipeline_id": pipeline.id,
-        "deal_value": state.value, "deal_currency": "EUR", "deal_status": state.status,
+        "deal_value": state.value, "deal_currency": deal.currency, "deal_status": state.status,
         "deal_probability": deal.probability, "deal_owner_id": deal.owner.0, "deal_owner_name": deal.owner.1,
         "deal_expected_close_date": deal.expected_close.to_string(),
         "deal_add_time": iso(deal.add_time), "deal_update_time": iso(state.update_time),

@@ -52,6 +52,22 @@ impl World {
             .unwrap_or_else(|| panic!("no tenant {name:?} in the world"))
     }
 
+    /// Each tenant's home currency and rates as configuration
+    /// (`[tenants.<t>]` sections), as the activator reads them.
+    pub fn tenants_toml(&self) -> String {
+        let mut toml = String::new();
+        for tenant in &self.tenants {
+            toml.push_str(&format!(
+                "[tenants.{}]\nhome_currency = \"{}\"\n[tenants.{}.currency_rates]\n",
+                tenant.name, tenant.home_currency, tenant.name
+            ));
+            for (currency, rate) in &tenant.rates {
+                toml.push_str(&format!("{currency} = {rate:?}\n"));
+            }
+        }
+        toml
+    }
+
     /// The first and last change's time (seconds).
     pub fn span(&self) -> (i64, i64) {
         let first = self.changes.first().map_or(self.config.start, Change::at);

@@ -126,10 +126,12 @@ pub struct Deal {
     pub probability: Option<f64>,
     pub expected_close: chrono::NaiveDate,
     pub add_time: i64,
+    /// ISO 4217 code of its value.
+    pub currency: &'static str,
     /// Each stage entered: (pipeline index, stage index, at).
     pub entries: Vec<(usize, usize, i64)>,
-    /// Won-deal transitions: (day, +1 or -1, value).
-    pub won_transitions: Vec<(chrono::NaiveDate, i64, f64)>,
+    /// How many times it was won (a deal reopened and won again counts twice).
+    pub wins: usize,
     pub deleted: bool,
     /// Merged into this deal (and so deleted).
     pub merged_into: Option<i64>,
@@ -144,9 +146,29 @@ impl Deal {
     }
 }
 
+impl Tenant {
+    /// The rate of `currency` into the home currency, if one is configured.
+    pub fn rate(&self, currency: &str) -> Option<f64> {
+        if currency == self.home_currency {
+            return Some(1.0);
+        }
+        self.rates
+            .iter()
+            .find(|(c, _)| *c == currency)
+            .map(|(_, r)| *r)
+    }
+}
+
+/// An activity's changing fields, as of one change: it may be reassigned,
+/// retyped, marked done on another day, undone or deleted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActivityState {
+    /// The rep it is assigned to.
+    pub user: Rep,
+    /// `call`, `email`, `meeting`, `task`, `deadline`, ...
+    pub kind: &'static str,
     pub subject: String,
+    /// When it was marked done, if it is done.
     pub done_at: Option<i64>,
     pub update_time: i64,
 }
@@ -154,23 +176,28 @@ pub struct ActivityState {
 #[derive(Debug, Clone)]
 pub struct Activity {
     pub id: i64,
-    pub user: Rep,
-    /// `call`, `email`, `meeting`, `task`, ...
-    pub kind: &'static str,
     pub deal: Option<usize>,
     pub person: usize,
     pub org: usize,
     pub add_time: i64,
     pub due_date: chrono::NaiveDate,
-    /// When it was marked done, if it is done now.
-    pub done_at: Option<i64>,
     pub deleted: bool,
     pub last: ActivityState,
 }
 
+/// Currencies a tenant's deals are in, beside its home currency, with the
+/// rate into it (home units per unit). Rates are exact binary fractions, so
+/// converted sums are exact in any order. `CHF` has no rate: its deals are
+/// shown apart, never summed.
+pub const FOREIGN_CURRENCIES: [(&str, Option<f64>); 3] =
+    [("USD", Some(0.875)), ("BRL", Some(0.1875)), ("CHF", None)];
+
 /// One Pipedrive account (a tenant of the pipeline).
 pub struct Tenant {
     pub name: String,
+    /// The currency the dashboards show, and the configured rates into it.
+    pub home_currency: &'static str,
+    pub rates: Vec<(&'static str, f64)>,
     pub company_id: i64,
     pub host: String,
     /// The API token the fake API accepts and the enricher sends.

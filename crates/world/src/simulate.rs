@@ -239,6 +239,11 @@ impl Simulation<'_> {
             .replace(|c: char| !c.is_ascii_alphanumeric(), "");
         let mut tenant = Tenant {
             name: spec.name.clone(),
+            home_currency: "EUR",
+            rates: FOREIGN_CURRENCIES
+                .iter()
+                .filter_map(|(code, rate)| Some((*code, (*rate)?)))
+                .collect(),
             company_id: 7_843_211 + t,
             host: format!("{slug}.pipedrive.com"),
             api_token: format!("{slug}-api-token"),
@@ -370,8 +375,16 @@ impl Simulation<'_> {
                 .then(|| f64::from(rng.random_range(1..20) * 5)),
             expected_close: date(add_time + rng.random_range(14..120) * DAY),
             add_time,
+            // Most deals in the home currency; some in currencies with a
+            // rate, a few in one without.
+            currency: match rng.random_range(0..20) {
+                0..3 => FOREIGN_CURRENCIES[0].0,
+                3..5 => FOREIGN_CURRENCIES[1].0,
+                5 => FOREIGN_CURRENCIES[2].0,
+                _ => tenant.home_currency,
+            },
             entries: vec![(pipeline, 0, add_time)],
-            won_transitions: Vec::new(),
+            wins: 0,
             deleted: false,
             merged_into: None,
             last_at: add_time,
@@ -470,14 +483,9 @@ impl Simulation<'_> {
             (b, "won") if b != "won" => {
                 state.won_time = Some(at);
                 state.lost_time = None;
-                deal.won_transitions.push((date(at), 1, state.value));
+                deal.wins += 1;
             }
-            ("won", a) if a != "won" => {
-                // The reversal is dated by the won time it leaves.
-                let day = date(before.won_time.unwrap_or(at));
-                deal.won_transitions.push((day, -1, before.value));
-                state.won_time = None;
-            }
+            ("won", a) if a != "won" => state.won_time = None,
             _ => {}
         }
         if state.status == "lost" && before.status != "lost" {
@@ -508,10 +516,6 @@ impl Simulation<'_> {
         deal.deleted = true;
         deal.merged_into = merged_to;
         deal.last_at = at;
-        if deal.last.status == "won" {
-            let day = date(deal.last.won_time.unwrap_or(at));
-            deal.won_transitions.push((day, -1, deal.last.value));
-        }
         let user = deal.owner.0;
         let before = Some(deal.last.clone());
         self.push(
@@ -577,56 +581,68 @@ impl Simulation<'_> {
         let added = deal_added + rng.random_range(0..20 * DAY / 60) * 60;
         let roll = rng.random_range(0..10);
         let done_at = (roll < 7).then(|| added + rng.random_range(0..3 * DAY / 60) * 60);
+        // What happens to a done activity afterwards: the cases a scoreboard
+        // that counts ids per rep, kind and day gets wrong.
+        let twist = rng.random_range(0..16);
+        let other_rep = tenant.reps[rng.random_range(0..tenant.reps.len())];
+        let other_kind = ACTIVITY_TYPES[rng.random_range(0..ACTIVITY_TYPES.len())];
+        let shift = rng.random_range(1..4) * DAY + rng.random_range(0..HOUR);
         let index = tenant.activities.len();
-        let state = |done_at: Option<i64>, at: i64| ActivityState {
-            subject: format!("{kind} #{id}"),
-            done_at,
-            update_time: at,
-        };
         let mut activity = Activity {
             id,
-            user,
-            kind,
             deal: Some(deal),
             person,
             org,
             add_time: added,
             due_date: date(added + DAY),
-            done_at,
             deleted: false,
-            last: state(None, added),
+            last: ActivityState {
+                user,
+                kind,
+                subject: format!("{kind} #{id}"),
+                done_at: None,
+                update_time: added,
+            },
         };
-        let mut changes = Vec::new();
-        match done_at {
+        type ActivityChange = (i64, Action, Option<ActivityState>, Option<ActivityState>);
+        let mut changes: Vec<ActivityChange> = Vec::new();
+        // Records an edit of the activity at `at`.
+        fn edit(
+            changes: &mut Vec<ActivityChange>,
+            activity: &mut Activity,
+            at: i64,
+            change: &dyn Fn(&mut ActivityState),
+        ) {
+            let before = activity.last.clone();
+            change(&mut activity.last);
+            activity.last.update_time = at;
+            changes.push((
+                at,
+                Action::Updated,
+                Some(before),
+                Some(activity.last.clone()),
+            ));
+        }
+        let done_by = match done_at {
             // Added already done.
             Some(done) if roll < 2 => {
                 activity.add_time = done;
-                activity.last = state(Some(done), done);
+                activity.last.done_at = Some(done);
+                activity.last.update_time = done;
                 changes.push((done, Action::Added, None, Some(activity.last.clone())));
+                Some(done)
             }
             Some(done) => {
                 changes.push((added, Action::Added, None, Some(activity.last.clone())));
                 let at = done.max(added + 60);
-                let before = activity.last.clone();
-                activity.last = state(Some(done), at);
-                changes.push((
-                    at,
-                    Action::Updated,
-                    Some(before),
-                    Some(activity.last.clone()),
-                ));
+                edit(&mut changes, &mut activity, at, &|s| s.done_at = Some(done));
                 if roll == 6 {
                     // Edited after it was done: counted once all the same.
-                    let before = activity.last.clone();
-                    activity.last.subject = format!("{kind} #{id} (notes added)");
-                    activity.last.update_time = at + HOUR;
-                    changes.push((
-                        at + HOUR,
-                        Action::Updated,
-                        Some(before),
-                        Some(activity.last.clone()),
-                    ));
+                    edit(&mut changes, &mut activity, at + HOUR, &|s| {
+                        s.subject = format!("{} (notes added)", s.subject)
+                    });
                 }
+                Some(at)
             }
             None => {
                 changes.push((added, Action::Added, None, Some(activity.last.clone())));
@@ -639,8 +655,26 @@ impl Simulation<'_> {
                         None,
                     ));
                 }
+                None
+            }
+        };
+        if let Some(done) = done_by {
+            let at = done + 2 * HOUR;
+            match twist {
+                0 | 1 => edit(&mut changes, &mut activity, at, &|s| s.user = other_rep),
+                2 => edit(&mut changes, &mut activity, at, &|s| s.kind = other_kind),
+                3 | 4 => edit(&mut changes, &mut activity, at, &|s| {
+                    s.done_at = s.done_at.map(|d| d + shift)
+                }),
+                5 => edit(&mut changes, &mut activity, at, &|s| s.done_at = None),
+                6 => {
+                    activity.deleted = true;
+                    changes.push((at, Action::Deleted, Some(activity.last.clone()), None));
+                }
+                _ => {}
             }
         }
+        let user = activity.last.user;
         for (at, action, before, after) in changes {
             self.push(
                 at,

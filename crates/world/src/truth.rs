@@ -12,11 +12,15 @@ use serde_json::{Map, Value, json};
 use tributary_clickhouse::dashboard::Scope;
 
 use crate::World;
-use crate::model::{Deal, Stage, Tenant};
+use crate::model::{Deal, Pipeline, Stage, Tenant};
 use crate::simulate::date;
 
-/// Where a stage sorts: pipeline id, stage order, stage id.
-type StageKey = (i64, i64, i64);
+/// Where a stage sorts: pipeline id, stage order, stage id (ids as the
+/// dashboards sort them: as text).
+type StageKey = (String, i64, String);
+
+/// Deals that entered a stage, and those of them that went further.
+type Passage = (BTreeSet<i64>, BTreeSet<i64>);
 
 /// Rows of one panel: each with the columns the truth knows.
 pub type PanelRows = Vec<Map<String, Value>>;
@@ -40,11 +44,30 @@ fn row(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
+fn stage_key(pipeline: &Pipeline, stage: &Stage) -> StageKey {
+    (pipeline.id.to_string(), stage.order, stage.id.to_string())
+}
+
 impl Tenant {
+    /// The source name and account the tenant's records carry.
+    pub fn source(&self) -> &'static str {
+        "pipedrive"
+    }
+
+    pub fn account(&self) -> String {
+        self.company_id.to_string()
+    }
+
+    /// A pipeline as the dashboard's `pipeline` variable names it.
+    pub fn pipeline_key(&self, pipeline: &Pipeline) -> String {
+        format!("{}:{}:{}", self.source(), self.account(), pipeline.id)
+    }
+
     fn in_pipeline(&self, deal: &Deal, scope: &Scope) -> bool {
         scope
             .pipeline
-            .is_none_or(|p| self.pipelines[deal.last.pipeline].id == p)
+            .as_ref()
+            .is_none_or(|p| self.pipeline_key(&self.pipelines[deal.last.pipeline]) == *p)
     }
 
     fn current<'a>(&'a self, scope: &'a Scope) -> impl Iterator<Item = &'a Deal> + 'a {
@@ -57,8 +80,18 @@ impl Tenant {
         &self.pipelines[deal.last.pipeline].stages[deal.last.stage]
     }
 
-    fn weight(&self, deal: &Deal) -> f64 {
-        deal.last.value * deal.probability.unwrap_or(self.stage_of(deal).probability) / 100.0
+    fn probability(&self, deal: &Deal) -> f64 {
+        deal.probability.unwrap_or(self.stage_of(deal).probability)
+    }
+
+    /// The deal's value in the home currency, if its currency has a rate.
+    fn home_value(&self, deal: &Deal) -> Option<f64> {
+        self.rate(deal.currency).map(|rate| deal.last.value * rate)
+    }
+
+    fn weight(&self, deal: &Deal) -> Option<f64> {
+        self.home_value(deal)
+            .map(|value| value * self.probability(deal) / 100.0)
     }
 
     pub fn closed_deals(&self) -> usize {
@@ -75,9 +108,10 @@ impl Tenant {
             .current(scope)
             .filter(|d| d.last.status == "open")
             .collect();
+        let sum = |values: &mut dyn Iterator<Item = Option<f64>>| -> f64 { values.flatten().sum() };
         let mut panels = BTreeMap::new();
 
-        // KPI row.
+        // KPI row, in the home currency.
         let won: Vec<&Deal> = self
             .current(scope)
             .filter(|d| d.last.status == "won" && d.last.won_time.is_some_and(in_range))
@@ -91,16 +125,17 @@ impl Tenant {
             .iter()
             .map(|d| d.last.won_time.unwrap_or_default() - d.add_time)
             .sum();
+        let any_converted = self.current(scope).any(|d| self.rate(d.currency).is_some());
         panels.insert(
             "Pipeline KPIs",
             vec![row(vec![
                 (
                     "open_pipeline_value",
-                    json!(open.iter().map(|d| d.last.value).sum::<f64>()),
+                    json!(sum(&mut open.iter().map(|d| self.home_value(d)))),
                 ),
                 (
                     "weighted_forecast",
-                    json!(open.iter().map(|d| self.weight(d)).sum::<f64>()),
+                    json!(sum(&mut open.iter().map(|d| self.weight(d)))),
                 ),
                 ("won_deals", json!(won_count)),
                 ("lost_deals", json!(lost)),
@@ -121,25 +156,45 @@ impl Tenant {
                         won_seconds as f64 / won_count as f64 / 86_400.0
                     }),
                 ),
+                (
+                    "open_deals_without_rate",
+                    json!(
+                        open.iter()
+                            .filter(|d| self.rate(d.currency).is_none())
+                            .count()
+                    ),
+                ),
+                (
+                    "home_currency",
+                    json!(if any_converted {
+                        self.home_currency
+                    } else {
+                        ""
+                    }),
+                ),
             ])],
         );
 
         // Funnel: open deals by stage, in order.
-        let mut by_stage: BTreeMap<StageKey, (usize, f64, &str, &str)> = BTreeMap::new();
+        let mut by_stage: BTreeMap<StageKey, (usize, f64, &str, &str, i64)> = BTreeMap::new();
         for deal in &open {
             let pipeline = &self.pipelines[deal.last.pipeline];
             let stage = self.stage_of(deal);
-            let entry = by_stage
-                .entry((pipeline.id, stage.order, stage.id))
-                .or_insert((0, 0.0, pipeline.name, stage.name));
+            let entry = by_stage.entry(stage_key(pipeline, stage)).or_insert((
+                0,
+                0.0,
+                pipeline.name,
+                stage.name,
+                stage.order,
+            ));
             entry.0 += 1;
-            entry.1 += deal.last.value;
+            entry.1 += self.home_value(deal).unwrap_or(0.0);
         }
         panels.insert(
             "Pipeline funnel: open deals by stage",
             by_stage
-                .iter()
-                .map(|((_, order, _), (deals, value, pipeline, stage))| {
+                .values()
+                .map(|(deals, value, pipeline, stage, order)| {
                     row(vec![
                         ("pipeline", json!(pipeline)),
                         ("stage", json!(stage)),
@@ -157,8 +212,8 @@ impl Tenant {
             let month = deal.expected_close.with_day(1).expect("a first day");
             let entry = by_month.entry(month).or_default();
             entry.0 += 1;
-            entry.1 += deal.last.value;
-            entry.2 += self.weight(deal);
+            entry.1 += self.home_value(deal).unwrap_or(0.0);
+            entry.2 += self.weight(deal).unwrap_or(0.0);
         }
         panels.insert(
             "Forecast by expected close month",
@@ -175,46 +230,48 @@ impl Tenant {
                 .collect(),
         );
 
-        // Conversion: every entry counts, deleted deals included (history happened).
-        let entries: Vec<(&Deal, i64, &Stage, i64)> = self
+        // Conversion: every entry counts, deleted deals included (history
+        // happened); being won counts as passing the last stage.
+        let entries: Vec<(&Deal, &Pipeline, &Stage, i64)> = self
             .deals
             .iter()
             .flat_map(|d| {
                 d.entries.iter().map(move |(p, s, at)| {
-                    (
-                        d,
-                        self.pipelines[*p].id,
-                        &self.pipelines[*p].stages[*s],
-                        *at,
-                    )
+                    (d, &self.pipelines[*p], &self.pipelines[*p].stages[*s], *at)
                 })
             })
-            .filter(|(_, pipeline, _, _)| scope.pipeline.is_none_or(|p| p == *pipeline))
+            .filter(|(_, pipeline, _, _)| {
+                scope
+                    .pipeline
+                    .as_ref()
+                    .is_none_or(|p| self.pipeline_key(pipeline) == *p)
+            })
             .collect();
         let mut furthest: HashMap<(i64, i64), i64> = HashMap::new();
         for (deal, pipeline, stage, _) in &entries {
-            let f = furthest.entry((*pipeline, deal.id)).or_insert(0);
+            let f = furthest.entry((pipeline.id, deal.id)).or_insert(0);
             *f = (*f).max(stage.order);
         }
-        let mut conversion: BTreeMap<StageKey, (&str, BTreeSet<i64>, BTreeSet<i64>)> =
-            BTreeMap::new();
+        let mut conversion: BTreeMap<StageKey, (&str, i64, Passage)> = BTreeMap::new();
         for (deal, pipeline, stage, at) in &entries {
             if !in_range(*at) {
                 continue;
             }
-            let entry = conversion
-                .entry((*pipeline, stage.order, stage.id))
-                .or_insert((stage.name, BTreeSet::new(), BTreeSet::new()));
-            entry.1.insert(deal.id);
-            if furthest[&(*pipeline, deal.id)] > stage.order {
-                entry.2.insert(deal.id);
+            let entry = conversion.entry(stage_key(pipeline, stage)).or_insert((
+                stage.name,
+                stage.order,
+                Passage::default(),
+            ));
+            entry.2.0.insert(deal.id);
+            if furthest[&(pipeline.id, deal.id)] > stage.order || deal.wins > 0 {
+                entry.2.1.insert(deal.id);
             }
         }
         panels.insert(
             "Stage-to-stage conversion",
             conversion
-                .iter()
-                .map(|((_, order, _), (name, entered, advanced))| {
+                .values()
+                .map(|(name, order, (entered, advanced))| {
                     let (entered, advanced) = (entered.len() as u64, advanced.len() as u64);
                     row(vec![
                         ("stage_name", json!(name)),
@@ -233,26 +290,26 @@ impl Tenant {
         // Calibrated probabilities, once the tenant has 50 closed deals.
         let mut calibration = Vec::new();
         if self.closed_deals() >= 50 {
-            let mut stages: BTreeMap<StageKey, (&Stage, BTreeSet<i64>, BTreeSet<i64>)> =
-                BTreeMap::new();
+            // Closed deals that entered each stage, and those of them won.
+            let mut stages: BTreeMap<StageKey, (&Stage, i64, Passage)> = BTreeMap::new();
             for (deal, pipeline, stage, _) in &entries {
                 let closed = !deal.deleted
                     && matches!(deal.last.status, "won" | "lost")
-                    && self.pipelines[deal.last.pipeline].id == *pipeline;
+                    && self.pipelines[deal.last.pipeline].id == pipeline.id;
                 if !closed {
                     continue;
                 }
-                let entry = stages.entry((*pipeline, stage.order, stage.id)).or_insert((
+                let entry = stages.entry(stage_key(pipeline, stage)).or_insert((
                     stage,
-                    BTreeSet::new(),
-                    BTreeSet::new(),
+                    pipeline.id,
+                    Passage::default(),
                 ));
-                entry.1.insert(deal.id);
+                entry.2.0.insert(deal.id);
                 if deal.last.status == "won" {
-                    entry.2.insert(deal.id);
+                    entry.2.1.insert(deal.id);
                 }
             }
-            for ((pipeline, _, _), (stage, closed, won)) in &stages {
+            for (stage, pipeline, (closed, won)) in stages.values() {
                 let in_stage: Vec<&&Deal> = open
                     .iter()
                     .filter(|d| {
@@ -260,7 +317,7 @@ impl Tenant {
                             && self.stage_of(d).id == stage.id
                     })
                     .collect();
-                let open_value: f64 = in_stage.iter().map(|d| d.last.value).sum();
+                let open_value = sum(&mut in_stage.iter().map(|d| self.home_value(d)));
                 let (closed, won) = (closed.len() as u64, won.len() as u64);
                 calibration.push(row(vec![
                     ("stage_name", json!(stage.name)),
@@ -276,7 +333,7 @@ impl Tenant {
                     ("open_value", json!(open_value)),
                     (
                         "weighted_crm",
-                        json!(in_stage.iter().map(|d| self.weight(d)).sum::<f64>()),
+                        json!(sum(&mut in_stage.iter().map(|d| self.weight(d)))),
                     ),
                     (
                         "weighted_calibrated",
@@ -290,23 +347,25 @@ impl Tenant {
             calibration,
         );
 
-        // Rep scoreboard: activities done in the date range.
-        let mut reps: BTreeMap<i64, (&str, BTreeMap<&str, u64>, i64)> = BTreeMap::new();
-        for activity in &self.activities {
-            let Some(done) = activity.done_at else {
+        // Rep scoreboard: each activity done in the date range, once, by
+        // its rep and kind now.
+        let mut reps: BTreeMap<String, (&str, BTreeMap<&str, u64>, i64)> = BTreeMap::new();
+        for activity in self.activities.iter().filter(|a| !a.deleted) {
+            let state = &activity.last;
+            let Some(done) = state.done_at else {
                 continue;
             };
             if !(from_day..=to_day).contains(&date(done)) {
                 continue;
             }
-            let rep = reps
-                .entry(activity.user.0)
-                .or_insert((activity.user.1, BTreeMap::new(), 0));
-            *rep.1.entry(activity.kind).or_default() += 1;
+            let rep =
+                reps.entry(state.user.0.to_string())
+                    .or_insert((state.user.1, BTreeMap::new(), 0));
+            *rep.1.entry(state.kind).or_default() += 1;
             rep.2 = rep.2.max(done);
         }
-        let mut scoreboard: Vec<(u64, i64, Map<String, Value>)> = reps
-            .iter()
+        let mut scoreboard: Vec<(u64, String, Map<String, Value>)> = reps
+            .into_iter()
             .map(|(user, (name, kinds, last))| {
                 let count = |k: &str| kinds.get(k).copied().unwrap_or(0);
                 let total: u64 = kinds.values().sum();
@@ -319,9 +378,9 @@ impl Tenant {
                     ("meetings", json!(count("meeting"))),
                     ("other", json!(other)),
                     ("total", json!(total)),
-                    ("last_activity", json!(clickhouse_time(*last))),
+                    ("last_activity", json!(clickhouse_time(last))),
                 ]);
-                (total, *user, r)
+                (total, user, r)
             })
             .collect();
         scoreboard.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -332,11 +391,8 @@ impl Tenant {
 
         // Velocity by the Monday of the week won.
         let mut weeks: BTreeMap<NaiveDate, (u64, i64)> = BTreeMap::new();
-        for deal in self.current(scope).filter(|d| d.last.status == "won") {
+        for deal in &won {
             let won_at = deal.last.won_time.expect("a won deal has its time");
-            if !in_range(won_at) {
-                continue;
-            }
             let day = date(won_at);
             let monday = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
             let week = weeks.entry(monday).or_default();
@@ -360,43 +416,60 @@ impl Tenant {
                 .collect(),
         );
 
-        // Won deals by source, net of reversals, by the day of each transition.
-        let mut sources: BTreeMap<&str, (i64, f64)> = BTreeMap::new();
-        for deal in self.deals.iter().filter(|d| self.in_pipeline(d, scope)) {
-            for (day, sign, value) in &deal.won_transitions {
-                if (from_day..=to_day).contains(day) {
-                    let source = sources
-                        .entry(deal.source_label().unwrap_or("(none)"))
-                        .or_default();
-                    source.0 += sign;
-                    source.1 += *sign as f64 * value;
-                }
+        // Won deals by source: deals won now, by the day of their latest win.
+        let mut sources: BTreeMap<&str, (u64, u64, f64)> = BTreeMap::new();
+        for deal in self.current(scope).filter(|d| d.last.status == "won") {
+            let won_at = deal.last.won_time.expect("a won deal has its time");
+            if !(from_day..=to_day).contains(&date(won_at)) {
+                continue;
+            }
+            let source = sources
+                .entry(deal.source_label().unwrap_or("(none)"))
+                .or_default();
+            source.0 += 1;
+            if let Some(value) = self.home_value(deal) {
+                source.1 += 1;
+                source.2 += value;
             }
         }
-        let mut by_source: Vec<(&str, i64, f64)> = sources
+        let mut by_source: Vec<(&str, u64, u64, f64)> = sources
             .into_iter()
-            .filter(|(_, (won, _))| *won != 0)
-            .map(|(s, (won, value))| (s, won, value))
+            .map(|(s, (won, converted, value))| (s, won, converted, value))
             .collect();
-        by_source.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(b.0)));
+        by_source.sort_by(|a, b| b.3.total_cmp(&a.3).then(a.0.cmp(b.0)));
         panels.insert(
             "Won deals by marketing source",
             by_source
                 .into_iter()
-                .map(|(source, won, value)| {
+                .map(|(channel, won, converted, value)| {
                     row(vec![
-                        ("source", json!(source)),
+                        ("channel", json!(channel)),
                         ("won_deals", json!(won)),
                         ("total_value", json!(value)),
-                        ("average_value", json!(value / won as f64)),
+                        (
+                            "average_value",
+                            json!(if converted == 0 {
+                                0.0
+                            } else {
+                                value / converted as f64
+                            }),
+                        ),
                     ])
                 })
                 .collect(),
         );
 
-        // Open deals, largest first.
+        // Open deals, largest first in the home currency, those without a rate last.
         let mut table: Vec<&&Deal> = open.iter().collect();
-        table.sort_by(|a, b| b.last.value.total_cmp(&a.last.value).then(a.id.cmp(&b.id)));
+        table.sort_by(|a, b| {
+            let home = |d: &Deal| self.home_value(d);
+            home(b)
+                .is_some()
+                .cmp(&home(a).is_some())
+                .then(home(b).unwrap_or(0.0).total_cmp(&home(a).unwrap_or(0.0)))
+                .then(b.last.value.total_cmp(&a.last.value))
+                .then(a.id.to_string().cmp(&b.id.to_string()))
+        });
         panels.insert(
             "Open deals",
             table
@@ -404,18 +477,60 @@ impl Tenant {
                 .take(1_000)
                 .map(|d| {
                     row(vec![
-                        ("deal_id", json!(d.id)),
+                        ("deal_id", json!(d.id.to_string())),
                         ("title", json!(d.last.title)),
                         ("pipeline", json!(self.pipelines[d.last.pipeline].name)),
                         ("stage", json!(self.stage_of(d).name)),
                         ("owner", json!(d.owner.1)),
-                        ("source", json!(d.source_label().unwrap_or(""))),
-                        ("value", json!(d.last.value)),
-                        (
-                            "probability",
-                            json!(d.probability.unwrap_or(self.stage_of(d).probability)),
-                        ),
+                        ("organization", json!(self.organizations[d.org].last.name)),
+                        ("channel", json!(d.source_label().unwrap_or(""))),
+                        ("amount", json!(d.last.value)),
+                        ("currency", json!(d.currency)),
+                        ("home_value", json!(self.home_value(d).unwrap_or(0.0))),
+                        ("converted", json!(u8::from(self.home_value(d).is_some()))),
+                        ("probability", json!(self.probability(d))),
                         ("expected_close", json!(d.expected_close.to_string())),
+                        ("updated_at", json!(clickhouse_time(d.last.update_time))),
+                    ])
+                })
+                .collect(),
+        );
+
+        // Currencies: each one's deals, and the rate used for it.
+        let mut currencies: BTreeMap<(bool, &str), [f64; 6]> = BTreeMap::new();
+        for deal in self.current(scope) {
+            let won_in_range =
+                deal.last.status == "won" && deal.last.won_time.is_some_and(in_range);
+            let is_open = deal.last.status == "open";
+            if !is_open && !won_in_range {
+                continue;
+            }
+            let rate = self.rate(deal.currency);
+            // Converted currencies first.
+            let sums = currencies
+                .entry((rate.is_none(), deal.currency))
+                .or_default();
+            let home = self.home_value(deal).unwrap_or(0.0);
+            let at = if is_open { 0 } else { 3 };
+            sums[at] += 1.0;
+            sums[at + 1] += deal.last.value;
+            sums[at + 2] += home;
+        }
+        panels.insert(
+            "Currencies",
+            currencies
+                .into_iter()
+                .map(|((unconverted, currency), sums)| {
+                    row(vec![
+                        ("currency", json!(currency)),
+                        ("rate", json!(self.rate(currency).unwrap_or(0.0))),
+                        ("converted", json!(u8::from(!unconverted))),
+                        ("open_deals", json!(sums[0])),
+                        ("open_amount", json!(sums[1])),
+                        ("open_home_value", json!(sums[2])),
+                        ("won_deals", json!(sums[3])),
+                        ("won_amount", json!(sums[4])),
+                        ("won_home_value", json!(sums[5])),
                     ])
                 })
                 .collect(),

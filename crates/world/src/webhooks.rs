@@ -366,7 +366,7 @@ fn deal_snapshot(
             let mut snapshot = json!({
                 "id": deal.id, "creator_user_id": deal.owner.0, "user_id": deal.owner.0,
                 "person_id": person.id, "org_id": org.id, "stage_id": stage.id, "title": state.title,
-                "value": state.value, "currency": "EUR", "add_time": t(deal.add_time),
+                "value": state.value, "currency": deal.currency, "add_time": t(deal.add_time),
                 "update_time": t(state.update_time), "stage_change_time": t(state.stage_change_time),
                 "active": state.status == "open" && !deleted, "deleted": deleted, "status": state.status,
                 "probability": deal.probability, "next_activity_date": null, "lost_reason": lost_reason,
@@ -376,7 +376,7 @@ fn deal_snapshot(
                 "stage_order_nr": stage.order, "person_name": format!("{} {}", person.first_name, person.last_name),
                 "org_name": org.last.name, "owner_name": deal.owner.1, "channel": null, "channel_id": null,
                 "origin": "ManuallyCreated", "weighted_value": state.value * deal.probability.unwrap_or(stage.probability) / 100.0,
-                "weighted_value_currency": "EUR"
+                "weighted_value_currency": deal.currency
             });
             snapshot[SOURCE_FIELD] = json!(deal.source.map(|(id, _)| id.to_string()));
             snapshot[CAMPAIGN_FIELD] = json!(deal.campaign);
@@ -385,7 +385,7 @@ fn deal_snapshot(
         Version::V2 => json!({
             "id": deal.id, "title": state.title, "creator_user_id": deal.owner.0, "owner_id": deal.owner.0,
             "value": state.value, "person_id": person.id, "org_id": org.id, "stage_id": stage.id,
-            "pipeline_id": pipeline.id, "currency": "EUR", "add_time": t(deal.add_time),
+            "pipeline_id": pipeline.id, "currency": deal.currency, "add_time": t(deal.add_time),
             "update_time": t(state.update_time), "stage_change_time": t(state.stage_change_time),
             "is_deleted": deleted, "is_archived": false, "status": state.status, "probability": deal.probability,
             "lost_reason": lost_reason, "visible_to": 3, "close_time": close_time.map(t),
@@ -412,17 +412,17 @@ fn activity_snapshot(
     let org_id = tenant.organizations[activity.org].id;
     match version {
         Version::V1 => json!({
-            "id": activity.id, "company_id": tenant.company_id, "user_id": activity.user.0,
-            "done": state.done_at.is_some(), "type": activity.kind, "due_date": activity.due_date.to_string(),
+            "id": activity.id, "company_id": tenant.company_id, "user_id": state.user.0,
+            "done": state.done_at.is_some(), "type": state.kind, "due_date": activity.due_date.to_string(),
             "due_time": "10:00", "duration": "00:30", "busy_flag": true, "add_time": t(activity.add_time),
             "marked_as_done_time": state.done_at.map(t), "subject": state.subject, "public_description": "",
             "org_id": org_id, "person_id": person_id, "deal_id": deal_id, "lead_id": null,
-            "active_flag": true, "update_time": t(state.update_time), "update_user_id": activity.user.0,
-            "created_by_user_id": activity.user.0, "owner_name": activity.user.1
+            "active_flag": true, "update_time": t(state.update_time), "update_user_id": state.user.0,
+            "created_by_user_id": state.user.0, "owner_name": state.user.1
         }),
         Version::V2 => json!({
-            "id": activity.id, "subject": state.subject, "type": activity.kind, "owner_id": activity.user.0,
-            "creator_user_id": activity.user.0, "is_deleted": false, "add_time": t(activity.add_time),
+            "id": activity.id, "subject": state.subject, "type": state.kind, "owner_id": state.user.0,
+            "creator_user_id": state.user.0, "is_deleted": false, "add_time": t(activity.add_time),
             "update_time": t(state.update_time), "deal_id": deal_id, "lead_id": null, "person_id": person_id,
             "org_id": org_id, "project_id": null, "due_date": activity.due_date.to_string(), "due_time": "10:00:00",
             "duration": "00:30:00", "busy": true, "done": state.done_at.is_some(),

@@ -11,28 +11,28 @@ fn scope() -> Scope {
 
 #[test]
 fn variables_and_macros_expand_as_the_data_source_sends_them() {
-    let sql = "SELECT 1 FROM t WHERE pipeline_tenant = ${tenant:singlequote} \
-               AND (${pipeline} = 0 OR deal_pipeline_id = ${pipeline}) \
+    let sql = "SELECT 1 FROM t WHERE tenant = ${tenant:singlequote} \
+               AND (${pipeline:singlequote} = '' OR p = ${pipeline:singlequote}) \
                AND $__timeFilter(ifNull(deal_won_time, toDateTime(0))) AND $__dateFilter(day) \
                AND x BETWEEN $__fromTime AND $__toTime";
     let expanded = expand(sql, &scope()).expect("expands");
     assert_eq!(
         expanded,
-        "SELECT 1 FROM t WHERE pipeline_tenant = 'acme' \
-         AND (0 = 0 OR deal_pipeline_id = 0) \
+        "SELECT 1 FROM t WHERE tenant = 'acme' \
+         AND ('' = '' OR p = '') \
          AND ifNull(deal_won_time, toDateTime(0)) >= toDateTime(1735689600) \
          AND ifNull(deal_won_time, toDateTime(0)) <= toDateTime(1743465599) \
          AND day >= toDate('2025-01-01') AND day <= toDate('2025-03-31') \
          AND x BETWEEN toDateTime(1735689600) AND toDateTime(1743465599)"
     );
     let one = Scope {
-        pipeline: Some(7),
+        pipeline: Some("hubspot:62515:default".into()),
         ..scope()
     };
     assert!(
-        expand("p = ${pipeline}", &one)
+        expand("p = ${pipeline:singlequote}", &one)
             .expect("expands")
-            .ends_with("p = 7")
+            .ends_with("p = 'hubspot:62515:default'")
     );
 }
 
@@ -64,13 +64,13 @@ fn unknown_variables_and_unclosed_macros_are_errors() {
 fn every_shipped_panel_has_sql_that_expands_completely() {
     let panels = sales_operations_panels().expect("the shipped dashboard parses");
     let titles: Vec<&str> = panels.iter().map(|p| p.title.as_str()).collect();
-    assert_eq!(panels.len(), 9, "{titles:?}");
+    assert_eq!(panels.len(), 10, "{titles:?}");
     for panel in &panels {
         let sql =
             expand(&panel.sql, &scope()).unwrap_or_else(|e| panic!("panel {:?}: {e}", panel.title));
         assert!(!sql.contains('$'), "panel {:?}: {sql}", panel.title);
         assert!(
-            sql.contains("pipeline_tenant = 'acme'"),
+            sql.contains("tenant = 'acme'"),
             "panel {:?} is scoped to the tenant",
             panel.title
         );
@@ -104,12 +104,11 @@ fn panel_sql_is_expanded_with_the_configured_databases() {
         id: 1,
         title: "t".into(),
         kind: "table".into(),
-        sql: "SELECT count() FROM tributary.deal_state WHERE pipeline_tenant = ${tenant:singlequote};\n"
-            .into(),
+        sql: "SELECT count() FROM tributary.deals WHERE tenant = ${tenant:singlequote};\n".into(),
     };
     assert_eq!(
         panel_sql(&panel, &settings, &scope()).expect("expands"),
-        "SELECT count() FROM report_1.deal_state WHERE pipeline_tenant = 'acme'"
+        "SELECT count() FROM report_1.deals WHERE tenant = 'acme'"
     );
     let broken = Panel {
         sql: "SELECT $owner".into(),
