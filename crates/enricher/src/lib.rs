@@ -8,14 +8,10 @@
 //! dead-letter topic with its reason; nothing is dropped. Offsets are
 //! committed only once the outputs before them are stored.
 
-pub mod api_client;
 pub mod config;
 mod consume;
-pub mod email_validation;
-pub mod flatten;
 mod internal_events;
 pub mod offsets;
-pub mod pii;
 pub mod pipedrive;
 
 use std::collections::HashMap;
@@ -33,10 +29,10 @@ use tributary_telemetry::{ReadinessCheck, ops_router};
 pub use config::{EnricherConfig, EnricherSettings, EnrichmentSettings};
 pub use consume::{Incoming, Output};
 
-use crate::api_client::RetryPolicy;
-use crate::email_validation::EmailValidator;
 use crate::pipedrive::api::{PipedriveApi, TenantAccess};
 use crate::pipedrive::{PipedriveEnricher, TenantEnrichment};
+use tributary_enrichment::api_client::RetryPolicy;
+use tributary_enrichment::email_validation::EmailValidator;
 
 /// The stage name in dead-letter records.
 pub const STAGE: &str = "enricher";

@@ -17,8 +17,8 @@ use serde_json::Value;
 use tributary_config::Secret;
 use tributary_sources::pipedrive::{self, Organization, Person, Snapshot};
 
-use crate::api_client::{ApiClient, ApiError, Fetched, RequestBudget, RetryPolicy};
-use crate::config::EnrichmentSettings;
+use tributary_enrichment::EnrichmentSettings;
+use tributary_enrichment::api_client::{ApiClient, ApiError, Fetched, RequestBudget, RetryPolicy};
 
 /// A stage as the enricher needs it.
 #[derive(Debug, Clone, PartialEq)]

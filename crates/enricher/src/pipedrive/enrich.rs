@@ -20,10 +20,10 @@ use tributary_sources::pipedrive::{
 };
 
 use super::api::{DealSummary, FieldDefinitions, FieldKind, PipedriveApi};
-use crate::api_client::ApiError;
-use crate::email_validation::EmailValidator;
-use crate::flatten::FlatRecord;
-use crate::{internal_events, pii};
+use tributary_enrichment::api_client::ApiError;
+use tributary_enrichment::email_validation::EmailValidator;
+use tributary_enrichment::flatten::FlatRecord;
+use tributary_enrichment::{internal_events, pii};
 
 /// A tenant's enrichment choices, from `[tenants.<tenant>.pipedrive]`.
 #[derive(Debug, Clone, Default)]
