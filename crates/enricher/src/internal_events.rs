@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use metrics::{counter, histogram};
 
-pub fn received(source: &str) {
-    counter!("tributary_enricher_events_received_total", "source" => source.to_owned())
-        .increment(1);
+/// `source`: a registered platform's name, or `unknown`.
+pub fn received(source: &'static str) {
+    counter!("tributary_enricher_events_received_total", "source" => source).increment(1);
 }
 
 /// `status`: `complete` or `partial`.
-pub fn enriched(source: &str, status: &'static str) {
-    counter!("tributary_enricher_events_enriched_total", "source" => source.to_owned(), "status" => status).increment(1);
+pub fn enriched(source: &'static str, status: &'static str) {
+    counter!("tributary_enricher_events_enriched_total", "source" => source, "status" => status)
+        .increment(1);
 }
 
 pub fn dead_lettered(reason: &'static str) {
