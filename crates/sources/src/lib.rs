@@ -31,8 +31,8 @@ pub use enrich::{
     SourceEnricher,
 };
 pub use webhook::{
-    AuthFailure, HandshakeReply, Prevalidated, Refusal, Violation, Warning, WebhookRequest,
-    WebhookSource,
+    AuthFailure, Delivery, JSON, Prevalidated, Refusal, RefusalReply, RejectedElement, Reply,
+    SplitEvent, TenantOf, Violation, Warning, WebhookRequest, WebhookSource,
 };
 
 /// Every platform, by the name used in `/webhooks/{source}/...`, in
@@ -102,15 +102,23 @@ impl Sources {
                 });
             }
         }
-        let mut by_name = BTreeMap::new();
+        let mut built = Vec::with_capacity(REGISTRY.len());
         for platform in REGISTRY {
             let build = platform.webhook;
-            by_name.insert(
-                platform.name,
-                build(tenants.for_source(platform.name).collect())?,
-            );
+            built.push(build(tenants.for_source(platform.name).collect())?);
         }
-        Ok(Sources { by_name })
+        Ok(Sources::new(built))
+    }
+
+    /// These sources, by their names (a later one replaces an earlier one of
+    /// the same name). The collector's tests use it for sources of their own.
+    pub fn new(sources: impl IntoIterator<Item = Box<dyn WebhookSource>>) -> Self {
+        Sources {
+            by_name: sources
+                .into_iter()
+                .map(|source| (source.name(), source))
+                .collect(),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&dyn WebhookSource> {

@@ -2,12 +2,15 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::webhook::build;
 use super::*;
-use crate::{AuthFailure, Prevalidated, Refusal, Violation, WebhookRequest, WebhookSource};
+use crate::{
+    AuthFailure, Prevalidated, Refusal, TenantOf, Violation, WebhookRequest, WebhookSource,
+};
 
 fn fixture(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -427,9 +430,49 @@ fn auth(header: Option<&str>) -> Result<(), AuthFailure> {
         method: &method,
         uri: &uri,
         headers: &headers,
-        body: b"{}",
+        body: &Bytes::from_static(b"{}"),
     };
     source().authenticate("acme", &request)
+}
+
+#[test]
+fn a_delivery_is_one_event_of_the_whole_body_with_the_collector_defaults() {
+    let body = Bytes::from(serde_json::to_vec(&fixture("v2/deal-change.json")).expect("json"));
+    let (method, headers) = (http::Method::POST, http::HeaderMap::new());
+    let uri: http::Uri = "/webhooks/pipedrive/acme".parse().expect("uri");
+    let request = WebhookRequest {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    let source = source();
+    let delivery = source.split("acme", &request).expect("accepted");
+    assert!(delivery.rejected.is_empty());
+    let [event] = &delivery.events[..] else {
+        panic!("one event: {delivery:?}")
+    };
+    assert_eq!(event.body, body, "the bytes as received");
+    assert_eq!(
+        event.body.as_ptr(),
+        body.as_ptr(),
+        "shared with the request, not copied"
+    );
+    assert_eq!(event.keys, prevalidate("acme", &body).expect("valid"));
+
+    let broken = Bytes::from_static(b"{\"meta\": {\"v\": 1,");
+    let request = WebhookRequest {
+        body: &broken,
+        ..request
+    };
+    assert!(matches!(
+        source.split("acme", &request),
+        Err(Refusal::MalformedJson(_))
+    ));
+    // The tenant is in the path; the answers are the collector's own.
+    assert_eq!(source.tenant_of(&request), TenantOf::PathRequired);
+    assert_eq!(source.content_types(), ["application/json"]);
+    assert_eq!(source.acknowledge("acme", &delivery), None);
 }
 
 fn basic(user: &str, password: &str) -> String {

@@ -25,7 +25,8 @@ use crate::checks::{
     Body, BodyError, Checks, Obj, Presence, Skimmed, id_text, kind, read_object, short,
 };
 use crate::{
-    AuthFailure, Prevalidated, Refusal, SourceConfigError, Violation, WebhookRequest, WebhookSource,
+    AuthFailure, Delivery, Prevalidated, Refusal, SourceConfigError, Violation, WebhookRequest,
+    WebhookSource,
 };
 
 /// v1 `meta.action` values.
@@ -115,8 +116,10 @@ impl WebhookSource for Pipedrive {
         }
     }
 
-    fn prevalidate(&self, tenant: &str, body: &[u8]) -> Result<Prevalidated, Refusal> {
-        prevalidate(tenant, body)
+    /// A Pipedrive delivery is one event: the whole body.
+    fn split(&self, tenant: &str, request: &WebhookRequest<'_>) -> Result<Delivery, Refusal> {
+        let keys = prevalidate(tenant, request.body)?;
+        Ok(Delivery::single(request.body.clone(), keys))
     }
 }
 
