@@ -448,7 +448,7 @@ mod tests {
 
     #[test]
     fn json_content_types_pass_and_others_are_named_in_the_error() {
-        let json = tributary_sources::JSON;
+        let json = tributary_sources::JSON_MEDIA_TYPES;
         assert!(check_content_type(&headers("application/json"), json).is_ok());
         assert!(check_content_type(&headers("Application/JSON; charset=utf-8"), json).is_ok());
         assert!(check_content_type(&headers("application/vnd.pipedrive+json"), json).is_ok());

@@ -31,8 +31,8 @@ pub use enrich::{
     SourceEnricher,
 };
 pub use webhook::{
-    AuthFailure, Delivery, JSON, Prevalidated, Refusal, RefusalReply, RejectedElement, Reply,
-    SplitEvent, TenantOf, Violation, Warning, WebhookRequest, WebhookSource,
+    AuthFailure, Delivery, JSON_MEDIA_TYPES, Prevalidated, Refusal, RefusalReply, RejectedElement,
+    Reply, SplitEvent, TenantOf, Violation, Warning, WebhookRequest, WebhookSource,
 };
 
 /// Every platform, by the name used in `/webhooks/{source}/...`, in
@@ -40,7 +40,8 @@ pub use webhook::{
 pub const REGISTRY: &[Platform] = &[pipedrive::PLATFORM];
 
 /// A platform's entry in the registry: its name and how each stage builds
-/// its part of it from configuration.
+/// its part of it from configuration (a stage that needs a new part of every
+/// platform adds a member here).
 pub struct Platform {
     pub name: &'static str,
     /// The collector's side: authentication, checks, keys.
@@ -125,7 +126,7 @@ impl Sources {
         self.by_name.get(name).map(|source| &**source)
     }
 
-    /// Configured (tenant, source) pairs, for the startup log.
+    /// The sources' names, for the startup log.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.by_name.keys().copied()
     }

@@ -151,7 +151,7 @@ pub struct RefusalReply<'a> {
 }
 
 /// The media type most platforms send.
-pub const JSON: &[&str] = &["application/json"];
+pub const JSON_MEDIA_TYPES: &[&str] = &["application/json"];
 
 /// A webhook platform at the collector.
 pub trait WebhookSource: Send + Sync {
@@ -182,7 +182,7 @@ pub trait WebhookSource: Send + Sync {
     /// admits its structured-syntax variants: `application/json` takes
     /// `application/vnd.x+json` too. Anything else is answered 415.
     fn content_types(&self) -> &'static [&'static str] {
-        JSON
+        JSON_MEDIA_TYPES
     }
 
     /// Splits a delivery into its events and checks each against the

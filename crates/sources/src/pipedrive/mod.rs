@@ -1,11 +1,12 @@
 //! Pipedrive: webhooks v1 and v2, its API, and its enriched event.
 //!
-//! - [`webhook`]: what the collector does with a delivery (HTTP Basic
+//! - `webhook.rs`: what the collector does with a delivery (HTTP Basic
 //!   authentication, prevalidation of both payload versions, the keys);
-//! - [`model`]: both payload versions read into one model;
+//! - `model.rs`: both payload versions read into one model;
 //! - [`api`]: the API lookups that join context in (cached, within the
 //!   account's request budget);
-//! - [`enrich`]: a raw webhook in, the flat enriched event out.
+//! - [`enrich`]: a raw webhook in, the flat enriched event out;
+//! - `tests.rs`.
 //!
 //! Tenant settings, `[tenants.<tenant>.pipedrive]` (see [`PipedriveTenant`]):
 //! the Basic credentials the webhook sends (required), and for the enricher
