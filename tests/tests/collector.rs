@@ -757,3 +757,311 @@ async fn refuses_to_start_when_the_raw_topic_is_missing() {
         service.log()
     );
 }
+
+/// A platform of the kind the collector's extension points are for: every
+/// account posts to `/webhooks/batches`, a delivery is a JSON array of
+/// events naming their account (`portal`), and answers are XML.
+mod batches {
+    use std::collections::BTreeMap;
+
+    use serde_json::Value;
+    use serde_json::value::RawValue;
+    use tributary_sources::{
+        AuthFailure, Delivery, Prevalidated, Refusal, RefusalReply, RejectedElement, Reply,
+        SplitEvent, TenantOf, Violation, WebhookRequest, WebhookSource,
+    };
+
+    pub const SIGNATURE: &str = "signed";
+
+    /// Tenant by portal.
+    pub struct Batches(pub BTreeMap<i64, &'static str>);
+
+    fn xml(status: u16, body: String) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "text/xml; charset=utf-8".into())],
+            body: body.into_bytes(),
+        }
+    }
+
+    impl WebhookSource for Batches {
+        fn name(&self) -> &'static str {
+            "batches"
+        }
+
+        fn has_tenant(&self, tenant: &str) -> bool {
+            self.0.values().any(|t| *t == tenant)
+        }
+
+        fn tenant_of(&self, request: &WebhookRequest<'_>) -> TenantOf {
+            let elements: Vec<Value> = serde_json::from_slice(request.body).unwrap_or_default();
+            match elements.first().and_then(|first| first["portal"].as_i64()) {
+                Some(portal) => match self.0.get(&portal) {
+                    Some(tenant) => TenantOf::Tenant((*tenant).to_owned()),
+                    None => TenantOf::Unknown(format!("portal {portal} is not configured")),
+                },
+                None => TenantOf::Unknown("the delivery names no portal".into()),
+            }
+        }
+
+        fn authenticate(
+            &self,
+            _tenant: &str,
+            request: &WebhookRequest<'_>,
+        ) -> Result<(), AuthFailure> {
+            match request.headers.get("x-signature") {
+                None => Err(AuthFailure::Missing),
+                Some(value) if value == SIGNATURE => Ok(()),
+                Some(_) => Err(AuthFailure::Invalid),
+            }
+        }
+
+        fn content_types(&self) -> &'static [&'static str] {
+            &["application/json", "text/plain"]
+        }
+
+        fn split(&self, tenant: &str, request: &WebhookRequest<'_>) -> Result<Delivery, Refusal> {
+            let elements: Vec<&RawValue> = serde_json::from_slice(request.body)
+                .map_err(|err| Refusal::MalformedJson(err.to_string()))?;
+            let mut delivery = Delivery::default();
+            for (index, element) in elements.into_iter().enumerate() {
+                let body = request.body.slice_ref(element.get().as_bytes());
+                let value: Value = serde_json::from_str(element.get()).unwrap_or_default();
+                match (value["id"].as_str(), value["kind"].as_str()) {
+                    (Some(id), Some(kind)) => delivery.events.push(SplitEvent {
+                        body,
+                        keys: Prevalidated {
+                            event_id: format!("{tenant}:{id}"),
+                            payload_version: "1".into(),
+                            object: kind.into(),
+                            object_id: id.into(),
+                            action: "changed".into(),
+                            attempt: 1,
+                            occurred_at_micros: 0,
+                            warnings: Vec::new(),
+                        },
+                    }),
+                    _ => delivery.rejected.push(RejectedElement {
+                        index,
+                        body,
+                        violations: vec![Violation {
+                            field: "id".into(),
+                            reason: "id and kind must be strings".into(),
+                        }],
+                    }),
+                }
+            }
+            Ok(delivery)
+        }
+
+        fn acknowledge(&self, _tenant: &str, delivery: &Delivery) -> Option<Reply> {
+            Some(xml(
+                200,
+                format!("<Ack events=\"{}\">true</Ack>", delivery.events.len()),
+            ))
+        }
+
+        fn refusal_reply(&self, refusal: &RefusalReply<'_>) -> Option<Reply> {
+            Some(xml(
+                refusal.status,
+                format!(
+                    "<Fault><code>{}</code><message>{}</message><violations>{}</violations></Fault>",
+                    refusal.code,
+                    refusal.message,
+                    refusal.violations.len()
+                ),
+            ))
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_batch_is_split_into_events_routed_by_its_account_and_answered_in_the_source_format() {
+    use tributary_collector::{Collector, CollectorConfig};
+    use tributary_sources::Sources;
+
+    let brokers = broker::shared_brokers();
+    let topic = broker::unique_topic(&brokers, "raw-batches", 3).await;
+    let config: CollectorConfig = tributary_config::Loader::from_toml_str(&format!(
+        "[kafka]\nbrokers = \"{brokers}\"\n[topics]\nraw = \"{topic}\"\n[collector]\nlisten = \"127.0.0.1:0\"\n"
+    ))
+    .extract()
+    .expect("config");
+    let pipedrive = tributary_sources::platform("pipedrive").expect("registered");
+    let pipedrive_section = json!({"username": USER, "password": PASSWORD});
+    let sources = Sources::new([
+        (pipedrive.webhook)(vec![("acme", &pipedrive_section)]).expect("pipedrive"),
+        Box::new(batches::Batches(BTreeMap::from([
+            (7, "globex"),
+            (8, "initech"),
+        ]))),
+    ]);
+    let collector = Collector::with_sources(config, sources)
+        .await
+        .expect("collector");
+    let listener = collector.bind().await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(collector.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: &str, content_type: &str| {
+        http.post(format!("{base}{path}"))
+            .header("x-signature", batches::SIGNATURE)
+            .header("content-type", content_type)
+            .body(body.to_owned())
+    };
+
+    // Three elements, the middle one malformed: two events, each its own bytes.
+    let first = r#"{"portal": 7, "id": "a1",  "kind": "contact"}"#;
+    let second = r#"{"portal": 7,"id":"b2","kind":"deal","note":"ü"}"#;
+    let batch = format!("[\n  {first},\n  {{\"portal\": 7, \"id\": 3}},\n  {second}\n]");
+    let response = post("/webhooks/batches", &batch, "application/json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/xml; charset=utf-8"
+    );
+    assert_eq!(
+        response.text().await.expect("body"),
+        "<Ack events=\"2\">true</Ack>"
+    );
+    // A tenant in the path works as well, and a declared media type other than JSON.
+    let single = r#"[{"portal": 8, "id": "c3", "kind": "deal"}]"#;
+    let response = post("/webhooks/batches/initech", single, "text/plain")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let mut events: Vec<RawEvent> =
+        broker::read_topic(&brokers, &topic, 3, Duration::from_secs(20))
+            .iter()
+            .map(decode)
+            .collect();
+    events.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+    let stored: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e.tenant.as_str(),
+                e.source.as_str(),
+                e.event_id.as_str(),
+                String::from_utf8(e.body.to_vec()).expect("utf-8"),
+                e.partition_key(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            (
+                "globex",
+                "batches",
+                "globex:a1",
+                first.to_owned(),
+                "globex:batches:contact:a1".to_owned()
+            ),
+            (
+                "globex",
+                "batches",
+                "globex:b2",
+                second.to_owned(),
+                "globex:batches:deal:b2".to_owned()
+            ),
+            (
+                "initech",
+                "batches",
+                "initech:c3",
+                r#"{"portal": 8, "id": "c3", "kind": "deal"}"#.to_owned(),
+                "initech:batches:deal:c3".to_owned()
+            ),
+        ]
+    );
+
+    // Refusals, in the source's format, with the collector's status and headers.
+    let cases = [
+        (
+            "unknown account",
+            post(
+                "/webhooks/batches",
+                r#"[{"portal": 9, "id": "x", "kind": "deal"}]"#,
+                "application/json",
+            ),
+            StatusCode::NOT_FOUND,
+            "unknown_tenant",
+            "portal 9",
+        ),
+        (
+            "every element malformed",
+            post(
+                "/webhooks/batches",
+                r#"[{"portal": 7}, {"portal": 7, "id": 1}]"#,
+                "application/json",
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_webhook",
+            "<violations>2</violations>",
+        ),
+        (
+            "undeclared media type",
+            post("/webhooks/batches", single, "application/xml"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "text/plain",
+        ),
+        (
+            "no signature",
+            http.post(format!("{base}/webhooks/batches"))
+                .header("content-type", "application/json")
+                .body(single),
+            StatusCode::UNAUTHORIZED,
+            "missing_credentials",
+            "",
+        ),
+    ];
+    for (what, request, status, code, detail) in cases {
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), status, "{what}");
+        if status == StatusCode::UNAUTHORIZED {
+            assert!(
+                response.headers().contains_key("www-authenticate"),
+                "{what}"
+            );
+        }
+        let body = response.text().await.expect("body");
+        assert!(
+            body.starts_with(&format!("<Fault><code>{code}</code>")) && body.contains(detail),
+            "{what}: {body}"
+        );
+    }
+
+    // Pipedrive keeps its tenant in the path, and its JSON answers.
+    let response = http
+        .post(format!("{base}/webhooks/pipedrive"))
+        .basic_auth(USER, Some(PASSWORD))
+        .header("content-type", "application/json")
+        .body(fixtures::pipedrive("v2/deal-change.json"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = response.json().await.expect("JSON error");
+    assert_eq!(body["error"], "tenant_required");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("/webhooks/pipedrive/{tenant}")),
+        "{body}"
+    );
+
+    // Nothing of the refused deliveries reached the topic.
+    let records = broker::read_topic(&brokers, &topic, 4, Duration::from_secs(3));
+    assert_eq!(records.len(), 3);
+    let _ = stop.send(());
+    server.await.expect("joined").expect("stopped cleanly");
+}

@@ -222,7 +222,9 @@ async fn the_world_shows_its_truth_on_every_panel_and_a_replay_of_the_raw_topic_
     }
     run.tributary(&["replay", "--topic", "raw", "--from", "0"]);
     run.wait_until_loaded().await;
-    let rebuilt = run.assert_truth("after rebuilding from the raw topic").await;
+    let rebuilt = run
+        .assert_truth("after rebuilding from the raw topic")
+        .await;
     assert_eq!(rebuilt, before, "the rebuild shows the same numbers");
     let rows = run
         .db

@@ -4,7 +4,9 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tributary_sources::Violation;
+use tributary_sources::{RefusalReply, Violation, WebhookSource};
+
+use crate::webhook::reply_response;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
@@ -15,12 +17,27 @@ pub enum Rejection {
         tenant: String,
         source_name: &'static str,
     },
+    #[error("{reason}")]
+    TenantNotFound {
+        source_name: &'static str,
+        reason: String,
+    },
+    #[error(
+        "{source_name} webhooks name their tenant in the path: /webhooks/{source_name}/{{tenant}}"
+    )]
+    TenantRequired { source_name: &'static str },
     #[error("missing credentials")]
     MissingCredentials,
     #[error("invalid credentials")]
     InvalidCredentials,
-    #[error("content type {0:?} is not JSON; send application/json")]
-    UnsupportedMediaType(String),
+    #[error(
+        "content type {got:?} is not one this source takes; send {}",
+        accepted_list(accepted)
+    )]
+    UnsupportedMediaType {
+        got: String,
+        accepted: &'static [&'static str],
+    },
     #[error("body is larger than the {limit}-byte limit")]
     PayloadTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
@@ -38,11 +55,14 @@ pub enum Rejection {
 impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
-            Rejection::UnknownSource(_) | Rejection::UnknownTenant { .. } => StatusCode::NOT_FOUND,
+            Rejection::UnknownSource(_)
+            | Rejection::UnknownTenant { .. }
+            | Rejection::TenantNotFound { .. }
+            | Rejection::TenantRequired { .. } => StatusCode::NOT_FOUND,
             Rejection::MissingCredentials | Rejection::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
-            Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::UnreadableBody(_)
             | Rejection::MalformedJson(_)
@@ -58,10 +78,11 @@ impl Rejection {
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::UnknownSource(_) => "unknown_source",
-            Rejection::UnknownTenant { .. } => "unknown_tenant",
+            Rejection::UnknownTenant { .. } | Rejection::TenantNotFound { .. } => "unknown_tenant",
+            Rejection::TenantRequired { .. } => "tenant_required",
             Rejection::MissingCredentials => "missing_credentials",
             Rejection::InvalidCredentials => "invalid_credentials",
-            Rejection::UnsupportedMediaType(_) => "unsupported_media_type",
+            Rejection::UnsupportedMediaType { .. } => "unsupported_media_type",
             Rejection::PayloadTooLarge { .. } => "payload_too_large",
             Rejection::UnreadableBody(_) => "unreadable_body",
             Rejection::MalformedJson(_) => "malformed_json",
@@ -72,20 +93,37 @@ impl Rejection {
     }
 }
 
-impl IntoResponse for Rejection {
-    fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.code(), "message": self.to_string() });
-        if let Rejection::InvalidWebhook(violations) = &self {
-            body["violations"] = json!(violations);
-        }
-        let mut response = (self.status(), Json(body)).into_response();
+impl Rejection {
+    /// The answer: the source's own, if it writes one, else the JSON error.
+    pub fn into_reply(self, source: Option<&dyn WebhookSource>) -> Response {
+        let message = self.to_string();
+        let violations = match &self {
+            Rejection::InvalidWebhook(violations) => violations.as_slice(),
+            _ => &[],
+        };
+        let refusal = RefusalReply {
+            status: self.status().as_u16(),
+            code: self.code(),
+            message: &message,
+            violations,
+        };
+        let mut response = match source.and_then(|source| source.refusal_reply(&refusal)) {
+            Some(reply) => reply_response(reply),
+            None => {
+                let mut body = json!({ "error": self.code(), "message": message });
+                if let Rejection::InvalidWebhook(violations) = &self {
+                    body["violations"] = json!(violations);
+                }
+                (self.status(), Json(body)).into_response()
+            }
+        };
+        // The source's reply may set these itself; otherwise they are added.
         let headers = response.headers_mut();
         match &self {
             Rejection::MissingCredentials | Rejection::InvalidCredentials => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"tributary\""),
-                );
+                headers
+                    .entry(header::WWW_AUTHENTICATE)
+                    .or_insert(HeaderValue::from_static("Basic realm=\"tributary\""));
             }
             Rejection::BrokerUnavailable {
                 retry_after_seconds,
@@ -93,10 +131,30 @@ impl IntoResponse for Rejection {
             | Rejection::Overloaded {
                 retry_after_seconds,
             } => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+                headers
+                    .entry(header::RETRY_AFTER)
+                    .or_insert(HeaderValue::from(*retry_after_seconds));
             }
             _ => {}
         }
         response
     }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        self.into_reply(None)
+    }
+}
+
+/// `application/json or application/*+json, text/xml or text/*+xml`.
+fn accepted_list(accepted: &[&str]) -> String {
+    accepted
+        .iter()
+        .map(|media_type| match media_type.split_once('/') {
+            Some((kind, subtype)) => format!("{media_type} or {kind}/*+{subtype}"),
+            None => (*media_type).to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

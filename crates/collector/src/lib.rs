@@ -1,7 +1,9 @@
-//! The collector: receives webhooks, authenticates and prevalidates them with
-//! their platform's source module, and produces each accepted delivery to the
-//! raw topic. A delivery is answered `202` only once the broker acknowledged
-//! it; when the broker cannot take it the answer is `503` with `Retry-After`.
+//! The collector: receives webhooks, authenticates and checks them with their
+//! platform's source (found in `tributary_sources::REGISTRY`), splits each
+//! delivery into its events and produces every one to the raw topic. A
+//! delivery is acknowledged (`202` by default) only once the broker has every
+//! one of its events; when the broker cannot take them the answer is `503`
+//! with `Retry-After`.
 
 pub mod config;
 mod error;
@@ -42,6 +44,11 @@ impl Collector {
     /// section is invalid, or if the broker answers but the raw topic is missing.
     pub async fn new(config: CollectorConfig) -> anyhow::Result<Self> {
         let sources = Sources::from_config(&config.tenants)?;
+        Self::with_sources(config, sources).await
+    }
+
+    /// Like [`Collector::new`], with these sources instead of the registry's.
+    pub async fn with_sources(config: CollectorConfig, sources: Sources) -> anyhow::Result<Self> {
         let producer =
             Arc::new(EventProducer::new(&config.kafka).context("creating the kafka producer")?);
         match TopicAdmin::new(&config.kafka)?
@@ -85,6 +92,7 @@ impl Collector {
         });
         Router::new()
             .route("/webhooks/{source}/{tenant}", post(webhook::receive))
+            .route("/webhooks/{source}", post(webhook::receive_untenanted))
             .with_state(self.state.clone())
             .merge(ops_router(readiness))
     }

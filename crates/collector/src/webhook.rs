@@ -1,4 +1,5 @@
-//! `POST /webhooks/{source}/{tenant}`: from HTTP request to a stored raw event.
+//! `POST /webhooks/{source}/{tenant}` and `POST /webhooks/{source}`: from an
+//! HTTP request to stored raw events, one per event of the delivery.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -13,7 +14,10 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use tributary_envelope::{ENVELOPE_VERSION, EventKeys, Header, RawEvent, Verdict, Warning};
 use tributary_kafka::ProduceError;
-use tributary_sources::{AuthFailure, Prevalidated, Refusal, WebhookRequest, WebhookSource};
+use tributary_sources::{
+    AuthFailure, Delivery, Prevalidated, Refusal, RejectedElement, Reply, SplitEvent, TenantOf,
+    Violation, WebhookRequest, WebhookSource,
+};
 
 use crate::AppState;
 use crate::error::Rejection;
@@ -36,9 +40,28 @@ const NEVER_FORWARDED: &[&str] = &[
     "set-cookie",
 ];
 
+/// `POST /webhooks/{source}/{tenant}`.
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     Path((source_name, tenant)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    handle(&state, source_name, Some(tenant), request).await
+}
+
+/// `POST /webhooks/{source}`: the source finds the tenant in the delivery.
+pub async fn receive_untenanted(
+    State(state): State<Arc<AppState>>,
+    Path(source_name): Path<String>,
+    request: Request,
+) -> Response {
+    handle(&state, source_name, None, request).await
+}
+
+async fn handle(
+    state: &AppState,
+    source_name: String,
+    tenant: Option<String>,
     request: Request,
 ) -> Response {
     let received_at_micros = now_micros();
@@ -51,96 +74,208 @@ pub async fn receive(
         return Rejection::UnknownSource(source_name).into_response();
     };
     let name = source.name();
-    match accept(&state, source, &tenant, parts, body, received_at_micros).await {
+    let path_tenant = tenant.clone().unwrap_or_default();
+    match accept(state, source, tenant, parts, body, received_at_micros).await {
         Ok(response) => response,
         Err(rejection) => {
             internal_events::rejected(name, rejection.code());
-            tracing::debug!(source = name, %tenant, error = %rejection, "delivery rejected");
-            rejection.into_response()
+            tracing::debug!(source = name, tenant = %path_tenant, error = %rejection, "delivery rejected");
+            rejection.into_reply(Some(source))
         }
+    }
+}
+
+/// The tenant a delivery without one in its path names, if it is configured.
+fn tenant_of_delivery(
+    source: &dyn WebhookSource,
+    webhook: &WebhookRequest<'_>,
+) -> Result<String, Rejection> {
+    let source_name = source.name();
+    match source.tenant_of(webhook) {
+        TenantOf::Tenant(tenant) if source.has_tenant(&tenant) => Ok(tenant),
+        TenantOf::Tenant(tenant) => Err(Rejection::UnknownTenant {
+            tenant,
+            source_name,
+        }),
+        TenantOf::PathRequired => Err(Rejection::TenantRequired { source_name }),
+        TenantOf::Unknown(reason) => Err(Rejection::TenantNotFound {
+            source_name,
+            reason,
+        }),
     }
 }
 
 async fn accept(
     state: &AppState,
     source: &dyn WebhookSource,
-    tenant: &str,
+    tenant: Option<String>,
     parts: http::request::Parts,
     body: Result<Bytes, Rejection>,
     received_at_micros: u64,
 ) -> Result<Response, Rejection> {
     let name = source.name();
-    if !source.has_tenant(tenant) {
+    // A tenant named in the path is checked before the body: an unknown one
+    // is told so whatever it sent.
+    if let Some(tenant) = &tenant
+        && !source.has_tenant(tenant)
+    {
         return Err(Rejection::UnknownTenant {
-            tenant: tenant.to_owned(),
+            tenant: tenant.clone(),
             source_name: name,
         });
     }
     let body = body?;
-    internal_events::received(name, body.len());
-
     let webhook = WebhookRequest {
         method: &parts.method,
         uri: &parts.uri,
         headers: &parts.headers,
         body: &body,
     };
+    let tenant = match tenant {
+        Some(tenant) => tenant,
+        None => tenant_of_delivery(source, &webhook)?,
+    };
+    internal_events::received(name, body.len());
+
     source
-        .authenticate(tenant, &webhook)
+        .authenticate(&tenant, &webhook)
         .map_err(|failure| match failure {
             AuthFailure::Missing => Rejection::MissingCredentials,
             AuthFailure::Invalid => Rejection::InvalidCredentials,
         })?;
-    if let Some(reply) = source.handshake(tenant, &webhook) {
-        return Ok(handshake_response(reply));
+    if let Some(reply) = source.handshake(&tenant, &webhook) {
+        return Ok(reply_response(reply));
     }
 
-    let content_type = check_content_type(&parts.headers)?;
-    let checked = source
-        .prevalidate(tenant, &body)
+    let content_type = check_content_type(&parts.headers, source.content_types())?;
+    let delivery = source
+        .split(&tenant, &webhook)
         .map_err(|refusal| match refusal {
             Refusal::MalformedJson(message) => Rejection::MalformedJson(message),
             Refusal::Invalid(violations) => Rejection::InvalidWebhook(violations),
         })?;
-
-    let event = envelope(
-        tenant,
-        source,
-        received_at_micros,
-        content_type,
-        &parts.headers,
-        &checked,
-        body,
-    );
-    let key = event.partition_key();
-    let started = Instant::now();
-    let sent = state
-        .producer
-        .send(&state.topic, &key, &event.encode_to_vec())
-        .await;
-    internal_events::produce_latency(name, started.elapsed(), sent.is_ok());
-    let retry_after_seconds = state.settings.retry_after_seconds;
-    match sent {
-        Ok(_delivered) => {}
-        Err(ProduceError::QueueFull) => {
-            return Err(Rejection::Overloaded {
-                retry_after_seconds,
-            });
+    if !delivery.rejected.is_empty() {
+        for element in &delivery.rejected {
+            internal_events::rejected(name, "invalid_element");
+            tracing::warn!(source = name, %tenant, index = element.index, violations = element.violations.len(), "an element of the delivery breaks its platform's rules; the others are accepted without it");
         }
-        Err(err) => {
-            tracing::warn!(source = name, %tenant, error = %err, "broker did not store the event");
-            return Err(Rejection::BrokerUnavailable {
-                retry_after_seconds,
-            });
+        if delivery.events.is_empty() {
+            return Err(Rejection::InvalidWebhook(element_violations(
+                &delivery.rejected,
+            )));
         }
     }
-    internal_events::accepted(name, &checked.warnings);
-    let warnings: Vec<_> = checked.warnings.iter().map(|w| w.code).collect();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "event_id": checked.event_id, "warnings": warnings })),
-    )
-        .into_response())
+
+    let events: Vec<RawEvent> = delivery
+        .events
+        .iter()
+        .map(|event| {
+            envelope(
+                &tenant,
+                source,
+                received_at_micros,
+                content_type.clone(),
+                &parts.headers,
+                &event.keys,
+                event.body.clone(),
+            )
+        })
+        .collect();
+    produce_all(state, name, &tenant, &events).await?;
+    for event in &delivery.events {
+        internal_events::accepted(name, &event.keys.warnings);
+    }
+    Ok(match source.acknowledge(&tenant, &delivery) {
+        Some(reply) => reply_response(reply),
+        None => (StatusCode::ACCEPTED, Json(acknowledgement(&delivery))).into_response(),
+    })
+}
+
+/// Queues every event of a delivery, then waits for all of them: `Ok` only
+/// once the broker has stored each one. Any failure fails the delivery, so
+/// the platform sends it again; the events' ids make that retry harmless.
+async fn produce_all(
+    state: &AppState,
+    name: &'static str,
+    tenant: &str,
+    events: &[RawEvent],
+) -> Result<(), Rejection> {
+    let retry_after_seconds = state.settings.retry_after_seconds;
+    let refused = |err: ProduceError| match err {
+        ProduceError::QueueFull => Rejection::Overloaded {
+            retry_after_seconds,
+        },
+        err => {
+            tracing::warn!(source = name, %tenant, error = %err, "broker did not store the event");
+            Rejection::BrokerUnavailable {
+                retry_after_seconds,
+            }
+        }
+    };
+    let started = Instant::now();
+    let mut acknowledgements = Vec::with_capacity(events.len());
+    for event in events {
+        let queued =
+            state
+                .producer
+                .enqueue(&state.topic, &event.partition_key(), &event.encode_to_vec());
+        match queued {
+            Ok(acknowledgement) => acknowledgements.push(acknowledgement),
+            Err(err) => {
+                internal_events::produce_latency(name, started.elapsed(), false);
+                return Err(refused(err));
+            }
+        }
+    }
+    let mut failure = None;
+    for acknowledgement in acknowledgements {
+        let stored = acknowledgement.await;
+        internal_events::produce_latency(name, started.elapsed(), stored.is_ok());
+        if let Err(err) = stored {
+            failure.get_or_insert(err);
+        }
+    }
+    match failure {
+        None => Ok(()),
+        Some(err) => Err(refused(err)),
+    }
+}
+
+/// The collector's own acknowledgement: for one event `{"event_id",
+/// "warnings"}`; for a batch each event's, and the elements left out.
+fn acknowledgement(delivery: &Delivery) -> serde_json::Value {
+    let event = |event: &SplitEvent| {
+        let warnings: Vec<_> = event.keys.warnings.iter().map(|w| w.code).collect();
+        json!({ "event_id": event.keys.event_id, "warnings": warnings })
+    };
+    match (&delivery.events[..], delivery.rejected.is_empty()) {
+        ([one], true) => event(one),
+        _ => json!({
+            "events": delivery.events.iter().map(event).collect::<Vec<_>>(),
+            "rejected": delivery
+                .rejected
+                .iter()
+                .map(|element| json!({ "index": element.index, "violations": element.violations }))
+                .collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// Every violation of every rejected element, its field prefixed with the
+/// element's position: `[2].objectId`.
+fn element_violations(rejected: &[RejectedElement]) -> Vec<Violation> {
+    rejected
+        .iter()
+        .flat_map(|element| {
+            element.violations.iter().map(move |violation| Violation {
+                field: match violation.field.as_str() {
+                    "" | "$" => format!("[{}]", element.index),
+                    field => format!("[{}].{field}", element.index),
+                },
+                reason: violation.reason.clone(),
+            })
+        })
+        .collect()
 }
 
 /// How much of an oversized body is read and discarded before answering 413,
@@ -179,8 +314,13 @@ async fn read_body(mut body: Body, headers: &HeaderMap, limit: usize) -> Result<
     }
 }
 
-/// JSON only: `application/json` or any `application/*+json`, with parameters.
-fn check_content_type(headers: &HeaderMap) -> Result<String, Rejection> {
+/// The request's media type, if the source takes it: one it names, or a
+/// structured-syntax variant of one (`application/vnd.x+json` for
+/// `application/json`), parameters allowed. The full header value is kept.
+fn check_content_type(
+    headers: &HeaderMap,
+    accepted: &'static [&'static str],
+) -> Result<String, Rejection> {
     let raw = headers
         .get(header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
@@ -191,15 +331,30 @@ fn check_content_type(headers: &HeaderMap) -> Result<String, Rejection> {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let is_json = essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"));
-    if is_json {
+    if media_type_accepted(&essence, accepted) {
         Ok(raw)
-    } else if raw.is_empty() {
-        Err(Rejection::UnsupportedMediaType("(none)".into()))
     } else {
-        Err(Rejection::UnsupportedMediaType(raw))
+        Err(Rejection::UnsupportedMediaType {
+            got: if raw.is_empty() { "(none)".into() } else { raw },
+            accepted,
+        })
     }
+}
+
+fn media_type_accepted(essence: &str, accepted: &[&str]) -> bool {
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    accepted.iter().any(|media_type| {
+        let Some((want_kind, want_subtype)) = media_type.split_once('/') else {
+            return false;
+        };
+        kind.eq_ignore_ascii_case(want_kind)
+            && (subtype.eq_ignore_ascii_case(want_subtype)
+                || subtype.rsplit_once('+').is_some_and(|(prefix, suffix)| {
+                    !prefix.is_empty() && suffix.eq_ignore_ascii_case(want_subtype)
+                }))
+    })
 }
 
 fn envelope(
@@ -259,7 +414,8 @@ fn envelope(
     }
 }
 
-fn handshake_response(reply: tributary_sources::HandshakeReply) -> Response {
+/// A source's own answer as an HTTP response.
+pub(crate) fn reply_response(reply: Reply) -> Response {
     let mut response = Response::new(Body::from(reply.body));
     *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     for (name, value) in reply.headers {
@@ -292,11 +448,98 @@ mod tests {
 
     #[test]
     fn json_content_types_pass_and_others_are_named_in_the_error() {
-        assert!(check_content_type(&headers("application/json")).is_ok());
-        assert!(check_content_type(&headers("Application/JSON; charset=utf-8")).is_ok());
-        assert!(check_content_type(&headers("application/vnd.pipedrive+json")).is_ok());
-        let err = check_content_type(&headers("text/plain")).expect_err("text");
-        assert!(err.to_string().contains("text/plain"));
-        assert!(check_content_type(&HeaderMap::new()).is_err());
+        let json = tributary_sources::JSON_MEDIA_TYPES;
+        assert!(check_content_type(&headers("application/json"), json).is_ok());
+        assert!(check_content_type(&headers("Application/JSON; charset=utf-8"), json).is_ok());
+        assert!(check_content_type(&headers("application/vnd.pipedrive+json"), json).is_ok());
+        let err = check_content_type(&headers("text/plain"), json).expect_err("text");
+        assert!(err.to_string().contains("text/plain"), "{err}");
+        assert!(err.to_string().contains("application/json"), "{err}");
+        assert!(check_content_type(&HeaderMap::new(), json).is_err());
+        assert!(check_content_type(&headers("application/+json"), json).is_err());
+        assert!(check_content_type(&headers("text/json"), json).is_err());
+    }
+
+    #[test]
+    fn a_source_declares_the_media_types_it_takes_and_the_415_names_them() {
+        const SOAP: &[&str] = &["text/xml", "application/soap+xml"];
+        assert!(check_content_type(&headers("text/xml; charset=utf-8"), SOAP).is_ok());
+        assert!(check_content_type(&headers("application/soap+xml"), SOAP).is_ok());
+        assert!(check_content_type(&headers("text/vnd.sfdc+xml"), SOAP).is_ok());
+        let err = check_content_type(&headers("application/json"), SOAP).expect_err("json");
+        assert_eq!(err.code(), "unsupported_media_type");
+        let message = err.to_string();
+        assert!(
+            message.contains("\"application/json\"")
+                && message.contains("text/xml")
+                && message.contains("application/soap+xml"),
+            "{message}"
+        );
+    }
+
+    fn keys(event_id: &str, warnings: &[&'static str]) -> Prevalidated {
+        Prevalidated {
+            event_id: event_id.into(),
+            payload_version: "1".into(),
+            object: "deal".into(),
+            object_id: "1".into(),
+            action: "added".into(),
+            attempt: 1,
+            occurred_at_micros: 0,
+            warnings: warnings
+                .iter()
+                .map(|code| tributary_sources::Warning {
+                    code,
+                    field: String::new(),
+                    message: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn one_event_is_acknowledged_as_before_and_a_batch_lists_each_and_the_elements_left_out() {
+        let one = Delivery::single(Bytes::from_static(b"{}"), keys("a", &["bulk_update"]));
+        assert_eq!(
+            acknowledgement(&one),
+            json!({"event_id": "a", "warnings": ["bulk_update"]})
+        );
+        let batch = Delivery {
+            events: vec![
+                SplitEvent {
+                    body: Bytes::from_static(b"{}"),
+                    keys: keys("a", &[]),
+                },
+                SplitEvent {
+                    body: Bytes::from_static(b"{}"),
+                    keys: keys("b", &["redelivery"]),
+                },
+            ],
+            rejected: vec![RejectedElement {
+                index: 2,
+                body: Bytes::from_static(b"7"),
+                violations: vec![Violation {
+                    field: "$".into(),
+                    reason: "must be an object".into(),
+                }],
+            }],
+        };
+        assert_eq!(
+            acknowledgement(&batch),
+            json!({
+                "events": [
+                    {"event_id": "a", "warnings": []},
+                    {"event_id": "b", "warnings": ["redelivery"]}
+                ],
+                "rejected": [{"index": 2, "violations": [{"field": "$", "reason": "must be an object"}]}]
+            })
+        );
+        assert_eq!(
+            element_violations(&batch.rejected),
+            [Violation {
+                field: "[2]".into(),
+                reason: "must be an object".into()
+            }]
+        );
     }
 }

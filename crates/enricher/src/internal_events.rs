@@ -1,38 +1,24 @@
 //! The enricher's metrics: what it read, emitted (complete or partial) and
-//! dead-lettered (with the reason), and how its API lookups went.
+//! dead-lettered (with the reason), and how its outputs were stored. The
+//! metrics of the lookups themselves are `tributary_enrichment::internal_events`.
 
 use std::time::Duration;
 
 use metrics::{counter, histogram};
 
-pub fn received(source: &str) {
-    counter!("tributary_enricher_events_received_total", "source" => source.to_owned())
-        .increment(1);
+/// `source`: a registered platform's name, or `unknown`.
+pub fn received(source: &'static str) {
+    counter!("tributary_enricher_events_received_total", "source" => source).increment(1);
 }
 
 /// `status`: `complete` or `partial`.
-pub fn enriched(source: &str, status: &'static str) {
-    counter!("tributary_enricher_events_enriched_total", "source" => source.to_owned(), "status" => status).increment(1);
-}
-
-pub fn missing(what: &'static str) {
-    counter!("tributary_enricher_enrichment_missing_total", "what" => what).increment(1);
+pub fn enriched(source: &'static str, status: &'static str) {
+    counter!("tributary_enricher_events_enriched_total", "source" => source, "status" => status)
+        .increment(1);
 }
 
 pub fn dead_lettered(reason: &'static str) {
     counter!("tributary_enricher_events_dead_lettered_total", "reason" => reason).increment(1);
-}
-
-/// `outcome`: ok, not_found, pending, rate_limited, server_error, timeout,
-/// connection_error, refused, circuit_open.
-pub fn api_request(api: &'static str, endpoint: &'static str, outcome: &'static str) {
-    counter!("tributary_enricher_api_requests_total", "api" => api, "endpoint" => endpoint, "outcome" => outcome)
-        .increment(1);
-}
-
-pub fn api_retry(api: &'static str, endpoint: &'static str) {
-    counter!("tributary_enricher_api_retries_total", "api" => api, "endpoint" => endpoint)
-        .increment(1);
 }
 
 pub fn enrich_latency(elapsed: Duration) {

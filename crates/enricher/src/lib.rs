@@ -1,50 +1,47 @@
 //! The enricher: raw webhooks in, flat self-contained events out.
 //!
 //! It consumes the raw topic in a consumer group, decodes each envelope,
-//! reads the body with the source's own module, joins in context from the
+//! hands it to its platform's enricher (found in `tributary_sources::REGISTRY`
+//! by the event's source), which reads the body and joins in context from the
 //! platform's API and an email verifier (cached, within rate limits, retried
-//! with backoff), flattens the result and produces it to the enriched topic
-//! with the raw event's key. What cannot be processed goes to the
+//! with backoff), and produces the flat result to the enriched topic with the
+//! raw event's key. What cannot be processed goes to the
 //! dead-letter topic with its reason; nothing is dropped. Offsets are
 //! committed only once the outputs before them are stored.
 
-pub mod api_client;
 pub mod config;
 mod consume;
-pub mod email_validation;
-pub mod flatten;
 mod internal_events;
 pub mod offsets;
-pub mod pii;
-pub mod pipedrive;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
 use tokio::sync::watch;
+use tributary_enrichment::api_client::RetryPolicy;
+use tributary_enrichment::email_validation::EmailValidator;
 use tributary_envelope::{DeadLetter, DeadLetterError, RawEvent};
 use tributary_kafka::{EventProducer, TopicAdmin};
-use tributary_sources::pipedrive::{self as pipedrive_source, PipedriveTenant};
+use tributary_sources::{EnricherContext, REGISTRY, SourceEnricher};
 use tributary_telemetry::{ReadinessCheck, ops_router};
 
 pub use config::{EnricherConfig, EnricherSettings, EnrichmentSettings};
 pub use consume::{Incoming, Output};
 
-use crate::api_client::RetryPolicy;
-use crate::email_validation::EmailValidator;
-use crate::pipedrive::api::{PipedriveApi, TenantAccess};
-use crate::pipedrive::{PipedriveEnricher, TenantEnrichment};
-
 /// The stage name in dead-letter records.
 pub const STAGE: &str = "enricher";
+
+/// The `source` label of events whose source is not registered.
+const UNKNOWN_SOURCE: &str = "unknown";
 
 pub struct Enricher {
     pub config: EnricherConfig,
     producer: Arc<EventProducer>,
-    pipedrive: PipedriveEnricher,
+    /// Every registered platform's enricher, by its registry name.
+    sources: BTreeMap<&'static str, Box<dyn SourceEnricher>>,
 }
 
 impl Enricher {
@@ -52,11 +49,11 @@ impl Enricher {
     pub fn new(config: EnricherConfig) -> anyhow::Result<Self> {
         let producer =
             Arc::new(EventProducer::new(&config.kafka).context("creating the kafka producer")?);
-        let pipedrive = build_pipedrive(&config)?;
+        let sources = build_sources(&config)?;
         Ok(Enricher {
             config,
             producer,
-            pipedrive,
+            sources,
         })
     }
 
@@ -81,41 +78,33 @@ impl Enricher {
                 );
             }
         };
-        // Metric labels must come from a fixed set, not from the input.
-        let source: &'static str = if raw.source == pipedrive_source::NAME {
-            pipedrive_source::NAME
-        } else {
-            "unknown"
-        };
+        // Metric labels come from the registry's names, never from the input.
+        let found = self.sources.get_key_value(raw.source.as_str());
+        let source = found.map_or(UNKNOWN_SOURCE, |(name, _)| *name);
         internal_events::received(source);
-        let enriched = match raw.source.as_str() {
-            pipedrive_source::NAME => match pipedrive_source::parse(&raw.body) {
-                Ok(event) => {
-                    let record = self.pipedrive.enrich(&raw, event).await;
-                    let complete = record
-                        .get("pipeline_enrichment_status")
-                        .and_then(|s| s.as_str())
-                        == Some("complete");
-                    record
-                        .to_json_bytes()
-                        .map(|payload| (payload, complete))
-                        .map_err(|collision| ("flatten_collision", collision.to_string()))
-                }
-                Err(err) => Err(("unreadable_body", err.to_string())),
-            },
-            other => Err((
+        let enriched = match found {
+            Some((_, enricher)) => enricher
+                .enrich(&raw)
+                .await
+                .map_err(|failure| (failure.reason.code(), failure.message)),
+            None => Err((
                 "unknown_source",
-                format!("no enrichment for source {other:?}"),
+                format!("no enrichment for source {:?}", raw.source),
             )),
         };
         internal_events::enrich_latency(started.elapsed());
         match enriched {
-            Ok((payload, complete)) => {
-                internal_events::enriched(source, if complete { "complete" } else { "partial" });
+            Ok(enriched) => {
+                let status = if enriched.complete {
+                    "complete"
+                } else {
+                    "partial"
+                };
+                internal_events::enriched(source, status);
                 Output {
                     topic: self.config.topics.enriched.clone(),
                     key,
-                    payload,
+                    payload: enriched.payload,
                 }
             }
             Err((reason, message)) => self.dead_letter(
@@ -213,31 +202,102 @@ impl Enricher {
     }
 }
 
-fn build_pipedrive(config: &EnricherConfig) -> anyhow::Result<PipedriveEnricher> {
+/// Every registered platform's enricher, sharing one HTTP client and email verifier.
+fn build_sources(
+    config: &EnricherConfig,
+) -> anyhow::Result<BTreeMap<&'static str, Box<dyn SourceEnricher>>> {
     let http = reqwest::Client::builder()
         .user_agent(concat!("tributary-enricher/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(32)
         .connect_timeout(Duration::from_secs(3))
         .build()
         .context("creating the HTTP client")?;
-    let mut access = Vec::new();
-    let mut policies = HashMap::new();
-    for (tenant, section) in config.tenants.for_source(pipedrive_source::NAME) {
-        let settings: PipedriveTenant = pipedrive_source::tenant_settings(section)
-            .map_err(|reason| anyhow::anyhow!("[tenants.{tenant}.pipedrive]: {reason}"))?;
-        if let (Some(base_url), Some(token)) = (&settings.api_base_url, &settings.api_token) {
-            access.push(TenantAccess {
-                tenant: tenant.to_owned(),
-                base_url: base_url.clone(),
-                token: token.clone(),
-                requests_per_2s: settings.requests_per_2s,
-            });
-        }
-        policies.insert(tenant.to_owned(), TenantEnrichment::from(&settings));
-    }
     let policy = RetryPolicy::from_settings(&config.enrichment);
     let email = EmailValidator::new(&config.enrichment.email_validation, policy, http.clone())
         .map(Arc::new);
-    let api = PipedriveApi::new(access, &config.enrichment, http);
-    Ok(PipedriveEnricher::new(api, email, policies))
+    let mut sources = BTreeMap::new();
+    for platform in REGISTRY {
+        let context = EnricherContext {
+            tenants: config.tenants.for_source(platform.name).collect(),
+            settings: &config.enrichment,
+            http: http.clone(),
+            email: email.clone(),
+        };
+        let build = platform.enricher;
+        sources.insert(platform.name, build(&context)?);
+    }
+    Ok(sources)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use tributary_envelope::{ENVELOPE_VERSION, RawEvent};
+
+    use super::*;
+
+    fn incoming(source: &str, body: &[u8]) -> Incoming {
+        let raw = RawEvent {
+            envelope_version: ENVELOPE_VERSION,
+            tenant: "acme".into(),
+            source: source.into(),
+            event_id: "e-1".into(),
+            body: body.to_vec().into(),
+            ..RawEvent::default()
+        };
+        Incoming {
+            topic: "raw".into(),
+            partition: 0,
+            offset: 9,
+            key: Some(b"acme:x:deal:1".to_vec()),
+            payload: raw.encode_to_vec(),
+        }
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/pipedrive")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn dead_letter(output: &Output) -> DeadLetter {
+        serde_json::from_slice(&output.payload).expect("a dead-letter record")
+    }
+
+    #[tokio::test]
+    async fn each_source_is_enriched_by_its_registered_platform_and_others_dead_letter() {
+        let enricher = Enricher::new(EnricherConfig::default()).expect("builds");
+        let topics = &enricher.config.topics;
+
+        let output = enricher
+            .process(&incoming("pipedrive", &fixture("v2/deal-change.json")))
+            .await;
+        assert_eq!(output.topic, topics.enriched);
+        assert_eq!(output.key, "acme:x:deal:1");
+        let event: Value = serde_json::from_slice(&output.payload).expect("flat JSON");
+        assert_eq!(event["pipeline_source"], "pipedrive");
+        assert_eq!(event["pipeline_event_id"], "e-1");
+        assert_eq!(event["event_object"], "deal");
+        // No API configured for the tenant: what the webhook carries, marked partial.
+        assert_eq!(event["pipeline_enrichment_status"], "partial");
+
+        let output = enricher
+            .process(&incoming("pipedrive", b"{\"meta\":"))
+            .await;
+        assert_eq!(output.topic, topics.dead_letter);
+        let letter = dead_letter(&output);
+        assert_eq!(
+            (letter.stage.as_str(), letter.reason.as_str()),
+            (STAGE, "unreadable_body")
+        );
+        assert_eq!(letter.source.as_deref(), Some("pipedrive"));
+
+        let output = enricher.process(&incoming("hubspot", b"[]")).await;
+        assert_eq!(output.topic, topics.dead_letter);
+        let letter = dead_letter(&output);
+        assert_eq!(letter.reason, "unknown_source");
+        assert!(letter.errors[0].message.contains("hubspot"), "{letter:?}");
+        assert_eq!(letter.original_offset, 9);
+    }
 }

@@ -1,149 +1,84 @@
-//! Webhook sources: one module per platform behind [`WebhookSource`].
+//! The platforms Tributary takes events from, one folder each, behind one registry.
 //!
-//! A source knows how its platform authenticates deliveries, answers any
-//! subscription handshake, checks a delivery before it is accepted
-//! (prevalidation) and extracts the keys the pipeline needs (event id,
-//! object, object id). The collector calls it for every request; later
-//! stages use the same module to read the raw body.
+//! A platform's folder (`src/<platform>/`) holds everything specific to it:
+//! its tenant settings and registry entry (`mod.rs`), what the collector does
+//! with a delivery (`webhook.rs`: authentication, handshakes, media types,
+//! splitting a delivery into events and checking each, the answer), reading
+//! its payloads (`model.rs`), its API client (`api.rs`), the enriched event it
+//! makes (`enrich.rs`), that event's mapping into the canonical model
+//! (`mapping.rs`) and its tests. The stages name no platform: they find it in
+//! [`REGISTRY`] by the name in `/webhooks/{source}/...`,
+//! `[tenants.<tenant>.<source>]` and the raw event's `source`, and use it
+//! through [`WebhookSource`] (collector), [`SourceEnricher`] (enricher) and
+//! [`Mapping`] (activator).
 //!
-//! Adding a platform: write `src/<platform>.rs` implementing
-//! [`WebhookSource`] with its tenant settings and tests, then add one line to
-//! [`REGISTRY`].
+//! Adding a platform: write `src/<platform>/` implementing [`WebhookSource`],
+//! [`SourceEnricher`] and [`Mapping`] with its tenant settings and tests,
+//! export a [`Platform`] from its `mod.rs`, and add that one line to
+//! [`REGISTRY`]. Its fake API lives in `tributary-fake-apis` and its part of
+//! the simulated world in `tributary-world`.
+//! What every platform shares for enrichment (API calls within rate limits,
+//! flat records, the contact-data policy, email validation) is in
+//! `tributary-enrichment`.
 
 pub mod checks;
+pub mod enrich;
 pub mod pipedrive;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use tributary_config::Tenants;
 use tributary_model::Mapping;
 
-/// The platforms the collector accepts, by the name used in
-/// `/webhooks/{source}/{tenant}` and in `[tenants.<tenant>.<source>]`.
-pub const REGISTRY: &[(&str, BuildSource)] = &[(pipedrive::NAME, pipedrive::build)];
+pub use enrich::{
+    BoxFuture, BuildSourceEnricher, EnrichFailure, Enriched, EnricherContext, FailureReason,
+    SourceEnricher,
+};
+pub use webhook::{
+    AuthFailure, Delivery, JSON_MEDIA_TYPES, Prevalidated, Refusal, RefusalReply, RejectedElement,
+    Reply, SplitEvent, TenantOf, Violation, Warning, WebhookRequest, WebhookSource,
+};
 
-/// Each platform's mapping of its enriched events into the canonical model,
-/// by source name.
-const MAPPINGS: &[(&str, &dyn Mapping)] =
-    &[(pipedrive::NAME, &pipedrive::mapping::PipedriveMapping)];
+/// Every platform, by the name used in `/webhooks/{source}/...`, in
+/// `[tenants.<tenant>.<source>]` and as the raw event's `source`.
+pub const REGISTRY: &[Platform] = &[pipedrive::PLATFORM];
 
-/// The mapping of `source`'s enriched events into the canonical model.
-pub fn mapping(source: &str) -> Option<&'static dyn Mapping> {
-    MAPPINGS
-        .iter()
-        .find(|(name, _)| *name == source)
-        .map(|(_, mapping)| *mapping)
+/// A platform's entry in the registry: its name and how each stage builds
+/// its part of it from configuration (a stage that needs a new part of every
+/// platform adds a member here).
+pub struct Platform {
+    pub name: &'static str,
+    /// The collector's side: authentication, checks, keys.
+    pub webhook: BuildWebhookSource,
+    /// The enricher's side: the raw event to its flat enriched event.
+    pub enricher: BuildSourceEnricher,
+    /// The activator's side: the enriched event into the canonical model.
+    pub mapping: &'static dyn Mapping,
 }
 
-/// Builds a source from every tenant's section for it.
-pub type BuildSource = fn(
+/// Builds a platform's webhook source from every tenant's section for it.
+pub type BuildWebhookSource = fn(
     tenants: Vec<(&str, &serde_json::Value)>,
 ) -> Result<Box<dyn WebhookSource>, SourceConfigError>;
 
-/// What a source sees of an HTTP request.
-#[derive(Debug, Clone, Copy)]
-pub struct WebhookRequest<'a> {
-    pub method: &'a http::Method,
-    pub uri: &'a http::Uri,
-    pub headers: &'a http::HeaderMap,
-    pub body: &'a [u8],
+/// The registered platform of that name.
+pub fn platform(name: &str) -> Option<&'static Platform> {
+    REGISTRY.iter().find(|platform| platform.name == name)
 }
 
-/// Why a delivery was not authenticated. Both answer 401; the metric label differs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthFailure {
-    /// No credentials (or signature) at all.
-    Missing,
-    /// Credentials present but wrong or malformed.
-    Invalid,
+/// The mapping of `source`'s enriched events into the canonical model.
+pub fn mapping(source: &str) -> Option<&'static dyn Mapping> {
+    platform(source).map(|platform| platform.mapping)
 }
 
-/// A reply to a subscription handshake, sent instead of accepting an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HandshakeReply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-/// A broken rule: the field (dotted path) and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Violation {
-    pub field: String,
-    pub reason: String,
-}
-
-/// An oddity that does not justify rejecting the delivery, kept with the event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Warning {
-    pub code: &'static str,
-    pub field: String,
-    pub message: String,
-}
-
-/// Why prevalidation refused a body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// The body is not JSON; the parser's message.
-    MalformedJson(String),
-    /// The body is JSON but breaks the platform's rules.
-    Invalid(Vec<Violation>),
-}
-
-impl From<Vec<Violation>> for Refusal {
-    fn from(violations: Vec<Violation>) -> Self {
-        Refusal::Invalid(violations)
-    }
-}
-
-/// What prevalidation learned about an acceptable delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prevalidated {
-    /// De-duplication id, identical for every delivery of the same event.
-    pub event_id: String,
-    /// The platform's payload format version ("1", "2.0").
-    pub payload_version: String,
-    /// The changed object's kind ("deal", "person", ...).
-    pub object: String,
-    /// The changed object's id.
-    pub object_id: String,
-    /// The platform's action word, verbatim.
-    pub action: String,
-    /// Delivery attempt, 1 for the first.
-    pub attempt: u32,
-    /// The platform's event time in microseconds since the epoch.
-    pub occurred_at_micros: u64,
-    pub warnings: Vec<Warning>,
-}
-
-/// A webhook platform.
-pub trait WebhookSource: Send + Sync {
-    /// The name in URLs and configuration.
-    fn name(&self) -> &'static str;
-
-    /// Whether `tenant` has this source configured.
-    fn has_tenant(&self, tenant: &str) -> bool;
-
-    /// Checks the delivery's credentials or signature. Called only for
-    /// configured tenants. Must compare secrets in constant time.
-    fn authenticate(&self, tenant: &str, request: &WebhookRequest<'_>) -> Result<(), AuthFailure>;
-
-    /// Answers a subscription handshake (challenge echo, intent to receive...).
-    /// `None` means the request is an ordinary delivery.
-    fn handshake(&self, _tenant: &str, _request: &WebhookRequest<'_>) -> Option<HandshakeReply> {
-        None
-    }
-
-    /// Checks a body against the platform's rules, returning the extracted
-    /// keys and any warnings, or why it is refused (every violation at once).
-    fn prevalidate(&self, tenant: &str, body: &[u8]) -> Result<Prevalidated, Refusal>;
-
-    /// Platform-specific request headers worth keeping with the event
-    /// (lower-case names), beyond the generic ones the collector keeps.
-    fn forwarded_headers(&self) -> &'static [&'static str] {
-        &[]
-    }
+/// The registered platforms' names, for messages.
+pub fn known_names() -> String {
+    REGISTRY
+        .iter()
+        .map(|platform| platform.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +97,7 @@ pub enum SourceConfigError {
     },
 }
 
-/// Every registered source, built from configuration.
+/// Every registered platform's webhook source, built from configuration.
 pub struct Sources {
     by_name: BTreeMap<&'static str, Box<dyn WebhookSource>>,
 }
@@ -172,30 +107,38 @@ impl Sources {
     /// source name or an invalid tenant section.
     pub fn from_config(tenants: &Tenants) -> Result<Self, SourceConfigError> {
         for (tenant, source) in tenants.source_names() {
-            if !REGISTRY.iter().any(|(name, _)| *name == source) {
+            if platform(source).is_none() {
                 return Err(SourceConfigError::UnknownSource {
                     tenant: tenant.to_owned(),
                     source_name: source.to_owned(),
-                    known: REGISTRY
-                        .iter()
-                        .map(|(name, _)| *name)
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    known: known_names(),
                 });
             }
         }
-        let mut by_name = BTreeMap::new();
-        for (name, build) in REGISTRY {
-            by_name.insert(*name, build(tenants.for_source(name).collect())?);
+        let mut built = Vec::with_capacity(REGISTRY.len());
+        for platform in REGISTRY {
+            let build = platform.webhook;
+            built.push(build(tenants.for_source(platform.name).collect())?);
         }
-        Ok(Sources { by_name })
+        Ok(Sources::new(built))
+    }
+
+    /// These sources, by their names (a later one replaces an earlier one of
+    /// the same name). The collector's tests use it for sources of their own.
+    pub fn new(sources: impl IntoIterator<Item = Box<dyn WebhookSource>>) -> Self {
+        Sources {
+            by_name: sources
+                .into_iter()
+                .map(|source| (source.name(), source))
+                .collect(),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&dyn WebhookSource> {
         self.by_name.get(name).map(|source| &**source)
     }
 
-    /// Configured (tenant, source) pairs, for the startup log.
+    /// The sources' names, for the startup log.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.by_name.keys().copied()
     }
@@ -237,5 +180,22 @@ mod tests {
         assert!(pipedrive.has_tenant("acme"));
         assert!(!pipedrive.has_tenant("globex"));
         assert!(sources.get("hubspot").is_none());
+    }
+
+    #[test]
+    fn registry_names_are_unique_and_each_source_answers_to_its_own() {
+        let mut names: Vec<_> = REGISTRY.iter().map(|platform| platform.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), REGISTRY.len(), "a name registered twice");
+        let sources = Sources::from_config(&Tenants::default()).expect("builds");
+        for platform in REGISTRY {
+            let source = sources.get(platform.name).expect("built");
+            assert_eq!(source.name(), platform.name);
+            assert_eq!(
+                super::platform(platform.name).map(|found| found.name),
+                Some(platform.name)
+            );
+        }
     }
 }

@@ -1,8 +1,16 @@
 use std::path::PathBuf;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
+use super::webhook::build;
 use super::*;
+use crate::{
+    AuthFailure, Prevalidated, Refusal, TenantOf, Violation, WebhookRequest, WebhookSource,
+};
 
 fn fixture(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -422,9 +430,49 @@ fn auth(header: Option<&str>) -> Result<(), AuthFailure> {
         method: &method,
         uri: &uri,
         headers: &headers,
-        body: b"{}",
+        body: &Bytes::from_static(b"{}"),
     };
     source().authenticate("acme", &request)
+}
+
+#[test]
+fn a_delivery_is_one_event_of_the_whole_body_with_the_collector_defaults() {
+    let body = Bytes::from(serde_json::to_vec(&fixture("v2/deal-change.json")).expect("json"));
+    let (method, headers) = (http::Method::POST, http::HeaderMap::new());
+    let uri: http::Uri = "/webhooks/pipedrive/acme".parse().expect("uri");
+    let request = WebhookRequest {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    let source = source();
+    let delivery = source.split("acme", &request).expect("accepted");
+    assert!(delivery.rejected.is_empty());
+    let [event] = &delivery.events[..] else {
+        panic!("one event: {delivery:?}")
+    };
+    assert_eq!(event.body, body, "the bytes as received");
+    assert_eq!(
+        event.body.as_ptr(),
+        body.as_ptr(),
+        "shared with the request, not copied"
+    );
+    assert_eq!(event.keys, prevalidate("acme", &body).expect("valid"));
+
+    let broken = Bytes::from_static(b"{\"meta\": {\"v\": 1,");
+    let request = WebhookRequest {
+        body: &broken,
+        ..request
+    };
+    assert!(matches!(
+        source.split("acme", &request),
+        Err(Refusal::MalformedJson(_))
+    ));
+    // The tenant is in the path; the answers are the collector's own.
+    assert_eq!(source.tenant_of(&request), TenantOf::PathRequired);
+    assert_eq!(source.content_types(), ["application/json"]);
+    assert_eq!(source.acknowledge("acme", &delivery), None);
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -629,4 +677,101 @@ fn tenant_settings_check_what_depends_on_what() {
         with(json!({"pii": {"contact_mail": "drop"}})).is_err(),
         "unknown policy fields are refused"
     );
+}
+
+/// The API lookups' own logic: deal aggregates, option labels, times.
+mod api_lookups {
+    use std::collections::HashMap;
+
+    use serde_json::json;
+
+    use crate::pipedrive::api::*;
+
+    fn summary(value: f64, status: &str, as_of: i64) -> DealSummary {
+        DealSummary {
+            value,
+            status: status.into(),
+            as_of_micro: as_of,
+        }
+    }
+
+    #[test]
+    fn the_event_state_takes_precedence_and_deleted_deals_do_not_count() {
+        let mut list = PersonDeals::default();
+        list.deals.insert(1, summary(100.0, "open", 10));
+        list.deals.insert(2, summary(300.0, "won", 10));
+        list.deals.insert(3, summary(50.0, "deleted", 10));
+        assert_eq!(list.aggregates(None, None), (2, 200.0));
+        let this = summary(500.0, "open", 20);
+        assert_eq!(
+            list.aggregates(Some((1, &this)), None),
+            (2, 400.0),
+            "event's value replaces the list's copy"
+        );
+        assert_eq!(
+            list.aggregates(Some((9, &this)), None),
+            (3, 300.0),
+            "a deal the list lacks is added"
+        );
+        assert_eq!(
+            list.aggregates(None, Some(2)),
+            (1, 100.0),
+            "a removed deal is left out"
+        );
+    }
+
+    #[test]
+    fn older_states_never_overwrite_newer_ones() {
+        let mut list = PersonDeals::default();
+        list.apply(1, Some(summary(100.0, "open", 20)));
+        list.apply(1, Some(summary(999.0, "open", 10)));
+        assert_eq!(list.deals[&1].value, 100.0);
+        list.apply(1, Some(summary(150.0, "won", 30)));
+        assert_eq!(list.deals[&1].value, 150.0);
+        list.apply(1, None);
+        assert!(list.deals.is_empty());
+    }
+
+    #[test]
+    fn option_ids_resolve_to_labels() {
+        let mut definitions = FieldDefinitions::default();
+        definitions.fields.insert(
+            "size".into(),
+            FieldDefinition {
+                name: "Company size".into(),
+                field_type: "enum".into(),
+                options: HashMap::from([(27, "small".to_owned()), (28, "large".to_owned())]),
+            },
+        );
+        definitions.fields.insert(
+            "tags".into(),
+            FieldDefinition {
+                name: "Tags".into(),
+                field_type: "set".into(),
+                options: HashMap::from([(1, "a".to_owned()), (2, "b".to_owned())]),
+            },
+        );
+        assert_eq!(definitions.label("size", &json!(27)), json!("small"));
+        assert_eq!(definitions.label("size", &json!("28")), json!("large"));
+        assert_eq!(definitions.label("tags", &json!("1,2")), json!("a, b"));
+        assert_eq!(
+            definitions.label("size", &json!(99)),
+            json!(99),
+            "unknown options stay as given"
+        );
+        assert_eq!(definitions.label("free_text", &json!("x")), json!("x"));
+    }
+
+    #[test]
+    fn times_in_both_formats_read_as_micros() {
+        assert_eq!(
+            time_micros("2025-03-04 14:22:31"),
+            Some(1_741_098_151_000_000)
+        );
+        assert_eq!(
+            time_micros("2025-03-04T14:22:31Z"),
+            Some(1_741_098_151_000_000)
+        );
+        assert_eq!(time_micros("soon"), None);
+    }
 }

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 use tributary_config::Secret;
 
 use crate::api_client::{ApiClient, ApiError, Fetched, RequestBudget, RetryPolicy};
-use crate::config::EmailValidationSettings;
 use crate::flatten::flatten;
+use crate::settings::EmailValidationSettings;
 
 /// The flattened verdict for one address.
 pub type Verdict = Arc<Map<String, Value>>;

@@ -18,8 +18,8 @@ use rand::Rng;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::config::EnrichmentSettings;
 use crate::internal_events;
+use crate::settings::EnrichmentSettings;
 
 /// What a lookup found.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,11 +1,61 @@
 //! Per-tenant handling of contact data: keep, hash (salted SHA-256) or drop.
+//!
+//! The policy names the enriched event's contact fields, which every
+//! platform fills alike; a platform reads it from its tenant section
+//! (`[tenants.<tenant>.<platform>.pii]`).
 
+use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tributary_config::Secret;
-use tributary_sources::pipedrive::{PiiAction, PiiPolicy};
 
 use crate::flatten::FlatRecord;
+
+/// `[tenants.<tenant>.<platform>.pii]`: per contact field, `keep` (default),
+/// `hash` (salted SHA-256, hex) or `drop`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PiiPolicy {
+    pub contact_email: PiiAction,
+    pub contact_first_name: PiiAction,
+    pub contact_last_name: PiiAction,
+    pub contact_phone_number: PiiAction,
+    pub contact_position: PiiAction,
+}
+
+impl PiiPolicy {
+    /// The action for an output field, `keep` for fields the policy does not cover.
+    pub fn action_for(&self, field: &str) -> PiiAction {
+        match field {
+            "contact_email" | "email_validation_email" => self.contact_email,
+            "contact_first_name" => self.contact_first_name,
+            "contact_last_name" => self.contact_last_name,
+            "contact_phone_number" => self.contact_phone_number,
+            "contact_position" => self.contact_position,
+            _ => PiiAction::Keep,
+        }
+    }
+
+    pub fn hashes_anything(&self) -> bool {
+        [
+            self.contact_email,
+            self.contact_first_name,
+            self.contact_last_name,
+            self.contact_phone_number,
+            self.contact_position,
+        ]
+        .contains(&PiiAction::Hash)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PiiAction {
+    #[default]
+    Keep,
+    Hash,
+    Drop,
+}
 
 /// The fields a policy can act on.
 const CONTACT_FIELDS: &[&str] = &[

@@ -1,4 +1,4 @@
-//! Pipedrive: webhooks v1 and v2.
+//! Pipedrive webhooks v1 and v2 at the collector.
 //!
 //! Pipedrive signs nothing; a webhook can carry HTTP Basic credentials
 //! (`http_auth_user` / `http_auth_password` when it is created), which are
@@ -10,30 +10,24 @@
 //! states later stages must know about but that are not errors:
 //! `trans_pending: true` (commit pending), bulk edits, imports by a Pipedrive
 //! service, redeliveries, merges.
-//!
-//! Tenant settings, `[tenants.<tenant>.pipedrive]` (see [`PipedriveTenant`]):
-//! the Basic credentials the webhook sends (required), and for the enricher
-//! the API address and token, the request budget, which custom fields hold
-//! marketing attribution and company data, and the contact-data policy.
 
 use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::DateTime;
-use serde::Deserialize;
 use serde_json::Value;
 use tributary_config::Secret;
 use uuid::Uuid;
 
+use super::{NAME, PipedriveTenant, tenant_settings};
 use crate::checks::{
     Body, BodyError, Checks, Obj, Presence, Skimmed, id_text, kind, read_object, short,
 };
 use crate::{
-    AuthFailure, Prevalidated, Refusal, SourceConfigError, Violation, WebhookRequest, WebhookSource,
+    AuthFailure, Delivery, Prevalidated, Refusal, SourceConfigError, Violation, WebhookRequest,
+    WebhookSource,
 };
-
-pub const NAME: &str = "pipedrive";
 
 /// v1 `meta.action` values.
 pub const V1_ACTIONS: &[&str] = &["added", "updated", "deleted", "merged"];
@@ -75,97 +69,6 @@ const V2_TYPES: &[&str] = &["general", "application"];
 
 /// Namespace of the derived (UUID v5) event ids of v1 deliveries, which carry no event id.
 const V1_EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a9e_4d8b_4c3e_9a7f_2b1d_0e8c_4a61);
-
-/// `[tenants.<tenant>.pipedrive]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PipedriveTenant {
-    /// Basic-auth user name the webhook sends.
-    #[serde(deserialize_with = "tributary_config::lenient_string")]
-    pub username: String,
-    /// Basic-auth password the webhook sends.
-    pub password: Secret,
-    /// API address, e.g. `https://acme.pipedrive.com`. Without it the enricher
-    /// adds nothing from the API and marks events `partial`.
-    #[serde(default)]
-    pub api_base_url: Option<String>,
-    /// API token, sent as the `x-api-token` header.
-    #[serde(default)]
-    pub api_token: Option<Secret>,
-    /// Burst budget: requests per rolling 2 seconds (Pipedrive: Lite 20,
-    /// Growth 40, Premium 100, Ultimate 120 with an API token).
-    #[serde(default = "default_requests_per_2s")]
-    pub requests_per_2s: u32,
-    /// Deal custom field (key hash) holding the marketing source; default:
-    /// the deal's "Source channel".
-    #[serde(default)]
-    pub marketing_source_field: Option<String>,
-    /// Deal custom field holding the campaign; default: the deal's "Source channel ID".
-    #[serde(default)]
-    pub marketing_campaign_field: Option<String>,
-    /// Organization custom field holding the company size.
-    #[serde(default)]
-    pub company_size_field: Option<String>,
-    /// Organization custom field holding the industry.
-    #[serde(default)]
-    pub industry_field: Option<String>,
-    /// What to do with each contact field.
-    #[serde(default)]
-    pub pii: PiiPolicy,
-    /// Salt for hashed contact fields; required when any field is `hash`.
-    #[serde(default)]
-    pub pii_salt: Option<Secret>,
-}
-
-fn default_requests_per_2s() -> u32 {
-    20
-}
-
-/// `[tenants.<tenant>.pipedrive.pii]`: per contact field, `keep` (default),
-/// `hash` (salted SHA-256, hex) or `drop`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PiiPolicy {
-    pub contact_email: PiiAction,
-    pub contact_first_name: PiiAction,
-    pub contact_last_name: PiiAction,
-    pub contact_phone_number: PiiAction,
-    pub contact_position: PiiAction,
-}
-
-impl PiiPolicy {
-    /// The action for an output field, `keep` for fields the policy does not cover.
-    pub fn action_for(&self, field: &str) -> PiiAction {
-        match field {
-            "contact_email" | "email_validation_email" => self.contact_email,
-            "contact_first_name" => self.contact_first_name,
-            "contact_last_name" => self.contact_last_name,
-            "contact_phone_number" => self.contact_phone_number,
-            "contact_position" => self.contact_position,
-            _ => PiiAction::Keep,
-        }
-    }
-
-    pub fn hashes_anything(&self) -> bool {
-        [
-            self.contact_email,
-            self.contact_first_name,
-            self.contact_last_name,
-            self.contact_phone_number,
-            self.contact_position,
-        ]
-        .contains(&PiiAction::Hash)
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PiiAction {
-    #[default]
-    Keep,
-    Hash,
-    Drop,
-}
 
 /// The Pipedrive source.
 pub struct Pipedrive {
@@ -213,35 +116,11 @@ impl WebhookSource for Pipedrive {
         }
     }
 
-    fn prevalidate(&self, tenant: &str, body: &[u8]) -> Result<Prevalidated, Refusal> {
-        prevalidate(tenant, body)
+    /// A Pipedrive delivery is one event: the whole body.
+    fn split(&self, tenant: &str, request: &WebhookRequest<'_>) -> Result<Delivery, Refusal> {
+        let keys = prevalidate(tenant, request.body)?;
+        Ok(Delivery::single(request.body.clone(), keys))
     }
-}
-
-/// Checks what serde cannot: required values are not empty, and settings that
-/// depend on each other are given together.
-pub fn check_tenant(settings: &PipedriveTenant) -> Result<(), String> {
-    if settings.username.is_empty() || settings.password.is_empty() {
-        return Err("username and password must both be set: Pipedrive webhooks are only accepted with HTTP Basic credentials".into());
-    }
-    if settings.api_base_url.is_some() != settings.api_token.is_some() {
-        return Err("api_base_url and api_token go together".into());
-    }
-    if settings.requests_per_2s == 0 {
-        return Err("requests_per_2s must be at least 1".into());
-    }
-    if settings.pii.hashes_anything() && settings.pii_salt.as_ref().is_none_or(Secret::is_empty) {
-        return Err("pii_salt must be set when a contact field is hashed".into());
-    }
-    Ok(())
-}
-
-/// Reads and checks one tenant's section.
-pub fn tenant_settings(section: &Value) -> Result<PipedriveTenant, String> {
-    let settings: PipedriveTenant =
-        serde_json::from_value(section.clone()).map_err(|e| e.to_string())?;
-    check_tenant(&settings)?;
-    Ok(settings)
 }
 
 /// Splits an `Authorization: Basic ...` header value into user and password bytes.
@@ -684,13 +563,3 @@ pub fn v2_timestamp_micros(value: &Value) -> Option<u64> {
         _ => None,
     }
 }
-
-pub mod mapping;
-mod model;
-pub use model::{
-    Action, Activity, CustomFields, Deal, EventMeta, ObjectId, Organization, ParseError, Person,
-    PipedriveEvent, Snapshot, is_custom_field_key, normalize_time, parse, read_entity,
-};
-
-#[cfg(test)]
-mod tests;

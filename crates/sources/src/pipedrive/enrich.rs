@@ -13,17 +13,21 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tributary_config::Secret;
+use tributary_enrichment::email_validation::EmailValidator;
+use tributary_enrichment::flatten::FlatRecord;
+use tributary_enrichment::pii;
 use tributary_envelope::RawEvent;
-use tributary_sources::pipedrive::{
-    Action, Activity, Deal, Organization, Person, PiiPolicy, PipedriveEvent, PipedriveTenant,
-    Snapshot,
-};
 
-use super::api::{DealSummary, FieldDefinitions, FieldKind, PipedriveApi};
-use crate::api_client::ApiError;
-use crate::email_validation::EmailValidator;
-use crate::flatten::FlatRecord;
-use crate::{internal_events, pii};
+use super::api::{DealSummary, FieldDefinitions, FieldKind, PipedriveApi, TenantAccess};
+use super::{
+    Action, Activity, Deal, NAME, Organization, Person, PiiPolicy, PipedriveEvent, PipedriveTenant,
+    Snapshot, tenant_settings,
+};
+use crate::SourceConfigError;
+use crate::enrich::{
+    BoxFuture, EnrichFailure, Enriched, EnricherContext, Missing, SourceEnricher,
+    put_pipeline_fields,
+};
 
 /// A tenant's enrichment choices, from `[tenants.<tenant>.pipedrive]`.
 #[derive(Debug, Clone, Default)]
@@ -55,23 +59,41 @@ pub struct PipedriveEnricher {
     tenants: HashMap<String, (Arc<str>, TenantEnrichment)>,
 }
 
-/// What could not be fetched for this event.
-#[derive(Default)]
-struct Missing(Vec<&'static str>);
-
-impl Missing {
-    fn note<T>(&mut self, what: &'static str, result: Result<T, ApiError>) -> Option<T> {
-        match result {
-            Ok(value) => Some(value),
-            Err(err) => {
-                tracing::debug!(what, error = %err, "lookup failed; the event will be partial");
-                internal_events::missing(what);
-                if !self.0.contains(&what) {
-                    self.0.push(what);
-                }
-                None
-            }
+/// Builds the enricher from every tenant's `[tenants.<tenant>.pipedrive]` section.
+pub fn build(context: &EnricherContext<'_>) -> Result<Box<dyn SourceEnricher>, SourceConfigError> {
+    let mut access = Vec::new();
+    let mut policies = HashMap::new();
+    for (tenant, section) in &context.tenants {
+        let settings = tenant_settings(section).map_err(|reason| SourceConfigError::Tenant {
+            tenant: (*tenant).to_owned(),
+            source_name: NAME,
+            reason,
+        })?;
+        if let (Some(base_url), Some(token)) = (&settings.api_base_url, &settings.api_token) {
+            access.push(TenantAccess {
+                tenant: (*tenant).to_owned(),
+                base_url: base_url.clone(),
+                token: token.clone(),
+                requests_per_2s: settings.requests_per_2s,
+            });
         }
+        policies.insert((*tenant).to_owned(), TenantEnrichment::from(&settings));
+    }
+    let api = PipedriveApi::new(access, context.settings, context.http.clone());
+    Ok(Box::new(PipedriveEnricher::new(
+        api,
+        context.email.clone(),
+        policies,
+    )))
+}
+
+impl SourceEnricher for PipedriveEnricher {
+    fn enrich<'a>(&'a self, raw: &'a RawEvent) -> BoxFuture<'a, Result<Enriched, EnrichFailure>> {
+        Box::pin(async move {
+            let event = super::parse(&raw.body)
+                .map_err(|err| EnrichFailure::unreadable_body(err.to_string()))?;
+            Enriched::from_record(&self.enrich_event(raw, event).await)
+        })
     }
 }
 
@@ -94,7 +116,7 @@ impl PipedriveEnricher {
 
     /// The enriched event for one raw webhook. Takes the event by value so
     /// its text moves into the record instead of being copied.
-    pub async fn enrich(&self, raw: &RawEvent, mut event: PipedriveEvent) -> FlatRecord {
+    pub async fn enrich_event(&self, raw: &RawEvent, mut event: PipedriveEvent) -> FlatRecord {
         let default_policy = TenantEnrichment::default();
         let (tenant, policy) = match self.tenants.get(&raw.tenant) {
             Some((name, policy)) => (name.clone(), policy),
@@ -521,32 +543,4 @@ fn put_aggregates(record: &mut FlatRecord, aggregates: Option<(i64, f64)>) {
         "metrics_average_deal_value",
         aggregates.map(|(_, avg)| (avg * 100.0).round() / 100.0),
     )
-}
-
-fn put_pipeline_fields(record: &mut FlatRecord, raw: &RawEvent, missing: &Missing) {
-    let keys = raw.keys.clone().unwrap_or_default();
-    record.put("pipeline_event_id", raw.event_id.as_str());
-    record.put("pipeline_tenant", raw.tenant.as_str());
-    record.put("pipeline_source", raw.source.as_str());
-    record.put("pipeline_payload_version", keys.payload_version);
-    record.put("pipeline_received_at_micro", raw.received_at_micros);
-    record.put(
-        "pipeline_warnings",
-        raw.warnings
-            .iter()
-            .map(|w| w.code.clone())
-            .collect::<Vec<_>>(),
-    );
-    record.put("pipeline_enriched_at_micro", now_micros());
-    let status = if missing.0.is_empty() {
-        "complete"
-    } else {
-        "partial"
-    };
-    record.put("pipeline_enrichment_status", status);
-    record.put("pipeline_enrichment_missing", missing.0.clone())
-}
-
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
 }

@@ -15,10 +15,11 @@ use moka::Expiry;
 use moka::future::Cache;
 use serde_json::Value;
 use tributary_config::Secret;
-use tributary_sources::pipedrive::{self, Organization, Person, Snapshot};
+use tributary_enrichment::EnrichmentSettings;
+use tributary_enrichment::api_client::{ApiClient, ApiError, Fetched, RequestBudget, RetryPolicy};
 
-use crate::api_client::{ApiClient, ApiError, Fetched, RequestBudget, RetryPolicy};
-use crate::config::EnrichmentSettings;
+use super::{Organization, Person, Snapshot};
+use crate::pipedrive;
 
 /// A stage as the enricher needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -591,99 +592,4 @@ pub fn time_micros(text: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(&pipedrive::normalize_time(text))
         .ok()
         .map(|t| t.timestamp_micros())
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn summary(value: f64, status: &str, as_of: i64) -> DealSummary {
-        DealSummary {
-            value,
-            status: status.into(),
-            as_of_micro: as_of,
-        }
-    }
-
-    #[test]
-    fn the_event_state_takes_precedence_and_deleted_deals_do_not_count() {
-        let mut list = PersonDeals::default();
-        list.deals.insert(1, summary(100.0, "open", 10));
-        list.deals.insert(2, summary(300.0, "won", 10));
-        list.deals.insert(3, summary(50.0, "deleted", 10));
-        assert_eq!(list.aggregates(None, None), (2, 200.0));
-        let this = summary(500.0, "open", 20);
-        assert_eq!(
-            list.aggregates(Some((1, &this)), None),
-            (2, 400.0),
-            "event's value replaces the list's copy"
-        );
-        assert_eq!(
-            list.aggregates(Some((9, &this)), None),
-            (3, 300.0),
-            "a deal the list lacks is added"
-        );
-        assert_eq!(
-            list.aggregates(None, Some(2)),
-            (1, 100.0),
-            "a removed deal is left out"
-        );
-    }
-
-    #[test]
-    fn older_states_never_overwrite_newer_ones() {
-        let mut list = PersonDeals::default();
-        list.apply(1, Some(summary(100.0, "open", 20)));
-        list.apply(1, Some(summary(999.0, "open", 10)));
-        assert_eq!(list.deals[&1].value, 100.0);
-        list.apply(1, Some(summary(150.0, "won", 30)));
-        assert_eq!(list.deals[&1].value, 150.0);
-        list.apply(1, None);
-        assert!(list.deals.is_empty());
-    }
-
-    #[test]
-    fn option_ids_resolve_to_labels() {
-        let mut definitions = FieldDefinitions::default();
-        definitions.fields.insert(
-            "size".into(),
-            FieldDefinition {
-                name: "Company size".into(),
-                field_type: "enum".into(),
-                options: HashMap::from([(27, "small".to_owned()), (28, "large".to_owned())]),
-            },
-        );
-        definitions.fields.insert(
-            "tags".into(),
-            FieldDefinition {
-                name: "Tags".into(),
-                field_type: "set".into(),
-                options: HashMap::from([(1, "a".to_owned()), (2, "b".to_owned())]),
-            },
-        );
-        assert_eq!(definitions.label("size", &json!(27)), json!("small"));
-        assert_eq!(definitions.label("size", &json!("28")), json!("large"));
-        assert_eq!(definitions.label("tags", &json!("1,2")), json!("a, b"));
-        assert_eq!(
-            definitions.label("size", &json!(99)),
-            json!(99),
-            "unknown options stay as given"
-        );
-        assert_eq!(definitions.label("free_text", &json!("x")), json!("x"));
-    }
-
-    #[test]
-    fn times_in_both_formats_read_as_micros() {
-        assert_eq!(
-            time_micros("2025-03-04 14:22:31"),
-            Some(1_741_098_151_000_000)
-        );
-        assert_eq!(
-            time_micros("2025-03-04T14:22:31Z"),
-            Some(1_741_098_151_000_000)
-        );
-        assert_eq!(time_micros("soon"), None);
-    }
 }

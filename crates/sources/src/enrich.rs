@@ -1,0 +1,211 @@
+//! The enricher's side of a platform: [`SourceEnricher`], what it is built
+//! from, and the pipeline fields every enriched event ends with.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tributary_enrichment::EnrichmentSettings;
+use tributary_enrichment::api_client::ApiError;
+use tributary_enrichment::email_validation::EmailValidator;
+use tributary_enrichment::flatten::FlatRecord;
+use tributary_enrichment::internal_events;
+use tributary_envelope::RawEvent;
+
+use crate::SourceConfigError;
+
+/// A boxed future that can move between threads.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Builds a platform's enricher; called once at the enricher's start.
+pub type BuildSourceEnricher =
+    fn(context: &EnricherContext<'_>) -> Result<Box<dyn SourceEnricher>, SourceConfigError>;
+
+/// What a platform's enricher is built from.
+pub struct EnricherContext<'a> {
+    /// Every tenant's `[tenants.<tenant>.<platform>]` section.
+    pub tenants: Vec<(&'a str, &'a serde_json::Value)>,
+    /// `[enrichment]`: timeouts, retries, breaker, cache lifetimes.
+    pub settings: &'a EnrichmentSettings,
+    /// One HTTP client (and connection pool) for every API.
+    pub http: reqwest::Client,
+    /// The email verifier, shared by every platform; `None` when none is configured.
+    pub email: Option<Arc<EmailValidator>>,
+}
+
+/// A platform's enrichment: one raw event in, one flat JSON object out.
+pub trait SourceEnricher: Send + Sync {
+    /// The enriched event for `raw`, whose `source` is this platform.
+    /// Lookups that fail make the event partial, never an error: an error
+    /// means the event cannot be enriched at all and goes to the dead-letter topic.
+    fn enrich<'a>(&'a self, raw: &'a RawEvent) -> BoxFuture<'a, Result<Enriched, EnrichFailure>>;
+}
+
+/// An enriched event, ready to produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enriched {
+    /// The flat JSON object.
+    pub payload: Vec<u8>,
+    /// Every lookup succeeded (`pipeline_enrichment_status` is `complete`).
+    pub complete: bool,
+}
+
+impl Enriched {
+    /// Serialises a finished record (see [`put_pipeline_fields`]).
+    pub fn from_record(record: &FlatRecord) -> Result<Self, EnrichFailure> {
+        let complete = record
+            .get("pipeline_enrichment_status")
+            .and_then(|status| status.as_str())
+            == Some("complete");
+        let payload = record.to_json_bytes().map_err(|collision| EnrichFailure {
+            reason: FailureReason::FlattenCollision,
+            message: collision.to_string(),
+        })?;
+        Ok(Enriched { payload, complete })
+    }
+}
+
+/// Why an event could not be enriched at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", reason.code())]
+pub struct EnrichFailure {
+    pub reason: FailureReason,
+    pub message: String,
+}
+
+/// The dead-letter reasons a platform's enricher may give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The body cannot be read as the platform's payload.
+    UnreadableBody,
+    /// Two fields of the event flatten to the same key.
+    FlattenCollision,
+}
+
+impl FailureReason {
+    /// The `reason` of the dead-letter record and of the metric.
+    pub fn code(self) -> &'static str {
+        match self {
+            FailureReason::UnreadableBody => "unreadable_body",
+            FailureReason::FlattenCollision => "flatten_collision",
+        }
+    }
+}
+
+impl EnrichFailure {
+    pub fn unreadable_body(message: impl Into<String>) -> Self {
+        EnrichFailure {
+            reason: FailureReason::UnreadableBody,
+            message: message.into(),
+        }
+    }
+}
+
+/// The lookups that failed for one event, in the order they were noticed.
+#[derive(Debug, Default)]
+pub struct Missing(Vec<&'static str>);
+
+impl Missing {
+    /// The lookup's value, or `None` with `what` noted as missing.
+    pub fn note<T>(&mut self, what: &'static str, result: Result<T, ApiError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(err) => {
+                tracing::debug!(what, error = %err, "lookup failed; the event will be partial");
+                internal_events::missing(what);
+                if !self.0.contains(&what) {
+                    self.0.push(what);
+                }
+                None
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The `pipeline_*` fields every enriched event ends with: its identity in
+/// the pipeline, the collector's verdict, and whether enrichment is complete.
+pub fn put_pipeline_fields(record: &mut FlatRecord, raw: &RawEvent, missing: &Missing) {
+    let keys = raw.keys.clone().unwrap_or_default();
+    record.put("pipeline_event_id", raw.event_id.as_str());
+    record.put("pipeline_tenant", raw.tenant.as_str());
+    record.put("pipeline_source", raw.source.as_str());
+    record.put("pipeline_payload_version", keys.payload_version);
+    record.put("pipeline_received_at_micro", raw.received_at_micros);
+    record.put(
+        "pipeline_warnings",
+        raw.warnings
+            .iter()
+            .map(|w| w.code.clone())
+            .collect::<Vec<_>>(),
+    );
+    record.put(
+        "pipeline_enriched_at_micro",
+        chrono::Utc::now().timestamp_micros(),
+    );
+    let status = if missing.is_empty() {
+        "complete"
+    } else {
+        "partial"
+    };
+    record.put("pipeline_enrichment_status", status);
+    record.put("pipeline_enrichment_missing", missing.0.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use tributary_envelope::EventKeys;
+
+    use super::*;
+
+    fn raw() -> RawEvent {
+        RawEvent {
+            tenant: "acme".into(),
+            source: "pipedrive".into(),
+            event_id: "e-1".into(),
+            received_at_micros: 7,
+            keys: Some(EventKeys {
+                payload_version: "2.0".into(),
+                ..EventKeys::default()
+            }),
+            ..RawEvent::default()
+        }
+    }
+
+    #[test]
+    fn an_event_with_a_failed_lookup_is_partial_and_says_what_is_missing() {
+        let mut missing = Missing::default();
+        let failed: Result<(), ApiError> = Err(ApiError::Unavailable {
+            api: "x",
+            reason: "down".into(),
+        });
+        assert_eq!(missing.note("person", failed.clone()), None);
+        assert_eq!(missing.note("person", failed), None);
+        assert_eq!(missing.note("stage", Ok(3)), Some(3));
+        let mut record = FlatRecord::new();
+        put_pipeline_fields(&mut record, &raw(), &missing);
+        let enriched = Enriched::from_record(&record).expect("no collision");
+        assert!(!enriched.complete);
+        let event: Value = serde_json::from_slice(&enriched.payload).expect("json");
+        assert_eq!(event["pipeline_enrichment_status"], "partial");
+        assert_eq!(event["pipeline_enrichment_missing"], json!(["person"]));
+        assert_eq!(event["pipeline_payload_version"], "2.0");
+
+        let mut record = FlatRecord::new();
+        put_pipeline_fields(&mut record, &raw(), &Missing::default());
+        assert!(Enriched::from_record(&record).expect("unique").complete);
+    }
+
+    #[test]
+    fn a_collision_is_a_flatten_collision_failure() {
+        let mut record = FlatRecord::new();
+        record.put("deal_id", 1);
+        record.put("deal_id", 2);
+        let failure = Enriched::from_record(&record).expect_err("collision");
+        assert_eq!(failure.reason.code(), "flatten_collision");
+        assert!(failure.message.contains("deal_id"), "{failure}");
+    }
+}
