@@ -9,12 +9,16 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use tributary_envelope::DeadLetterError;
 
-/// Which template an event feeds, by source and object.
-const ROUTES: &[(&str, &[&str], &str)] = &[(
-    "pipedrive",
-    &["deal", "activity", "person", "organization"],
-    "pipedrive-sales",
-)];
+/// Which template an event feeds, by source and object: each platform's
+/// routes from the sources' registry.
+fn routes() -> impl Iterator<Item = (&'static str, &'static [&'static str], &'static str)> {
+    tributary_sources::REGISTRY.iter().flat_map(|platform| {
+        platform
+            .templates
+            .iter()
+            .map(move |route| (platform.name, route.objects, route.template))
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -94,10 +98,10 @@ impl Templates {
                 }
             }
         }
-        for (_, _, template) in ROUTES {
-            if !newest.contains_key(*template) {
+        for (_, _, template) in routes() {
+            if !newest.contains_key(template) {
                 return Err(TemplateError::Missing {
-                    template: (*template).into(),
+                    template: template.into(),
                     dir: dir.to_owned(),
                 });
             }
@@ -109,10 +113,9 @@ impl Templates {
     pub fn check(&self, event: &Value) -> Result<&Template, Rejection> {
         let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or_default();
         let (source, object) = (text("pipeline_source"), text("event_object"));
-        let name = ROUTES
-            .iter()
+        let name = routes()
             .find(|(s, objects, _)| *s == source && objects.contains(&object))
-            .map(|(_, _, template)| *template)
+            .map(|(_, _, template)| template)
             .ok_or_else(|| {
                 Rejection::NoTemplate(format!(
                     "no dashboard template for source {source:?} and object {object:?}"

@@ -55,6 +55,17 @@ pub struct Platform {
     pub enricher: BuildSourceEnricher,
     /// The activator's side: the enriched event into the canonical model.
     pub mapping: &'static dyn Mapping,
+    /// Which dashboard template validates the enriched events of each
+    /// object (the enriched event's `event_object`).
+    pub templates: &'static [TemplateRoute],
+}
+
+/// Enriched events of these objects are validated against this template
+/// (`schemas/templates/<template>/<version>.json`).
+#[derive(Debug, Clone, Copy)]
+pub struct TemplateRoute {
+    pub objects: &'static [&'static str],
+    pub template: &'static str,
 }
 
 /// Builds a platform's webhook source from every tenant's section for it.

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tributary_config::Secret;
 
-use crate::Platform;
+use crate::{Platform, TemplateRoute};
 
 pub use enrich::{PipedriveEnricher, TenantEnrichment};
 pub use model::{
@@ -45,6 +45,10 @@ pub const PLATFORM: Platform = Platform {
     webhook: webhook::build,
     enricher: enrich::build,
     mapping: &mapping::PipedriveMapping,
+    templates: &[TemplateRoute {
+        objects: &["deal", "activity", "person", "organization"],
+        template: "pipedrive-sales",
+    }],
 };
 
 /// `[tenants.<tenant>.pipedrive]`.
