@@ -11,6 +11,7 @@
 //! [`REGISTRY`].
 
 pub mod checks;
+pub mod hubspot;
 pub mod pipedrive;
 
 use std::collections::BTreeMap;
