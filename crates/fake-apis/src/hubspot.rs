@@ -1050,5 +1050,138 @@ async fn unknown_route(State(shared): State<Shared>, headers: HeaderMap, uri: Ur
     .await
 }
 
+/// When [`sample_portal`]'s history starts: 2025-03-01T00:00:00Z.
+pub const SAMPLE_START_MS: i64 = 1_740_787_200_000;
+
+/// A small portal for tests (portal id `62515`): HubSpot's default pipeline
+/// and a custom one (`811234` "Enterprise": `1101` Discovery 0.1, `1102`
+/// Negotiation 0.65, `1103` Signed won, `1104` Lost); owners `501` Ada
+/// (user 9001), `502` Alan (user 9002) and archived `503` Grace; a custom
+/// deal property `lead_source`; company `301` Acme, primary company of
+/// contacts `201` Marie and `202` Pierre; deal `101` "Acme renewal" (EUR,
+/// owner 501) created on day 0 in Discovery, in Negotiation on day 1, Signed
+/// with amount 13000 through the API on day 2, associated with contact 201
+/// and primary company 301; deal `102` "Globex pilot" (USD, default
+/// pipeline, no associations); deal `103` archived on day 3; and call `701`
+/// (completed, owner 502) on deal 101.
+pub fn sample_portal() -> HubSpotPortal {
+    const DAY_MS: i64 = 86_400_000;
+    const T0: i64 = SAMPLE_START_MS;
+    let mut portal = HubSpotPortal::new("62515");
+    portal.deal_pipelines.push(Pipeline::new(
+        "811234",
+        "Enterprise",
+        1,
+        vec![
+            PipelineStage::open("1101", "Discovery", 0, 0.1),
+            PipelineStage::open("1102", "Negotiation", 1, 0.65),
+            PipelineStage::won("1103", "Signed", 2),
+            PipelineStage::lost("1104", "Lost", 3),
+        ],
+    ));
+    portal.owners = vec![
+        Owner::new("501", 9001, "Ada", "Lovelace", "ada@example.com"),
+        Owner::new("502", 9002, "Alan", "Turing", "alan@example.com"),
+        Owner::new("503", 9003, "Grace", "Hopper", "grace@example.com"),
+    ];
+    portal.owners[2].archived = true;
+    portal.define(
+        ObjectType::Deals,
+        PropertyDefinition::enumeration(
+            "lead_source",
+            "Lead source",
+            &[("web", "Web"), ("event", "Event")],
+        )
+        .custom(),
+    );
+    let ui = ChangeSource::crm_ui(9001);
+    portal.set(
+        ObjectType::Companies,
+        301,
+        T0,
+        &[("name", "Acme"), ("domain", "acme.example")],
+        &ui,
+    );
+    for (id, first, email) in [
+        (201, "Marie", "marie@acme.example"),
+        (202, "Pierre", "pierre@acme.example"),
+    ] {
+        portal.set(
+            ObjectType::Contacts,
+            id,
+            T0,
+            &[("firstname", first), ("email", email)],
+            &ui,
+        );
+        portal.associate_primary((ObjectType::Contacts, id), (ObjectType::Companies, 301));
+    }
+    portal.set(
+        ObjectType::Deals,
+        101,
+        T0,
+        &[
+            ("dealname", "Acme renewal"),
+            ("amount", "12500.50"),
+            ("deal_currency_code", "EUR"),
+            ("pipeline", "811234"),
+            ("dealstage", "1101"),
+            ("hubspot_owner_id", "501"),
+        ],
+        &ui,
+    );
+    portal.set(
+        ObjectType::Deals,
+        101,
+        T0 + DAY_MS,
+        &[("dealstage", "1102")],
+        &ui,
+    );
+    portal.set(
+        ObjectType::Deals,
+        101,
+        T0 + 2 * DAY_MS,
+        &[("dealstage", "1103"), ("amount", "13000")],
+        &ChangeSource::api(4242),
+    );
+    portal.associate((ObjectType::Deals, 101), (ObjectType::Contacts, 201));
+    portal.associate_primary((ObjectType::Deals, 101), (ObjectType::Companies, 301));
+    portal.set(
+        ObjectType::Calls,
+        701,
+        T0 + DAY_MS,
+        &[
+            ("hs_timestamp", &iso_millis(T0 + DAY_MS)),
+            ("hs_call_status", "COMPLETED"),
+            ("hs_call_direction", "OUTBOUND"),
+            ("hubspot_owner_id", "502"),
+        ],
+        &ui,
+    );
+    portal.associate((ObjectType::Calls, 701), (ObjectType::Deals, 101));
+    portal.set(
+        ObjectType::Deals,
+        102,
+        T0 + DAY_MS,
+        &[
+            ("dealname", "Globex pilot"),
+            ("amount", "4000"),
+            ("deal_currency_code", "USD"),
+            ("pipeline", "default"),
+            ("dealstage", "qualifiedtobuy"),
+            ("hubspot_owner_id", "502"),
+        ],
+        &ui,
+    );
+    portal.set(
+        ObjectType::Deals,
+        103,
+        T0 + DAY_MS,
+        &[("dealname", "Duplicate")],
+        &ui,
+    );
+    portal.archive(ObjectType::Deals, 103, T0 + 3 * DAY_MS);
+    portal
+}
+
 #[cfg(test)]
 mod tests;

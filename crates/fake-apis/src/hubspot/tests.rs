@@ -5,112 +5,14 @@ use crate::Storm;
 
 const TOKEN: &str = "pat-na1-test";
 const DAY_MS: i64 = 86_400_000;
-/// 2025-03-01T00:00:00Z.
-const T0: i64 = 1_740_787_200_000;
-
-/// A portal with a custom pipeline, two owners, a company, two contacts,
-/// a deal moved through stages, and a call on the deal.
-fn portal() -> HubSpotPortal {
-    let mut portal = HubSpotPortal::new("62515");
-    portal.deal_pipelines.push(Pipeline::new(
-        "811234",
-        "Enterprise",
-        1,
-        vec![
-            PipelineStage::open("1101", "Discovery", 0, 0.1),
-            PipelineStage::open("1102", "Negotiation", 1, 0.65),
-            PipelineStage::won("1103", "Signed", 2),
-            PipelineStage::lost("1104", "Lost", 3),
-        ],
-    ));
-    portal.owners = vec![
-        Owner::new("501", 9001, "Ada", "Lovelace", "ada@example.com"),
-        Owner::new("502", 9002, "Alan", "Turing", "alan@example.com"),
-        Owner::new("503", 9003, "Grace", "Hopper", "grace@example.com"),
-    ];
-    portal.owners[2].archived = true;
-    portal.define(
-        ObjectType::Deals,
-        PropertyDefinition::enumeration(
-            "lead_source",
-            "Lead source",
-            &[("web", "Web"), ("event", "Event")],
-        )
-        .custom(),
-    );
-    let ui = ChangeSource::crm_ui(9001);
-    portal.set(
-        ObjectType::Companies,
-        301,
-        T0,
-        &[("name", "Acme"), ("domain", "acme.example")],
-        &ui,
-    );
-    for (id, first, email) in [
-        (201, "Marie", "marie@acme.example"),
-        (202, "Pierre", "pierre@acme.example"),
-    ] {
-        portal.set(
-            ObjectType::Contacts,
-            id,
-            T0,
-            &[("firstname", first), ("email", email)],
-            &ui,
-        );
-        portal.associate_primary((ObjectType::Contacts, id), (ObjectType::Companies, 301));
-    }
-    portal.set(
-        ObjectType::Deals,
-        101,
-        T0,
-        &[
-            ("dealname", "Acme renewal"),
-            ("amount", "12500.50"),
-            ("deal_currency_code", "EUR"),
-            ("pipeline", "811234"),
-            ("dealstage", "1101"),
-            ("hubspot_owner_id", "501"),
-        ],
-        &ui,
-    );
-    portal.set(
-        ObjectType::Deals,
-        101,
-        T0 + DAY_MS,
-        &[("dealstage", "1102")],
-        &ui,
-    );
-    portal.set(
-        ObjectType::Deals,
-        101,
-        T0 + 2 * DAY_MS,
-        &[("dealstage", "1103"), ("amount", "13000")],
-        &ChangeSource::api(4242),
-    );
-    portal.associate((ObjectType::Deals, 101), (ObjectType::Contacts, 201));
-    portal.associate_primary((ObjectType::Deals, 101), (ObjectType::Companies, 301));
-    portal.set(
-        ObjectType::Calls,
-        701,
-        T0 + DAY_MS,
-        &[
-            ("hs_timestamp", &iso_millis(T0 + DAY_MS)),
-            ("hs_call_status", "COMPLETED"),
-            ("hs_call_direction", "OUTBOUND"),
-            ("hubspot_owner_id", "502"),
-        ],
-        &ui,
-    );
-    portal.associate((ObjectType::Calls, 701), (ObjectType::Deals, 101));
-    portal
-}
+const T0: i64 = SAMPLE_START_MS;
 
 async fn start(state: HubSpotState) -> Running<HubSpotState> {
     FakeHubSpot::start(state).await.unwrap()
 }
 
 async fn started() -> Running<HubSpotState> {
-    start(HubSpotState::with_portal(TOKEN, portal())).await
+    start(HubSpotState::with_portal(TOKEN, sample_portal())).await
 }
 
 async fn get(server: &Running<HubSpotState>, path: &str) -> (u16, HeaderMap, Value) {
@@ -282,7 +184,7 @@ async fn default_properties_type_ids_and_unknown_types() {
 
 #[tokio::test]
 async fn unknown_and_archived_records_are_404_until_asked_for_archived() {
-    let mut portal = portal();
+    let mut portal = sample_portal();
     portal.archive(ObjectType::Deals, 101, T0 + 5 * DAY_MS);
     let server = start(HubSpotState::with_portal(TOKEN, portal)).await;
 
@@ -576,7 +478,7 @@ async fn pipelines_owners_and_properties() {
 
 #[tokio::test]
 async fn a_merged_id_answers_with_the_surviving_record() {
-    let mut portal = portal();
+    let mut portal = sample_portal();
     portal.merge(
         ObjectType::Contacts,
         202,
@@ -636,7 +538,7 @@ async fn unknown_token_gets_hubspots_401() {
 
 #[tokio::test]
 async fn over_the_burst_limit_answers_429_with_hubspots_body_and_headers() {
-    let mut state = HubSpotState::with_portal(TOKEN, portal());
+    let mut state = HubSpotState::with_portal(TOKEN, sample_portal());
     state.limits = RateLimits {
         per_10_seconds: 3,
         daily: 1_000,
@@ -673,7 +575,7 @@ async fn over_the_burst_limit_answers_429_with_hubspots_body_and_headers() {
 
 #[tokio::test]
 async fn over_the_daily_limit_answers_429_daily() {
-    let mut state = HubSpotState::with_portal(TOKEN, portal());
+    let mut state = HubSpotState::with_portal(TOKEN, sample_portal());
     state.limits = RateLimits {
         per_10_seconds: 100,
         daily: 2,
@@ -694,7 +596,7 @@ async fn over_the_daily_limit_answers_429_daily() {
 
 #[tokio::test]
 async fn behaviour_injects_storms_and_failures_every_nth_request() {
-    let mut state = HubSpotState::with_portal(TOKEN, portal());
+    let mut state = HubSpotState::with_portal(TOKEN, sample_portal());
     state.behaviour.storm = Some(Storm {
         count: 2,
         retry_after_seconds: 3,
