@@ -18,7 +18,9 @@
 //! gets HubSpot's `401`. Errors use HubSpot's body: `status`, `message`,
 //! `correlationId`, `category` (and `context`, `subCategory` where HubSpot
 //! sends them). [`Behaviour`] adds outages, storms of `429` (with
-//! `Retry-After`) and failures every n-th request, as for the Pipedrive fake.
+//! `Retry-After`) and failures every n-th request, as for the Pipedrive fake;
+//! its `burst_per_2s` is Pipedrive's and unused here ([`HubSpotState::limits`]
+//! holds HubSpot's).
 
 mod portal;
 
