@@ -16,6 +16,8 @@ topics=("${TRIBUTARY_TOPICS__RAW:-tributary.raw}" "${TRIBUTARY_TOPICS__ENRICHED:
 tansu_version=0.6.0
 # The modern ClickHouse engine the tests check migrations and dashboard SQL on.
 chdb_version=26.9.0
+# HubSpot's official Python client, which a test drives against the fake HubSpot API.
+hubspot_client_version=12.0.0
 
 log() { printf '[local] %s\n' "$*" >&2; }
 die() { printf '[local] error: %s\n' "$*" >&2; exit 1; }

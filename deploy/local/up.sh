@@ -6,6 +6,8 @@
 #
 #   - chdb-core, a modern ClickHouse engine in-process, in a Python venv at <state>/chdb
 #     (the tests run every migration and dashboard query on it as well)
+#   - HubSpot's official Python client (hubspot-api-client) in a Python venv at <state>/hubspot-client
+#     (a test drives the fake HubSpot API with it, to prove the fake speaks HubSpot's shapes)
 #   - Chromium (Debian's `chromium`), headless, which the report test uses to render the HTML report
 #
 # Environment: TRIBUTARY_LOCAL_STATE (default <repo>/.local), TRIBUTARY_LOCAL_PARTITIONS (6),
@@ -44,6 +46,18 @@ install_chdb() {
     python3 -m venv "$state/chdb" >"$logs/chdb-install.log" 2>&1 || die "creating the chdb venv failed; see $logs/chdb-install.log"
     "$state/chdb/bin/pip" install --quiet "chdb-core==$chdb_version" >>"$logs/chdb-install.log" 2>&1 \
         || die "installing chdb-core failed; see $logs/chdb-install.log"
+}
+
+install_hubspot_client() {
+    if "$state/hubspot-client/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('hubspot-api-client') != '$hubspot_client_version')" 2>/dev/null; then
+        return 0
+    fi
+    command -v python3 >/dev/null || die "python3 is needed for HubSpot's Python client (a test drives the fake HubSpot API with it)"
+    log "installing hubspot-api-client $hubspot_client_version into $state/hubspot-client (log: $logs/hubspot-client-install.log)"
+    python3 -m venv "$state/hubspot-client" >"$logs/hubspot-client-install.log" 2>&1 \
+        || die "creating the hubspot-client venv failed; see $logs/hubspot-client-install.log"
+    "$state/hubspot-client/bin/pip" install --quiet "hubspot-api-client==$hubspot_client_version" >>"$logs/hubspot-client-install.log" 2>&1 \
+        || die "installing hubspot-api-client failed; see $logs/hubspot-client-install.log"
 }
 
 install_chromium() {
@@ -138,6 +152,7 @@ create_topics() {
 install_tansu
 install_clickhouse
 install_chdb
+install_hubspot_client
 install_chromium
 start_broker
 start_clickhouse
@@ -148,6 +163,7 @@ cat >&2 <<INFO
 [local]   kafka       127.0.0.1:$kafka_port  (tansu $tansu_version, SQLite at $state/kafka/tansu.db)
 [local]   clickhouse  http://127.0.0.1:$clickhouse_http_port  native 127.0.0.1:$clickhouse_tcp_port  (data in $state/clickhouse/data)
 [local]   chdb        $state/chdb/bin/python  (chdb-core $chdb_version, for the modern-engine checks)
+[local]   hubspot     $state/hubspot-client/bin/python  (hubspot-api-client $hubspot_client_version, drives the fake HubSpot API in a test)
 [local]   chromium    /usr/bin/chromium  (headless, renders the HTML report in its test)
 [local]   topics      ${topics[*]}
 [local]   state       $state   logs $logs   pids $pids

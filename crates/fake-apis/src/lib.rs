@@ -4,6 +4,7 @@
 //! stall. Every call is logged so tests can count and time them.
 
 mod email;
+pub mod hubspot;
 mod pipedrive;
 pub mod shapes;
 
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub use email::{EmailVerifier, EmailVerifierState};
+pub use hubspot::{FakeHubSpot, HubSpotPortal, HubSpotState};
 pub use pipedrive::{Account, FakePipedrive, PipedriveState, field_definition};
 
 /// One call a fake API answered.

@@ -23,6 +23,7 @@
 
 pub mod checks;
 pub mod enrich;
+pub mod hubspot;
 pub mod pipedrive;
 pub mod webhook;
 

@@ -1,0 +1,3 @@
+//! HubSpot: app webhooks and the CRM API.
+
+pub mod signature;
