@@ -79,11 +79,51 @@ impl RetryPolicy {
     }
 }
 
+/// Where an API says how much of its rate limit is left, and when more comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    /// Requests left in the current window.
+    pub remaining: &'static str,
+    /// When the window ends.
+    pub reset: ResetHeader,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetHeader {
+    /// Seconds until the window resets.
+    Seconds(&'static str),
+    /// The window's length in milliseconds (a rolling window: at most that long).
+    WindowMillis(&'static str),
+}
+
+impl RateLimitHeaders {
+    /// `x-ratelimit-remaining` and `x-ratelimit-reset` (seconds).
+    pub const RESET_SECONDS: RateLimitHeaders = RateLimitHeaders {
+        remaining: "x-ratelimit-remaining",
+        reset: ResetHeader::Seconds("x-ratelimit-reset"),
+    };
+
+    /// How long to wait when the headers say the window is used up.
+    fn exhausted_for(&self, headers: &HeaderMap) -> Option<Duration> {
+        let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
+        let remaining = number(self.remaining)?;
+        if remaining > 0.0 {
+            return None;
+        }
+        let seconds = match self.reset {
+            ResetHeader::Seconds(name) => number(name)?,
+            ResetHeader::WindowMillis(name) => number(name)? / 1_000.0,
+        };
+        (seconds > 0.0).then(|| Duration::from_secs_f64(seconds.min(60.0)))
+    }
+}
+
 /// A request budget: at most `requests` per rolling `window`, and nothing
 /// while the API has said to wait.
 pub struct RequestBudget {
     limiter: governor::DefaultDirectRateLimiter,
     blocked_until: Mutex<Option<Instant>>,
+    headers: RateLimitHeaders,
 }
 
 impl RequestBudget {
@@ -102,7 +142,14 @@ impl RequestBudget {
         RequestBudget {
             limiter: RateLimiter::direct(quota),
             blocked_until: Mutex::new(None),
+            headers: RateLimitHeaders::RESET_SECONDS,
         }
+    }
+
+    /// Reads the API's rate-limit headers under these names.
+    pub fn with_headers(mut self, headers: RateLimitHeaders) -> Self {
+        self.headers = headers;
+        self
     }
 
     fn blocked_until(&self) -> Option<Instant> {
@@ -141,17 +188,12 @@ impl RequestBudget {
         }
     }
 
-    /// Reads the rate-limit headers of a successful answer: when the window
-    /// is used up, waits for its reset.
-    pub fn observe(&self, headers: &HeaderMap) {
-        let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
-        if let (Some(remaining), Some(reset)) =
-            (number("x-ratelimit-remaining"), number("x-ratelimit-reset"))
-            && remaining <= 0.0
-            && reset > 0.0
-        {
-            self.block_until(Instant::now() + Duration::from_secs_f64(reset.min(60.0)));
-        }
+    /// Reads the rate-limit headers of an answer: when the window is used
+    /// up, waits for its reset. Returns that wait.
+    pub fn observe(&self, headers: &HeaderMap) -> Option<Duration> {
+        let wait = self.headers.exhausted_for(headers)?;
+        self.block_until(Instant::now() + wait);
+        Some(wait)
     }
 }
 
@@ -227,9 +269,10 @@ impl ApiClient {
         &self.http
     }
 
-    /// GETs JSON with the budget, retries and breaker. `request` builds the
-    /// request afresh for every attempt. `202` and `222` count as "not ready
-    /// yet" and are retried like a 5xx.
+    /// Sends a request (a GET, or a POST that reads, like a batch read) and
+    /// reads its JSON answer, with the budget, retries and breaker. `request`
+    /// builds the request afresh for every attempt. `202` and `222` count as
+    /// "not ready yet" and are retried like a 5xx.
     pub async fn get_json(
         &self,
         endpoint: &'static str,
@@ -323,7 +366,10 @@ impl ApiClient {
             }
             429 => {
                 internal_events::api_request(self.api, endpoint, "rate_limited");
-                let wait = retry_after(response.headers()).unwrap_or(self.policy.backoff_initial);
+                let window = self.budget.observe(response.headers());
+                let wait = retry_after(response.headers())
+                    .or(window)
+                    .unwrap_or(self.policy.backoff_initial);
                 Err(Attempt::RetryAfter(
                     wait,
                     format!("429 rate limited for {wait:?}"),
@@ -446,5 +492,25 @@ mod tests {
         let mut retry = HeaderMap::new();
         retry.insert("retry-after", "3".parse().expect("header"));
         assert_eq!(retry_after(&retry), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_rolling_window_named_by_its_length_is_waited_out_when_used_up() {
+        let rolling = RateLimitHeaders {
+            remaining: "x-window-remaining",
+            reset: ResetHeader::WindowMillis("x-window-millis"),
+        };
+        let budget = RequestBudget::new(10, Duration::from_secs(10)).with_headers(rolling);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-window-remaining", "3".parse().expect("header"));
+        headers.insert("x-window-millis", "10000".parse().expect("header"));
+        assert_eq!(budget.observe(&headers), None, "requests are left");
+        headers.insert("x-window-remaining", "0".parse().expect("header"));
+        assert_eq!(budget.observe(&headers), Some(Duration::from_secs(10)));
+        assert!(
+            budget
+                .blocked_until()
+                .is_some_and(|u| u > Instant::now() + Duration::from_secs(9))
+        );
     }
 }

@@ -57,6 +57,30 @@ impl<'a> Flat<'a> {
         })
     }
 
+    /// A money amount, treating the empty string as null.
+    pub fn amount_or_empty(&self, key: &str) -> Read<Amount> {
+        match self.fields.get(key) {
+            Some(Value::String(s)) if s.is_empty() => Ok(Field::Null),
+            _ => self.amount(key),
+        }
+    }
+
+    /// A date, treating the empty string as null (a cleared property).
+    pub fn date_or_empty(&self, key: &str) -> Read<NaiveDate> {
+        match self.fields.get(key) {
+            Some(Value::String(s)) if s.is_empty() => Ok(Field::Null),
+            _ => self.date(key),
+        }
+    }
+
+    /// A time, treating the empty string as null (a cleared property).
+    pub fn time_or_empty(&self, key: &str) -> Read<Timestamp> {
+        match self.fields.get(key) {
+            Some(Value::String(s)) if s.is_empty() => Ok(Field::Null),
+            _ => self.time(key),
+        }
+    }
+
     /// A boolean: `true`/`false`, the strings `"true"`/`"false"` (HubSpot
     /// sends booleans as strings; "false" is not true), or 0/1.
     pub fn flag(&self, key: &str) -> Read<bool> {

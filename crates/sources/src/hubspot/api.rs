@@ -1,0 +1,779 @@
+//! HubSpot CRM API v3 lookups, per portal: records read in batches, their
+//! associations (v4), and the portal's definitions (deal pipelines, owners,
+//! property definitions) cached.
+//!
+//! A burst of events about many records costs a handful of calls: each
+//! record lookup waits up to [`BATCH_WINDOW`] for others of the same object
+//! type, then one `batch/read` answers them all (100 ids a call, 50 with
+//! property history), and likewise one v4 association read per pair of
+//! object types. An event's own record is always read afresh (it has just
+//! changed); the records it refers to (a deal's company) are cached for
+//! `entity_ttl_seconds`, definitions for `definitions_ttl_seconds`. Failures
+//! are never cached. Each portal has its own request budget (the app's burst
+//! limit per 10 s, read from `X-HubSpot-RateLimit-*`) and circuit breaker.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use moka::future::Cache;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tributary_config::Secret;
+use tributary_enrichment::EnrichmentSettings;
+use tributary_enrichment::api_client::{
+    ApiClient, ApiError, Fetched, RateLimitHeaders, RequestBudget, ResetHeader, RetryPolicy,
+};
+
+/// How long a record lookup waits for others to share its batch.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(25);
+/// Ids per batch read, and per batch read with property history.
+pub const BATCH_LIMIT: usize = 100;
+pub const BATCH_WITH_HISTORY_LIMIT: usize = 50;
+
+/// HubSpot's rate-limit headers: what is left of the rolling 10-second window.
+const RATE_LIMIT_HEADERS: RateLimitHeaders = RateLimitHeaders {
+    remaining: "x-hubspot-ratelimit-remaining",
+    reset: ResetHeader::WindowMillis("x-hubspot-ratelimit-interval-milliseconds"),
+};
+
+/// The CRM object types Tributary reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectType {
+    Deals,
+    Contacts,
+    Companies,
+    Calls,
+    Emails,
+    Meetings,
+    Tasks,
+    Notes,
+}
+
+impl ObjectType {
+    /// The name in API paths (`/crm/v3/objects/{type}`).
+    pub fn path(self) -> &'static str {
+        match self {
+            ObjectType::Deals => "deals",
+            ObjectType::Contacts => "contacts",
+            ObjectType::Companies => "companies",
+            ObjectType::Calls => "calls",
+            ObjectType::Emails => "emails",
+            ObjectType::Meetings => "meetings",
+            ObjectType::Tasks => "tasks",
+            ObjectType::Notes => "notes",
+        }
+    }
+
+    /// From the webhook's object name (`deal`, `call`...).
+    pub fn from_object(object: &str) -> Option<ObjectType> {
+        Some(match object {
+            "deal" => ObjectType::Deals,
+            "contact" => ObjectType::Contacts,
+            "company" => ObjectType::Companies,
+            "call" => ObjectType::Calls,
+            "email" => ObjectType::Emails,
+            "meeting" => ObjectType::Meetings,
+            "task" => ObjectType::Tasks,
+            "note" => ObjectType::Notes,
+            _ => return None,
+        })
+    }
+
+    /// The standard properties the enriched event carries.
+    pub fn properties(self) -> &'static [&'static str] {
+        match self {
+            ObjectType::Deals => &[
+                "dealname",
+                "amount",
+                "deal_currency_code",
+                "pipeline",
+                "dealstage",
+                "closedate",
+                "createdate",
+                "hs_is_closed",
+                "hs_is_closed_won",
+                "closed_lost_reason",
+                "hubspot_owner_id",
+                "hs_lastmodifieddate",
+                "hs_merged_object_ids",
+            ],
+            ObjectType::Contacts => &[
+                "firstname",
+                "lastname",
+                "email",
+                "phone",
+                "jobtitle",
+                "associatedcompanyid",
+                "hubspot_owner_id",
+                "lifecyclestage",
+                "hs_lead_status",
+                "lastmodifieddate",
+                "hs_merged_object_ids",
+            ],
+            ObjectType::Companies => &[
+                "name",
+                "domain",
+                "industry",
+                "numberofemployees",
+                "hubspot_owner_id",
+                "hs_lastmodifieddate",
+                "hs_merged_object_ids",
+            ],
+            ObjectType::Calls => &[
+                "hs_call_title",
+                "hs_timestamp",
+                "hs_call_status",
+                "hs_call_direction",
+                "hubspot_owner_id",
+            ],
+            ObjectType::Emails => &[
+                "hs_email_subject",
+                "hs_timestamp",
+                "hs_email_status",
+                "hs_email_direction",
+                "hubspot_owner_id",
+            ],
+            ObjectType::Meetings => &[
+                "hs_meeting_title",
+                "hs_timestamp",
+                "hs_meeting_outcome",
+                "hubspot_owner_id",
+            ],
+            ObjectType::Tasks => &[
+                "hs_task_subject",
+                "hs_timestamp",
+                "hs_task_status",
+                "hs_task_completion_date",
+                "hubspot_owner_id",
+            ],
+            ObjectType::Notes => &["hs_timestamp", "hubspot_owner_id"],
+        }
+    }
+
+    /// Whether custom properties of this type are read (engagements' are not).
+    pub fn has_custom_properties(self) -> bool {
+        matches!(
+            self,
+            ObjectType::Deals | ObjectType::Contacts | ObjectType::Companies
+        )
+    }
+
+    /// Properties read with their history.
+    fn with_history(self) -> &'static [&'static str] {
+        match self {
+            ObjectType::Deals => &["dealstage"],
+            _ => &[],
+        }
+    }
+}
+
+/// One CRM record as a batch read answered it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Record {
+    pub id: String,
+    pub properties: BTreeMap<String, Option<String>>,
+    /// Per property with history: `(value, timestamp, sourceType)`, newest first as HubSpot lists them.
+    pub history: BTreeMap<String, Vec<(String, String, String)>>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub archived: bool,
+    pub archived_at: Option<String>,
+}
+
+impl Record {
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.properties.get(name)?.as_deref()
+    }
+
+    fn from_json(value: &Value) -> Option<Record> {
+        let id = crate::hubspot::id_text(value.get("id")?)?;
+        let text = |v: &Value| v.as_str().map(str::to_owned);
+        let properties = value
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|props| {
+                props
+                    .iter()
+                    .map(|(k, v)| (k.clone(), text(v)))
+                    .collect::<BTreeMap<_, _>>()
+            })
+            .unwrap_or_default();
+        let history = value
+            .get("propertiesWithHistory")
+            .and_then(Value::as_object)
+            .map(|props| {
+                props
+                    .iter()
+                    .map(|(name, entries)| {
+                        let entries = entries
+                            .as_array()
+                            .map(|entries| {
+                                entries
+                                    .iter()
+                                    .filter_map(|e| {
+                                        Some((
+                                            text(e.get("value")?)?,
+                                            text(e.get("timestamp")?)?,
+                                            e.get("sourceType").and_then(text).unwrap_or_default(),
+                                        ))
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (name.clone(), entries)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Record {
+            id,
+            properties,
+            history,
+            created_at: value.get("createdAt").and_then(text),
+            updated_at: value.get("updatedAt").and_then(text),
+            archived: value.get("archived").and_then(Value::as_bool).unwrap_or(false),
+            archived_at: value.get("archivedAt").and_then(text),
+        })
+    }
+
+    /// The ids this record answers for: its own and those merged into it.
+    fn answers_for(&self) -> impl Iterator<Item = String> + '_ {
+        std::iter::once(self.id.clone()).chain(
+            self.property("hs_merged_object_ids")
+                .unwrap_or_default()
+                .split(';')
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned),
+        )
+    }
+}
+
+/// A deal pipeline's stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineStage {
+    pub id: String,
+    pub label: String,
+    pub display_order: i64,
+    /// `metadata.probability` as HubSpot sends it ("0.2").
+    pub probability: Option<String>,
+    pub is_closed: bool,
+}
+
+impl PipelineStage {
+    /// `open`, `won` or `lost`: a closed stage with probability 1 is won.
+    pub fn outcome(&self) -> &'static str {
+        let probability = self
+            .probability
+            .as_deref()
+            .and_then(|p| p.trim().parse::<f64>().ok());
+        match (self.is_closed, probability) {
+            (false, _) => "open",
+            (true, Some(p)) if p >= 1.0 => "won",
+            (true, _) => "lost",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DealPipeline {
+    pub id: String,
+    pub label: String,
+    pub display_order: i64,
+    pub stages: Vec<PipelineStage>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Owner {
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// A property's definition, for custom fields and enumeration labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Property {
+    pub name: String,
+    pub label: String,
+    pub field_type: String,
+    pub custom: bool,
+    /// Enumeration options: (value, label).
+    pub options: Vec<(String, String)>,
+}
+
+/// What a record lookup answers.
+pub type Looked = Result<Option<Arc<Record>>, ApiError>;
+type Waiter<T> = oneshot::Sender<Result<T, ApiError>>;
+
+/// Lookups of one kind waiting to be answered by one batch call.
+struct Pending<T> {
+    waiters: Vec<(String, Waiter<T>)>,
+    scheduled: bool,
+}
+
+impl<T> Default for Pending<T> {
+    fn default() -> Self {
+        Pending {
+            waiters: Vec::new(),
+            scheduled: false,
+        }
+    }
+}
+
+/// Ids associated with one record, per target type: `(id, is primary)`.
+pub type Associated = Vec<(String, bool)>;
+
+/// One portal's API.
+pub struct Portal {
+    client: ApiClient,
+    base_url: String,
+    token: Secret,
+    records: Mutex<HashMap<ObjectType, Pending<Option<Arc<Record>>>>>,
+    associations: Mutex<HashMap<(ObjectType, ObjectType), Pending<Associated>>>,
+    /// Records an event refers to, read through this cache.
+    cached: Cache<(ObjectType, String), Option<Arc<Record>>>,
+    pipelines: Cache<(), Arc<Vec<DealPipeline>>>,
+    owners: Cache<(), Arc<HashMap<String, Owner>>>,
+    properties: Cache<ObjectType, Arc<Vec<Property>>>,
+}
+
+/// One portal's access, from its tenant's settings.
+pub struct PortalAccess {
+    pub tenant: String,
+    pub base_url: String,
+    pub token: Secret,
+    pub requests_per_10s: u32,
+}
+
+/// Every configured portal's API, by tenant.
+pub struct HubSpotApi {
+    portals: HashMap<String, Arc<Portal>>,
+}
+
+impl HubSpotApi {
+    pub fn new(access: Vec<PortalAccess>, settings: &EnrichmentSettings, http: reqwest::Client) -> Self {
+        let policy = RetryPolicy::from_settings(settings);
+        let ttl = |seconds: u64| Duration::from_secs(seconds.max(1));
+        let portals = access
+            .into_iter()
+            .map(|access| {
+                let budget = RequestBudget::new(access.requests_per_10s, Duration::from_secs(10))
+                    .with_headers(RATE_LIMIT_HEADERS);
+                let portal = Portal {
+                    client: ApiClient::new("hubspot", http.clone(), policy.clone(), budget),
+                    base_url: access.base_url.trim_end_matches('/').to_owned(),
+                    token: access.token,
+                    records: Mutex::default(),
+                    associations: Mutex::default(),
+                    cached: Cache::builder()
+                        .max_capacity(100_000)
+                        .time_to_live(ttl(settings.entity_ttl_seconds))
+                        .build(),
+                    pipelines: Cache::builder()
+                        .time_to_live(ttl(settings.definitions_ttl_seconds))
+                        .build(),
+                    owners: Cache::builder()
+                        .time_to_live(ttl(settings.definitions_ttl_seconds))
+                        .build(),
+                    properties: Cache::builder()
+                        .time_to_live(ttl(settings.definitions_ttl_seconds))
+                        .build(),
+                };
+                (access.tenant, Arc::new(portal))
+            })
+            .collect();
+        HubSpotApi { portals }
+    }
+
+    /// The tenant's portal, if its API access is configured.
+    pub fn portal(&self, tenant: &str) -> Option<&Arc<Portal>> {
+        self.portals.get(tenant)
+    }
+}
+
+impl Portal {
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .http()
+            .request(method, format!("{}{path}", self.base_url))
+            .bearer_auth(self.token.expose())
+    }
+
+    /// The record as it is now (read in a batch with others), `None` when
+    /// HubSpot no longer has it (archived or deleted).
+    pub async fn record(self: &Arc<Self>, object: ObjectType, id: &str) -> Looked {
+        self.cached.invalidate(&(object, id.to_owned())).await;
+        let (sender, receiver) = oneshot::channel();
+        let schedule = {
+            let mut pending = lock(&self.records);
+            let pending = pending.entry(object).or_default();
+            pending.waiters.push((id.to_owned(), sender));
+            !std::mem::replace(&mut pending.scheduled, true)
+        };
+        if schedule {
+            let portal = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(BATCH_WINDOW).await;
+                portal.flush_records(object).await;
+            });
+        }
+        receiver.await.unwrap_or_else(|_| {
+            Err(ApiError::Unavailable {
+                api: "hubspot",
+                reason: "the batch read was dropped".into(),
+            })
+        })
+    }
+
+    /// A record the event refers to, cached for the entity lifetime.
+    pub async fn referenced(self: &Arc<Self>, object: ObjectType, id: &str) -> Looked {
+        let key = (object, id.to_owned());
+        if let Some(found) = self.cached.get(&key).await {
+            return Ok(found);
+        }
+        let found = self.record(object, id).await?;
+        self.cached.insert(key, found.clone()).await;
+        Ok(found)
+    }
+
+    async fn flush_records(self: &Arc<Self>, object: ObjectType) {
+        let waiters = {
+            let mut pending = lock(&self.records);
+            let pending = pending.entry(object).or_default();
+            pending.scheduled = false;
+            std::mem::take(&mut pending.waiters)
+        };
+        let limit = if object.with_history().is_empty() {
+            BATCH_LIMIT
+        } else {
+            BATCH_WITH_HISTORY_LIMIT
+        };
+        let properties = match self.property_names(object).await {
+            Ok(names) => names,
+            Err(err) => {
+                for (_, waiter) in waiters {
+                    let _ = waiter.send(Err(err.clone()));
+                }
+                return;
+            }
+        };
+        let mut ids: Vec<String> = waiters.iter().map(|(id, _)| id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let mut answers: HashMap<String, Looked> = HashMap::new();
+        for chunk in ids.chunks(limit) {
+            let body = json!({
+                "inputs": chunk.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+                "properties": properties,
+                "propertiesWithHistory": object.with_history(),
+            });
+            let path = format!("/crm/v3/objects/{}/batch/read", object.path());
+            let result = self
+                .client
+                .get_json("batch_read", || {
+                    self.request(reqwest::Method::POST, &path).json(&body)
+                })
+                .await;
+            match result {
+                Ok(Fetched::Found(answer)) => {
+                    let records: Vec<Arc<Record>> = answer
+                        .get("results")
+                        .and_then(Value::as_array)
+                        .map(|r| r.iter().filter_map(Record::from_json).map(Arc::new).collect())
+                        .unwrap_or_default();
+                    for record in records {
+                        for id in record.answers_for() {
+                            answers.insert(id, Ok(Some(record.clone())));
+                        }
+                    }
+                    // Ids the answer lacks are not found (HubSpot lists them
+                    // in `errors` with OBJECT_NOT_FOUND).
+                    for id in chunk {
+                        answers.entry(id.clone()).or_insert(Ok(None));
+                    }
+                }
+                Ok(Fetched::NotFound) => {
+                    for id in chunk {
+                        answers.insert(id.clone(), Ok(None));
+                    }
+                }
+                Err(err) => {
+                    for id in chunk {
+                        answers.insert(id.clone(), Err(err.clone()));
+                    }
+                }
+            }
+        }
+        for (id, waiter) in waiters {
+            let answer = answers.get(&id).cloned().unwrap_or(Ok(None));
+            let _ = waiter.send(answer);
+        }
+    }
+
+    /// The ids of `to` records associated with the `from` record, the
+    /// primary one marked (read in a batch with others).
+    pub async fn associations(
+        self: &Arc<Self>,
+        from: ObjectType,
+        to: ObjectType,
+        id: &str,
+    ) -> Result<Associated, ApiError> {
+        let (sender, receiver) = oneshot::channel();
+        let schedule = {
+            let mut pending = lock(&self.associations);
+            let pending = pending.entry((from, to)).or_default();
+            pending.waiters.push((id.to_owned(), sender));
+            !std::mem::replace(&mut pending.scheduled, true)
+        };
+        if schedule {
+            let portal = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(BATCH_WINDOW).await;
+                portal.flush_associations(from, to).await;
+            });
+        }
+        receiver.await.unwrap_or_else(|_| {
+            Err(ApiError::Unavailable {
+                api: "hubspot",
+                reason: "the association read was dropped".into(),
+            })
+        })
+    }
+
+    async fn flush_associations(self: &Arc<Self>, from: ObjectType, to: ObjectType) {
+        let waiters = {
+            let mut pending = lock(&self.associations);
+            let pending = pending.entry((from, to)).or_default();
+            pending.scheduled = false;
+            std::mem::take(&mut pending.waiters)
+        };
+        let mut ids: Vec<String> = waiters.iter().map(|(id, _)| id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let mut answers: HashMap<String, Result<Associated, ApiError>> = HashMap::new();
+        let path = format!(
+            "/crm/v4/associations/{}/{}/batch/read",
+            from.path(),
+            to.path()
+        );
+        for chunk in ids.chunks(BATCH_LIMIT) {
+            let body = json!({
+                "inputs": chunk.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+            });
+            let result = self
+                .client
+                .get_json("associations", || {
+                    self.request(reqwest::Method::POST, &path).json(&body)
+                })
+                .await;
+            match result {
+                Ok(Fetched::Found(answer)) => {
+                    for result in answer
+                        .get("results")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        let Some(from_id) = result
+                            .get("from")
+                            .and_then(|f| f.get("id"))
+                            .and_then(crate::hubspot::id_text)
+                        else {
+                            continue;
+                        };
+                        let targets = result
+                            .get("to")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|target| {
+                                let id = crate::hubspot::id_text(target.get("toObjectId")?)?;
+                                let primary = target
+                                    .get("associationTypes")
+                                    .and_then(Value::as_array)
+                                    .is_some_and(|types| {
+                                        types.iter().any(|t| {
+                                            t.get("label").and_then(Value::as_str)
+                                                == Some("Primary")
+                                        })
+                                    });
+                                Some((id, primary))
+                            })
+                            .collect();
+                        answers.insert(from_id, Ok(targets));
+                    }
+                    // No associations: HubSpot lists the id under `errors`.
+                    for id in chunk {
+                        answers.entry(id.clone()).or_insert(Ok(Vec::new()));
+                    }
+                }
+                Ok(Fetched::NotFound) => {
+                    for id in chunk {
+                        answers.insert(id.clone(), Ok(Vec::new()));
+                    }
+                }
+                Err(err) => {
+                    for id in chunk {
+                        answers.insert(id.clone(), Err(err.clone()));
+                    }
+                }
+            }
+        }
+        for (id, waiter) in waiters {
+            let answer = answers.get(&id).cloned().unwrap_or(Ok(Vec::new()));
+            let _ = waiter.send(answer);
+        }
+    }
+
+    /// The portal's deal pipelines with their stages.
+    pub async fn pipelines(&self) -> Result<Arc<Vec<DealPipeline>>, ApiError> {
+        self.pipelines
+            .try_get_with((), async {
+                let answer = self
+                    .client
+                    .get_json("pipelines", || {
+                        self.request(reqwest::Method::GET, "/crm/v3/pipelines/deals")
+                    })
+                    .await?;
+                let results = match answer {
+                    Fetched::Found(answer) => answer["results"].as_array().cloned().unwrap_or_default(),
+                    Fetched::NotFound => Vec::new(),
+                };
+                Ok(Arc::new(results.iter().filter_map(pipeline).collect()))
+            })
+            .await
+            .map_err(|err: Arc<ApiError>| (*err).clone())
+    }
+
+    /// The portal's owners, by owner id (every page).
+    pub async fn owners(&self) -> Result<Arc<HashMap<String, Owner>>, ApiError> {
+        self.owners
+            .try_get_with((), async {
+                let mut owners = HashMap::new();
+                let mut after: Option<String> = None;
+                loop {
+                    let path = match &after {
+                        Some(after) => format!("/crm/v3/owners/?limit=500&after={after}"),
+                        None => "/crm/v3/owners/?limit=500".to_owned(),
+                    };
+                    let answer = self
+                        .client
+                        .get_json("owners", || self.request(reqwest::Method::GET, &path))
+                        .await?;
+                    let Fetched::Found(answer) = answer else { break };
+                    for owner in answer["results"].as_array().into_iter().flatten() {
+                        let Some(id) = owner.get("id").and_then(crate::hubspot::id_text) else {
+                            continue;
+                        };
+                        let part = |key: &str| owner.get(key).and_then(Value::as_str).unwrap_or_default();
+                        let name = format!("{} {}", part("firstName"), part("lastName"))
+                            .trim()
+                            .to_owned();
+                        owners.insert(
+                            id,
+                            Owner {
+                                name: (!name.is_empty()).then_some(name),
+                                email: owner.get("email").and_then(Value::as_str).map(str::to_owned),
+                            },
+                        );
+                    }
+                    after = answer["paging"]["next"]["after"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .filter(|a| after.as_ref() != Some(a));
+                    if after.is_none() {
+                        break;
+                    }
+                }
+                Ok(Arc::new(owners))
+            })
+            .await
+            .map_err(|err: Arc<ApiError>| (*err).clone())
+    }
+
+    /// The property definitions of an object type.
+    pub async fn property_definitions(
+        &self,
+        object: ObjectType,
+    ) -> Result<Arc<Vec<Property>>, ApiError> {
+        self.properties
+            .try_get_with(object, async {
+                let path = format!("/crm/v3/properties/{}", object.path());
+                let answer = self
+                    .client
+                    .get_json("properties", || self.request(reqwest::Method::GET, &path))
+                    .await?;
+                let results = match answer {
+                    Fetched::Found(answer) => answer["results"].as_array().cloned().unwrap_or_default(),
+                    Fetched::NotFound => Vec::new(),
+                };
+                Ok(Arc::new(results.iter().filter_map(property).collect()))
+            })
+            .await
+            .map_err(|err: Arc<ApiError>| (*err).clone())
+    }
+
+    /// The property names a batch read asks for: the standard ones and,
+    /// where kept, every custom one.
+    async fn property_names(&self, object: ObjectType) -> Result<Vec<String>, ApiError> {
+        let mut names: Vec<String> = object.properties().iter().map(|p| (*p).to_owned()).collect();
+        if object.has_custom_properties() {
+            for property in self.property_definitions(object).await?.iter() {
+                if property.custom && !names.contains(&property.name) {
+                    names.push(property.name.clone());
+                }
+            }
+        }
+        Ok(names)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn text(value: &Value, key: &str) -> Option<String> {
+    value.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn pipeline(value: &Value) -> Option<DealPipeline> {
+    let stages = value["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|stage| {
+            let metadata = &stage["metadata"];
+            Some(PipelineStage {
+                id: crate::hubspot::id_text(stage.get("id")?)?,
+                label: text(stage, "label").unwrap_or_default(),
+                display_order: stage["displayOrder"].as_i64().unwrap_or_default(),
+                probability: metadata
+                    .get("probability")
+                    .and_then(|p| p.as_str().map(str::to_owned).or_else(|| p.as_f64().map(|f| f.to_string()))),
+                is_closed: crate::hubspot::truthy(metadata.get("isClosed")),
+            })
+        })
+        .collect();
+    Some(DealPipeline {
+        id: crate::hubspot::id_text(value.get("id")?)?,
+        label: text(value, "label").unwrap_or_default(),
+        display_order: value["displayOrder"].as_i64().unwrap_or_default(),
+        stages,
+    })
+}
+
+fn property(value: &Value) -> Option<Property> {
+    Some(Property {
+        name: text(value, "name")?,
+        label: text(value, "label").unwrap_or_default(),
+        field_type: text(value, "type").unwrap_or_default(),
+        // HubSpot marks its own properties `hubspotDefined`; the rest are the account's.
+        custom: !value["hubspotDefined"].as_bool().unwrap_or(false),
+        options: value["options"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| Some((text(o, "value")?, text(o, "label").unwrap_or_default())))
+            .collect(),
+    })
+}
