@@ -293,6 +293,24 @@ fn shows(text: &str, value: &Value) -> bool {
     }
 }
 
+/// What a cell shows where the report words a value rather than printing
+/// it: `converted` as yes or "no rate", and a row without a rate has no rate
+/// and no home value (the query's 0 there means "not converted").
+fn worded(view: &str, row: &Value, column: &str) -> Option<&'static str> {
+    if !matches!(view, "open-deals" | "currencies") {
+        return None;
+    }
+    let without_rate = value_number(&row["converted"]) == Some(0.0);
+    match column {
+        "converted" if without_rate => Some("no rate"),
+        "converted" => Some("yes"),
+        "rate" | "home_value" | "open_home_value" | "won_home_value" if without_rate => {
+            Some("\u{2014}")
+        }
+        _ => None,
+    }
+}
+
 /// Every check of one rendered report; returns the problems found.
 fn check_report(dom: &str, panels: &[PanelRows]) -> Vec<String> {
     let all = elements(dom);
@@ -397,7 +415,12 @@ fn check_report(dom: &str, panels: &[PanelRows]) -> Vec<String> {
                         "{title}: row {i} `{column}`: page {machine}, ClickHouse {value}"
                     ));
                 }
-                if !shows(&cell.text, value) {
+                let view = section.get("data-view").unwrap_or_default();
+                let shown = match worded(view, row, column) {
+                    Some(words) => cell.text == words,
+                    None => shows(&cell.text, value),
+                };
+                if !shown {
                     problems.push(format!(
                         "{title}: row {i} `{column}`: shows {:?} for {value}",
                         cell.text
@@ -535,6 +558,43 @@ fn empty_note(dom: &str, id: u64, words: &str) -> bool {
     section.contains("data-empty=\"true\"") && section.contains(words)
 }
 
+/// The serialized section of panel `id`.
+fn section_of(dom: &str, id: u64) -> &str {
+    let at = dom
+        .find(&format!("id=\"panel-{id}\""))
+        .unwrap_or_else(|| panic!("panel {id} is not on the page"));
+    &dom[at..at + dom[at..].find("</section>").unwrap_or(dom.len() - at)]
+}
+
+/// Every row of panel `p` whose `converted` is 0 is in the group apart
+/// (`data-apart="without-rate"`) of its table, every other row before it.
+fn rows_without_rate_apart(dom: &str, p: &PanelRows, key: &str) -> Result<usize, String> {
+    let section = section_of(dom, p.panel.id);
+    let apart = section.find("data-apart=\"without-rate\"");
+    let mut without_rate = 0;
+    for (i, row) in p.rows.iter().enumerate() {
+        let cell = format!(
+            "data-panel=\"{}\" data-row=\"{i}\" data-column=\"{key}\"",
+            p.panel.id
+        );
+        let at = section
+            .find(&cell)
+            .ok_or_else(|| format!("{}: row {i} is missing", p.panel.title))?;
+        let is_apart = apart.is_some_and(|apart| at > apart);
+        let lacks_rate = value_number(&row["converted"]) == Some(0.0);
+        without_rate += usize::from(lacks_rate);
+        if is_apart != lacks_rate {
+            return Err(format!(
+                "{}: row {i} ({}) is {} the deals without a rate",
+                p.panel.title,
+                row[key],
+                if is_apart { "among" } else { "not among" }
+            ));
+        }
+    }
+    Ok(without_rate)
+}
+
 // ---------------------------------------------------------------- the test
 
 fn scope(tenant: &str) -> Scope {
@@ -576,6 +636,7 @@ async fn the_report_shows_every_panel_value_in_a_real_browser() {
         Scratch(Path::new(env!("CARGO_TARGET_TMPDIR")).join(tributary_tests::unique("report")));
     std::fs::create_dir_all(&scratch.0).expect("scratch folder");
 
+    let mut tenants_with_deals_without_rate = 0;
     for tenant in ["north", "south"] {
         let scope = scope(tenant);
         let started = Instant::now();
@@ -685,7 +746,111 @@ async fn the_report_shows_every_panel_value_in_a_real_browser() {
             "a missing point goes unnoticed"
         );
 
+        // The dashboard comes first, the KPI tiles opening it; the check of
+        // the numbers after every panel.
+        let position = |needle: &str| {
+            dom.find(needle)
+                .unwrap_or_else(|| panic!("{tenant}: {needle:?} is not on the page"))
+        };
+        let main = position("<main>");
+        assert!(main < position("class=\"tiles headline\""));
+        assert!(position("class=\"tiles headline\"") < position("id=\"panel-2\""));
+        let check = position("id=\"check\"");
+        for p in &shown {
+            let at = position(&format!("id=\"panel-{}\"", p.panel.id));
+            assert!(
+                main < at && at < check,
+                "{tenant}: {} is not in the dashboard before the check",
+                p.panel.title
+            );
+        }
+        assert!(check < position("id=\"comparison\""));
+        assert!(check < position("id=\"facts\""));
+
+        // Money in the home currency: the header and the KPI tiles say it.
+        let kpis = &panels[0].rows[0];
+        let home = kpis["home_currency"].as_str().expect("a home currency");
+        assert_eq!(home, "EUR", "{tenant}: the world's home currency");
         let all = elements(&dom);
+        assert!(
+            all.iter()
+                .any(|e| e.get("data-header") == Some("home_currency") && e.text == home),
+            "{tenant}: the header does not say the home currency"
+        );
+        for column in ["open_pipeline_value", "weighted_forecast"] {
+            let tile = all
+                .iter()
+                .position(|e| {
+                    e.get("class") == Some("tile-value") && e.get("data-column") == Some(column)
+                })
+                .unwrap_or_else(|| panic!("{tenant}: no {column} tile"));
+            let unit = &all[tile + 1];
+            assert!(
+                unit.name == "span" && unit.get("class") == Some("unit") && unit.text == home,
+                "{tenant}: the {column} tile is followed by {unit:?}, not its currency"
+            );
+        }
+        // Deals in a currency without a rate: counted in the KPI area, apart
+        // in the open deals and the currencies, never in a total.
+        let open_without_rate = value_number(&kpis["open_deals_without_rate"]).expect("a count");
+        let note = all
+            .iter()
+            .find(|e| e.get("data-note") == Some("open-without-rate"));
+        if open_without_rate > 0.0 {
+            tenants_with_deals_without_rate += 1;
+            let note = note.unwrap_or_else(|| panic!("{tenant}: no note of the deals left out"));
+            assert_eq!(
+                note.get("data-value"),
+                Some(open_without_rate.to_string().as_str())
+            );
+            assert!(
+                note.text
+                    .starts_with(&format!("{open_without_rate} open deal")),
+                "{tenant}: {:?}",
+                note.text
+            );
+        } else {
+            assert!(note.is_none(), "{tenant}: a note of no deal left out");
+        }
+        let by_title = |title: &str| {
+            shown
+                .iter()
+                .find(|p| p.panel.title == title)
+                .unwrap_or_else(|| panic!("no panel {title}"))
+        };
+        let currencies = by_title("Currencies");
+        let open_deals = by_title("Open deals");
+        let apart = rows_without_rate_apart(&dom, open_deals, "deal_id")
+            .unwrap_or_else(|e| panic!("{tenant}: {e}"));
+        assert_eq!(
+            apart as f64, open_without_rate,
+            "{tenant}: open deals apart"
+        );
+        let currencies_apart = rows_without_rate_apart(&dom, currencies, "currency")
+            .unwrap_or_else(|e| panic!("{tenant}: {e}"));
+        for row in currencies
+            .rows
+            .iter()
+            .filter(|r| value_number(&r["converted"]) == Some(0.0))
+        {
+            let currency = row["currency"].as_str().expect("a currency code");
+            if value_number(&row["open_deals"]).unwrap_or(0.0) > 0.0 {
+                assert!(
+                    note.is_some_and(|n| n.text.contains(currency)),
+                    "{tenant}: the note does not name {currency}"
+                );
+            }
+        }
+        assert!(
+            open_without_rate == 0.0 || currencies_apart > 0,
+            "{tenant}: open deals without a rate, but no currency without one"
+        );
+        // The check sees deals without a rate among the others.
+        let mixed = dom.replace("data-apart=\"without-rate\"", "data-apart=\"\"");
+        if apart > 0 {
+            assert!(rows_without_rate_apart(&mixed, open_deals, "deal_id").is_err());
+        }
+
         let summary = all
             .iter()
             .find(|e| e.get("data-matching").is_some())
@@ -723,6 +888,10 @@ async fn the_report_shows_every_panel_value_in_a_real_browser() {
         let png = scratch.0.join(format!("{tenant}.png"));
         screenshot(&scratch.0, &page, &png);
     }
+    assert!(
+        tenants_with_deals_without_rate > 0,
+        "the world has open deals in a currency without a rate"
+    );
 }
 
 /// The read-only dashboard user may not change output settings: the panels

@@ -18,6 +18,8 @@ pub enum Format {
     Number { decimals: usize },
     /// A number of percent (already 0..100), one decimal and ` %`.
     Percent,
+    /// An exchange rate: as many decimals as it has, up to six.
+    Rate,
 }
 
 /// Columns that hold text whatever their values look like (a deal titled
@@ -92,6 +94,8 @@ pub fn column_format<'a>(name: &str, values: impl IntoIterator<Item = &'a Value>
         Format::Id
     } else if name.ends_with("_percent") || name.contains("probability") {
         Format::Percent
+    } else if name == "rate" || name.ends_with("_rate") {
+        Format::Rate
     } else if name.ends_with("_days") {
         Format::Number { decimals: 1 }
     } else if integral {
@@ -114,6 +118,13 @@ pub fn display(value: &Value, format: Format) -> String {
         },
         (_, Format::Percent) => match number(value) {
             Some(n) => format!("{} %", decimal(n, 1)),
+            None => text(value),
+        },
+        (_, Format::Rate) => match number(value) {
+            Some(n) => {
+                let shown = decimal(n, 6);
+                shown.trim_end_matches('0').trim_end_matches('.').to_owned()
+            }
             None => text(value),
         },
         (_, Format::Id) => text(value),
@@ -285,6 +296,12 @@ mod tests {
         );
         assert_eq!(display(&json!("1500.25"), money), "1,500.25");
         assert_eq!(display(&json!(123_456), Format::Id), "123456");
+        assert_eq!(display(&json!(0.875), Format::Rate), "0.875");
+        assert_eq!(display(&json!(0.1875), Format::Rate), "0.1875");
+        assert_eq!(display(&json!(1), Format::Rate), "1");
+        assert_eq!(display(&json!(0), Format::Rate), "0");
+        assert_eq!(display(&json!(1234.5), Format::Rate), "1,234.5");
+        assert_eq!(display(&json!(1.0 / 3.0), Format::Rate), "0.333333");
         assert_eq!(display(&json!("123456"), Format::Id), "123456");
     }
 
@@ -295,6 +312,7 @@ mod tests {
             Format::Id,
             Format::Number { decimals: 2 },
             Format::Percent,
+            Format::Rate,
         ] {
             assert_eq!(display(&Value::Null, format), "\u{2014}");
         }
@@ -320,6 +338,8 @@ mod tests {
         assert_eq!(f("deal_id", vec![json!(1), json!("2")]), Format::Id);
         assert_eq!(f("win_rate_percent", vec![json!(50)]), Format::Percent);
         assert_eq!(f("crm_probability", vec![json!(10.5)]), Format::Percent);
+        assert_eq!(f("rate", vec![json!(1), json!(0.875)]), Format::Rate);
+        assert_eq!(f("pass_rate_percent", vec![json!(50)]), Format::Percent);
         assert_eq!(
             f("velocity_days", vec![json!(3)]),
             Format::Number { decimals: 1 }

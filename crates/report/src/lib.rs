@@ -5,11 +5,24 @@
 //! is loaded; the page works offline and its Content-Security-Policy forbids
 //! fetching anything.
 //!
+//! The page is what a sales manager reads first: the header (tenant,
+//! pipeline, time range, the home currency), the dashboard (KPI tiles, then
+//! every panel in the dashboard's order), and only after it the check of
+//! the numbers: the comparison with the ground truth and the facts the
+//! caller measured (freshness, throughput), when the caller passes them.
+//!
 //! Panels are drawn by title ([`panels`]): KPI tiles, the funnel and the
 //! won-by-source panel as horizontal bars, the forecast as grouped bars, deal
-//! velocity as a line over weeks, the rep scoreboard as stacked bars, plus a
-//! table of every row under each chart; a panel this code does not know is a
-//! table of every row and column, never dropped.
+//! velocity as a line over weeks, the rep scoreboard as stacked bars, the
+//! currencies as a table of their rates, plus a table of every row under each
+//! chart; a panel this code does not know is a table of every row and column,
+//! never dropped.
+//!
+//! Money is in the tenant's home currency, the KPI row's `home_currency`:
+//! the tiles, headings and chart legends of sums say it. Deals in a currency
+//! without a rate are never summed: the KPI area says how many open deals
+//! that leaves out, and the open deals and currencies tables list them apart
+//! (a `<tbody data-apart="without-rate">`), with no home value.
 //!
 //! Every value shown carries its exact machine value, so a test (or a
 //! script) can read the numbers back from the page:
@@ -20,6 +33,10 @@
 //!   value's JSON text as ClickHouse returned it (`12.5`, `"1500"`, `null`);
 //! - each chart mark (bar, segment, point) has `data-panel`, `data-row`,
 //!   `data-series` (the column it draws) and `data-value`;
+//! - header items have `data-header` (`tenant`, `pipeline`, `home_currency`,
+//!   `from`, `to`, `generated_at`) and `data-value`;
+//! - notes about money have `data-note` (`open-without-rate`, with the count
+//!   in `data-value`; `without-rate`);
 //! - facts have `data-fact` and `data-value`; comparison cells
 //!   `data-comparison` (the row), `data-column` and `data-value`.
 
@@ -71,7 +88,8 @@ impl Header {
     }
 }
 
-/// A figure shown above the panels (say, freshness or throughput).
+/// A figure about how the numbers were made (say, freshness or
+/// throughput), shown after the panels with the check of the numbers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fact {
     pub label: String,
@@ -142,7 +160,7 @@ impl Comparison {
 pub struct Report {
     pub header: Header,
     pub facts: Vec<Fact>,
-    /// Shown as a table when present.
+    /// Shown as a table after the panels when present.
     pub comparison: Option<Vec<Comparison>>,
     /// In the order to show them (the dashboard's).
     pub panels: Vec<PanelRows>,
@@ -162,6 +180,7 @@ impl Report {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(64 * 1024 + self.panels.len() * 16 * 1024);
         let h = &self.header;
+        let money = panels::Money::of(&self.panels);
         let pipeline = h.pipeline.as_deref().unwrap_or("all");
         let _ = write!(
             out,
@@ -199,6 +218,15 @@ impl Report {
             &h.pipeline.as_deref().map_or(Value::Null, Value::from),
             escape(pipeline),
         );
+        if let Some(home) = &money.home {
+            item(
+                &mut out,
+                "Amounts in",
+                "home_currency",
+                &Value::from(home.as_str()),
+                escape(home),
+            );
+        }
         let _ = write!(
             out,
             "<div><dt>Time range</dt><dd data-header=\"range\">{} \u{2013} {}</dd></div>",
@@ -211,13 +239,8 @@ impl Report {
             time(h.generated_at, "generated_at")
         );
 
+        let checked = self.comparison.is_some() || !self.facts.is_empty();
         out.push_str("<nav class=\"toc\">");
-        if !self.facts.is_empty() {
-            out.push_str("<a href=\"#facts\">At a glance</a>");
-        }
-        if self.comparison.is_some() {
-            out.push_str("<a href=\"#comparison\">Dashboard vs. ground truth</a>");
-        }
         for p in &self.panels {
             let _ = write!(
                 out,
@@ -226,21 +249,39 @@ impl Report {
                 escape(short_title(&p.panel.title))
             );
         }
-        out.push_str("</nav>");
-
-        if !self.facts.is_empty() {
-            self.render_facts(&mut out);
+        if checked {
+            out.push_str(
+                "<span class=\"toc-break\"></span><span class=\"toc-label\">Checking the numbers:</span>",
+            );
+            if self.comparison.is_some() {
+                out.push_str("<a href=\"#comparison\">Dashboard vs. ground truth</a>");
+            }
+            if !self.facts.is_empty() {
+                out.push_str("<a href=\"#facts\">How the numbers were made</a>");
+            }
         }
-        if let Some(rows) = &self.comparison {
-            render_comparison(&mut out, rows);
-        }
-        out.push_str("<main>");
+        out.push_str("</nav><main>");
         for p in &self.panels {
-            panels::render_panel(&mut out, p);
+            panels::render_panel(&mut out, p, &money);
+        }
+        out.push_str("</main>");
+
+        if checked {
+            out.push_str(
+                "<div class=\"check\" id=\"check\"><h2 class=\"part\">Checking the numbers</h2>\
+                 <p class=\"note\">Not part of the dashboard: how the figures above were checked and made.</p>",
+            );
+            if let Some(rows) = &self.comparison {
+                render_comparison(&mut out, rows);
+            }
+            if !self.facts.is_empty() {
+                self.render_facts(&mut out);
+            }
+            out.push_str("</div>");
         }
         let _ = writeln!(
             out,
-            "</main><footer>Every figure comes from the SQL of the Grafana dashboard \u{201c}Sales operations\u{201d} \
+            "<footer>Every figure comes from the SQL of the Grafana dashboard \u{201c}Sales operations\u{201d} \
              (deploy/grafana/dashboards/sales-operations.json), run on ClickHouse for tenant {}, pipeline {}. \
              This page is self-contained: it loads no script, font or image and works offline.</footer></body></html>",
             escape(&h.tenant),
@@ -256,7 +297,7 @@ impl Report {
 
     fn render_facts(&self, out: &mut String) {
         out.push_str(
-            "<section class=\"block\" id=\"facts\"><h2>At a glance</h2><div class=\"facts\">",
+            "<section class=\"block\" id=\"facts\"><h3>How the numbers were made</h3><div class=\"facts\">",
         );
         for fact in &self.facts {
             let shown = match &fact.value {
@@ -292,7 +333,7 @@ fn render_comparison(out: &mut String, rows: &[Comparison]) {
     let matching = rows.iter().filter(|c| c.matches()).count();
     let _ = write!(
         out,
-        "<section class=\"block\" id=\"comparison\"><div class=\"panel-head\"><h2>Dashboard vs. ground truth</h2>\
+        "<section class=\"block\" id=\"comparison\"><div class=\"panel-head\"><h3>Dashboard vs. ground truth</h3>\
          <span class=\"summary\" data-matching=\"{matching}\" data-total=\"{}\">{} of {} figures match</span></div>\
          <div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">Panel</th><th scope=\"col\">Metric</th>\
          <th scope=\"col\" class=\"num\">Dashboard</th><th scope=\"col\" class=\"num\">Ground truth</th>\

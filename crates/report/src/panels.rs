@@ -1,6 +1,10 @@
 //! One renderer per known panel, chosen by the panel's title; a panel this
 //! code does not know (a future one), or a known one whose columns are not
 //! the ones its chart needs, is shown as a table of every row and column.
+//!
+//! Money is in the tenant's home currency ([`Money`]): the panels that sum
+//! amounts say which, and the deals in a currency without a rate (counted,
+//! never summed) are shown apart.
 
 use std::fmt::Write;
 
@@ -23,6 +27,7 @@ pub enum View {
     Velocity,
     Sources,
     OpenDeals,
+    Currencies,
     /// Every row and column as a table: the fallback.
     Table,
 }
@@ -38,6 +43,7 @@ const VIEWS: &[(&str, View)] = &[
     ("Deal velocity", View::Velocity),
     ("Won deals by marketing source", View::Sources),
     ("Open deals", View::OpenDeals),
+    ("Currencies", View::Currencies),
 ];
 
 pub fn view_for(title: &str) -> View {
@@ -60,6 +66,7 @@ impl View {
             View::Velocity => "velocity",
             View::Sources => "sources",
             View::OpenDeals => "open-deals",
+            View::Currencies => "currencies",
             View::Table => "table",
         }
     }
@@ -73,21 +80,121 @@ impl View {
             View::Velocity | View::Sources => "No deals were won in this time range.",
             View::Reps => "No activities were done in this time range.",
             View::Conversion => "No deal entered a stage in this time range.",
+            View::Currencies => "No open deals, and no deals won in this time range.",
             _ => "No data for this tenant, pipeline and time range.",
+        }
+    }
+
+    /// The columns of this view that are sums in the home currency.
+    fn home_columns(self) -> &'static [&'static str] {
+        match self {
+            View::Kpis => &["open_pipeline_value", "weighted_forecast"],
+            View::Funnel => &["value"],
+            View::Forecast => &["pipeline_value", "weighted_value"],
+            View::Calibration => &["open_value", "weighted_crm", "weighted_calibrated"],
+            View::Sources => &["total_value", "average_value"],
+            View::OpenDeals => &["home_value"],
+            View::Currencies => &["open_home_value", "won_home_value"],
+            _ => &[],
+        }
+    }
+
+    /// Views listing deals or currencies one per row, with a `converted`
+    /// flag: rows without a rate are listed apart.
+    fn lists_conversion(self) -> bool {
+        matches!(self, View::OpenDeals | View::Currencies)
+    }
+}
+
+/// What the panels say about money, read from the panels themselves: the
+/// tenant's home currency (the KPI row's `home_currency`), how many open
+/// deals are in a currency without a rate (its `open_deals_without_rate`),
+/// and which currencies have no rate (the Currencies panel).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Money {
+    /// `None` when no deal could be converted (the KPI row says `""`).
+    pub home: Option<String>,
+    pub open_without_rate: u64,
+    /// Currencies without a rate that open or won deals are in.
+    pub without_rate: Vec<String>,
+    /// Those of them that open deals are in.
+    pub open_without_rate_currencies: Vec<String>,
+    /// The Currencies panel, to point at.
+    pub currencies_panel: Option<u64>,
+}
+
+impl Money {
+    pub fn of(panels: &[PanelRows]) -> Money {
+        let mut money = Money::default();
+        for p in panels {
+            match view_for(&p.panel.title) {
+                View::Kpis if p.rows.len() == 1 => {
+                    let row = &p.rows[0];
+                    money.home = row
+                        .get("home_currency")
+                        .and_then(Value::as_str)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned);
+                    money.open_without_rate = row
+                        .get("open_deals_without_rate")
+                        .and_then(number)
+                        .map_or(0, |n| n.max(0.0) as u64);
+                }
+                View::Currencies if p.columns.iter().any(|c| c == "converted") => {
+                    money.currencies_panel = Some(p.panel.id);
+                    for row in &p.rows {
+                        if row.get("converted").and_then(number) != Some(0.0) {
+                            continue;
+                        }
+                        let currency = format::text(row.get("currency").unwrap_or(&Value::Null));
+                        if row.get("open_deals").and_then(number).unwrap_or(0.0) > 0.0 {
+                            money.open_without_rate_currencies.push(currency.clone());
+                        }
+                        money.without_rate.push(currency);
+                    }
+                }
+                _ => {}
+            }
+        }
+        money
+    }
+
+    /// `EUR`, or words for it when it is not known.
+    fn home_name(&self) -> &str {
+        self.home.as_deref().unwrap_or("the home currency")
+    }
+
+    /// A link to the Currencies panel, or its name when it is not shown.
+    fn currencies_link(&self) -> String {
+        match self.currencies_panel {
+            Some(id) => format!("<a href=\"#panel-{id}\">Currencies</a>"),
+            None => "Currencies".to_owned(),
         }
     }
 }
 
-/// A panel's rows with what rendering needs: the columns in order and how
-/// each is formatted.
+/// `USD, CHF and BRL`, escaped.
+fn listing(items: &[String]) -> String {
+    let escaped: Vec<String> = items.iter().map(|i| escape(i)).collect();
+    match escaped.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// A panel's rows with what rendering needs: the columns in order, how each
+/// is formatted, how the panel is drawn and what it is told about money.
 struct Rows<'a> {
     panel: &'a PanelRows,
+    view: View,
+    money: &'a Money,
     columns: Vec<String>,
     formats: Vec<Format>,
 }
 
 impl<'a> Rows<'a> {
-    fn new(panel: &'a PanelRows) -> Rows<'a> {
+    fn new(panel: &'a PanelRows, view: View, money: &'a Money) -> Rows<'a> {
         // The query's order first, then any key a row has that it lacks:
         // no value is ever left out.
         let mut columns = panel.columns.clone();
@@ -111,6 +218,8 @@ impl<'a> Rows<'a> {
             .collect();
         Rows {
             panel,
+            view,
+            money,
             columns,
             formats,
         }
@@ -146,6 +255,73 @@ impl<'a> Rows<'a> {
         display(self.value(row, column), self.format(column))
     }
 
+    /// A sum in the home currency.
+    fn is_home(&self, column: &str) -> bool {
+        self.view.home_columns().contains(&column)
+    }
+
+    /// What a value of `column` is counted in: days, or the home currency.
+    fn unit(&self, column: &str) -> Option<&str> {
+        if column.ends_with("_days") {
+            Some("days")
+        } else if self.is_home(column) {
+            self.money.home.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// `name`, followed by the home currency when `column` is in it:
+    /// `Value (EUR)`.
+    fn named(&self, name: &str, column: &str) -> String {
+        match (self.is_home(column), &self.money.home) {
+            (true, Some(home)) => format!("{name} ({home})"),
+            _ => name.to_owned(),
+        }
+    }
+
+    /// A column's heading; sums in the home currency say which it is
+    /// (`home_value` -> `Value in EUR`), and so does the rate into it.
+    fn heading(&self, column: &str) -> String {
+        match &self.money.home {
+            Some(home) if self.is_home(column) && column.contains("home") => {
+                let rest: Vec<&str> = column.split('_').filter(|w| *w != "home").collect();
+                format!("{} in {home}", format::heading(&rest.join("_")))
+            }
+            Some(home) if self.view == View::Currencies && column == "rate" => {
+                format!("Rate to {home}")
+            }
+            _ => self.named(&format::heading(column), column),
+        }
+    }
+
+    /// A row of a deal or currency without a rate (its `converted` is 0).
+    fn without_rate(&self, row: usize) -> bool {
+        self.view.lists_conversion() && number(self.value(row, "converted")) == Some(0.0)
+    }
+
+    /// A table cell as people read it, and whether it shows no value:
+    /// `converted` says `yes` or `no rate`, and a row without a rate has no
+    /// rate and no home value (the query's 0 there means "not converted",
+    /// not "worth nothing"; the machine value keeps it).
+    fn cell_text(&self, row: usize, column: &str) -> (String, bool) {
+        let value = self.value(row, column);
+        if self.view.lists_conversion() && !value.is_null() {
+            if column == "converted" {
+                let text = if self.without_rate(row) {
+                    "no rate"
+                } else {
+                    "yes"
+                };
+                return (text.to_owned(), false);
+            }
+            if self.without_rate(row) && (column == "rate" || self.is_home(column)) {
+                return (format::NULL.to_owned(), true);
+            }
+        }
+        (display(value, self.format(column)), value.is_null())
+    }
+
     /// The attributes that let a reader find this value and read it back.
     fn cell_attrs(&self, row: usize, column: &str) -> String {
         format!(
@@ -159,7 +335,7 @@ impl<'a> Rows<'a> {
     fn series(&self, column: &str, name: &str, color: &'static str) -> Series {
         Series {
             column: column.to_owned(),
-            name: name.to_owned(),
+            name: self.named(name, column),
             color,
             marks: (0..self.len())
                 .map(|row| {
@@ -181,9 +357,9 @@ impl<'a> Rows<'a> {
 }
 
 /// One panel as a `<section>`.
-pub fn render_panel(out: &mut String, panel: &PanelRows) {
+pub fn render_panel(out: &mut String, panel: &PanelRows, money: &Money) {
     let view = view_for(&panel.panel.title);
-    let rows = Rows::new(panel);
+    let rows = Rows::new(panel, view, money);
     let _ = write!(
         out,
         "<section class=\"panel view-{}\" id=\"panel-{}\" data-panel=\"{}\"{}{} data-view=\"{}\" data-rows=\"{}\"><div class=\"panel-head\"><h2>{}</h2><span class=\"count\">{}</span></div>",
@@ -210,7 +386,7 @@ pub fn render_panel(out: &mut String, panel: &PanelRows) {
         if view != View::Table {
             out.push_str("<p class=\"note\">Shown as a table: the panel's columns are not the ones its chart is drawn from.</p>");
         }
-        table(out, &rows, "", &[]);
+        table(out, &rows, &Table::default());
     }
     out.push_str("</section>");
 }
@@ -222,16 +398,30 @@ fn render_view(out: &mut String, view: View, rows: &Rows) -> bool {
         View::Funnel => funnel(out, rows),
         View::Forecast => forecast(out, rows),
         View::Conversion if rows.has(&["pass_rate_percent"]) => {
-            table(out, rows, "", &["pass_rate_percent"]);
-            true
-        }
-        View::Calibration if rows.has(&["crm_probability", "calibrated_probability"]) => {
-            out.push_str("<p class=\"note\">The CRM's stage probability next to the share of this tenant's closed deals that passed the stage and were won, and the open value weighted both ways.</p>");
             table(
                 out,
                 rows,
-                "",
-                &["crm_probability", "calibrated_probability"],
+                &Table {
+                    meters: &["pass_rate_percent"],
+                    ..Table::default()
+                },
+            );
+            true
+        }
+        View::Calibration if rows.has(&["crm_probability", "calibrated_probability"]) => {
+            let _ = write!(
+                out,
+                "<p class=\"note\">The CRM's stage probability next to the share of this tenant's closed deals that passed the stage and were won, and the open value ({}) weighted both ways.</p>",
+                escape(rows.money.home_name())
+            );
+            counted_not_valued(out, rows);
+            table(
+                out,
+                rows,
+                &Table {
+                    meters: &["crm_probability", "calibrated_probability"],
+                    ..Table::default()
+                },
             );
             true
         }
@@ -241,50 +431,105 @@ fn render_view(out: &mut String, view: View, rows: &Rows) -> bool {
         View::OpenDeals => {
             let _ = write!(
                 out,
-                "<p class=\"note\">{} open deals, largest first{}.</p>",
+                "<p class=\"note\">{} open deals, largest value in {} first{}, each with its own amount and currency. Deals in a currency without a rate come last, apart: they are in no total.</p>",
                 format::group(&rows.len().to_string()),
+                escape(rows.money.home_name()),
                 if rows.len() >= 1000 {
                     " (the panel lists at most 1,000)"
                 } else {
                     ""
                 }
             );
-            table(out, rows, "scroll", &[]);
+            table(
+                out,
+                rows,
+                &Table {
+                    class: "scroll",
+                    apart: Some("In a currency without a rate: not converted, in no total"),
+                    ..Table::default()
+                },
+            );
             true
         }
-        View::Conversion | View::Calibration | View::Table => false,
+        View::Currencies if rows.has(&["currency", "converted"]) => {
+            let _ = write!(
+                out,
+                "<p class=\"note\">The rates the figures in {home} use, and each currency's deals: amounts are summed only within their own currency, values in {home} only where there is a rate. A currency without a rate is listed apart and is in no total.</p>",
+                home = escape(rows.money.home_name())
+            );
+            table(
+                out,
+                rows,
+                &Table {
+                    apart: Some("Without a rate: never converted, never summed"),
+                    ..Table::default()
+                },
+            );
+            true
+        }
+        View::Conversion | View::Calibration | View::Currencies | View::Table => false,
     }
 }
 
-/// Every row and column; `meters` are percent columns that get a bar.
-fn table(out: &mut String, rows: &Rows, class: &str, meters: &[&str]) {
-    let _ = write!(out, "<div class=\"table-wrap {class}\"><table><thead><tr>");
+/// Under a panel whose deal counts include deals in a currency without a
+/// rate but whose values do not: says so.
+fn counted_not_valued(out: &mut String, rows: &Rows) {
+    let money = rows.money;
+    if money.without_rate.is_empty() {
+        return;
+    }
+    let _ = write!(
+        out,
+        "<p class=\"note\" data-note=\"without-rate\">Deals in {} (no rate into {}) are counted here but are in no value: see {}.</p>",
+        listing(&money.without_rate),
+        escape(money.home_name()),
+        money.currencies_link()
+    );
+}
+
+/// How a table is drawn.
+#[derive(Default)]
+struct Table<'s> {
+    /// Extra classes of its wrapper (`scroll`).
+    class: &'s str,
+    /// Percent columns that get a bar.
+    meters: &'s [&'s str],
+    /// Rows without a rate go to a group of their own under this label.
+    apart: Option<&'s str>,
+}
+
+/// Every row and column.
+fn table(out: &mut String, rows: &Rows, how: &Table) {
+    let _ = write!(
+        out,
+        "<div class=\"table-wrap {}\"><table><thead><tr>",
+        how.class
+    );
     for (column, format) in rows.columns.iter().zip(&rows.formats) {
         let _ = write!(
             out,
             "<th scope=\"col\" class=\"{}\"{}>{}</th>",
             align(*format),
             attr("data-column", column),
-            escape(&format::heading(column))
+            escape(&rows.heading(column))
         );
     }
-    out.push_str("</tr></thead><tbody>");
-    for row in 0..rows.len() {
+    out.push_str("</tr></thead>");
+    let (kept, apart): (Vec<usize>, Vec<usize>) =
+        (0..rows.len()).partition(|row| how.apart.is_none() || !rows.without_rate(*row));
+    let row = |out: &mut String, row: usize| {
         out.push_str("<tr>");
         for (column, format) in rows.columns.iter().zip(&rows.formats) {
             let value = rows.value(row, column);
-            let class = if value.is_null() {
-                "null"
-            } else {
-                align(*format)
-            };
+            let (text, empty) = rows.cell_text(row, column);
+            let class = if empty { "null" } else { align(*format) };
             let _ = write!(
                 out,
                 "<td class=\"{class}\"{}>{}",
                 rows.cell_attrs(row, column),
-                escape(&display(value, *format))
+                escape(&text)
             );
-            if meters.contains(&column.as_str())
+            if how.meters.contains(&column.as_str())
                 && let Some(n) = number(value)
             {
                 let _ = write!(
@@ -296,8 +541,25 @@ fn table(out: &mut String, rows: &Rows, class: &str, meters: &[&str]) {
             out.push_str("</td>");
         }
         out.push_str("</tr>");
+    };
+    out.push_str("<tbody>");
+    for r in kept {
+        row(out, r);
     }
-    out.push_str("</tbody></table></div>");
+    out.push_str("</tbody>");
+    if let (Some(label), false) = (how.apart, apart.is_empty()) {
+        let _ = write!(
+            out,
+            "<tbody class=\"apart\" data-apart=\"without-rate\"><tr class=\"apart-head\"><th scope=\"rowgroup\" colspan=\"{}\">{}</th></tr>",
+            rows.columns.len(),
+            escape(label)
+        );
+        for r in apart {
+            row(out, r);
+        }
+        out.push_str("</tbody>");
+    }
+    out.push_str("</table></div>");
 }
 
 fn align(format: Format) -> &'static str {
@@ -309,8 +571,16 @@ fn align(format: Format) -> &'static str {
 
 /// The headline figures of the KPI panel, with a line under each.
 const HEADLINES: &[(&str, &str, &str)] = &[
-    ("open_pipeline_value", "Open pipeline value", ""),
-    ("weighted_forecast", "Weighted forecast", ""),
+    (
+        "open_pipeline_value",
+        "Open pipeline value",
+        "open deals, converted at the rates in Currencies",
+    ),
+    (
+        "weighted_forecast",
+        "Weighted forecast",
+        "open value \u{d7} win probability",
+    ),
     ("win_rate_percent", "Win rate", "won / closed in the range"),
     (
         "velocity_days",
@@ -324,11 +594,10 @@ fn kpis(out: &mut String, rows: &Rows) -> bool {
         return false;
     }
     let tile = |out: &mut String, column: &str, label: &str, note: &str, class: &str| {
-        let unit = if column.ends_with("_days") {
-            "<span class=\"unit\">days</span>"
-        } else {
-            ""
-        };
+        let unit = rows
+            .unit(column)
+            .map(|u| format!("<span class=\"unit\">{}</span>", escape(u)))
+            .unwrap_or_default();
         let _ = write!(
             out,
             "<div class=\"tile {class}\"><div class=\"tile-label\">{}</div><div class=\"tile-value\"{}>{}</div>{unit}{}</div>",
@@ -348,10 +617,36 @@ fn kpis(out: &mut String, rows: &Rows) -> bool {
             tile(out, column, label, note, "big");
         }
     }
-    out.push_str("</div><div class=\"tiles details\">");
+    out.push_str("</div>");
+    let money = rows.money;
+    if money.open_without_rate > 0 {
+        let n = money.open_without_rate;
+        let (deals, are) = if n == 1 {
+            ("open deal is", "is")
+        } else {
+            ("open deals are", "are")
+        };
+        let which = if money.open_without_rate_currencies.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", listing(&money.open_without_rate_currencies))
+        };
+        let _ = write!(
+            out,
+            "<p class=\"warning\" data-note=\"open-without-rate\" data-value=\"{n}\">{} {deals} in a currency without a rate{which} and {are} not in these totals: see {}.</p>",
+            format::group(&n.to_string()),
+            money.currencies_link()
+        );
+    }
+    out.push_str("<div class=\"tiles details\">");
     for column in &rows.columns {
         if !HEADLINES.iter().any(|(c, _, _)| c == column) {
-            tile(out, column, &format::heading(column), "", "small");
+            let class = if column == "open_deals_without_rate" && money.open_without_rate > 0 {
+                "small attention"
+            } else {
+                "small"
+            };
+            tile(out, column, &format::heading(column), "", class);
         }
     }
     out.push_str("</div>");
@@ -383,11 +678,12 @@ fn funnel(out: &mut String, rows: &Rows) -> bool {
     ];
     out.push_str(&svg::bar_columns(
         rows.id(),
-        "Open deals and their value by stage",
+        &rows.named("Open deals and their value by stage", "value"),
         &categories,
         &series,
     ));
-    table(out, rows, "", &[]);
+    counted_not_valued(out, rows);
+    table(out, rows, &Table::default());
     true
 }
 
@@ -411,11 +707,15 @@ fn forecast(out: &mut String, rows: &Rows) -> bool {
     ];
     out.push_str(&svg::grouped_columns(
         rows.id(),
-        "Pipeline and weighted value by expected close month",
+        &rows.named(
+            "Pipeline and weighted value by expected close month",
+            "pipeline_value",
+        ),
         &categories,
         &series,
     ));
-    table(out, rows, "", &[]);
+    counted_not_valued(out, rows);
+    table(out, rows, &Table::default());
     true
 }
 
@@ -445,7 +745,7 @@ fn velocity(out: &mut String, rows: &Rows) -> bool {
         &line,
         bars.as_ref(),
     ));
-    table(out, rows, "", &[]);
+    table(out, rows, &Table::default());
     true
 }
 
@@ -460,11 +760,15 @@ fn sources(out: &mut String, rows: &Rows) -> bool {
     ];
     out.push_str(&svg::bar_columns(
         rows.id(),
-        "Won deals and their value by marketing source",
+        &rows.named(
+            "Won deals and their value by marketing source",
+            "total_value",
+        ),
         &categories,
         &series,
     ));
-    table(out, rows, "", &[]);
+    counted_not_valued(out, rows);
+    table(out, rows, &Table::default());
     true
 }
 
@@ -499,7 +803,7 @@ fn reps(out: &mut String, rows: &Rows) -> bool {
         &categories,
         &series,
     ));
-    table(out, rows, "", &[]);
+    table(out, rows, &Table::default());
     true
 }
 
@@ -523,8 +827,12 @@ mod tests {
     }
 
     fn render(p: &PanelRows) -> String {
+        render_with(p, &Money::default())
+    }
+
+    fn render_with(p: &PanelRows, money: &Money) -> String {
         let mut out = String::new();
-        render_panel(&mut out, p);
+        render_panel(&mut out, p, money);
         out
     }
 
@@ -654,5 +962,300 @@ mod tests {
             html.contains(">21.3</div><span class=\"unit\">days</span>"),
             "{html}"
         );
+    }
+
+    fn kpi_panel(without_rate: Value, home: &str) -> PanelRows {
+        panel(
+            "Pipeline KPIs",
+            "stat",
+            &[
+                "open_pipeline_value",
+                "weighted_forecast",
+                "win_rate_percent",
+                "open_deals_without_rate",
+                "home_currency",
+            ],
+            vec![json!({
+                "open_pipeline_value": 1234567.5,
+                "weighted_forecast": 500000,
+                "win_rate_percent": 37.5,
+                "open_deals_without_rate": without_rate,
+                "home_currency": home,
+            })],
+        )
+    }
+
+    fn currencies_panel() -> PanelRows {
+        let mut p = panel(
+            "Currencies",
+            "table",
+            &[
+                "currency",
+                "rate",
+                "converted",
+                "open_deals",
+                "open_amount",
+                "open_home_value",
+                "won_deals",
+                "won_amount",
+                "won_home_value",
+            ],
+            vec![
+                json!({"currency": "EUR", "rate": 1, "converted": 1, "open_deals": "4", "open_amount": 4000, "open_home_value": 4000, "won_deals": "1", "won_amount": 100, "won_home_value": 100}),
+                json!({"currency": "USD", "rate": 0.875, "converted": 1, "open_deals": "2", "open_amount": 1000, "open_home_value": 875, "won_deals": "0", "won_amount": 0, "won_home_value": 0}),
+                json!({"currency": "CHF", "rate": 0, "converted": 0, "open_deals": "3", "open_amount": 1500, "open_home_value": 0, "won_deals": "1", "won_amount": 700, "won_home_value": 0}),
+                json!({"currency": "JPY", "rate": 0, "converted": 0, "open_deals": "0", "open_amount": 0, "open_home_value": 0, "won_deals": "2", "won_amount": 90000, "won_home_value": 0}),
+            ],
+        );
+        p.panel.id = 10;
+        p
+    }
+
+    #[test]
+    fn money_is_read_from_the_kpi_row_and_the_currencies_panel() {
+        let money = Money::of(&[kpi_panel(json!("3"), "EUR"), currencies_panel()]);
+        assert_eq!(
+            money,
+            Money {
+                home: Some("EUR".into()),
+                open_without_rate: 3,
+                without_rate: vec!["CHF".into(), "JPY".into()],
+                open_without_rate_currencies: vec!["CHF".into()],
+                currencies_panel: Some(10),
+            }
+        );
+        // No deal converted: the query's home currency is empty, and none is claimed.
+        let money = Money::of(&[kpi_panel(json!(0), "")]);
+        assert_eq!(money, Money::default());
+    }
+
+    #[test]
+    fn kpi_tiles_say_the_home_currency_and_the_open_deals_left_out() {
+        let kpis = kpi_panel(json!("3"), "EUR");
+        let html = render_with(&kpis, &Money::of(&[kpis.clone(), currencies_panel()]));
+        assert!(
+            html.contains("data-column=\"open_pipeline_value\" data-value=\"1234567.5\">1,234,567.50</div><span class=\"unit\">EUR</span>"),
+            "{html}"
+        );
+        assert!(html.contains(
+            "data-column=\"weighted_forecast\" data-value=\"500000\">500,000</div><span class=\"unit\">EUR</span>"
+        ));
+        assert!(html.contains("data-value=\"37.5\">37.5 %</div><div class=\"tile-note\">"));
+        assert!(
+            html.contains("data-column=\"home_currency\" data-value=\"&quot;EUR&quot;\">EUR</div>")
+        );
+        // Every value is a tile, the count of deals left out and the currency too.
+        assert_eq!(html.matches("class=\"tile-value\"").count(), 5);
+        assert!(html.contains(
+            "<p class=\"warning\" data-note=\"open-without-rate\" data-value=\"3\">3 open deals are in a currency without a rate (CHF) and are not in these totals: see <a href=\"#panel-10\">Currencies</a>.</p>"
+        ), "{html}");
+        // Right under the headline figures.
+        assert!(html.find("data-note=\"open-without-rate\"") < html.find("tiles details"));
+
+        let kpis = kpi_panel(json!(0), "EUR");
+        let html = render_with(&kpis, &Money::of(std::slice::from_ref(&kpis)));
+        assert!(!html.contains("data-note"), "{html}");
+        assert!(html.contains("<span class=\"unit\">EUR</span>"));
+        let html = render(&kpi_panel(json!(1), "EUR"));
+        assert!(
+            !html.contains("<span class=\"unit\">EUR</span>"),
+            "a currency is only said when the page knows it"
+        );
+    }
+
+    #[test]
+    fn currencies_show_their_rates_and_those_without_one_apart() {
+        let p = currencies_panel();
+        let kpis = kpi_panel(json!(3), "EUR");
+        let html = render_with(&p, &Money::of(&[kpis, p.clone()]));
+        assert!(html.contains("data-view=\"currencies\""));
+        assert!(!html.contains("<svg"));
+        assert!(
+            html.contains("data-column=\"rate\">Rate to EUR</th>"),
+            "{html}"
+        );
+        assert!(html.contains("data-column=\"open_home_value\">Open value in EUR</th>"));
+        assert!(html.contains("data-column=\"won_home_value\">Won value in EUR</th>"));
+        assert!(html.contains("data-column=\"open_amount\">Open amount</th>"));
+        assert!(html.contains(
+            "<td class=\"num\" data-panel=\"10\" data-row=\"1\" data-column=\"rate\" data-value=\"0.875\">0.875</td>"
+        ));
+        assert!(
+            html.contains("data-row=\"1\" data-column=\"converted\" data-value=\"1\">yes</td>")
+        );
+        // Without a rate: apart, saying so, with no rate and no home value
+        // (the query's 0 kept as the machine value).
+        let apart = html
+            .find("<tbody class=\"apart\" data-apart=\"without-rate\">")
+            .expect("a group apart");
+        for row in ["0", "1"] {
+            let at = html
+                .find(&format!("data-row=\"{row}\" data-column=\"currency\""))
+                .unwrap();
+            assert!(at < apart, "a converted currency is not apart");
+        }
+        for row in ["2", "3"] {
+            let at = html
+                .find(&format!("data-row=\"{row}\" data-column=\"currency\""))
+                .unwrap();
+            assert!(at > apart, "a currency without a rate is apart");
+        }
+        assert!(
+            html[apart..]
+                .contains("colspan=\"9\">Without a rate: never converted, never summed</th>")
+        );
+        assert!(html.contains(
+            "<td class=\"null\" data-panel=\"10\" data-row=\"2\" data-column=\"rate\" data-value=\"0\">\u{2014}</td>"
+        ));
+        assert!(html.contains(
+            "<td class=\"null\" data-panel=\"10\" data-row=\"2\" data-column=\"open_home_value\" data-value=\"0\">\u{2014}</td>"
+        ));
+        assert!(
+            html.contains("data-row=\"2\" data-column=\"converted\" data-value=\"0\">no rate</td>")
+        );
+        // Its own amounts stay, in its own currency.
+        assert!(
+            html.contains(
+                "data-row=\"2\" data-column=\"open_amount\" data-value=\"1500\">1,500</td>"
+            )
+        );
+        // Every value is on the page.
+        assert_eq!(html.matches("<td ").count(), 4 * 9);
+    }
+
+    #[test]
+    fn open_deals_show_their_own_amount_and_the_home_value() {
+        let p = panel(
+            "Open deals",
+            "table",
+            &[
+                "deal_id",
+                "title",
+                "amount",
+                "currency",
+                "home_value",
+                "converted",
+            ],
+            vec![
+                json!({"deal_id": "7", "title": "Big", "amount": 1000, "currency": "USD", "home_value": 875, "converted": 1}),
+                json!({"deal_id": "8", "title": "Swiss", "amount": 2500.5, "currency": "CHF", "home_value": 0, "converted": 0}),
+                json!({"deal_id": "9", "title": "Small", "amount": 10, "currency": "EUR", "home_value": 10, "converted": 1}),
+            ],
+        );
+        let money = Money {
+            home: Some("EUR".into()),
+            ..Money::default()
+        };
+        let html = render_with(&p, &money);
+        assert!(
+            html.contains("data-column=\"home_value\">Value in EUR</th>"),
+            "{html}"
+        );
+        assert!(html.contains("data-column=\"amount\">Amount</th>"));
+        assert!(html.contains("data-row=\"0\" data-column=\"amount\" data-value=\"1000\">1,000.00</td><td class=\"text\" data-panel=\"42\" data-row=\"0\" data-column=\"currency\" data-value=\"&quot;USD&quot;\">USD</td>"));
+        assert!(
+            html.contains("data-row=\"0\" data-column=\"home_value\" data-value=\"875\">875</td>")
+        );
+        assert!(
+            html.contains(
+                "data-row=\"1\" data-column=\"home_value\" data-value=\"0\">\u{2014}</td>"
+            )
+        );
+        assert!(
+            html.contains("data-row=\"1\" data-column=\"converted\" data-value=\"0\">no rate</td>")
+        );
+        // The deal without a rate is apart, after the others, whatever the order.
+        let apart = html
+            .find("data-apart=\"without-rate\"")
+            .expect("a group apart");
+        assert!(html.find("data-row=\"2\" data-column=\"title\"").unwrap() < apart);
+        assert!(html.find("data-row=\"1\" data-column=\"title\"").unwrap() > apart);
+        assert!(html[apart..].contains("not converted, in no total"));
+    }
+
+    #[test]
+    fn sums_are_labelled_with_the_home_currency() {
+        let funnel = panel(
+            "Pipeline funnel: open deals by stage",
+            "barchart",
+            &["pipeline", "stage", "stage_order", "deals", "value"],
+            vec![
+                json!({"pipeline": "Sales", "stage": "Lead In", "stage_order": 1, "deals": 5, "value": 2500.0}),
+            ],
+        );
+        let currencies = currencies_panel();
+        let money = Money::of(&[kpi_panel(json!(3), "EUR"), currencies]);
+        let html = render_with(&funnel, &money);
+        assert!(
+            html.contains("data-column=\"value\">Value (EUR)</th>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(">Value (EUR)</text>"),
+            "the chart's series says it"
+        );
+        assert!(html.contains("data-column=\"deals\">Deals</th>"));
+        assert!(html.contains(
+            "<p class=\"note\" data-note=\"without-rate\">Deals in CHF and JPY (no rate into EUR) are counted here but are in no value: see <a href=\"#panel-10\">Currencies</a>.</p>"
+        ), "{html}");
+
+        let sources = panel(
+            "Won deals by marketing source",
+            "table",
+            &["channel", "won_deals", "total_value", "average_value"],
+            vec![
+                json!({"channel": "Web", "won_deals": 2, "total_value": 300.5, "average_value": 150.25}),
+            ],
+        );
+        let html = render_with(&sources, &money);
+        assert!(html.contains("data-column=\"total_value\">Total value (EUR)</th>"));
+        assert!(html.contains("data-column=\"average_value\">Average value (EUR)</th>"));
+        assert!(html.contains("data-column=\"won_deals\">Won deals</th>"));
+
+        let forecast = panel(
+            "Forecast by expected close month",
+            "barchart",
+            &["close_month", "deals", "pipeline_value", "weighted_value"],
+            vec![
+                json!({"close_month": "2025-03-01", "deals": 2, "pipeline_value": 100.5, "weighted_value": 50.25}),
+            ],
+        );
+        let html = render_with(&forecast, &money);
+        assert!(html.contains("data-column=\"pipeline_value\">Pipeline value (EUR)</th>"));
+        assert!(html.contains("data-column=\"weighted_value\">Weighted value (EUR)</th>"));
+
+        let calibration = panel(
+            "Win probability: CRM vs. calibrated from this tenant's history",
+            "table",
+            &[
+                "stage_name",
+                "crm_probability",
+                "calibrated_probability",
+                "open_value",
+                "weighted_crm",
+                "weighted_calibrated",
+            ],
+            vec![
+                json!({"stage_name": "Lead In", "crm_probability": 10, "calibrated_probability": 12.5, "open_value": 1000, "weighted_crm": 100, "weighted_calibrated": 125}),
+            ],
+        );
+        let html = render_with(&calibration, &money);
+        for heading in [
+            "Open value (EUR)",
+            "Weighted CRM (EUR)",
+            "Weighted calibrated (EUR)",
+        ] {
+            assert!(
+                html.contains(&format!(">{heading}</th>")),
+                "{heading}: {html}"
+            );
+        }
+        // An unknown panel's columns are its own: nothing is claimed about them.
+        let html = render_with(
+            &panel("Churn", "table", &["value"], vec![json!({"value": 1.5})]),
+            &money,
+        );
+        assert!(html.contains("data-column=\"value\">Value</th>"));
+        assert!(!html.contains("data-note"));
     }
 }
