@@ -911,7 +911,7 @@ mod status {
     use super::*;
 
     impl Tributary {
-        fn with(mut self, key: &str, value: &str) -> Self {
+        pub(super) fn with(mut self, key: &str, value: &str) -> Self {
             self.env.push((key.into(), value.into()));
             self
         }
@@ -1098,5 +1098,93 @@ mod status {
             run.stdout
                 .contains(&format!("dead letters on {}: 3", topics.dead_letter))
         );
+    }
+}
+
+/// `tributary rates`: an operator's rates win over the configured ones, and
+/// the dashboards convert with them.
+#[cfg(feature = "clickhouse-tests")]
+mod rates {
+    use tributary_clickhouse::dashboard::{self, Scope};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn operator_rates_win_over_configured_ones_and_the_dashboards_use_them() {
+        let brokers = broker::shared_brokers();
+        let topics = Topics::create(&brokers, 1).await;
+        let database = tributary_tests::clickhouse::TestDatabase::create("operator_rates").await;
+        // One open deal of 1,000 USD; the configuration says 0.9 EUR a dollar.
+        database
+            .execute(
+                "INSERT INTO tributary.deal_changes (tenant, source, account, id, version, received, known, \
+                 deleted, merged_into, status, pipeline_id, stage_id, amount, currency) VALUES \
+                 ('acme', 'pipedrive', '1', '7', 1, 1, ['deleted', 'merged_into', 'status', 'pipeline_id', 'stage_id', 'amount', 'currency'], \
+                 0, NULL, 'open', '1', '1', 1000, 'USD')",
+            )
+            .await;
+        database
+            .execute(
+                "INSERT INTO tributary.currency_rates VALUES \
+                 ('acme', 'EUR', 'configuration', 'EUR', 1, '2025-01-01 00:00:00'), \
+                 ('acme', 'USD', 'configuration', 'EUR', 0.9, '2025-01-01 00:00:00')",
+            )
+            .await;
+        let cli = Tributary::new(&brokers, &topics)
+            .with("TRIBUTARY_CLICKHOUSE__URL", &database.settings.url)
+            .with("TRIBUTARY_CLICKHOUSE__DATABASE", database.name())
+            .with("TRIBUTARY_CLICKHOUSE__VALIDATION", "false");
+        let kpis = || async {
+            let panel = dashboard::sales_operations_panels()
+                .expect("panels")
+                .into_iter()
+                .find(|p| p.title == "Pipeline KPIs")
+                .expect("the KPI panel");
+            let scope = Scope {
+                from: 0,
+                to: 2_000_000_000,
+                tenant: "acme".into(),
+                pipeline: None,
+            };
+            database
+                .query(&dashboard::expand(&panel.sql, &scope).expect("expands"))
+                .await[0]["open_pipeline_value"]
+                .as_f64()
+                .expect("a value")
+        };
+        assert_eq!(kpis().await, 900.0, "the configured rate");
+
+        cli.fails(
+            &[
+                "rates", "set", "--tenant", "acme", "--home", "GBP", "USD=0.8",
+            ],
+            "EUR",
+        );
+        cli.fails(
+            &[
+                "rates", "set", "--tenant", "acme", "--home", "EUR", "usd=0.8",
+            ],
+            "ISO 4217",
+        );
+        cli.ok(&[
+            "rates", "set", "--tenant", "acme", "--home", "EUR", "USD=0.75",
+        ]);
+        assert_eq!(kpis().await, 750.0, "the operator's rate wins");
+        let list = cli.ok(&["rates", "list", "--tenant", "acme"]);
+        let usd: Vec<&str> = list
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("USD"))
+            .collect();
+        assert_eq!(usd.len(), 2, "{list:?}");
+        assert!(
+            usd.iter()
+                .any(|l| l.contains("0.75") && l.contains("operator")),
+            "{list:?}"
+        );
+
+        // A zero takes the operator's rate back: the configured one applies again.
+        cli.ok(&["rates", "set", "--tenant", "acme", "--home", "EUR", "USD=0"]);
+        assert_eq!(kpis().await, 900.0);
     }
 }

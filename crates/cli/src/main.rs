@@ -5,6 +5,7 @@
 
 mod dlq;
 mod migrate;
+mod rates;
 mod read;
 mod replay;
 mod report;
@@ -43,6 +44,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Write a tenant's sales-operations dashboard as a self-contained HTML page.
     Report(report::ReportArgs),
+    /// List a tenant's currency rates, or load an operator's.
+    Rates(rates::RatesArgs),
 }
 
 /// The sections the CLI needs from the shared configuration.
@@ -101,6 +104,7 @@ async fn main() -> ExitCode {
             Command::CreateTopics(args) => topics::run(&config.kafka, &config.topics, args).await,
             Command::Migrate(args) => migrate::run(&config.clickhouse, args).await,
             Command::Report(args) => report::run(&config.clickhouse, args).await,
+            Command::Rates(args) => rates::run(&config.clickhouse, args).await,
             Command::Replay(args) => replay::run(&config.kafka, &config.topics, args).await,
             Command::Dlq(args) => dlq::run(&config.kafka, &config.topics, args).await,
             Command::Status(args) => {

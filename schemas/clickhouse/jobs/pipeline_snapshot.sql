@@ -51,8 +51,8 @@ FROM
     ALL LEFT JOIN
     (
         SELECT tenant, currency AS deal_currency,
-            argMax(rate, tuple(origin = 'operator', updated_at)) AS home_rate,
-            argMax(home_currency, tuple(origin = 'operator', updated_at)) AS home
+            argMax(rate, tuple(multiIf(rate <= 0, 0, origin = 'operator', 2, 1), updated_at)) AS home_rate,
+            argMax(home_currency, tuple(multiIf(rate <= 0, 0, origin = 'operator', 2, 1), updated_at)) AS home
         FROM tributary.currency_rates FINAL
         GROUP BY tenant, currency
     ) AS rates USING (tenant, deal_currency)

@@ -232,7 +232,10 @@ impl Record {
             history,
             created_at: value.get("createdAt").and_then(text),
             updated_at: value.get("updatedAt").and_then(text),
-            archived: value.get("archived").and_then(Value::as_bool).unwrap_or(false),
+            archived: value
+                .get("archived")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             archived_at: value.get("archivedAt").and_then(text),
         })
     }
@@ -351,7 +354,11 @@ pub struct HubSpotApi {
 }
 
 impl HubSpotApi {
-    pub fn new(access: Vec<PortalAccess>, settings: &EnrichmentSettings, http: reqwest::Client) -> Self {
+    pub fn new(
+        access: Vec<PortalAccess>,
+        settings: &EnrichmentSettings,
+        http: reqwest::Client,
+    ) -> Self {
         let policy = RetryPolicy::from_settings(settings);
         let ttl = |seconds: u64| Duration::from_secs(seconds.max(1));
         let portals = access
@@ -479,7 +486,12 @@ impl Portal {
                     let records: Vec<Arc<Record>> = answer
                         .get("results")
                         .and_then(Value::as_array)
-                        .map(|r| r.iter().filter_map(Record::from_json).map(Arc::new).collect())
+                        .map(|r| {
+                            r.iter()
+                                .filter_map(Record::from_json)
+                                .map(Arc::new)
+                                .collect()
+                        })
                         .unwrap_or_default();
                     for record in records {
                         for id in record.answers_for() {
@@ -636,7 +648,9 @@ impl Portal {
                     })
                     .await?;
                 let results = match answer {
-                    Fetched::Found(answer) => answer["results"].as_array().cloned().unwrap_or_default(),
+                    Fetched::Found(answer) => {
+                        answer["results"].as_array().cloned().unwrap_or_default()
+                    }
                     Fetched::NotFound => Vec::new(),
                 };
                 Ok(Arc::new(results.iter().filter_map(pipeline).collect()))
@@ -660,12 +674,15 @@ impl Portal {
                         .client
                         .get_json("owners", || self.request(reqwest::Method::GET, &path))
                         .await?;
-                    let Fetched::Found(answer) = answer else { break };
+                    let Fetched::Found(answer) = answer else {
+                        break;
+                    };
                     for owner in answer["results"].as_array().into_iter().flatten() {
                         let Some(id) = owner.get("id").and_then(crate::hubspot::id_text) else {
                             continue;
                         };
-                        let part = |key: &str| owner.get(key).and_then(Value::as_str).unwrap_or_default();
+                        let part =
+                            |key: &str| owner.get(key).and_then(Value::as_str).unwrap_or_default();
                         let name = format!("{} {}", part("firstName"), part("lastName"))
                             .trim()
                             .to_owned();
@@ -673,7 +690,10 @@ impl Portal {
                             id,
                             Owner {
                                 name: (!name.is_empty()).then_some(name),
-                                email: owner.get("email").and_then(Value::as_str).map(str::to_owned),
+                                email: owner
+                                    .get("email")
+                                    .and_then(Value::as_str)
+                                    .map(str::to_owned),
                             },
                         );
                     }
@@ -704,7 +724,9 @@ impl Portal {
                     .get_json("properties", || self.request(reqwest::Method::GET, &path))
                     .await?;
                 let results = match answer {
-                    Fetched::Found(answer) => answer["results"].as_array().cloned().unwrap_or_default(),
+                    Fetched::Found(answer) => {
+                        answer["results"].as_array().cloned().unwrap_or_default()
+                    }
                     Fetched::NotFound => Vec::new(),
                 };
                 Ok(Arc::new(results.iter().filter_map(property).collect()))
@@ -716,7 +738,11 @@ impl Portal {
     /// The property names a batch read asks for: the standard ones and,
     /// where kept, every custom one.
     async fn property_names(&self, object: ObjectType) -> Result<Vec<String>, ApiError> {
-        let mut names: Vec<String> = object.properties().iter().map(|p| (*p).to_owned()).collect();
+        let mut names: Vec<String> = object
+            .properties()
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect();
         if object.has_custom_properties() {
             for property in self.property_definitions(object).await?.iter() {
                 if property.custom && !names.contains(&property.name) {
@@ -747,9 +773,11 @@ fn pipeline(value: &Value) -> Option<DealPipeline> {
                 id: crate::hubspot::id_text(stage.get("id")?)?,
                 label: text(stage, "label").unwrap_or_default(),
                 display_order: stage["displayOrder"].as_i64().unwrap_or_default(),
-                probability: metadata
-                    .get("probability")
-                    .and_then(|p| p.as_str().map(str::to_owned).or_else(|| p.as_f64().map(|f| f.to_string()))),
+                probability: metadata.get("probability").and_then(|p| {
+                    p.as_str()
+                        .map(str::to_owned)
+                        .or_else(|| p.as_f64().map(|f| f.to_string()))
+                }),
                 is_closed: crate::hubspot::truthy(metadata.get("isClosed")),
             })
         })

@@ -22,11 +22,11 @@ use tributary_envelope::RawEvent;
 
 use super::api::{HubSpotApi, ObjectType, Portal, PortalAccess, Record};
 use super::{NAME, id_text};
+use crate::SourceConfigError;
 use crate::enrich::{
     BoxFuture, EnrichFailure, Enriched, EnricherContext, Missing, SourceEnricher,
     put_pipeline_fields,
 };
-use crate::SourceConfigError;
 
 /// Lookup names in `pipeline_enrichment_missing`.
 pub const RECORD: &str = "record";
@@ -54,11 +54,12 @@ pub fn build(context: &EnricherContext<'_>) -> Result<Box<dyn SourceEnricher>, S
     let mut access = Vec::new();
     let mut tenants = HashMap::new();
     for (tenant, section) in &context.tenants {
-        let settings = super::tenant_settings(section).map_err(|reason| SourceConfigError::Tenant {
-            tenant: (*tenant).to_owned(),
-            source_name: NAME,
-            reason,
-        })?;
+        let settings =
+            super::tenant_settings(section).map_err(|reason| SourceConfigError::Tenant {
+                tenant: (*tenant).to_owned(),
+                source_name: NAME,
+                reason,
+            })?;
         if let Some(token) = &settings.access_token {
             access.push(PortalAccess {
                 tenant: (*tenant).to_owned(),
@@ -250,9 +251,8 @@ impl HubSpotEnricher {
                     portal.associations(engagement, ObjectType::Companies, &found.id),
                     owners,
                 );
-                let first = |associated: Option<Vec<(String, bool)>>| {
-                    associated.map(|a| first_primary(&a))
-                };
+                let first =
+                    |associated: Option<Vec<(String, bool)>>| associated.map(|a| first_primary(&a));
                 let deal = first(missing.note(ASSOCIATIONS, deals));
                 let contact = first(missing.note(ASSOCIATIONS, contacts));
                 let company = first(missing.note(ASSOCIATIONS, companies));
@@ -298,10 +298,7 @@ fn put_event_fields(
         text_of(element, "subscriptionType").unwrap_or_else(|| "workflow".into()),
     );
     record.put("event_object_id", event.object_id.clone());
-    record.put(
-        "event_portal_id",
-        element.get("portalId").and_then(id_text),
-    );
+    record.put("event_portal_id", element.get("portalId").and_then(id_text));
     record.put("event_occurred_at", occurred_at_ms);
     record.put("event_timestamp_micro", keys.occurred_at_micros as i64);
     record.put("event_property_name", text_of(element, "propertyName"));
@@ -482,10 +479,30 @@ fn put_activity(
     company: Option<Option<String>>,
 ) {
     let (kind, subject, status, direction) = match engagement {
-        ObjectType::Calls => ("call", Some("hs_call_title"), Some("hs_call_status"), Some("hs_call_direction")),
-        ObjectType::Emails => ("email", Some("hs_email_subject"), Some("hs_email_status"), Some("hs_email_direction")),
-        ObjectType::Meetings => ("meeting", Some("hs_meeting_title"), Some("hs_meeting_outcome"), None),
-        ObjectType::Tasks => ("task", Some("hs_task_subject"), Some("hs_task_status"), None),
+        ObjectType::Calls => (
+            "call",
+            Some("hs_call_title"),
+            Some("hs_call_status"),
+            Some("hs_call_direction"),
+        ),
+        ObjectType::Emails => (
+            "email",
+            Some("hs_email_subject"),
+            Some("hs_email_status"),
+            Some("hs_email_direction"),
+        ),
+        ObjectType::Meetings => (
+            "meeting",
+            Some("hs_meeting_title"),
+            Some("hs_meeting_outcome"),
+            None,
+        ),
+        ObjectType::Tasks => (
+            "task",
+            Some("hs_task_subject"),
+            Some("hs_task_status"),
+            None,
+        ),
         _ => ("note", None, None, None),
     };
     let property = |name: Option<&str>| name.and_then(|n| found.property(n)).map(str::to_owned);
@@ -527,7 +544,11 @@ fn put_owner(
 /// `custom_<property>`: the account's own properties of the record, and
 /// their definitions (`custom_field_*`, one entry per property; options as
 /// `property<TAB>value<TAB>label`).
-fn put_custom(record: &mut FlatRecord, found: &Record, definitions: Option<&[super::api::Property]>) {
+fn put_custom(
+    record: &mut FlatRecord,
+    found: &Record,
+    definitions: Option<&[super::api::Property]>,
+) {
     let Some(definitions) = definitions else {
         return;
     };
@@ -549,7 +570,10 @@ fn put_custom(record: &mut FlatRecord, found: &Record, definitions: Option<&[sup
     );
     record.put(
         "custom_field_types",
-        custom.iter().map(|d| d.field_type.clone()).collect::<Vec<_>>(),
+        custom
+            .iter()
+            .map(|d| d.field_type.clone())
+            .collect::<Vec<_>>(),
     );
     record.put(
         "custom_field_options",

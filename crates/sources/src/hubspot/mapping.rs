@@ -53,7 +53,9 @@ impl Event<'_> {
 
     /// The id of the record the fields describe.
     fn id(&self) -> String {
-        self.record_id.clone().unwrap_or_else(|| self.object_id.clone())
+        self.record_id
+            .clone()
+            .unwrap_or_else(|| self.object_id.clone())
     }
 
     fn micros_of(&self, key: &str) -> Result<Option<i64>, MappingError> {
@@ -69,7 +71,11 @@ impl Event<'_> {
 }
 
 impl Mapping for HubSpotMapping {
-    fn map(&self, context: &Context<'_>, fields: &Map<String, Value>) -> Result<Mapped, MappingError> {
+    fn map(
+        &self,
+        context: &Context<'_>,
+        fields: &Map<String, Value>,
+    ) -> Result<Mapped, MappingError> {
         let flat = Flat::new(fields);
         let object = Flat::required("event_object", flat.text("event_object")?)?;
         let action = Flat::required("event_action", flat.text("event_action")?)?;
@@ -246,7 +252,10 @@ fn deal(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError
     deal.currency = flat.text_or_empty("deal_currency")?;
     deal.pipeline_id = flat.text_or_empty("deal_pipeline_id")?;
     deal.stage_id = flat.text_or_empty("deal_stage_id")?;
-    deal.status = match (flat.flag("deal_is_closed_won")?, flat.flag("deal_is_closed")?) {
+    deal.status = match (
+        flat.flag("deal_is_closed_won")?,
+        flat.flag("deal_is_closed")?,
+    ) {
         (Field::Value(true), _) => Field::Value(DealStatus::Won),
         (_, Field::Value(true)) => Field::Value(DealStatus::Lost),
         (_, Field::Value(false)) => Field::Value(DealStatus::Open),
@@ -276,7 +285,10 @@ fn deal(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError
             .map(|(stage, time)| {
                 let micros = chrono::DateTime::parse_from_rfc3339(&time)
                     .map_err(|_| {
-                        MappingError::new("deal_stage_history_times", format!("{time:?} is not a time"))
+                        MappingError::new(
+                            "deal_stage_history_times",
+                            format!("{time:?} is not a time"),
+                        )
                     })?
                     .timestamp_micros();
                 Ok((stage, micros))
@@ -328,12 +340,19 @@ fn deal(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError
         })
     };
     for (i, (stage, micros)) in history.iter().enumerate() {
-        let from = i.checked_sub(1).map(|p| history[p].0.clone()).unwrap_or_default();
+        let from = i
+            .checked_sub(1)
+            .map(|p| history[p].0.clone())
+            .unwrap_or_default();
         records.push(Record::StageTransition(StageTransition {
             deal: event.key(id.clone()),
             entered_at_micro: *micros,
             pipeline_id: pipeline_id.clone(),
-            from_status: if from.is_empty() { String::new() } else { status_of(&from).to_owned() },
+            from_status: if from.is_empty() {
+                String::new()
+            } else {
+                status_of(&from).to_owned()
+            },
             from_stage_id: from,
             to_stage_id: stage.clone(),
             to_status: status_of(stage).to_owned(),
@@ -392,7 +411,11 @@ fn pipeline_and_stages(
         key: event.key(pipeline_id),
         version,
         name,
-        display_order: flat.integer("deal_pipeline_order")?.value().copied().unwrap_or(0),
+        display_order: flat
+            .integer("deal_pipeline_order")?
+            .value()
+            .copied()
+            .unwrap_or(0),
         archived: false,
     }));
     let column = |key: &str| -> Result<Vec<String>, MappingError> {
@@ -404,7 +427,10 @@ fn pipeline_and_stages(
     let names = column("deal_pipeline_stage_names")?;
     let orders = column("deal_pipeline_stage_orders")?;
     let probabilities = column("deal_pipeline_stage_probabilities")?;
-    if names.len() != outcomes.len() || orders.len() != outcomes.len() || probabilities.len() != outcomes.len() {
+    if names.len() != outcomes.len()
+        || orders.len() != outcomes.len()
+        || probabilities.len() != outcomes.len()
+    {
         return Err(MappingError::new(
             "deal_pipeline_stage_ids",
             "the stage arrays differ in length",
@@ -412,7 +438,10 @@ fn pipeline_and_stages(
     }
     for (i, (id, outcome)) in outcomes.iter().enumerate() {
         let order = orders[i].trim().parse::<i64>().map_err(|_| {
-            MappingError::new("deal_pipeline_stage_orders", format!("{:?} is not an order", orders[i]))
+            MappingError::new(
+                "deal_pipeline_stage_orders",
+                format!("{:?} is not an order", orders[i]),
+            )
         })?;
         // HubSpot's probability is a fraction ("0.2"); the model's a percent.
         let probability = match probabilities[i].trim() {
@@ -445,9 +474,14 @@ fn pipeline_and_stages(
 /// The record's owner, when the owners were read.
 fn owner(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError> {
     let flat = &event.flat;
-    let owner_id = ["deal_owner_id", "contact_owner_id", "company_owner_id", "activity_owner_id"]
-        .iter()
-        .find_map(|key| flat.raw(key).and_then(Value::as_str).map(str::to_owned));
+    let owner_id = [
+        "deal_owner_id",
+        "contact_owner_id",
+        "company_owner_id",
+        "activity_owner_id",
+    ]
+    .iter()
+    .find_map(|key| flat.raw(key).and_then(Value::as_str).map(str::to_owned));
     if let (Some(id), Field::Value(name)) = (owner_id, flat.text("owner_name")?) {
         let mut user = User::new(event.key(id), event.hydrated);
         user.name = Field::Value(name);
@@ -474,7 +508,9 @@ fn deals_company(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Map
     let Field::Value(id) = event.flat.id("company_id")? else {
         return Ok(());
     };
-    let at_micro = event.micros_of("company_updated_at")?.unwrap_or(event.version.at_micro);
+    let at_micro = event
+        .micros_of("company_updated_at")?
+        .unwrap_or(event.version.at_micro);
     let version = Version {
         at_micro,
         received_micro: event.version.received_micro,
@@ -646,7 +682,8 @@ fn custom(
             .iter()
             .filter_map(|option| {
                 let mut parts = option.splitn(3, '\t');
-                let (Some(field), Some(value), Some(label)) = (parts.next(), parts.next(), parts.next())
+                let (Some(field), Some(value), Some(label)) =
+                    (parts.next(), parts.next(), parts.next())
                 else {
                     return None;
                 };

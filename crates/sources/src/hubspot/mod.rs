@@ -61,7 +61,8 @@ pub fn id_text(value: &Value) -> Option<String> {
 
 /// HubSpot's booleans: `true` or the string `"true"` ("false" is false).
 pub fn truthy(value: Option<&Value>) -> bool {
-    matches!(value, Some(Value::Bool(true))) || matches!(value, Some(Value::String(s)) if s == "true")
+    matches!(value, Some(Value::Bool(true)))
+        || matches!(value, Some(Value::String(s)) if s == "true")
 }
 
 #[cfg(test)]

@@ -92,9 +92,15 @@ async fn a_deal_event_is_hydrated_with_its_history_pipeline_company_owner_and_so
     let enricher = enricher(&api.base_url());
     let event = enrich(
         &*enricher,
-        &raw("deal", "101", "propertyChange", SAMPLE_START_MS, json!({
-            "propertyName": "dealstage", "propertyValue": "1102"
-        })),
+        &raw(
+            "deal",
+            "101",
+            "propertyChange",
+            SAMPLE_START_MS,
+            json!({
+                "propertyName": "dealstage", "propertyValue": "1102"
+            }),
+        ),
     )
     .await;
     assert_eq!(event["pipeline_enrichment_status"], "complete", "{event:#}");
@@ -158,7 +164,13 @@ async fn a_burst_of_events_about_many_deals_costs_a_handful_of_calls() {
     for id in 1_000..1_100 {
         let enricher = enricher.clone();
         tasks.push(tokio::spawn(async move {
-            let raw = raw("deal", &id.to_string(), "creation", SAMPLE_START_MS, json!({}));
+            let raw = raw(
+                "deal",
+                &id.to_string(),
+                "creation",
+                SAMPLE_START_MS,
+                json!({}),
+            );
             enrich(&*enricher, &raw).await
         }));
     }
@@ -171,7 +183,11 @@ async fn a_burst_of_events_about_many_deals_costs_a_handful_of_calls() {
     let calls = state.calls.len();
     // Two batch reads of 50 (history limits them), two of each
     // association, one company read, pipelines, owners, properties.
-    assert!(calls <= 10, "{calls} calls for 100 deals: {:?}", state.calls);
+    assert!(
+        calls <= 10,
+        "{calls} calls for 100 deals: {:?}",
+        state.calls
+    );
     assert!(state.calls_to("/crm/v3/objects/deals/batch/read") <= 2);
 }
 
@@ -179,7 +195,11 @@ async fn a_burst_of_events_about_many_deals_costs_a_handful_of_calls() {
 async fn a_deletion_reads_nothing_and_an_api_outage_leaves_the_event_partial() {
     let api = fake().await;
     let enricher = enricher(&api.base_url());
-    let deleted = enrich(&*enricher, &raw("deal", "103", "deletion", SAMPLE_START_MS, json!({}))).await;
+    let deleted = enrich(
+        &*enricher,
+        &raw("deal", "103", "deletion", SAMPLE_START_MS, json!({})),
+    )
+    .await;
     assert_eq!(deleted["record_found"], false);
     assert_eq!(deleted["pipeline_enrichment_status"], "complete");
     assert_eq!(api.state().calls.len(), 0, "a deletion needs no lookup");
@@ -190,22 +210,38 @@ async fn a_deletion_reads_nothing_and_an_api_outage_leaves_the_event_partial() {
     };
     let event = enrich(
         &*enricher,
-        &raw("deal", "101", "propertyChange", SAMPLE_START_MS, json!({
-            "propertyName": "amount", "propertyValue": "99.5"
-        })),
+        &raw(
+            "deal",
+            "101",
+            "propertyChange",
+            SAMPLE_START_MS,
+            json!({
+                "propertyName": "amount", "propertyValue": "99.5"
+            }),
+        ),
     )
     .await;
     assert_eq!(event["pipeline_enrichment_status"], "partial");
     assert_eq!(event["pipeline_enrichment_missing"], json!(["record"]));
-    assert_eq!(event["event_property_value"], "99.5", "the webhook's own facts stay");
-    assert!(event.get("deal_name").is_none(), "nothing read, nothing claimed");
+    assert_eq!(
+        event["event_property_value"], "99.5",
+        "the webhook's own facts stay"
+    );
+    assert!(
+        event.get("deal_name").is_none(),
+        "nothing read, nothing claimed"
+    );
 }
 
 #[tokio::test]
 async fn an_engagement_names_its_deal_and_owner() {
     let api = fake().await;
     let enricher = enricher(&api.base_url());
-    let event = enrich(&*enricher, &raw("call", "701", "creation", SAMPLE_START_MS, json!({}))).await;
+    let event = enrich(
+        &*enricher,
+        &raw("call", "701", "creation", SAMPLE_START_MS, json!({})),
+    )
+    .await;
     assert_eq!(event["pipeline_enrichment_status"], "complete", "{event:#}");
     assert_eq!(event["activity_type"], "call");
     assert_eq!(event["activity_status"], "COMPLETED");
@@ -220,7 +256,11 @@ async fn an_enriched_deal_maps_into_the_model_with_its_status_stages_and_history
     use tributary_model::{Context, DealStatus, Field, Mapping, Outcome, Record};
     let api = fake().await;
     let enricher = enricher(&api.base_url());
-    let event = enrich(&*enricher, &raw("deal", "101", "creation", SAMPLE_START_MS, json!({}))).await;
+    let event = enrich(
+        &*enricher,
+        &raw("deal", "101", "creation", SAMPLE_START_MS, json!({})),
+    )
+    .await;
     let missing: Vec<String> = Vec::new();
     let context = Context {
         tenant: "acme",
@@ -244,7 +284,11 @@ async fn an_enriched_deal_maps_into_the_model_with_its_status_stages_and_history
     assert_eq!(deal.amount.value().map(|a| a.as_str()), Some("13000"));
     assert_eq!(deal.currency, Field::Value("EUR".into()));
     assert_eq!(deal.company_id, Field::Value("301".into()));
-    assert_eq!(deal.probability, Field::Null, "the stage's probability applies");
+    assert_eq!(
+        deal.probability,
+        Field::Null,
+        "the stage's probability applies"
+    );
     let won_at = deal.won_at.value().expect("won at").seconds();
     assert_eq!(
         won_at,

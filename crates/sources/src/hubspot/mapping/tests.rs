@@ -42,16 +42,19 @@ fn deals(mapped: &Mapped) -> Vec<&tributary_model::Deal> {
 
 fn hydrated(extra: Value) -> Value {
     with(
-        with(base("deal", "propertyChange"), json!({
-            "record_found": true, "record_id": "1234567890123456789", "record_archived": false,
-            "record_updated_at": "2023-11-14T22:13:20.000Z", "record_version_micro": 1_700_000_000_000_000_i64,
-            "deal_name": "Omni", "deal_amount": "1500.50", "deal_currency": "BRL",
-            "deal_pipeline_id": "default", "deal_stage_id": "appointmentscheduled",
-            "deal_is_closed": "false", "deal_is_closed_won": "false", "deal_close_date": "",
-            "deal_create_date": "2023-11-01T10:00:00Z", "deal_owner_id": "77",
-            "deal_stage_history_ids": ["appointmentscheduled"],
-            "deal_stage_history_times": ["2023-11-01T10:00:00Z"],
-        })),
+        with(
+            base("deal", "propertyChange"),
+            json!({
+                "record_found": true, "record_id": "1234567890123456789", "record_archived": false,
+                "record_updated_at": "2023-11-14T22:13:20.000Z", "record_version_micro": 1_700_000_000_000_000_i64,
+                "deal_name": "Omni", "deal_amount": "1500.50", "deal_currency": "BRL",
+                "deal_pipeline_id": "default", "deal_stage_id": "appointmentscheduled",
+                "deal_is_closed": "false", "deal_is_closed_won": "false", "deal_close_date": "",
+                "deal_create_date": "2023-11-01T10:00:00Z", "deal_owner_id": "77",
+                "deal_stage_history_ids": ["appointmentscheduled"],
+                "deal_stage_history_times": ["2023-11-01T10:00:00Z"],
+            }),
+        ),
         extra,
     )
 }
@@ -61,9 +64,17 @@ fn closed_flags_are_read_strictly_and_ids_stay_verbatim() {
     let mapped = map(hydrated(json!({})), &[]).expect("maps");
     let deal = deals(&mapped)[0];
     assert_eq!(deal.key.id, "1234567890123456789");
-    assert_eq!(deal.status, Field::Value(DealStatus::Open), "\"false\" is false");
+    assert_eq!(
+        deal.status,
+        Field::Value(DealStatus::Open),
+        "\"false\" is false"
+    );
     assert_eq!(deal.won_at, Field::Null);
-    assert_eq!(deal.expected_close_date, Field::Null, "an empty date is none");
+    assert_eq!(
+        deal.expected_close_date,
+        Field::Null,
+        "an empty date is none"
+    );
     assert_eq!(deal.amount.value().map(|a| a.as_str()), Some("1500.5"));
     let won = map(
         hydrated(json!({"deal_is_closed": "true", "deal_is_closed_won": "true"})),
@@ -106,15 +117,19 @@ fn a_property_change_not_read_from_the_api_sets_that_property_only() {
 
 #[test]
 fn deletions_restores_and_merges_carry_the_events_own_version() {
-    let deleted = map(with(base("deal", "deletion"), json!({"record_found": false})), &[]).expect("maps");
+    let deleted = map(
+        with(base("deal", "deletion"), json!({"record_found": false})),
+        &[],
+    )
+    .expect("maps");
     let tombstone = deals(&deleted)[0];
     assert_eq!(tombstone.deleted, Field::Value(true));
     assert_eq!(tombstone.version.at_micro, 1_700_000_000_000_000);
     let restored = map(hydrated(json!({"event_action": "restore"})), &[]).expect("maps");
     assert!(
-        deals(&restored)
-            .iter()
-            .any(|d| d.deleted == Field::Value(false) && d.version.at_micro == 1_700_000_000_000_000),
+        deals(&restored).iter().any(
+            |d| d.deleted == Field::Value(false) && d.version.at_micro == 1_700_000_000_000_000
+        ),
         "restored as of the restore, though archiving did not move updatedAt"
     );
     let merged = map(
@@ -137,21 +152,32 @@ fn deletions_restores_and_merges_carry_the_events_own_version() {
     );
     // An id the API answers for with another record was merged into it.
     let answered = map(hydrated(json!({"record_id": "999"})), &[]).expect("maps");
-    assert!(deals(&answered).iter().any(|d| d.key.id == "1234567890123456789"
-        && d.merged_into == Field::Value("999".into())));
-    assert!(deals(&answered).iter().any(|d| d.key.id == "999" && d.title.is_known()));
+    assert!(
+        deals(&answered)
+            .iter()
+            .any(|d| d.key.id == "1234567890123456789"
+                && d.merged_into == Field::Value("999".into()))
+    );
+    assert!(
+        deals(&answered)
+            .iter()
+            .any(|d| d.key.id == "999" && d.title.is_known())
+    );
 }
 
 #[test]
 fn engagements_are_done_as_each_type_says() {
     let engagement = |object: &str, extra: Value| {
         with(
-            with(base(object, "creation"), json!({
-                "record_found": true, "record_id": "5", "record_archived": false,
-                "record_version_micro": 1_700_000_000_000_000_i64,
-                "activity_timestamp": "2023-11-14T10:00:00Z", "activity_owner_id": "77",
-                "activity_deal_id": "9",
-            })),
+            with(
+                base(object, "creation"),
+                json!({
+                    "record_found": true, "record_id": "5", "record_archived": false,
+                    "record_version_micro": 1_700_000_000_000_000_i64,
+                    "activity_timestamp": "2023-11-14T10:00:00Z", "activity_owner_id": "77",
+                    "activity_deal_id": "9",
+                }),
+            ),
             extra,
         )
     };
@@ -166,18 +192,30 @@ fn engagements_are_done_as_each_type_says() {
             })
             .expect("an activity")
     };
-    let call = activity(engagement("call", json!({"activity_status": "COMPLETED", "activity_direction": "INBOUND"})));
+    let call = activity(engagement(
+        "call",
+        json!({"activity_status": "COMPLETED", "activity_direction": "INBOUND"}),
+    ));
     assert_eq!(call.done, Field::Value(true));
     assert_eq!(call.direction, Field::Value("inbound".into()));
     assert!(call.done_at.is_known());
     let no_answer = activity(engagement("call", json!({"activity_status": "NO_ANSWER"})));
     assert_eq!(no_answer.done, Field::Value(false));
     assert_eq!(no_answer.done_at, Field::Null);
-    let task = activity(engagement("task", json!({
-        "activity_status": "COMPLETED", "activity_completed_at": "2023-11-15T08:00:00Z"
-    })));
-    assert_eq!(task.done_at.value().map(|t| t.seconds()), Some(1_700_035_200));
-    let open_task = activity(engagement("task", json!({"activity_status": "NOT_STARTED"})));
+    let task = activity(engagement(
+        "task",
+        json!({
+            "activity_status": "COMPLETED", "activity_completed_at": "2023-11-15T08:00:00Z"
+        }),
+    ));
+    assert_eq!(
+        task.done_at.value().map(|t| t.seconds()),
+        Some(1_700_035_200)
+    );
+    let open_task = activity(engagement(
+        "task",
+        json!({"activity_status": "NOT_STARTED"}),
+    ));
     assert_eq!(open_task.done, Field::Value(false));
     assert_eq!(call.deal_id, Field::Value("9".into()));
 }
@@ -186,9 +224,18 @@ fn engagements_are_done_as_each_type_says() {
 fn events_without_what_every_record_needs_are_refused() {
     let mut event = base("deal", "creation");
     event["event_portal_id"] = Value::Null;
-    assert_eq!(map(event, &[]).expect_err("no account").field, "event_portal_id");
+    assert_eq!(
+        map(event, &[]).expect_err("no account").field,
+        "event_portal_id"
+    );
     let ticket = base("ticket", "creation");
-    assert_eq!(map(ticket, &[]).expect_err("no mapping").field, "event_object");
+    assert_eq!(
+        map(ticket, &[]).expect_err("no mapping").field,
+        "event_object"
+    );
     let float_id = with(base("deal", "creation"), json!({"event_object_id": 12.5}));
-    assert_eq!(map(float_id, &[]).expect_err("a float id").field, "event_object_id");
+    assert_eq!(
+        map(float_id, &[]).expect_err("a float id").field,
+        "event_object_id"
+    );
 }
