@@ -1,11 +1,13 @@
 //! Enrichment machinery every platform shares: calling an API within its
 //! rate limits with retries and a circuit breaker ([`api_client`]), the flat
-//! event under construction ([`flatten`]), the contact-data policy ([`pii`]),
+//! event under construction ([`flatten`]) and its custom fields
+//! ([`custom_fields`]), the contact-data policy ([`pii`]),
 //! email validation ([`email_validation`]), the `[enrichment]` settings and
 //! the metrics of this work. A platform's own lookups and its join into a flat
 //! event live in its folder of `tributary-sources`.
 
 pub mod api_client;
+pub mod custom_fields;
 pub mod email_validation;
 pub mod flatten;
 pub mod internal_events;

@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::{Amount, Field, MappingError, Timestamp};
+use crate::{Amount, CustomField, CustomValue, Field, Key, MappingError, Record, Timestamp};
 
 /// The fields of one flat event.
 #[derive(Debug, Clone, Copy)]
@@ -165,6 +165,65 @@ impl<'a> Flat<'a> {
             Field::Unknown => Err(MappingError::new(key, "is missing")),
         }
     }
+}
+
+/// The custom fields a flat event carries (`custom_<key>` values and the
+/// `custom_field_*` definitions, as `tributary_enrichment::custom_fields`
+/// writes them), as records of the `record`'s `object` at `version`.
+pub fn custom_fields(
+    flat: &Flat<'_>,
+    record: &Key,
+    object: &str,
+    version: i64,
+) -> Result<Vec<Record>, MappingError> {
+    let Field::Value(names) = flat.texts("custom_field_names")? else {
+        return Ok(Vec::new());
+    };
+    let column = |key: &str| -> Result<Vec<String>, MappingError> {
+        Ok(match flat.texts(key)? {
+            Field::Value(values) => values,
+            _ => Vec::new(),
+        })
+    };
+    let labels = column("custom_field_labels")?;
+    let types = column("custom_field_types")?;
+    let options = column("custom_field_options")?;
+    let mut records = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let value = match flat.text(&format!("custom_{name}"))? {
+            Field::Value(value) => Some(value),
+            Field::Null => None,
+            Field::Unknown => continue,
+        };
+        records.push(Record::CustomValue(CustomValue {
+            record: record.clone(),
+            object: object.to_owned(),
+            field_key: name.clone(),
+            version,
+            value,
+        }));
+        let field_options = options
+            .iter()
+            .filter_map(|option| {
+                let mut parts = option.splitn(3, '\t');
+                let (Some(field), Some(id), Some(label)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return None;
+                };
+                (field == name).then(|| (id.to_owned(), label.to_owned()))
+            })
+            .collect();
+        records.push(Record::CustomField(CustomField {
+            key: record.sibling(name.clone()),
+            object: object.to_owned(),
+            version,
+            label: labels.get(i).cloned().unwrap_or_default(),
+            field_type: types.get(i).cloned().unwrap_or_default(),
+            options: field_options,
+        }));
+    }
+    Ok(records)
 }
 
 /// An id's text: a string verbatim or an integer's digits.

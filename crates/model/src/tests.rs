@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use super::flat::{Flat, parse_time};
+use super::flat::{self, Flat, parse_time};
 use super::*;
 
 fn rows(records: &[Record]) -> Vec<Value> {
@@ -235,4 +235,45 @@ fn every_entity_field_has_its_columns_in_the_migration() {
             "{database}.{table}: no extra columns"
         );
     }
+}
+
+#[test]
+fn custom_fields_come_with_their_definitions_by_stable_key() {
+    let event = json!({
+        "custom_lead_source": "web", "custom_tier": null,
+        "custom_field_names": ["lead_source", "tier", "gone"],
+        "custom_field_labels": ["Lead source", "Tier", "Gone"],
+        "custom_field_types": ["enumeration", "string", "string"],
+        "custom_field_options": ["lead_source\tweb\tWeb", "lead_source\tevent\tEvent"],
+    });
+    let flat = Flat::new(event.as_object().expect("object"));
+    let records = flat::custom_fields(&flat, &key("42"), "deal", 9).expect("reads");
+    let values: Vec<(&str, Option<&str>)> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::CustomValue(v) => Some((v.field_key.as_str(), v.value.as_deref())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        values,
+        [("lead_source", Some("web")), ("tier", None)],
+        "a field the event does not carry is not claimed empty"
+    );
+    let lead_source = records
+        .iter()
+        .find_map(|r| match r {
+            Record::CustomField(f) if f.key.id == "lead_source" => Some(f),
+            _ => None,
+        })
+        .expect("its definition");
+    assert_eq!(lead_source.label, "Lead source");
+    assert_eq!(
+        lead_source.options,
+        [
+            ("web".to_owned(), "Web".to_owned()),
+            ("event".to_owned(), "Event".to_owned())
+        ]
+    );
+    assert_eq!(lead_source.key.tenant, "acme", "kept per tenant and source");
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use tributary_config::Secret;
+use tributary_enrichment::custom_fields::{CustomFieldDefinition, put_custom_fields};
 use tributary_enrichment::flatten::FlatRecord;
 use tributary_enrichment::pii::{self, PiiPolicy};
 use tributary_envelope::RawEvent;
@@ -541,9 +542,8 @@ fn put_owner(
     record.put("owner_email", owner.and_then(|o| o.email.clone()));
 }
 
-/// `custom_<property>`: the account's own properties of the record, and
-/// their definitions (`custom_field_*`, one entry per property; options as
-/// `property<TAB>value<TAB>label`).
+/// The account's own properties of the record, with their definitions
+/// (see `tributary_enrichment::custom_fields`).
 fn put_custom(
     record: &mut FlatRecord,
     found: &Record,
@@ -552,38 +552,18 @@ fn put_custom(
     let Some(definitions) = definitions else {
         return;
     };
-    let custom: Vec<&super::api::Property> = definitions
+    let fields = definitions
         .iter()
         .filter(|d| d.custom && found.properties.contains_key(&d.name))
-        .collect();
-    for definition in &custom {
-        let value = found.properties.get(&definition.name).cloned().flatten();
-        record.put(format!("custom_{}", definition.name), value);
-    }
-    record.put(
-        "custom_field_names",
-        custom.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
-    );
-    record.put(
-        "custom_field_labels",
-        custom.iter().map(|d| d.label.clone()).collect::<Vec<_>>(),
-    );
-    record.put(
-        "custom_field_types",
-        custom
-            .iter()
-            .map(|d| d.field_type.clone())
-            .collect::<Vec<_>>(),
-    );
-    record.put(
-        "custom_field_options",
-        custom
-            .iter()
-            .flat_map(|d| {
-                d.options
-                    .iter()
-                    .map(|(value, label)| format!("{}\t{value}\t{label}", d.name))
-            })
-            .collect::<Vec<_>>(),
-    );
+        .map(|d| {
+            let value = found.properties.get(&d.name).cloned().flatten();
+            let definition = CustomFieldDefinition {
+                key: &d.name,
+                label: &d.label,
+                field_type: &d.field_type,
+                options: d.options.clone(),
+            };
+            (definition, value)
+        });
+    put_custom_fields(record, fields);
 }

@@ -12,11 +12,11 @@
 //! `isClosed` and probability, never from a stage's name.
 
 use serde_json::{Map, Value};
-use tributary_model::flat::Flat;
+use tributary_model::flat::{Flat, custom_fields};
 use tributary_model::{
-    Activity, ActivityType, Company, Contact, ContactPii, Context, CustomField, CustomValue, Deal,
-    DealStatus, Field, Key, Mapped, Mapping, MappingError, Outcome, Pipeline, Record, Stage,
-    StageTransition, Timestamp, User, Version,
+    Activity, ActivityType, Company, Contact, ContactPii, Context, Deal, DealStatus, Field, Key,
+    Mapped, Mapping, MappingError, Outcome, Pipeline, Record, Stage, StageTransition, Timestamp,
+    User, Version,
 };
 
 /// The mapping the activator uses for HubSpot events.
@@ -651,54 +651,12 @@ fn custom(
     id: &str,
     records: &mut Vec<Record>,
 ) -> Result<(), MappingError> {
-    let flat = &event.flat;
-    let Field::Value(names) = flat.texts("custom_field_names")? else {
-        return Ok(());
-    };
-    let column = |key: &str| -> Result<Vec<String>, MappingError> {
-        Ok(match flat.texts(key)? {
-            Field::Value(values) => values,
-            _ => Vec::new(),
-        })
-    };
-    let labels = column("custom_field_labels")?;
-    let types = column("custom_field_types")?;
-    let options = column("custom_field_options")?;
-    let version = event.hydrated.at_micro;
-    for (i, name) in names.iter().enumerate() {
-        let value = match flat.text(&format!("custom_{name}"))? {
-            Field::Value(value) => Some(value),
-            Field::Null => None,
-            Field::Unknown => continue,
-        };
-        records.push(Record::CustomValue(CustomValue {
-            record: event.key(id),
-            object: object.to_owned(),
-            field_key: name.clone(),
-            version,
-            value,
-        }));
-        let field_options = options
-            .iter()
-            .filter_map(|option| {
-                let mut parts = option.splitn(3, '\t');
-                let (Some(field), Some(value), Some(label)) =
-                    (parts.next(), parts.next(), parts.next())
-                else {
-                    return None;
-                };
-                (field == name).then(|| (value.to_owned(), label.to_owned()))
-            })
-            .collect();
-        records.push(Record::CustomField(CustomField {
-            key: event.key(name.clone()),
-            object: object.to_owned(),
-            version,
-            label: labels.get(i).cloned().unwrap_or_default(),
-            field_type: types.get(i).cloned().unwrap_or_default(),
-            options: field_options,
-        }));
-    }
+    records.extend(custom_fields(
+        &event.flat,
+        &event.key(id),
+        object,
+        event.hydrated.at_micro,
+    )?);
     Ok(())
 }
 
