@@ -7,17 +7,38 @@
 # same world) and the activator into ClickHouse; then the dashboard numbers
 # next to the ground truth, freshness and throughput, and an HTML report.
 #
-#   deploy/local/demo.sh                 run it, then stop the services
+#   deploy/local/demo.sh                 run it, then stop what it started
 #   deploy/local/demo.sh --keep          leave everything running to post your own webhooks
 #   deploy/local/demo.sh --rate 1000     any tributary-demo option (--help lists them)
+#
+# The broker and ClickHouse are stopped afterwards if this script started
+# them (services that were already running are left running), unless --keep.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$repo"
 
+keep=0
+for arg in "$@"; do
+    [[ $arg == --keep ]] && keep=1
+done
+
+started_services=0
+if ! running_pid kafka "tansu broker" >/dev/null || ! running_pid clickhouse "clickhouse-server" >/dev/null; then
+    started_services=1
+fi
 "$repo/deploy/local/up.sh"
+
+stop_services() {
+    local status=$?
+    if (( started_services && ! keep )); then
+        "$repo/deploy/local/down.sh"
+    fi
+    exit "$status"
+}
+trap stop_services EXIT
 
 log "building the services and the demo (release)"
 cargo build --release --quiet -p tributary-collector -p tributary-enricher -p tributary-activator \
     -p tributary-cli -p tributary-demo
 
-exec "$repo/target/release/tributary-demo" --out "$state/demo" "$@"
+"$repo/target/release/tributary-demo" --out "$state/demo" "$@"
