@@ -618,8 +618,8 @@ fn the_enriched_events_carry_what_the_dashboards_count() {
         "one enriched event per HubSpot event"
     );
     let text = |e: &Value, field: &str| e[field].as_str().map(str::to_owned);
-    // Deals: (status, amount, currency, source) from the latest hydrated event; gone ones.
-    let mut deals: BTreeMap<String, (String, String, String, Option<String>)> = BTreeMap::new();
+    // Deals: the status and the latest hydrated event; gone ones.
+    let mut deals: BTreeMap<String, (&str, &Value)> = BTreeMap::new();
     let mut gone: BTreeMap<String, bool> = BTreeMap::new();
     let mut activities: BTreeMap<String, Option<(String, String, String)>> = BTreeMap::new();
     for e in &events {
@@ -662,15 +662,7 @@ fn the_enriched_events_carry_what_the_dashboards_count() {
                 other => panic!("unreadable status {other:?}"),
             };
             let record = text(e, "record_id").expect("a record id");
-            deals.insert(
-                record,
-                (
-                    status.to_owned(),
-                    text(e, "deal_amount").expect("an amount"),
-                    text(e, "deal_currency").expect("a currency"),
-                    text(e, "deal_marketing_source"),
-                ),
-            );
+            deals.insert(record, (status, e));
         } else if let Some(kind) = e["activity_type"].as_str() {
             let status = e["activity_status"].as_str().unwrap_or_default();
             let done = match kind {
@@ -704,11 +696,59 @@ fn the_enriched_events_carry_what_the_dashboards_count() {
         if deal.deleted {
             continue;
         }
-        let (status, amount, currency, source) = &deals[&id];
+        let (status, e) = deals[&id];
         assert_eq!(status, deal.last.status, "deal {id}");
+        let amount = text(e, "deal_amount").expect("an amount");
         assert_eq!(amount.parse::<f64>().ok(), Some(deal.last.value));
-        assert_eq!(currency, deal.currency);
-        assert_eq!(source.as_deref(), deal.source_label());
+        assert_eq!(e["deal_currency"], deal.currency);
+        assert_eq!(e["deal_marketing_source"].as_str(), deal.source_label());
+        // Times as the dashboards read them: whole seconds.
+        let seconds = |field: &str| {
+            chrono::DateTime::parse_from_rfc3339(e[field].as_str().expect("a time"))
+                .expect("ISO")
+                .timestamp()
+        };
+        assert_eq!(seconds("deal_create_date"), deal.add_time);
+        assert_eq!(
+            seconds("record_updated_at"),
+            deal.last.update_time,
+            "deal {id}"
+        );
+        let pipeline = &tenant.pipelines[deal.last.pipeline];
+        assert_eq!(e["deal_pipeline_id"], pipeline.id.as_str());
+        assert_eq!(e["deal_pipeline_name"], pipeline.name);
+        // Open stages: the CRM's probability as the model has it (in percent).
+        let ids = e["deal_pipeline_stage_ids"].as_array().expect("stage ids");
+        let probabilities = e["deal_pipeline_stage_probabilities"]
+            .as_array()
+            .expect("probabilities");
+        for stage in &pipeline.stages {
+            let at = ids
+                .iter()
+                .position(|i| *i == stage.id.as_str())
+                .expect("listed");
+            let p: f64 = probabilities[at]
+                .as_str()
+                .expect("text")
+                .parse()
+                .expect("a number");
+            assert_eq!(p * 100.0, stage.probability);
+        }
+        if deal.last.status == "open" {
+            assert_eq!(
+                e["deal_stage_id"],
+                pipeline.stages[deal.last.stage].id.as_str()
+            );
+            let close = chrono::NaiveDate::parse_from_str(
+                &e["deal_close_date"].as_str().expect("a close date")[..10],
+                "%Y-%m-%d",
+            );
+            assert_eq!(close.ok(), Some(deal.expected_close));
+        }
+        let company = &tenant.organizations[deal.org];
+        assert_eq!(e["deal_company_id"], company.id.to_string().as_str());
+        assert_eq!(e["company_name"], company.last.name.as_str());
+        assert_eq!(e["owner_name"], deal.owner.1);
     }
     let iso = |s: i64| tributary_fake_apis::hubspot::iso_millis(s * 1_000);
     for activity in &tenant.activities {
