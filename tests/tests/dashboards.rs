@@ -33,7 +33,7 @@ fn scopes() -> Vec<Scope> {
         pipeline,
     };
     let world = World::generate(WorldConfig::sample(SEED));
-    let pipeline = |id: i64| {
+    let pipeline = |id: &str| {
         let north = world.tenant("north");
         let pipeline = north
             .pipelines
@@ -44,10 +44,15 @@ fn scopes() -> Vec<Scope> {
     };
     vec![
         scope("north", None, START - DAY, START + 200 * DAY),
-        scope("north", pipeline(2), START + 20 * DAY, START + 60 * DAY - 1),
         scope(
             "north",
-            pipeline(1),
+            pipeline("2"),
+            START + 20 * DAY,
+            START + 60 * DAY - 1,
+        ),
+        scope(
+            "north",
+            pipeline("1"),
             START + 5 * DAY + 3_600,
             START + 45 * DAY,
         ),

@@ -79,7 +79,7 @@ impl Run {
 
     async fn wait_until_loaded(&self) {
         self.pipeline
-            .wait_until_loaded(self.world.changes.len() as u64, LOADED, |_| {})
+            .wait_until_loaded(self.world.distinct_events() as u64, LOADED, |_| {})
             .await
             .expect("every event loaded");
     }
@@ -232,7 +232,7 @@ async fn the_world_shows_its_truth_on_every_panel_and_a_replay_of_the_raw_topic_
         .await;
     assert_eq!(
         rows[0]["n"].as_u64(),
-        Some(run.world.changes.len() as u64),
+        Some(run.world.distinct_events() as u64),
         "one row per event, however often it arrived"
     );
 }
@@ -285,7 +285,10 @@ async fn each_service_killed_at_a_random_moment_and_restarted_loses_and_doubles_
         .db
         .query("SELECT count() AS n FROM tributary.event_log FINAL")
         .await;
-    assert_eq!(rows[0]["n"].as_u64(), Some(run.world.changes.len() as u64));
+    assert_eq!(
+        rows[0]["n"].as_u64(),
+        Some(run.world.distinct_events() as u64)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -311,7 +314,11 @@ async fn a_dead_letter_redriven_after_its_cause_is_fixed_is_counted_exactly_once
         .count();
     assert!(refused > 10, "the world has large deals: {refused}");
     run.pipeline
-        .wait_until_loaded((run.world.changes.len() - refused) as u64, LOADED, |_| {})
+        .wait_until_loaded(
+            (run.world.distinct_events() - refused) as u64,
+            LOADED,
+            |_| {},
+        )
         .await
         .expect("the rest loads");
     let listed = run.tributary(&[
@@ -362,7 +369,10 @@ async fn a_dead_letter_redriven_after_its_cause_is_fixed_is_counted_exactly_once
             "SELECT count() AS n, uniqExact(template_version) AS versions FROM tributary.event_log",
         )
         .await;
-    assert_eq!(rows[0]["n"].as_u64(), Some(run.world.changes.len() as u64));
+    assert_eq!(
+        rows[0]["n"].as_u64(),
+        Some(run.world.distinct_events() as u64)
+    );
     assert_eq!(
         rows[0]["versions"].as_u64(),
         Some(2),

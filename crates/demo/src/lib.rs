@@ -1,11 +1,14 @@
 //! The whole pipeline on local services, fed by the simulated CRM world.
 //!
-//! [`Pipeline::start`] starts the fake Pipedrive API and email verifier (in
-//! this process, answering from the world) and the three services (as
-//! processes, sharing one configuration file). [`Pipeline::send`] posts the
-//! world's webhooks to the collector over HTTP at a chosen rate, bringing the
-//! fake API up to date with each change before its webhook goes out, and
-//! delivering again what was not acknowledged, as Pipedrive does.
+//! [`Pipeline::start`] starts the fake Pipedrive and HubSpot APIs and the
+//! email verifier (in this process, answering from the world) and the three
+//! services (as processes, sharing one configuration file). [`Pipeline::send`]
+//! posts the world's webhooks to the collector over HTTP at a chosen rate
+//! (each where and as its platform posts it: Pipedrive's with Basic
+//! credentials to `/webhooks/pipedrive/{tenant}`, HubSpot's signed batches to
+//! `/webhooks/hubspot`), bringing the tenant's fake API up to date with each
+//! change before its webhook goes out, and delivering again what was not
+//! acknowledged, as the platforms do.
 //! [`Pipeline::wait_until_loaded`], [`Pipeline::panels`], [`check_panels`]
 //! and [`Pipeline::freshness`] then say what the dashboards show and whether
 //! it is the world's truth. The demo, the end-to-end tests and the
@@ -25,11 +28,13 @@ use tokio::sync::Semaphore;
 use tributary_clickhouse::ClickHouseSettings;
 use tributary_clickhouse::dashboard::{self, PanelRows, Scope};
 use tributary_config::TopicSettings;
+use tributary_fake_apis::hubspot::RateLimits;
 use tributary_fake_apis::{
-    EmailVerifier, EmailVerifierState, FakePipedrive, PipedriveState, Running,
+    EmailVerifier, EmailVerifierState, FakeHubSpot, FakePipedrive, HubSpotState, PipedriveState,
+    Running,
 };
 use tributary_report::{Comparison, number};
-use tributary_world::{Delivery, World, differences};
+use tributary_world::{Apis, Delivery, World, differences};
 
 pub use service::{ServiceProcess, Stage};
 
@@ -56,6 +61,9 @@ pub struct Options {
     pub api_flaky_every: Option<u32>,
     /// Each tenant's Pipedrive API budget per rolling 2 s.
     pub api_requests_per_2s: u32,
+    /// Each HubSpot tenant's API budget per rolling 10 s (the fake enforces
+    /// it; the tenant's configuration says it).
+    pub hubspot_requests_per_10s: u32,
     /// `activator.batch_max_age_ms`.
     pub batch_max_age_ms: u64,
     /// Appended to the generated configuration.
@@ -77,6 +85,8 @@ impl Options {
             api_flaky_every: Some(250),
             // Pipedrive's largest plans allow 480 per 2 s (OAuth, Ultimate).
             api_requests_per_2s: 400,
+            // A HubSpot private app on Professional or Enterprise.
+            hubspot_requests_per_10s: RateLimits::PROFESSIONAL.per_10_seconds,
             batch_max_age_ms: 250,
             extra_config: String::new(),
         }
@@ -94,6 +104,7 @@ pub fn free_port() -> u16 {
 pub struct Pipeline {
     pub options: Options,
     pub pipedrive: Running<PipedriveState>,
+    pub hubspot: Running<HubSpotState>,
     pub verifier: Running<EmailVerifierState>,
     pub collector: ServiceProcess,
     pub enricher: ServiceProcess,
@@ -102,7 +113,7 @@ pub struct Pipeline {
     pub collector_url: String,
     http: reqwest::Client,
     clickhouse: tributary_clickhouse::clickhouse::Client,
-    /// Changes the fake API already reflects (a prefix of `World::changes`).
+    /// Changes the fake APIs already reflect (a prefix of `World::changes`).
     applied: std::sync::Mutex<usize>,
 }
 
@@ -139,6 +150,11 @@ impl Pipeline {
         pipedrive_state.accounts = world.accounts();
         pipedrive_state.behaviour.flaky_every = options.api_flaky_every;
         let pipedrive = FakePipedrive::start(pipedrive_state).await?;
+        let mut hubspot_state = HubSpotState::default();
+        hubspot_state.portals = world.hubspot_portals();
+        hubspot_state.limits.per_10_seconds = options.hubspot_requests_per_10s;
+        hubspot_state.behaviour.flaky_every = options.api_flaky_every;
+        let hubspot = FakeHubSpot::start(hubspot_state).await?;
         let mut verifier_state = EmailVerifierState::with_key(VERIFIER_KEY);
         verifier_state.results = world.email_verdicts();
         verifier_state.behaviour.flaky_every = options.api_flaky_every;
@@ -149,10 +165,19 @@ impl Pipeline {
             port => port,
         };
         let (enricher_port, activator_port) = (free_port(), free_port());
+        let collector_url = format!("http://127.0.0.1:{collector_port}");
+        let apis = Apis {
+            pipedrive_url: pipedrive.base_url(),
+            pipedrive_requests_per_2s: options.api_requests_per_2s,
+            hubspot_url: hubspot.base_url(),
+            hubspot_requests_per_10s: options.hubspot_requests_per_10s,
+            // HubSpot calls the collector directly: its public URL is ours.
+            public_url: collector_url.clone(),
+        };
         let config = config(
             world,
             &options,
-            &pipedrive.base_url(),
+            &apis,
             &verifier.base_url(),
             [collector_port, enricher_port, activator_port],
         );
@@ -164,10 +189,11 @@ impl Pipeline {
         let enricher = start(Stage::Enricher, enricher_port)?;
         let activator = start(Stage::Activator, activator_port)?;
         let pipeline = Pipeline {
-            collector_url: format!("http://127.0.0.1:{collector_port}"),
+            collector_url,
             clickhouse: tributary_clickhouse::client(&options.clickhouse),
             options,
             pipedrive,
+            hubspot,
             verifier,
             collector,
             enricher,
@@ -246,18 +272,17 @@ impl Pipeline {
         self.wait_ready(stage, Duration::from_secs(60)).await
     }
 
-    /// Brings the fake API up to date with every change up to `change`.
+    /// Brings the fake APIs up to date with every change up to `change`
+    /// (each change in its tenant's Pipedrive account or HubSpot portal).
     fn apply_changes_through(&self, world: &World, change: usize) {
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         if *applied > change {
             return;
         }
-        let mut state = self.pipedrive.state();
+        let mut pipedrive = self.pipedrive.state();
+        let mut hubspot = self.hubspot.state();
         for c in &world.changes[*applied..=change] {
-            let token = &world.tenants[c.tenant].api_token;
-            if let Some(account) = state.accounts.get_mut(token) {
-                world.apply(account, c);
-            }
+            world.apply_to_fakes(&mut pipedrive.accounts, &mut hubspot.portals, c);
         }
         *applied = change + 1;
     }
@@ -265,7 +290,7 @@ impl Pipeline {
     /// Posts `deliveries` in order to the collector, at `rate` per second
     /// (`None`: as fast as `concurrency` requests in flight allow). A try
     /// answered `503` or not at all is delivered again after a pause, as
-    /// Pipedrive retries; `progress` is called with the number done.
+    /// the platforms retry; `progress` is called with the number done.
     pub async fn send(
         self: &Arc<Self>,
         world: &Arc<World>,
@@ -319,19 +344,17 @@ impl Pipeline {
         world: &World,
         delivery: &Delivery,
     ) -> anyhow::Result<(u16, String, usize)> {
-        let tenant = &world.tenants[delivery.tenant];
-        let url = format!("{}/webhooks/pipedrive/{}", self.collector_url, tenant.name);
+        let url = format!("{}{}", self.collector_url, world.delivery_path(delivery));
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut failed = 0;
         loop {
-            let answer = self
-                .http
-                .post(&url)
-                .basic_auth(&tenant.webhook_user, Some(&tenant.webhook_password))
-                .header("content-type", "application/json")
-                .body(delivery.body.clone())
-                .send()
-                .await;
+            // Signed afresh on each try, as HubSpot stamps each request.
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let mut request = self.http.post(&url).body(delivery.body.clone());
+            for (name, value) in world.delivery_headers(delivery, &url, now_ms) {
+                request = request.header(name, value);
+            }
+            let answer = request.send().await;
             let pause = match answer {
                 Ok(response) if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE => {
                     let status = response.status().as_u16();
@@ -502,7 +525,7 @@ impl Pipeline {
 fn config(
     world: &World,
     options: &Options,
-    pipedrive_url: &str,
+    apis: &Apis,
     verifier_url: &str,
     [collector, enricher, activator]: [u16; 3],
 ) -> String {
@@ -565,7 +588,7 @@ batch_max_age_ms = {batch_age}
         batch_age = options.batch_max_age_ms,
     );
     for tenant in 0..world.tenants.len() {
-        config.push_str(&world.tenant_config(tenant, pipedrive_url, options.api_requests_per_2s));
+        config.push_str(&world.tenant_config(tenant, apis));
         config.push('\n');
     }
     config.push_str(&world.tenants_toml());

@@ -1,5 +1,5 @@
 //! `tributary-demo`: the main job on local services. Simulates two Pipedrive
-//! accounts over 120 days, starts the fake APIs and the three services,
+//! accounts (and, with `--hubspot`, a HubSpot one) over 120 days, starts the fake APIs and the three services,
 //! streams every webhook through the collector over HTTP, waits until the
 //! pipeline has caught up, and prints the dashboard numbers next to the
 //! ground truth, the freshness and the throughput; writes the HTML report.
@@ -39,6 +39,10 @@ struct Args {
     /// Share of webhooks sent as v2 (the rest v1).
     #[arg(long, default_value_t = 0.5)]
     v2_share: f64,
+    /// Add a HubSpot account ("initech") beside the Pipedrive ones (its
+    /// events need the HubSpot enricher and mapping).
+    #[arg(long)]
+    hubspot: bool,
     /// Leave the services and fake APIs running afterwards.
     #[arg(long)]
     keep: bool,
@@ -82,7 +86,12 @@ fn thousands(value: f64) -> String {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let today = chrono::Utc::now().timestamp().div_euclid(DAY) * DAY;
-    let mut config = WorldConfig::demo(args.seed, today - args.days * DAY);
+    let start = today - args.days * DAY;
+    let mut config = if args.hubspot {
+        WorldConfig::demo_with_hubspot(args.seed, start)
+    } else {
+        WorldConfig::demo(args.seed, start)
+    };
     config.days = args.days;
     let world = Arc::new(World::generate(config));
     let habits = Habits {
@@ -90,9 +99,15 @@ async fn main() -> anyhow::Result<()> {
         ..Habits::default()
     };
     let deliveries = Arc::new(world.deliveries(&habits));
+    let platforms: Vec<String> = world
+        .tenants
+        .iter()
+        .map(|t| format!("{} ({})", t.name, t.source()))
+        .collect();
     println!(
-        "Simulated {} Pipedrive accounts over {} days: {} changes ({} deals, {} activities, {} people, {} organizations), {} webhook deliveries with retries, duplicates and late arrivals",
+        "Simulated {} accounts, {}, over {} days: {} changes ({} deals, {} activities, {} people, {} organizations), {} webhook deliveries with retries, duplicates and late arrivals",
         world.tenants.len(),
+        platforms.join(", "),
         args.days,
         world.changes.len(),
         world.tenants.iter().map(|t| t.deals.len()).sum::<usize>(),
@@ -156,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
     options.collector_port = args.port;
     options.templates_dir = std::env::current_dir()?.join("schemas/templates");
     println!(
-        "Starting the fake Pipedrive API and email verifier, the collector, the enricher and the activator (logs in {})",
+        "Starting the fake Pipedrive and HubSpot APIs and email verifier, the collector, the enricher and the activator (logs in {})",
         args.out.display()
     );
     let pipeline = Arc::new(Pipeline::start(&world, options).await?);
@@ -189,7 +204,7 @@ async fn main() -> anyhow::Result<()> {
         println!("  refused {status}: {body}");
     }
 
-    let expected = world.changes.len() as u64;
+    let expected = world.distinct_events() as u64;
     let loading = bar(expected, "loaded");
     let waited = Instant::now();
     pipeline
@@ -292,10 +307,12 @@ async fn main() -> anyhow::Result<()> {
         println!();
         println!("The pipeline keeps running. Post your own webhooks, e.g.:");
         let tenant = &world.tenants[0];
-        println!(
-            "  curl -u {}:{} -H 'content-type: application/json' --data-binary @tests/fixtures/pipedrive/v2/deal-change.json {}/webhooks/pipedrive/{}",
-            tenant.webhook_user, tenant.webhook_password, pipeline.collector_url, tenant.name
-        );
+        if let Some(account) = tenant.pipedrive() {
+            println!(
+                "  curl -u {}:{} -H 'content-type: application/json' --data-binary @tests/fixtures/pipedrive/v2/deal-change.json {}/webhooks/pipedrive/{}",
+                account.webhook_user, account.webhook_password, pipeline.collector_url, tenant.name
+            );
+        }
         println!(
             "  TRIBUTARY_CONFIG={} target/release/tributary status",
             pipeline.config_path.display()

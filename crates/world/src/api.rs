@@ -1,4 +1,4 @@
-//! What the fake Pipedrive API and email verifier answer: the account's
+//! What the fake Pipedrive API and email verifier answer: a Pipedrive account's
 //! definitions (pipelines, stages, users, custom fields) from the start, and
 //! its people, organizations and deals as they are at the time of each
 //! lookup, because the sender applies each change before it delivers it.
@@ -6,11 +6,25 @@
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
-use tributary_fake_apis::{Account, field_definition, shapes};
+use tributary_fake_apis::{Account, HubSpotPortal, field_definition, shapes};
 
 use crate::World;
 use crate::enriched::iso;
 use crate::model::*;
+
+/// Where the tenants' APIs are and what they allow, for their configuration.
+#[derive(Debug, Clone)]
+pub struct Apis {
+    /// The Pipedrive API (`api_base_url`) and its burst limit per 2 s.
+    pub pipedrive_url: String,
+    pub pipedrive_requests_per_2s: u32,
+    /// The HubSpot CRM API (`api_base_url`) and its burst limit per 10 s.
+    pub hubspot_url: String,
+    pub hubspot_requests_per_10s: u32,
+    /// How HubSpot reaches the collector (its webhooks' target URL is this
+    /// plus `/webhooks/hubspot`; the signature covers the full URL).
+    pub public_url: String,
+}
 
 /// The account as the API shows it before any change: definitions only.
 pub fn definitions(tenant: &Tenant) -> Account {
@@ -19,15 +33,16 @@ pub fn definitions(tenant: &Tenant) -> Account {
         account.users.insert(*id, shapes::user(*id, name));
     }
     for pipeline in &tenant.pipelines {
+        let pipeline_id = pipeline.numeric_id();
         account
             .pipelines
-            .insert(pipeline.id, shapes::pipeline(pipeline.id, pipeline.name));
+            .insert(pipeline_id, shapes::pipeline(pipeline_id, pipeline.name));
         for stage in &pipeline.stages {
             account.stages.insert(
-                stage.id,
+                stage.numeric_id(),
                 shapes::stage(
-                    stage.id,
-                    pipeline.id,
+                    stage.numeric_id(),
+                    pipeline_id,
                     stage.order,
                     stage.name,
                     stage.probability as i64,
@@ -56,11 +71,11 @@ pub fn definitions(tenant: &Tenant) -> Account {
 }
 
 impl World {
-    /// Every account by API token, before any change.
+    /// Every Pipedrive account by API token, before any change.
     pub fn accounts(&self) -> HashMap<String, Account> {
         self.tenants
             .iter()
-            .map(|t| (t.api_token.clone(), definitions(t)))
+            .filter_map(|t| Some((t.pipedrive()?.api_token.clone(), definitions(t))))
             .collect()
     }
 
@@ -124,8 +139,8 @@ impl World {
                             id: deal.id,
                             person_id: Some(tenant.persons[deal.person].id),
                             org_id: Some(tenant.organizations[deal.org].id),
-                            stage_id: pipeline.stages[state.stage].id,
-                            pipeline_id: pipeline.id,
+                            stage_id: pipeline.stages[state.stage].numeric_id(),
+                            pipeline_id: pipeline.numeric_id(),
                             value: state.value,
                             currency: deal.currency,
                             status: state.status,
@@ -141,6 +156,29 @@ impl World {
                 }
             }
             Subject::Activity { .. } => {}
+        }
+    }
+
+    /// Brings the fake APIs up to date with a change: the Pipedrive account
+    /// or HubSpot portal of its tenant, found in `pipedrive` (by API token)
+    /// or `hubspot` (by access token).
+    pub fn apply_to_fakes(
+        &self,
+        pipedrive: &mut HashMap<String, Account>,
+        hubspot: &mut HashMap<String, HubSpotPortal>,
+        change: &Change,
+    ) {
+        match &self.tenants[change.tenant].crm {
+            CrmAccount::Pipedrive(account) => {
+                if let Some(fake) = pipedrive.get_mut(&account.api_token) {
+                    self.apply(fake, change);
+                }
+            }
+            CrmAccount::HubSpot(account) => {
+                if let Some(portal) = hubspot.get_mut(&account.access_token) {
+                    self.apply_to_portal(portal, change);
+                }
+            }
         }
     }
 
@@ -177,12 +215,13 @@ impl World {
         verdicts
     }
 
-    /// The `[tenants.<name>.pipedrive]` configuration of a tenant whose API
-    /// is at `api_base_url`, allowed `requests_per_2s` (its plan's burst limit).
-    pub fn tenant_config(&self, tenant: usize, api_base_url: &str, requests_per_2s: u32) -> String {
+    /// The `[tenants.<name>.<platform>]` configuration of a tenant, its API
+    /// reached as `apis` says.
+    pub fn tenant_config(&self, tenant: usize, apis: &Apis) -> String {
         let tenant = &self.tenants[tenant];
-        format!(
-            r#"[tenants.{name}.pipedrive]
+        match &tenant.crm {
+            CrmAccount::Pipedrive(account) => format!(
+                r#"[tenants.{name}.pipedrive]
 username = "{user}"
 password = "{password}"
 api_base_url = "{api_base_url}"
@@ -193,10 +232,32 @@ marketing_campaign_field = "{CAMPAIGN_FIELD}"
 company_size_field = "{SIZE_FIELD}"
 industry_field = "{INDUSTRY_FIELD}"
 "#,
-            name = tenant.name,
-            user = tenant.webhook_user,
-            password = tenant.webhook_password,
-            token = tenant.api_token,
-        )
+                name = tenant.name,
+                user = account.webhook_user,
+                password = account.webhook_password,
+                token = account.api_token,
+                api_base_url = apis.pipedrive_url,
+                requests_per_2s = apis.pipedrive_requests_per_2s,
+            ),
+            CrmAccount::HubSpot(account) => format!(
+                r#"[tenants.{name}.hubspot]
+portal_id = "{portal}"
+client_secret = "{secret}"
+access_token = "{token}"
+api_base_url = "{api_base_url}"
+requests_per_10s = {requests_per_10s}
+public_url = "{public_url}"
+marketing_source_property = "{property}"
+"#,
+                name = tenant.name,
+                portal = account.portal_id,
+                secret = account.client_secret,
+                token = account.access_token,
+                api_base_url = apis.hubspot_url,
+                requests_per_10s = apis.hubspot_requests_per_10s,
+                public_url = apis.public_url,
+                property = account.marketing_source_property,
+            ),
+        }
     }
 }

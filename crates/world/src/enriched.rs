@@ -21,17 +21,32 @@ fn label(options: &[(i64, &'static str)], id: i64) -> Option<&'static str> {
 }
 
 impl World {
-    /// Every change as an enriched event, in time order.
+    /// Every change as the enricher emits it (complete enrichment), in time
+    /// order: one event per Pipedrive change, one per HubSpot event (see
+    /// [`World::distinct_events`]).
     pub fn enriched_events(&self) -> Vec<Value> {
-        self.changes
-            .iter()
-            .map(|c| self.enriched_event(c))
-            .collect()
+        let mut hubspot: Vec<Vec<Value>> = vec![Vec::new(); self.changes.len()];
+        self.replay_hubspot(|index, portal, events| {
+            let tenant = &self.tenants[self.changes[index].tenant];
+            hubspot[index] = events
+                .iter()
+                .map(|e| crate::hubspot::enriched_event(tenant, portal, e))
+                .collect();
+        });
+        let mut out = Vec::with_capacity(self.distinct_events());
+        for (change, hubspot) in self.changes.iter().zip(hubspot) {
+            match self.tenants[change.tenant].platform() {
+                Platform::Pipedrive => out.push(self.pipedrive_enriched_event(change)),
+                Platform::HubSpot => out.extend(hubspot),
+            }
+        }
+        out
     }
 
-    /// One change as the enricher would emit it (complete enrichment).
-    pub fn enriched_event(&self, change: &Change) -> Value {
+    /// One Pipedrive change as the enricher would emit it (complete enrichment).
+    fn pipedrive_enriched_event(&self, change: &Change) -> Value {
         let tenant = &self.tenants[change.tenant];
+        let account = tenant.pipedrive().expect("a Pipedrive tenant");
         let at = change.at();
         let id = change.object_id(tenant);
         let object = change.object();
@@ -50,7 +65,7 @@ impl World {
             "event_timestamp": at, "event_timestamp_micro": change.at_micro,
             "event_change_source": "app", "event_is_bulk_update": false, "event_permitted_user_ids": [change.user],
             "event_pipedrive_service_name": false, "event_trans_pending": false, "event_user_id": change.user,
-            "event_webhook_id": tenant.webhook_v1_id, "event_company_id": tenant.company_id.to_string()
+            "event_webhook_id": account.webhook_v1_id, "event_company_id": account.company_id.to_string()
         }));
         match &change.subject {
             Subject::Deal {
@@ -70,9 +85,9 @@ impl World {
                 } else if let Some(before) = before {
                     if (before.pipeline, before.stage) != (state.pipeline, state.stage) {
                         let old = &tenant.pipelines[before.pipeline].stages[before.stage];
-                        put(
-                            json!({"deal_previous_stage_id": old.id, "deal_previous_stage": old.name}),
-                        );
+                        put(json!({
+                            "deal_previous_stage_id": old.numeric_id(), "deal_previous_stage": old.name
+                        }));
                     }
                     if before.status != state.status {
                         put(json!({"deal_previous_status": before.status}));
@@ -129,9 +144,9 @@ fn deal_fields(tenant: &Tenant, deal: &Deal, state: &DealState) -> Value {
     let stage = &pipeline.stages[state.stage];
     json!({
         "deal_id": deal.id, "deal_title": state.title,
-        "deal_stage": stage.name, "deal_stage_id": stage.id, "deal_stage_order_nr": stage.order,
+        "deal_stage": stage.name, "deal_stage_id": stage.numeric_id(), "deal_stage_order_nr": stage.order,
         "deal_stage_probability": stage.probability,
-        "deal_pipeline": pipeline.name, "deal_pipeline_id": pipeline.id,
+        "deal_pipeline": pipeline.name, "deal_pipeline_id": pipeline.numeric_id(),
         "deal_value": state.value, "deal_currency": deal.currency, "deal_status": state.status,
         "deal_probability": deal.probability, "deal_owner_id": deal.owner.0, "deal_owner_name": deal.owner.1,
         "deal_expected_close_date": deal.expected_close.to_string(),

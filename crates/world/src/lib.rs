@@ -1,15 +1,21 @@
 //! A simulated CRM world for the demo, the end-to-end tests and the
-//! benchmarks: one or more Pipedrive accounts over a period (default 120
-//! days), seeded and deterministic.
+//! benchmarks: one or more Pipedrive and HubSpot accounts over a period
+//! (default 120 days), seeded and deterministic.
 //!
 //! - [`World::generate`] simulates the accounts: pipelines and stages with
 //!   win probabilities, reps, organizations and people, deals moving through
-//!   the stages and won, lost, reopened, edited, deleted and merged, and the
-//!   reps' activities. Every change is kept, in time order ([`World::changes`]).
-//! - [`World::deliveries`] renders them as the webhooks Pipedrive sends (v1 or
-//!   v2, with retries, duplicates, late arrivals, bulk edits).
-//! - [`World::accounts`], [`World::apply`] and [`World::email_verdicts`] are
-//!   what the fake APIs answer, as of each change.
+//!   the stages and won, lost, reopened, edited, deleted (in HubSpot, some
+//!   restored) and merged, and the reps' activities. Every change is kept,
+//!   in time order ([`World::changes`]). The simulation is the same for
+//!   every platform; each tenant's platform renders it.
+//! - [`World::deliveries`] renders them as the webhooks each platform
+//!   sends: Pipedrive's v1 or v2 (with retries, duplicates, late arrivals,
+//!   bulk edits), HubSpot's signed batches of thin events
+//!   ([`World::hubspot_events`]); [`World::delivery_path`] and
+//!   [`World::delivery_headers`] say where and how each is posted.
+//! - [`World::accounts`], [`World::apply`], [`World::hubspot_portals`],
+//!   [`World::apply_to_portal`] and [`World::email_verdicts`] are what the
+//!   fake APIs answer, as of each change.
 //! - [`World::expected_panels`] is the ground truth: every dashboard number
 //!   computed from the world itself, never from the pipeline.
 //! - [`World::enriched_events`] are the changes as enriched events, for tests
@@ -17,12 +23,14 @@
 
 mod api;
 mod enriched;
+pub mod hubspot;
 mod model;
 mod simulate;
 mod truth;
 mod webhooks;
 
-pub use api::definitions;
+pub use api::{Apis, definitions};
+pub use hubspot::{HubSpotAccount, HubSpotEvent, HubSpotOwner};
 pub use model::*;
 pub use simulate::{DEFAULT_START, TenantSpec, WorldConfig};
 pub use truth::{PanelRows, differences, same_value};
@@ -33,16 +41,35 @@ pub struct World {
     pub tenants: Vec<Tenant>,
     /// Every change of every account, in time order.
     pub changes: Vec<Change>,
+    /// The events HubSpot sends for its tenants' changes.
+    hubspot_events: Vec<HubSpotEvent>,
 }
 
 impl World {
     pub fn generate(config: WorldConfig) -> World {
         let (tenants, changes) = simulate::simulate(&config);
-        World {
+        let mut world = World {
             config,
             tenants,
             changes,
-        }
+            hubspot_events: Vec::new(),
+        };
+        let mut events = Vec::new();
+        world.replay_hubspot(|_, _, change_events| events.extend(change_events));
+        world.hubspot_events = events;
+        world
+    }
+
+    /// How many distinct events the pipeline loads for the world: one per
+    /// Pipedrive change, one per HubSpot event (a change may make several),
+    /// however often each is delivered.
+    pub fn distinct_events(&self) -> usize {
+        let pipedrive = self
+            .changes
+            .iter()
+            .filter(|c| self.tenants[c.tenant].platform() == Platform::Pipedrive)
+            .count();
+        pipedrive + self.hubspot_events.len()
     }
 
     pub fn tenant(&self, name: &str) -> &Tenant {

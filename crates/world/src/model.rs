@@ -1,4 +1,7 @@
-//! What a simulated Pipedrive account holds, and the changes made to it.
+//! What a simulated CRM account holds, and the changes made to it. The
+//! model is the platforms' common ground; each platform renders it in its
+//! own shapes (`webhooks`, `api` and `enriched` for Pipedrive, `hubspot/`
+//! for HubSpot).
 
 /// Seconds in a day and an hour.
 pub const DAY: i64 = 86_400;
@@ -6,7 +9,9 @@ pub const HOUR: i64 = 3_600;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stage {
-    pub id: i64,
+    /// The stage's id in its CRM, verbatim (Pipedrive's numbers, HubSpot's
+    /// internal names such as `appointmentscheduled`).
+    pub id: String,
     pub name: &'static str,
     pub order: i64,
     /// The CRM's win probability of a deal in this stage, in percent.
@@ -15,12 +20,51 @@ pub struct Stage {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
-    pub id: i64,
+    /// The pipeline's id in its CRM, verbatim (`default` for HubSpot's own).
+    pub id: String,
     pub name: &'static str,
+    /// The open stages, in order. A deal's status says whether it is won or lost.
     pub stages: Vec<Stage>,
+    /// Where the CRM keeps won and lost deals as stages of the pipeline
+    /// (HubSpot's `closedwon` and `closedlost`); Pipedrive has none.
+    pub won_stage: Option<Stage>,
+    pub lost_stage: Option<Stage>,
 }
 
-/// A sales rep (a Pipedrive user): id and name.
+impl Stage {
+    /// The id as a number, as Pipedrive sends it.
+    pub fn numeric_id(&self) -> i64 {
+        self.id.parse().expect("a Pipedrive stage id is a number")
+    }
+}
+
+impl Pipeline {
+    /// The id as a number, as Pipedrive sends it.
+    pub fn numeric_id(&self) -> i64 {
+        self.id
+            .parse()
+            .expect("a Pipedrive pipeline id is a number")
+    }
+}
+
+/// Which CRM a tenant's account is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Platform {
+    Pipedrive,
+    HubSpot,
+}
+
+impl Platform {
+    /// The source name: in `/webhooks/{source}`, `[tenants.<t>.<source>]` and every record.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Pipedrive => "pipedrive",
+            Platform::HubSpot => "hubspot",
+        }
+    }
+}
+
+/// A sales rep (a Pipedrive user, a HubSpot owner): id and name.
 pub type Rep = (i64, &'static str);
 
 /// Option ids and labels of the account's custom fields (enum options are
@@ -122,13 +166,15 @@ pub struct Deal {
     /// A `MARKETING_SOURCES` entry.
     pub source: Option<(i64, &'static str)>,
     pub campaign: Option<String>,
-    /// The deal's own win probability, overriding its stage's.
+    /// The deal's own win probability, overriding its stage's (Pipedrive).
     pub probability: Option<f64>,
     pub expected_close: chrono::NaiveDate,
     pub add_time: i64,
     /// ISO 4217 code of its value.
     pub currency: &'static str,
-    /// Each stage entered: (pipeline index, stage index, at).
+    /// Each open stage entered: (pipeline index, stage index, at). In
+    /// HubSpot a reopened deal leaves its won or lost stage and so enters
+    /// an open stage again, which counts as an entry.
     pub entries: Vec<(usize, usize, i64)>,
     /// How many times it was won (a deal reopened and won again counts twice).
     pub wins: usize,
@@ -147,6 +193,27 @@ impl Deal {
 }
 
 impl Tenant {
+    pub fn platform(&self) -> Platform {
+        match self.crm {
+            CrmAccount::Pipedrive(_) => Platform::Pipedrive,
+            CrmAccount::HubSpot(_) => Platform::HubSpot,
+        }
+    }
+
+    pub fn pipedrive(&self) -> Option<&PipedriveAccount> {
+        match &self.crm {
+            CrmAccount::Pipedrive(account) => Some(account),
+            CrmAccount::HubSpot(_) => None,
+        }
+    }
+
+    pub fn hubspot(&self) -> Option<&crate::hubspot::HubSpotAccount> {
+        match &self.crm {
+            CrmAccount::HubSpot(account) => Some(account),
+            CrmAccount::Pipedrive(_) => None,
+        }
+    }
+
     /// The rate of `currency` into the home currency, if one is configured.
     pub fn rate(&self, currency: &str) -> Option<f64> {
         if currency == self.home_currency {
@@ -160,12 +227,14 @@ impl Tenant {
 }
 
 /// An activity's changing fields, as of one change: it may be reassigned,
-/// retyped, marked done on another day, undone or deleted.
+/// retyped (not in HubSpot, whose engagements keep their type), marked done
+/// on another day, undone or deleted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActivityState {
     /// The rep it is assigned to.
     pub user: Rep,
-    /// `call`, `email`, `meeting`, `task`, `deadline`, ...
+    /// `call`, `email`, `meeting`, `task`, `deadline`, ... (HubSpot's
+    /// engagements: `call`, `email`, `meeting`, `task`).
     pub kind: &'static str,
     pub subject: String,
     /// When it was marked done, if it is done.
@@ -192,12 +261,9 @@ pub struct Activity {
 pub const FOREIGN_CURRENCIES: [(&str, Option<f64>); 3] =
     [("USD", Some(0.875)), ("BRL", Some(0.1875)), ("CHF", None)];
 
-/// One Pipedrive account (a tenant of the pipeline).
-pub struct Tenant {
-    pub name: String,
-    /// The currency the dashboards show, and the configured rates into it.
-    pub home_currency: &'static str,
-    pub rates: Vec<(&'static str, f64)>,
+/// A Pipedrive account: its company, API token and webhooks.
+#[derive(Debug, Clone)]
+pub struct PipedriveAccount {
     pub company_id: i64,
     pub host: String,
     /// The API token the fake API accepts and the enricher sends.
@@ -207,6 +273,22 @@ pub struct Tenant {
     pub webhook_password: String,
     pub webhook_v1_id: String,
     pub webhook_v2_id: String,
+}
+
+/// The CRM account a tenant is, with what reaching it takes.
+#[derive(Debug, Clone)]
+pub enum CrmAccount {
+    Pipedrive(PipedriveAccount),
+    HubSpot(crate::hubspot::HubSpotAccount),
+}
+
+/// One CRM account (a tenant of the pipeline).
+pub struct Tenant {
+    pub name: String,
+    /// The currency the dashboards show, and the configured rates into it.
+    pub home_currency: &'static str,
+    pub rates: Vec<(&'static str, f64)>,
+    pub crm: CrmAccount,
     pub pipelines: Vec<Pipeline>,
     pub reps: Vec<Rep>,
     pub organizations: Vec<Organization>,
@@ -220,8 +302,11 @@ pub enum Action {
     Added,
     Updated,
     Deleted,
-    /// The survivor of a merge (the deal merged away is `Deleted`).
+    /// The survivor of a merge (in Pipedrive the deal merged away is
+    /// `Deleted`; HubSpot reports the merge once, for the survivor).
     Merged,
+    /// A deleted deal brought back (HubSpot).
+    Restored,
 }
 
 impl Action {
@@ -232,6 +317,7 @@ impl Action {
             Action::Updated => "updated",
             Action::Deleted => "deleted",
             Action::Merged => "merged",
+            Action::Restored => "restored",
         }
     }
 }
@@ -267,7 +353,8 @@ pub enum Subject {
     },
 }
 
-/// One change in one account: what Pipedrive sends one webhook for.
+/// One change in one account: what Pipedrive sends one webhook for, and
+/// HubSpot one or more events.
 #[derive(Debug, Clone)]
 pub struct Change {
     pub tenant: usize,

@@ -13,7 +13,9 @@ use crate::model::*;
 #[derive(Debug, Clone)]
 pub struct TenantSpec {
     pub name: String,
-    /// 1 ("Sales") or 2 ("Sales" and "Partners").
+    pub platform: Platform,
+    /// 1 or 2: Pipedrive's "Sales" (and "Partners"); HubSpot's "Sales
+    /// Pipeline" (and "Partnerships").
     pub pipelines: usize,
     pub reps: usize,
     pub deals: usize,
@@ -21,13 +23,29 @@ pub struct TenantSpec {
 }
 
 impl TenantSpec {
+    /// A Pipedrive account.
     pub fn new(name: &str, pipelines: usize, reps: usize, deals: usize, activities: usize) -> Self {
         TenantSpec {
             name: name.to_owned(),
+            platform: Platform::Pipedrive,
             pipelines,
             reps,
             deals,
             activities,
+        }
+    }
+
+    /// A HubSpot account (at least two owners, so a reassignment changes the owner).
+    pub fn hubspot(
+        name: &str,
+        pipelines: usize,
+        reps: usize,
+        deals: usize,
+        activities: usize,
+    ) -> Self {
+        TenantSpec {
+            platform: Platform::HubSpot,
+            ..TenantSpec::new(name, pipelines, reps.max(2), deals, activities)
         }
     }
 }
@@ -86,6 +104,30 @@ impl WorldConfig {
             ],
         }
     }
+
+    /// [`WorldConfig::demo`] with a HubSpot account, "initech", beside the
+    /// Pipedrive ones.
+    pub fn demo_with_hubspot(seed: u64, start: i64) -> Self {
+        Self::demo(seed, start).with(TenantSpec::hubspot("initech", 2, 4, 260, 320))
+    }
+
+    /// [`WorldConfig::sample`] with a HubSpot account, "harbor", with two
+    /// pipelines and enough closed deals to calibrate.
+    pub fn sample_with_hubspot(seed: u64) -> Self {
+        Self::sample(seed).with(TenantSpec::hubspot("harbor", 2, 3, 150, 150))
+    }
+
+    /// [`WorldConfig::small`] with a HubSpot account, "harbor".
+    pub fn small_with_hubspot(seed: u64) -> Self {
+        Self::small(seed).with(TenantSpec::hubspot("harbor", 2, 3, 100, 60))
+    }
+
+    /// This world with one more account (simulated after the others, so
+    /// theirs stay as they were).
+    pub fn with(mut self, tenant: TenantSpec) -> Self {
+        self.tenants.push(tenant);
+        self
+    }
 }
 
 const REP_NAMES: [&str; 12] = [
@@ -135,9 +177,13 @@ const JOB_TITLES: [&str; 6] = [
 ];
 const ACTIVITY_TYPES: [&str; 6] = ["call", "call", "email", "meeting", "task", "deadline"];
 
-fn stage(id: i64, name: &'static str, order: i64, probability: f64) -> Stage {
+/// HubSpot's engagement types: a task counts as "other", as Pipedrive's
+/// tasks and deadlines do.
+const HUBSPOT_ACTIVITY_TYPES: [&str; 6] = ["call", "call", "email", "meeting", "task", "task"];
+
+pub(crate) fn stage(id: &str, name: &'static str, order: i64, probability: f64) -> Stage {
     Stage {
-        id,
+        id: id.to_owned(),
         name,
         order,
         probability,
@@ -146,26 +192,64 @@ fn stage(id: i64, name: &'static str, order: i64, probability: f64) -> Stage {
 
 fn sales() -> Pipeline {
     Pipeline {
-        id: 1,
+        id: "1".into(),
         name: "Sales",
         stages: vec![
-            stage(1, "Lead In", 1, 10.0),
-            stage(2, "Contact Made", 2, 25.0),
-            stage(3, "Proposal Made", 3, 50.0),
-            stage(4, "Negotiations Started", 4, 80.0),
+            stage("1", "Lead In", 1, 10.0),
+            stage("2", "Contact Made", 2, 25.0),
+            stage("3", "Proposal Made", 3, 50.0),
+            stage("4", "Negotiations Started", 4, 80.0),
         ],
+        won_stage: None,
+        lost_stage: None,
     }
 }
 
 fn partners() -> Pipeline {
     Pipeline {
-        id: 2,
+        id: "2".into(),
         name: "Partners",
         stages: vec![
-            stage(11, "Intro", 1, 20.0),
-            stage(12, "Pilot", 2, 60.0),
-            stage(13, "Contract", 3, 90.0),
+            stage("11", "Intro", 1, 20.0),
+            stage("12", "Pilot", 2, 60.0),
+            stage("13", "Contract", 3, 90.0),
         ],
+        won_stage: None,
+        lost_stage: None,
+    }
+}
+
+/// Where a tenant's ids start: each kind of record counts up from its base.
+struct IdBases {
+    organization: i64,
+    person: i64,
+    deal: i64,
+    activity: i64,
+    rep: i64,
+}
+
+impl IdBases {
+    /// Ids are unique across tenants, so a shared fake API cannot mix them
+    /// up. Pipedrive's are small numbers; HubSpot's records have ids of ten
+    /// or eleven digits and its owners of eight.
+    fn of(platform: Platform, tenant: usize) -> Self {
+        let t = tenant as i64 + 1;
+        match platform {
+            Platform::Pipedrive => IdBases {
+                organization: 10_000 * t,
+                person: 100_000 * t,
+                deal: 1_000 * t,
+                activity: 1_000 * t,
+                rep: 100 * t + 11,
+            },
+            Platform::HubSpot => IdBases {
+                organization: 18_400_000_000 + 1_000_000 * t,
+                person: 51_200_000_000 + 1_000_000 * t,
+                deal: 27_300_000_000 + 1_000_000 * t,
+                activity: 61_900_000_000 + 1_000_000 * t,
+                rep: 72_000_000 + 1_000 * t,
+            },
+        }
     }
 }
 
@@ -185,6 +269,7 @@ pub(crate) fn simulate(config: &WorldConfig) -> (Vec<Tenant>, Vec<Change>) {
             rng: &mut rng,
             config,
             tenant: t,
+            platform: spec.platform,
             changes: Vec::new(),
         };
         let tenant = sim.tenant(spec);
@@ -199,6 +284,7 @@ struct Simulation<'a> {
     rng: &'a mut StdRng,
     config: &'a WorldConfig,
     tenant: usize,
+    platform: Platform,
     changes: Vec<Change>,
 }
 
@@ -219,16 +305,17 @@ impl Simulation<'_> {
     fn tenant(&mut self, spec: &TenantSpec) -> Tenant {
         let t = self.tenant as i64;
         let start = self.config.start;
-        let pipelines = match spec.pipelines {
-            0 | 1 => vec![sales()],
-            _ => vec![sales(), partners()],
+        let two = spec.pipelines > 1;
+        let pipelines = match (self.platform, two) {
+            (Platform::Pipedrive, false) => vec![sales()],
+            (Platform::Pipedrive, true) => vec![sales(), partners()],
+            (Platform::HubSpot, two) => crate::hubspot::pipelines(two),
         };
-        // Ids are unique across tenants, so a shared fake API cannot mix them up.
-        let base = 1_000 * (t + 1);
+        let ids = IdBases::of(self.platform, self.tenant);
         let reps: Vec<Rep> = (0..spec.reps.max(1))
             .map(|i| {
                 (
-                    100 * (t + 1) + i as i64 + 11,
+                    ids.rep + i as i64,
                     REP_NAMES[(i + 3 * self.tenant) % REP_NAMES.len()],
                 )
             })
@@ -237,6 +324,22 @@ impl Simulation<'_> {
             .name
             .to_lowercase()
             .replace(|c: char| !c.is_ascii_alphanumeric(), "");
+        let crm = match self.platform {
+            Platform::Pipedrive => CrmAccount::Pipedrive(PipedriveAccount {
+                company_id: 7_843_211 + t,
+                host: format!("{slug}.pipedrive.com"),
+                api_token: format!("{slug}-api-token"),
+                webhook_user: "hook".into(),
+                webhook_password: format!("{slug}-webhook-secret"),
+                webhook_v1_id: format!("{}", 1_148_302 + t),
+                webhook_v2_id: format!("{}", 2_290_117 + t),
+            }),
+            Platform::HubSpot => CrmAccount::HubSpot(crate::hubspot::HubSpotAccount::new(
+                self.tenant,
+                &slug,
+                &reps,
+            )),
+        };
         let mut tenant = Tenant {
             name: spec.name.clone(),
             home_currency: "EUR",
@@ -244,13 +347,7 @@ impl Simulation<'_> {
                 .iter()
                 .filter_map(|(code, rate)| Some((*code, (*rate)?)))
                 .collect(),
-            company_id: 7_843_211 + t,
-            host: format!("{slug}.pipedrive.com"),
-            api_token: format!("{slug}-api-token"),
-            webhook_user: "hook".into(),
-            webhook_password: format!("{slug}-webhook-secret"),
-            webhook_v1_id: format!("{}", 1_148_302 + t),
-            webhook_v2_id: format!("{}", 2_290_117 + t),
+            crm,
             pipelines,
             reps,
             organizations: Vec::new(),
@@ -271,7 +368,7 @@ impl Simulation<'_> {
                 i / (COMPANY_WORDS.len() * COMPANY_KINDS.len()) + 1
             );
             let org = Organization {
-                id: base * 10 + i as i64,
+                id: ids.organization + i as i64,
                 owner,
                 add_time: start + self.rng.random_range(0..6 * HOUR),
                 last: OrganizationState {
@@ -304,7 +401,7 @@ impl Simulation<'_> {
                 _ => format!("org{}.{slug}.example", tenant.organizations[org].id),
             };
             let person = Person {
-                id: base * 100 + i as i64,
+                id: ids.person + i as i64,
                 first_name,
                 last_name,
                 email: format!(
@@ -328,12 +425,15 @@ impl Simulation<'_> {
         }
 
         for i in 0..spec.deals {
-            self.deal(&mut tenant, base + i as i64);
+            self.deal(&mut tenant, ids.deal + i as i64);
         }
         self.add_people_and_organizations(&mut tenant);
-        self.merge_some_deals(&mut tenant);
+        match self.platform {
+            Platform::Pipedrive => self.merge_some_deals(&mut tenant),
+            Platform::HubSpot => self.merge_duplicate_deals(&mut tenant),
+        }
         for i in 0..spec.activities {
-            self.activity(&mut tenant, base + i as i64);
+            self.activity(&mut tenant, ids.activity + i as i64);
         }
         self.edit_people_and_organizations(&mut tenant);
         tenant
@@ -371,8 +471,11 @@ impl Simulation<'_> {
             source,
             campaign: source
                 .map(|(_, label)| format!("{label} Q{}", 1 + (add_time / (90 * DAY)) % 4)),
+            // HubSpot deals have no probability of their own in this model:
+            // their stage's is theirs.
             probability: (rng.random_range(0..7) == 0)
-                .then(|| f64::from(rng.random_range(1..20) * 5)),
+                .then(|| f64::from(rng.random_range(1..20) * 5))
+                .filter(|_| self.platform == Platform::Pipedrive),
             expected_close: date(add_time + rng.random_range(14..120) * DAY),
             add_time,
             // Most deals in the home currency; some in currencies with a
@@ -423,8 +526,14 @@ impl Simulation<'_> {
 
         let stages = tenant.pipelines[pipeline].stages.len();
         let moves = self.rng.random_range(0..stages);
+        // HubSpot's default pipeline has five open stages: shorter dwells
+        // keep the longest history inside the period.
+        let longest_dwell = match self.platform {
+            Platform::Pipedrive => 10 * DAY,
+            Platform::HubSpot => 7 * DAY,
+        };
         for _ in 0..moves {
-            let dwell = self.rng.random_range(6 * HOUR..10 * DAY);
+            let dwell = self.rng.random_range(6 * HOUR..longest_dwell);
             let bulk = self.rng.random_range(0..12) == 0;
             self.change_deal(tenant, index, dwell, bulk, |s| s.stage += 1);
         }
@@ -455,6 +564,11 @@ impl Simulation<'_> {
         if self.rng.random_range(0..20) == 0 {
             let at = tenant.deals[index].last_at + HOUR;
             self.delete_deal(tenant, index, at, None);
+            // HubSpot keeps deleted records restorable for 90 days: some come back.
+            if self.platform == Platform::HubSpot && self.rng.random_range(0..3) > 0 {
+                let after = self.rng.random_range(HOUR..3 * DAY);
+                self.restore_deal(tenant, index, at + after);
+            }
         }
     }
 
@@ -475,7 +589,12 @@ impl Simulation<'_> {
         change(&mut deal.last);
         let state = &mut deal.last;
         state.update_time = at;
+        let reopened = before.status != "open" && state.status == "open";
         if (before.pipeline, before.stage) != (state.pipeline, state.stage) {
+            state.stage_change_time = at;
+            deal.entries.push((state.pipeline, state.stage, at));
+        } else if reopened && self.platform == Platform::HubSpot {
+            // Out of its won or lost stage, back into the open one.
             state.stage_change_time = at;
             deal.entries.push((state.pipeline, state.stage, at));
         }
@@ -533,6 +652,75 @@ impl Simulation<'_> {
         );
     }
 
+    /// Brings a deleted deal back, as it was (HubSpot's restore counts as a
+    /// modification of the deal).
+    fn restore_deal(&mut self, tenant: &mut Tenant, index: usize, at: i64) {
+        let deal = &mut tenant.deals[index];
+        deal.deleted = false;
+        deal.last_at = at;
+        deal.last.update_time = at;
+        let user = deal.owner.0;
+        let after = Some(deal.last.clone());
+        self.push(
+            at,
+            Action::Restored,
+            user,
+            Subject::Deal {
+                deal: index,
+                before: None,
+                after,
+                bulk: false,
+                merged_to: None,
+                merged_from: None,
+            },
+        );
+    }
+
+    /// Merges every 23rd deal into the next live deal of the same company
+    /// (duplicates are deals of one customer), as HubSpot reports it: one
+    /// `merge` event for the deal that survives, which absorbs the other
+    /// (its modification time moves; the merged deal's id now reads as the
+    /// survivor).
+    fn merge_duplicate_deals(&mut self, tenant: &mut Tenant) {
+        for i in (11..tenant.deals.len().saturating_sub(1)).step_by(23) {
+            let gone = &tenant.deals[i];
+            if gone.deleted {
+                continue;
+            }
+            let Some(kept) = (i + 1..tenant.deals.len()).find(|&j| {
+                let d = &tenant.deals[j];
+                !d.deleted && d.org == gone.org && d.merged_into.is_none()
+            }) else {
+                continue;
+            };
+            let at = gone.last_at.max(tenant.deals[kept].last_at) + 2 * HOUR;
+            let (gone_id, kept_id) = (gone.id, tenant.deals[kept].id);
+            let gone = &mut tenant.deals[i];
+            gone.deleted = true;
+            gone.merged_into = Some(kept_id);
+            gone.last_at = at;
+            let survivor = &mut tenant.deals[kept];
+            let before = Some(survivor.last.clone());
+            survivor.last_at = at;
+            survivor.last.update_time = at;
+            let after = Some(survivor.last.clone());
+            let user = survivor.owner.0;
+            self.push(
+                at,
+                Action::Merged,
+                user,
+                Subject::Deal {
+                    deal: kept,
+                    before,
+                    after,
+                    bulk: false,
+                    merged_to: None,
+                    merged_from: Some(gone_id),
+                },
+            );
+        }
+    }
+
     /// Merges every 23rd deal into the next one (when neither is deleted), as
     /// Pipedrive reports it: a `merged` event for the deal that survives,
     /// unchanged, and a `deleted` event for the one merged away.
@@ -577,15 +765,25 @@ impl Simulation<'_> {
         } else {
             owner
         };
-        let kind = ACTIVITY_TYPES[rng.random_range(0..ACTIVITY_TYPES.len())];
+        let kinds = match self.platform {
+            Platform::Pipedrive => ACTIVITY_TYPES,
+            Platform::HubSpot => HUBSPOT_ACTIVITY_TYPES,
+        };
+        let kind = kinds[rng.random_range(0..kinds.len())];
         let added = deal_added + rng.random_range(0..20 * DAY / 60) * 60;
         let roll = rng.random_range(0..10);
         let done_at = (roll < 7).then(|| added + rng.random_range(0..3 * DAY / 60) * 60);
         // What happens to a done activity afterwards: the cases a scoreboard
         // that counts ids per rep, kind and day gets wrong.
         let twist = rng.random_range(0..16);
-        let other_rep = tenant.reps[rng.random_range(0..tenant.reps.len())];
+        let mut other_rep = tenant.reps[rng.random_range(0..tenant.reps.len())];
         let other_kind = ACTIVITY_TYPES[rng.random_range(0..ACTIVITY_TYPES.len())];
+        let hubspot = self.platform == Platform::HubSpot;
+        if hubspot && other_rep == user {
+            // HubSpot sends nothing for an edit that changes nothing.
+            let at = tenant.reps.iter().position(|r| *r == user).unwrap_or(0);
+            other_rep = tenant.reps[(at + 1) % tenant.reps.len()];
+        }
         let shift = rng.random_range(1..4) * DAY + rng.random_range(0..HOUR);
         let index = tenant.activities.len();
         let mut activity = Activity {
@@ -636,7 +834,9 @@ impl Simulation<'_> {
                 changes.push((added, Action::Added, None, Some(activity.last.clone())));
                 let at = done.max(added + 60);
                 edit(&mut changes, &mut activity, at, &|s| s.done_at = Some(done));
-                if roll == 6 {
+                // HubSpot sends no event for an email's subject (its
+                // webhooks cannot subscribe to it).
+                if roll == 6 && !(hubspot && kind == "email") {
                     // Edited after it was done: counted once all the same.
                     edit(&mut changes, &mut activity, at + HOUR, &|s| {
                         s.subject = format!("{} (notes added)", s.subject)
@@ -662,6 +862,8 @@ impl Simulation<'_> {
             let at = done + 2 * HOUR;
             match twist {
                 0 | 1 => edit(&mut changes, &mut activity, at, &|s| s.user = other_rep),
+                // HubSpot cannot retype an engagement: it is reassigned instead.
+                2 if hubspot => edit(&mut changes, &mut activity, at, &|s| s.user = other_rep),
                 2 => edit(&mut changes, &mut activity, at, &|s| s.kind = other_kind),
                 3 | 4 => edit(&mut changes, &mut activity, at, &|s| {
                     s.done_at = s.done_at.map(|d| d + shift)
@@ -743,8 +945,14 @@ impl Simulation<'_> {
                 .rng
                 .random_range(person.add_time + DAY..end.max(person.add_time + 2 * DAY));
             let before = person.last.clone();
-            person.last.job_title =
-                Some(JOB_TITLES[self.rng.random_range(0..JOB_TITLES.len())].to_owned());
+            let mut title = self.rng.random_range(0..JOB_TITLES.len());
+            if self.platform == Platform::HubSpot
+                && before.job_title.as_deref() == Some(JOB_TITLES[title])
+            {
+                // HubSpot sends nothing for an edit that changes nothing.
+                title = (title + 1) % JOB_TITLES.len();
+            }
+            person.last.job_title = Some(JOB_TITLES[title].to_owned());
             let after = Some(person.last.clone());
             let user = person.owner.0;
             self.push(

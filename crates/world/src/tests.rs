@@ -26,21 +26,31 @@ fn the_same_seed_makes_the_same_world_and_deliveries() {
     );
 }
 
+/// The worlds with HubSpot tenants too.
+fn every_world() -> Vec<World> {
+    vec![
+        world(),
+        World::generate(WorldConfig::sample_with_hubspot(7)),
+        World::generate(WorldConfig::demo_with_hubspot(7, DEFAULT_START)),
+    ]
+}
+
 #[test]
 fn every_change_falls_inside_the_period_in_time_order() {
-    let world = world();
-    let end = world.config.start + world.config.days * DAY;
-    assert!(
-        world
-            .changes
-            .windows(2)
-            .all(|w| w[0].at_micro <= w[1].at_micro)
-    );
-    for change in &world.changes {
+    for world in every_world() {
+        let end = world.config.start + world.config.days * DAY;
         assert!(
-            (world.config.start..end).contains(&change.at()),
-            "{change:?} outside the period"
+            world
+                .changes
+                .windows(2)
+                .all(|w| w[0].at_micro <= w[1].at_micro)
         );
+        for change in &world.changes {
+            assert!(
+                (world.config.start..end).contains(&change.at()),
+                "{change:?} outside the period"
+            );
+        }
     }
 }
 
@@ -144,7 +154,8 @@ fn the_api_answers_from_the_state_the_changes_made() {
     let world = world();
     let tenant = &world.tenants[0];
     let mut accounts = world.accounts();
-    let account = accounts.get_mut(&tenant.api_token).expect("an account");
+    let token = &tenant.pipedrive().expect("a Pipedrive tenant").api_token;
+    let account = accounts.get_mut(token).expect("an account");
     assert!(account.persons.is_empty() && !account.stages.is_empty());
     for change in world.changes.iter().filter(|c| c.tenant == 0) {
         world.apply(account, change);
@@ -173,8 +184,7 @@ fn the_api_answers_from_the_state_the_changes_made() {
 
 #[test]
 fn people_and_organizations_are_added_before_what_refers_to_them() {
-    let world = world();
-    for tenant in &world.tenants {
+    for tenant in every_world().iter().flat_map(|w| &w.tenants) {
         for deal in &tenant.deals {
             let person = &tenant.persons[deal.person];
             assert!(

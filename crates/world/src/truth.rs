@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use tributary_clickhouse::dashboard::Scope;
 
 use crate::World;
-use crate::model::{Deal, Pipeline, Stage, Tenant};
+use crate::model::{CrmAccount, Deal, Pipeline, Stage, Tenant};
 use crate::simulate::date;
 
 /// Where a stage sorts: pipeline id, stage order, stage id (ids as the
@@ -45,17 +45,21 @@ fn row(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
 }
 
 fn stage_key(pipeline: &Pipeline, stage: &Stage) -> StageKey {
-    (pipeline.id.to_string(), stage.order, stage.id.to_string())
+    (pipeline.id.clone(), stage.order, stage.id.clone())
 }
 
 impl Tenant {
     /// The source name and account the tenant's records carry.
     pub fn source(&self) -> &'static str {
-        "pipedrive"
+        self.platform().name()
     }
 
+    /// The account the records carry: Pipedrive's company id, HubSpot's portal id.
     pub fn account(&self) -> String {
-        self.company_id.to_string()
+        match &self.crm {
+            CrmAccount::Pipedrive(account) => account.company_id.to_string(),
+            CrmAccount::HubSpot(account) => account.portal_id.clone(),
+        }
     }
 
     /// A pipeline as the dashboard's `pipeline` variable names it.
@@ -247,9 +251,9 @@ impl Tenant {
                     .is_none_or(|p| self.pipeline_key(pipeline) == *p)
             })
             .collect();
-        let mut furthest: HashMap<(i64, i64), i64> = HashMap::new();
+        let mut furthest: HashMap<(&str, i64), i64> = HashMap::new();
         for (deal, pipeline, stage, _) in &entries {
-            let f = furthest.entry((pipeline.id, deal.id)).or_insert(0);
+            let f = furthest.entry((&pipeline.id, deal.id)).or_insert(0);
             *f = (*f).max(stage.order);
         }
         let mut conversion: BTreeMap<StageKey, (&str, i64, Passage)> = BTreeMap::new();
@@ -263,7 +267,7 @@ impl Tenant {
                 Passage::default(),
             ));
             entry.2.0.insert(deal.id);
-            if furthest[&(pipeline.id, deal.id)] > stage.order || deal.wins > 0 {
+            if furthest[&(pipeline.id.as_str(), deal.id)] > stage.order || deal.wins > 0 {
                 entry.2.1.insert(deal.id);
             }
         }
@@ -291,7 +295,7 @@ impl Tenant {
         let mut calibration = Vec::new();
         if self.closed_deals() >= 50 {
             // Closed deals that entered each stage, and those of them won.
-            let mut stages: BTreeMap<StageKey, (&Stage, i64, Passage)> = BTreeMap::new();
+            let mut stages: BTreeMap<StageKey, (&Stage, &str, Passage)> = BTreeMap::new();
             for (deal, pipeline, stage, _) in &entries {
                 let closed = !deal.deleted
                     && matches!(deal.last.status, "won" | "lost")
@@ -301,7 +305,7 @@ impl Tenant {
                 }
                 let entry = stages.entry(stage_key(pipeline, stage)).or_insert((
                     stage,
-                    pipeline.id,
+                    &pipeline.id,
                     Passage::default(),
                 ));
                 entry.2.0.insert(deal.id);

@@ -1,33 +1,43 @@
-//! The webhooks Pipedrive sends for the world's changes, as v1 or v2 bodies,
-//! with its delivery habits: retries of the same event, v1's duplicates,
-//! events of one entity arriving out of order, bulk edits and transactions
-//! still pending.
+//! The webhooks the platforms send for the world's changes. Pipedrive's (in
+//! this file) as v1 or v2 bodies, with its delivery habits: retries of the
+//! same event, v1's duplicates, events of one entity arriving out of order,
+//! bulk edits and transactions still pending. HubSpot's in `hubspot/`.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
+use tributary_sources::hubspot::signature;
 
 use crate::World;
 use crate::enriched::iso;
 use crate::model::*;
 
+/// The shape of a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Version {
+    /// Pipedrive webhooks v1.
     V1,
+    /// Pipedrive webhooks v2.
     V2,
+    /// A HubSpot app webhook: a JSON array of events, signed v3.
+    HubSpot,
 }
 
-/// How deliveries arrive. Shares are fractions of all changes.
+/// How deliveries arrive. Shares are fractions of all changes (of HubSpot's
+/// events for HubSpot).
 #[derive(Debug, Clone)]
 pub struct Habits {
-    /// Changes sent as webhooks v2 (the rest v1).
+    /// Pipedrive changes sent as webhooks v2 (the rest v1).
     pub v2_share: f64,
-    /// Changes delivered twice or more: Pipedrive retried (same event, next attempt).
+    /// Changes delivered twice or more: the platform retried (same event, next attempt).
     pub retries: f64,
-    /// v1 changes delivered twice with the very same body.
+    /// Changes delivered twice with the very same event (Pipedrive: v1's
+    /// identical bodies; HubSpot: the same `eventId` and attempt).
     pub duplicates: f64,
-    /// Changes that arrive after the entity's next change.
+    /// Changes that arrive after the entity's next change (HubSpot: in a later batch).
     pub late: f64,
     /// v1 changes sent while their transaction is still pending.
     pub trans_pending: f64,
@@ -62,10 +72,12 @@ impl Habits {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub tenant: usize,
-    /// Index into `World::changes`.
+    /// Index into `World::changes`: the change it is about (a HubSpot batch:
+    /// the latest change among its events). The fake API must reflect every
+    /// change up to it before the delivery goes out.
     pub change: usize,
     pub version: Version,
-    /// 1 for the first try.
+    /// 1 for the first try (a HubSpot batch: 1 + its highest `attemptNumber`).
     pub attempt: u32,
     pub body: Vec<u8>,
 }
@@ -85,7 +97,7 @@ fn v2_timestamp(micro: i64) -> String {
 }
 
 /// SplitMix64: spreads (seed, n) over 64 bits.
-fn mix(seed: u64, n: u64) -> u64 {
+pub(crate) fn mix(seed: u64, n: u64) -> u64 {
     let mut z = seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -118,11 +130,73 @@ impl World {
         }
     }
 
-    /// Every delivery Pipedrive makes for the world, in arrival order.
+    /// Every delivery the platforms make for the world, in arrival order
+    /// (each platform's habits kept, their streams interleaved by time).
     pub fn deliveries(&self, habits: &Habits) -> Vec<Delivery> {
+        let mut streams = vec![self.pipedrive_deliveries(habits)];
+        streams.extend(self.hubspot_deliveries(habits));
+        interleave(streams)
+    }
+
+    /// Where the collector takes a delivery (below its base URL): Pipedrive
+    /// names the tenant in the path; HubSpot's app posts every portal to one
+    /// URL.
+    pub fn delivery_path(&self, delivery: &Delivery) -> String {
+        let tenant = &self.tenants[delivery.tenant];
+        match tenant.platform() {
+            Platform::Pipedrive => format!("/webhooks/pipedrive/{}", tenant.name),
+            Platform::HubSpot => "/webhooks/hubspot".to_owned(),
+        }
+    }
+
+    /// The headers a delivery is posted with to `url` (the full URL, which
+    /// HubSpot's signature covers) at `now_ms`: Pipedrive's Basic
+    /// credentials; HubSpot's `X-HubSpot-Signature-v3` with its timestamp,
+    /// beside the legacy v1 signature it also sends.
+    pub fn delivery_headers(
+        &self,
+        delivery: &Delivery,
+        url: &str,
+        now_ms: i64,
+    ) -> Vec<(&'static str, String)> {
+        let tenant = &self.tenants[delivery.tenant];
+        let mut headers = vec![("content-type", "application/json".to_owned())];
+        match &tenant.crm {
+            CrmAccount::Pipedrive(account) => {
+                let credentials = format!("{}:{}", account.webhook_user, account.webhook_password);
+                headers.push((
+                    "authorization",
+                    format!("Basic {}", BASE64.encode(credentials)),
+                ));
+            }
+            CrmAccount::HubSpot(account) => {
+                let secret = &account.client_secret;
+                let body = &delivery.body;
+                headers.extend([
+                    (
+                        signature::SIGNATURE_V3_HEADER,
+                        signature::sign_v3(secret, "POST", url, body, now_ms),
+                    ),
+                    (signature::TIMESTAMP_HEADER, now_ms.to_string()),
+                    (
+                        signature::SIGNATURE_HEADER,
+                        signature::sign_v1(secret, body),
+                    ),
+                    (signature::SIGNATURE_VERSION_HEADER, "v1".to_owned()),
+                ]);
+            }
+        }
+        headers
+    }
+
+    /// Pipedrive's deliveries, in arrival order.
+    fn pipedrive_deliveries(&self, habits: &Habits) -> Vec<Delivery> {
         let mut rng = StdRng::seed_from_u64(self.config.seed ^ 0xDE11_7E55);
         let mut out: Vec<Delivery> = Vec::with_capacity(self.changes.len() * 11 / 10);
         for index in 0..self.changes.len() {
+            if self.tenants[self.changes[index].tenant].platform() != Platform::Pipedrive {
+                continue;
+            }
             let version = self.version_of(index, habits);
             let pending = version == Version::V1 && rng.random_bool(habits.trans_pending);
             let delivery = |attempt| Delivery {
@@ -177,7 +251,8 @@ impl World {
         out
     }
 
-    /// The webhook body for a change.
+    /// The Pipedrive webhook body for a change (HubSpot's events are
+    /// [`World::hubspot_events`]).
     pub fn webhook(
         &self,
         index: usize,
@@ -185,8 +260,10 @@ impl World {
         attempt: u32,
         trans_pending: bool,
     ) -> Value {
+        assert_ne!(version, Version::HubSpot, "a Pipedrive webhook version");
         let change = &self.changes[index];
         let tenant = &self.tenants[change.tenant];
+        let account = tenant.pipedrive().expect("a Pipedrive tenant");
         let object = change.object();
         let id = change.object_id(tenant);
         let (before, after) = self.snapshots(change, version);
@@ -205,12 +282,12 @@ impl World {
             Version::V1 => {
                 let mut meta = json!({
                     "v": 1, "action": change.action.word(), "object": object, "id": id,
-                    "company_id": tenant.company_id, "user_id": change.user, "host": tenant.host,
+                    "company_id": account.company_id, "user_id": change.user, "host": account.host,
                     "timestamp": change.at(), "timestamp_micro": change.at_micro,
                     "permitted_user_ids": permitted, "trans_pending": trans_pending,
                     "is_bulk_update": bulk, "pipedrive_service_name": false,
                     "matches_filters": {"current": [], "previous": []},
-                    "webhook_id": tenant.webhook_v1_id, "change_source": "app",
+                    "webhook_id": account.webhook_v1_id, "change_source": "app",
                     "prepublish_timestamp": change.at_micro / 1_000 + 180
                 });
                 if object == "activity" {
@@ -227,21 +304,21 @@ impl World {
                     "event": format!("{}.{object}", change.action.word())
                 })
             }
-            Version::V2 => {
+            Version::V2 | Version::HubSpot => {
                 let action = match change.action {
                     Action::Added => "create",
-                    Action::Updated | Action::Merged => "change",
+                    Action::Updated | Action::Merged | Action::Restored => "change",
                     Action::Deleted => "delete",
                 };
                 let permitted: Vec<String> = permitted.iter().map(i64::to_string).collect();
                 let mut meta = json!({
-                    "action": action, "entity": object, "company_id": tenant.company_id.to_string(),
+                    "action": action, "entity": object, "company_id": account.company_id.to_string(),
                     "correlation_id": self.event_uuid(index).replace('-', "").chars().rev().collect::<String>(),
                     "entity_id": id.to_string(), "id": self.event_uuid(index), "is_bulk_edit": bulk,
                     "timestamp": v2_timestamp(change.at_micro), "type": "general",
                     "user_id": change.user.to_string(), "version": "2.0",
-                    "webhook_id": tenant.webhook_v2_id, "webhook_owner_id": change.user.to_string(),
-                    "change_source": "app", "attempt": attempt, "host": tenant.host,
+                    "webhook_id": account.webhook_v2_id, "webhook_owner_id": change.user.to_string(),
+                    "change_source": "app", "attempt": attempt, "host": account.host,
                     "permitted_user_ids": permitted
                 });
                 if let Some(to) = merged_to {
@@ -254,7 +331,7 @@ impl World {
                     Action::Added => (after, Value::Null),
                     Action::Deleted => (Value::Null, before),
                     // Only what changed.
-                    Action::Updated | Action::Merged => {
+                    Action::Updated | Action::Merged | Action::Restored => {
                         let changed = changed_fields(&before, &after);
                         (after, changed)
                     }
@@ -326,6 +403,10 @@ impl World {
     }
 }
 
+fn company_id(tenant: &Tenant) -> i64 {
+    tenant.pipedrive().expect("a Pipedrive tenant").company_id
+}
+
 /// The members of `after` that differ from `before` (v2's `previous`
 /// holds their old values).
 fn changed_fields(before: &Value, after: &Value) -> Value {
@@ -343,7 +424,7 @@ fn changed_fields(before: &Value, after: &Value) -> Value {
 fn time(version: Version, seconds: i64) -> String {
     match version {
         Version::V1 => v1_time(seconds),
-        Version::V2 => iso(seconds),
+        Version::V2 | Version::HubSpot => iso(seconds),
     }
 }
 
@@ -365,12 +446,12 @@ fn deal_snapshot(
         Version::V1 => {
             let mut snapshot = json!({
                 "id": deal.id, "creator_user_id": deal.owner.0, "user_id": deal.owner.0,
-                "person_id": person.id, "org_id": org.id, "stage_id": stage.id, "title": state.title,
+                "person_id": person.id, "org_id": org.id, "stage_id": stage.numeric_id(), "title": state.title,
                 "value": state.value, "currency": deal.currency, "add_time": t(deal.add_time),
                 "update_time": t(state.update_time), "stage_change_time": t(state.stage_change_time),
                 "active": state.status == "open" && !deleted, "deleted": deleted, "status": state.status,
                 "probability": deal.probability, "next_activity_date": null, "lost_reason": lost_reason,
-                "visible_to": "3", "close_time": close_time.map(t), "pipeline_id": pipeline.id,
+                "visible_to": "3", "close_time": close_time.map(t), "pipeline_id": pipeline.numeric_id(),
                 "won_time": state.won_time.map(t), "first_won_time": state.won_time.map(t),
                 "lost_time": state.lost_time.map(t), "expected_close_date": deal.expected_close.to_string(),
                 "stage_order_nr": stage.order, "person_name": format!("{} {}", person.first_name, person.last_name),
@@ -382,10 +463,10 @@ fn deal_snapshot(
             snapshot[CAMPAIGN_FIELD] = json!(deal.campaign);
             snapshot
         }
-        Version::V2 => json!({
+        Version::V2 | Version::HubSpot => json!({
             "id": deal.id, "title": state.title, "creator_user_id": deal.owner.0, "owner_id": deal.owner.0,
-            "value": state.value, "person_id": person.id, "org_id": org.id, "stage_id": stage.id,
-            "pipeline_id": pipeline.id, "currency": deal.currency, "add_time": t(deal.add_time),
+            "value": state.value, "person_id": person.id, "org_id": org.id, "stage_id": stage.numeric_id(),
+            "pipeline_id": pipeline.numeric_id(), "currency": deal.currency, "add_time": t(deal.add_time),
             "update_time": t(state.update_time), "stage_change_time": t(state.stage_change_time),
             "is_deleted": deleted, "is_archived": false, "status": state.status, "probability": deal.probability,
             "lost_reason": lost_reason, "visible_to": 3, "close_time": close_time.map(t),
@@ -412,7 +493,7 @@ fn activity_snapshot(
     let org_id = tenant.organizations[activity.org].id;
     match version {
         Version::V1 => json!({
-            "id": activity.id, "company_id": tenant.company_id, "user_id": state.user.0,
+            "id": activity.id, "company_id": company_id(tenant), "user_id": state.user.0,
             "done": state.done_at.is_some(), "type": state.kind, "due_date": activity.due_date.to_string(),
             "due_time": "10:00", "duration": "00:30", "busy_flag": true, "add_time": t(activity.add_time),
             "marked_as_done_time": state.done_at.map(t), "subject": state.subject, "public_description": "",
@@ -420,7 +501,7 @@ fn activity_snapshot(
             "active_flag": true, "update_time": t(state.update_time), "update_user_id": state.user.0,
             "created_by_user_id": state.user.0, "owner_name": state.user.1
         }),
-        Version::V2 => json!({
+        Version::V2 | Version::HubSpot => json!({
             "id": activity.id, "subject": state.subject, "type": state.kind, "owner_id": state.user.0,
             "creator_user_id": state.user.0, "is_deleted": false, "add_time": t(activity.add_time),
             "update_time": t(state.update_time), "deal_id": deal_id, "lead_id": null, "person_id": person_id,
@@ -453,11 +534,11 @@ fn person_snapshot(
     });
     let extra = match version {
         Version::V1 => json!({
-            "company_id": tenant.company_id, "email": entries(Some(&person.email)),
+            "company_id": company_id(tenant), "email": entries(Some(&person.email)),
             "phone": entries(state.phone.as_deref()), "active_flag": true, "visible_to": "3",
             "org_name": tenant.organizations[person.org].last.name, "owner_name": person.owner.1
         }),
-        Version::V2 => json!({
+        Version::V2 | Version::HubSpot => json!({
             "emails": entries(Some(&person.email)), "phones": entries(state.phone.as_deref()),
             "is_deleted": false, "visible_to": 3, "label_ids": [], "custom_fields": {}
         }),
@@ -479,7 +560,7 @@ fn organization_snapshot(
     match version {
         Version::V1 => {
             let mut snapshot = json!({
-                "id": org.id, "company_id": tenant.company_id, "owner_id": org.owner.0, "name": state.name,
+                "id": org.id, "company_id": company_id(tenant), "owner_id": org.owner.0, "name": state.name,
                 "active_flag": true, "update_time": t(at), "add_time": t(org.add_time), "visible_to": "3",
                 "address": state.address, "owner_name": org.owner.1, "label_ids": []
             });
@@ -487,7 +568,7 @@ fn organization_snapshot(
             snapshot[INDUSTRY_FIELD] = json!(state.industry.to_string());
             snapshot
         }
-        Version::V2 => json!({
+        Version::V2 | Version::HubSpot => json!({
             "id": org.id, "name": state.name, "owner_id": org.owner.0, "add_time": t(org.add_time),
             "update_time": t(at), "is_deleted": false, "visible_to": 3, "label_ids": [],
             "address": {"value": state.address},
@@ -496,5 +577,27 @@ fn organization_snapshot(
                 INDUSTRY_FIELD: {"type": "enum", "id": state.industry}
             }
         }),
+    }
+}
+
+/// Several streams of deliveries as one, each stream's order kept: the
+/// delivery about the earliest change goes next.
+fn interleave(streams: Vec<Vec<Delivery>>) -> Vec<Delivery> {
+    let total = streams.iter().map(Vec::len).sum();
+    let mut streams: Vec<std::iter::Peekable<std::vec::IntoIter<Delivery>>> = streams
+        .into_iter()
+        .map(|s| s.into_iter().peekable())
+        .collect();
+    let mut out = Vec::with_capacity(total);
+    loop {
+        let next = streams
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| Some((s.peek()?.change, i)))
+            .min();
+        let Some((_, i)) = next else {
+            return out;
+        };
+        out.extend(streams[i].next());
     }
 }
