@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value, json};
 use tributary_fake_apis::hubspot::{
-    CrmObject, HubSpotPortal, ObjectType, association_type, iso_millis,
+    CrmObject, HubSpotPortal, ObjectType, PropertyDefinition, association_type, iso_millis,
 };
 
 use super::HubSpotEvent;
@@ -57,16 +57,38 @@ fn owner(portal: &HubSpotPortal, object: &CrmObject) -> Value {
     })
 }
 
-/// `custom_<property>` for each of the portal's own properties of the type.
+/// `custom_<property>` for each of the portal's own properties of the type,
+/// and their definitions (`custom_field_*`), as the enricher writes them.
 fn custom(portal: &HubSpotPortal, object_type: ObjectType, object: &CrmObject) -> Value {
-    let fields: Map<String, Value> = portal
+    let definitions: Vec<_> = portal
         .properties
         .get(&object_type)
         .into_iter()
         .flatten()
         .filter(|d| !d.hubspot_defined && !d.archived)
+        .collect();
+    let mut fields: Map<String, Value> = definitions
+        .iter()
         .map(|d| (format!("custom_{}", d.name), property(object, &d.name)))
         .collect();
+    let column = |f: &dyn Fn(&&PropertyDefinition) -> String| -> Value {
+        json!(definitions.iter().map(f).collect::<Vec<_>>())
+    };
+    fields.insert("custom_field_names".into(), column(&|d| d.name.clone()));
+    fields.insert("custom_field_labels".into(), column(&|d| d.label.clone()));
+    fields.insert(
+        "custom_field_types".into(),
+        column(&|d| d.property_type.clone()),
+    );
+    let options: Vec<String> = definitions
+        .iter()
+        .flat_map(|d| {
+            d.options
+                .iter()
+                .map(move |o| format!("{}\t{}\t{}", d.name, o.value, o.label))
+        })
+        .collect();
+    fields.insert("custom_field_options".into(), json!(options));
     Value::Object(fields)
 }
 
@@ -173,8 +195,8 @@ fn contact_fields(portal: &HubSpotPortal, contact: &CrmObject) -> Value {
         "contact_first_name": property(contact, "firstname"),
         "contact_last_name": property(contact, "lastname"),
         "contact_email": property(contact, "email"),
-        "contact_phone": property(contact, "phone"),
-        "contact_job_title": property(contact, "jobtitle"),
+        "contact_phone_number": property(contact, "phone"),
+        "contact_position": property(contact, "jobtitle"),
         "contact_company_id": company,
         "contact_owner_id": property(contact, "hubspot_owner_id"),
         "contact_lifecycle_stage": property(contact, "lifecyclestage"),
