@@ -848,6 +848,11 @@ mod batches {
                             field: "id".into(),
                             reason: "id and kind must be strings".into(),
                         }],
+                        keys: Prevalidated {
+                            event_id: format!("{tenant}:rejected:{index}"),
+                            object: value["kind"].as_str().unwrap_or_default().into(),
+                            ..Prevalidated::default()
+                        },
                     }),
                 }
             }
@@ -882,8 +887,9 @@ async fn a_batch_is_split_into_events_routed_by_its_account_and_answered_in_the_
 
     let brokers = broker::shared_brokers();
     let topic = broker::unique_topic(&brokers, "raw-batches", 3).await;
+    let dead_letters = broker::unique_topic(&brokers, "dead-letter-batches", 1).await;
     let config: CollectorConfig = tributary_config::Loader::from_toml_str(&format!(
-        "[kafka]\nbrokers = \"{brokers}\"\n[topics]\nraw = \"{topic}\"\n[collector]\nlisten = \"127.0.0.1:0\"\n"
+        "[kafka]\nbrokers = \"{brokers}\"\n[topics]\nraw = \"{topic}\"\ndead_letter = \"{dead_letters}\"\n[collector]\nlisten = \"127.0.0.1:0\"\n"
     ))
     .extract()
     .expect("config");
@@ -997,15 +1003,15 @@ async fn a_batch_is_split_into_events_routed_by_its_account_and_answered_in_the_
             "portal 9",
         ),
         (
-            "every element malformed",
+            "not an array",
             post(
-                "/webhooks/batches",
-                r#"[{"portal": 7}, {"portal": 7, "id": 1}]"#,
+                "/webhooks/batches/globex",
+                r#"{"portal": 7, "id": "x"}"#,
                 "application/json",
             ),
             StatusCode::BAD_REQUEST,
-            "invalid_webhook",
-            "<violations>2</violations>",
+            "malformed_json",
+            "<violations>0</violations>",
         ),
         (
             "undeclared media type",
@@ -1059,9 +1065,65 @@ async fn a_batch_is_split_into_events_routed_by_its_account_and_answered_in_the_
         "{body}"
     );
 
-    // Nothing of the refused deliveries reached the topic.
+    // A batch whose every element is malformed is kept whole on the
+    // dead-letter topic and acknowledged: refusing it would only make the
+    // platform send it again.
+    let response = post(
+        "/webhooks/batches",
+        r#"[{"portal": 7}, {"portal": 7, "id": 1, "kind": "deal"}]"#,
+        "application/json",
+    )
+    .send()
+    .await
+    .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.text().await.expect("body"),
+        "<Ack events=\"0\">true</Ack>"
+    );
+    let letters = broker::read_topic(&brokers, &dead_letters, 3, Duration::from_secs(20));
+    let mut kept: Vec<(String, String)> = letters
+        .iter()
+        .map(|record| {
+            let letter: tributary_envelope::DeadLetter =
+                serde_json::from_slice(&record.value).expect("a dead-letter record");
+            assert_eq!(
+                (letter.stage.as_str(), letter.reason.as_str()),
+                ("collector", "invalid_element")
+            );
+            assert_eq!(letter.original_topic, topic);
+            let envelope =
+                RawEvent::decode_from(&letter.original_bytes().expect("base64")).expect("envelope");
+            assert_eq!(envelope.verdict, Verdict::Rejected as i32);
+            assert_eq!(
+                record.key.as_deref(),
+                Some(envelope.partition_key().as_bytes())
+            );
+            (
+                letter.event_id.expect("event id"),
+                String::from_utf8(envelope.body.to_vec()).expect("utf-8"),
+            )
+        })
+        .collect();
+    kept.sort();
+    let expected = [
+        ("globex:rejected:0", r#"{"portal": 7}"#),
+        (
+            "globex:rejected:1",
+            r#"{"portal": 7, "id": 1, "kind": "deal"}"#,
+        ),
+        // The malformed middle element of the first batch.
+        ("globex:rejected:1", r#"{"portal": 7, "id": 3}"#),
+    ];
+    assert_eq!(
+        kept,
+        expected.map(|(id, body)| (id.to_owned(), body.to_owned()))
+    );
+
+    // Nothing of the refused deliveries reached the raw topic.
     let records = broker::read_topic(&brokers, &topic, 4, Duration::from_secs(3));
     assert_eq!(records.len(), 3);
     let _ = stop.send(());
     server.await.expect("joined").expect("stopped cleanly");
 }
+

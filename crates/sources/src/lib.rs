@@ -37,8 +37,9 @@ pub use enrich::{
     SourceEnricher,
 };
 pub use webhook::{
-    AuthFailure, Delivery, JSON_MEDIA_TYPES, Prevalidated, Refusal, RefusalReply, RejectedElement,
-    Reply, SplitEvent, TenantOf, Violation, Warning, WebhookRequest, WebhookSource,
+    AuthFailure, BASIC_CHALLENGE, Delivery, JSON_MEDIA_TYPES, Prevalidated, Refusal, RefusalReply,
+    RejectedElement, Reply, SplitEvent, TenantOf, Violation, Warning, WebhookRequest,
+    WebhookSource,
 };
 
 /// Every platform, by the name used in `/webhooks/{source}/...`, in
