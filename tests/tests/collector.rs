@@ -308,7 +308,7 @@ async fn every_rejection_has_its_status_and_nothing_reaches_the_topic() {
     let cases: Vec<Case<'_>> = vec![
         (
             "unknown source",
-            "/webhooks/hubspot/acme",
+            "/webhooks/salesforce/acme",
             good,
             json,
             &valid,
