@@ -33,3 +33,9 @@ pub fn all_pipedrive() -> Vec<(String, Vec<u8>)> {
     all.sort();
     all
 }
+
+/// One HubSpot fixture's bytes, e.g. `hubspot("app/contact-batch.json")`.
+pub fn hubspot(name: &str) -> Vec<u8> {
+    let path = dir().join("hubspot").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

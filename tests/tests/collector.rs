@@ -308,7 +308,7 @@ async fn every_rejection_has_its_status_and_nothing_reaches_the_topic() {
     let cases: Vec<Case<'_>> = vec![
         (
             "unknown source",
-            "/webhooks/hubspot/acme",
+            "/webhooks/salesforce/acme",
             good,
             json,
             &valid,
@@ -848,6 +848,11 @@ mod batches {
                             field: "id".into(),
                             reason: "id and kind must be strings".into(),
                         }],
+                        keys: Prevalidated {
+                            event_id: format!("{tenant}:rejected:{index}"),
+                            object: value["kind"].as_str().unwrap_or_default().into(),
+                            ..Prevalidated::default()
+                        },
                     }),
                 }
             }
@@ -882,8 +887,9 @@ async fn a_batch_is_split_into_events_routed_by_its_account_and_answered_in_the_
 
     let brokers = broker::shared_brokers();
     let topic = broker::unique_topic(&brokers, "raw-batches", 3).await;
+    let dead_letters = broker::unique_topic(&brokers, "dead-letter-batches", 1).await;
     let config: CollectorConfig = tributary_config::Loader::from_toml_str(&format!(
-        "[kafka]\nbrokers = \"{brokers}\"\n[topics]\nraw = \"{topic}\"\n[collector]\nlisten = \"127.0.0.1:0\"\n"
+        "[kafka]\nbrokers = \"{brokers}\"\n[topics]\nraw = \"{topic}\"\ndead_letter = \"{dead_letters}\"\n[collector]\nlisten = \"127.0.0.1:0\"\n"
     ))
     .extract()
     .expect("config");
@@ -997,15 +1003,15 @@ async fn a_batch_is_split_into_events_routed_by_its_account_and_answered_in_the_
             "portal 9",
         ),
         (
-            "every element malformed",
+            "not an array",
             post(
-                "/webhooks/batches",
-                r#"[{"portal": 7}, {"portal": 7, "id": 1}]"#,
+                "/webhooks/batches/globex",
+                r#"{"portal": 7, "id": "x"}"#,
                 "application/json",
             ),
             StatusCode::BAD_REQUEST,
-            "invalid_webhook",
-            "<violations>2</violations>",
+            "malformed_json",
+            "<violations>0</violations>",
         ),
         (
             "undeclared media type",
@@ -1059,9 +1065,776 @@ async fn a_batch_is_split_into_events_routed_by_its_account_and_answered_in_the_
         "{body}"
     );
 
-    // Nothing of the refused deliveries reached the topic.
+    // A batch whose every element is malformed is kept whole on the
+    // dead-letter topic and acknowledged: refusing it would only make the
+    // platform send it again.
+    let response = post(
+        "/webhooks/batches",
+        r#"[{"portal": 7}, {"portal": 7, "id": 1, "kind": "deal"}]"#,
+        "application/json",
+    )
+    .send()
+    .await
+    .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.text().await.expect("body"),
+        "<Ack events=\"0\">true</Ack>"
+    );
+    let letters = broker::read_topic(&brokers, &dead_letters, 3, Duration::from_secs(20));
+    let mut kept: Vec<(String, String)> = letters
+        .iter()
+        .map(|record| {
+            let letter: tributary_envelope::DeadLetter =
+                serde_json::from_slice(&record.value).expect("a dead-letter record");
+            assert_eq!(
+                (letter.stage.as_str(), letter.reason.as_str()),
+                ("collector", "invalid_element")
+            );
+            assert_eq!(letter.original_topic, topic);
+            let envelope =
+                RawEvent::decode_from(&letter.original_bytes().expect("base64")).expect("envelope");
+            assert_eq!(envelope.verdict, Verdict::Rejected as i32);
+            assert_eq!(
+                record.key.as_deref(),
+                Some(envelope.partition_key().as_bytes())
+            );
+            (
+                letter.event_id.expect("event id"),
+                String::from_utf8(envelope.body.to_vec()).expect("utf-8"),
+            )
+        })
+        .collect();
+    kept.sort();
+    let expected = [
+        ("globex:rejected:0", r#"{"portal": 7}"#),
+        (
+            "globex:rejected:1",
+            r#"{"portal": 7, "id": 1, "kind": "deal"}"#,
+        ),
+        // The malformed middle element of the first batch.
+        ("globex:rejected:1", r#"{"portal": 7, "id": 3}"#),
+    ];
+    assert_eq!(
+        kept,
+        expected.map(|(id, body)| (id.to_owned(), body.to_owned()))
+    );
+
+    // Nothing of the refused deliveries reached the raw topic.
     let records = broker::read_topic(&brokers, &topic, 4, Duration::from_secs(3));
     assert_eq!(records.len(), 3);
     let _ = stop.send(());
     server.await.expect("joined").expect("stopped cleanly");
+}
+
+/// HubSpot through the real collector: an app's batches, its signatures,
+/// routing by portal, malformed elements on the dead-letter topic, and a
+/// workflow's record.
+mod hubspot {
+    use std::collections::BTreeMap;
+    use std::process::Command;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use reqwest::StatusCode;
+    use serde_json::Value;
+    use serde_json::value::RawValue;
+    use tributary_envelope::{DeadLetter, RawEvent, Verdict};
+    use tributary_sources::hubspot::signature::{
+        SIGNATURE_HEADER, SIGNATURE_V3_HEADER, SIGNATURE_VERSION_HEADER, TIMESTAMP_HEADER, sign_v1,
+        sign_v3,
+    };
+    use tributary_tests::broker::{self, Record};
+    use tributary_tests::enricher::Topics;
+    use tributary_tests::fixtures;
+    use tributary_tests::process::Service;
+
+    use super::{counter, decode};
+
+    pub const SECRET: &str = "app-client-secret";
+    const WORKFLOW_SECRET: &str = "workflow-s3cret";
+    /// Where HubSpot sends the webhooks: a proxy in front of the collector.
+    const PUBLIC_URL: &str = "https://hooks.example.com";
+
+    /// How a request is signed.
+    #[derive(Clone, Copy)]
+    pub enum Sign<'a> {
+        /// `X-HubSpot-Signature-v3` with this secret, sent this many ms ago.
+        V3(&'a str, i64),
+        /// The legacy v1 signature.
+        V1(&'a str),
+        /// The tenant's workflow secret as a header.
+        WorkflowSecret(&'a str),
+        Unsigned,
+    }
+
+    pub struct HubSpotCollector {
+        pub service: Service,
+        pub base: String,
+        pub http: reqwest::Client,
+        pub brokers: String,
+        pub topics: Topics,
+    }
+
+    fn now_ms() -> i64 {
+        i64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("clock")
+                .as_millis(),
+        )
+        .expect("ms")
+    }
+
+    impl HubSpotCollector {
+        /// A collector for `acme` (portal 62515) and `globex` (portal 99),
+        /// with topics of its own.
+        pub async fn start() -> Self {
+            let brokers = broker::shared_brokers();
+            let topics = Topics::create(&brokers, 3).await;
+            let port = tributary_tests::free_port();
+            let config = format!(
+                r#"
+[kafka]
+brokers = "{brokers}"
+
+[topics]
+raw = "{raw}"
+dead_letter = "{dead_letter}"
+
+[telemetry]
+log_level = "debug"
+
+[collector]
+listen = "127.0.0.1:{port}"
+
+[tenants.acme.hubspot]
+portal_id = "62515"
+client_secret = "{SECRET}"
+public_url = "{PUBLIC_URL}"
+workflow_secret = "{WORKFLOW_SECRET}"
+
+[tenants.globex.hubspot]
+portal_id = 99
+client_secret = "globex-app-secret"
+public_url = "{PUBLIC_URL}"
+"#,
+                raw = topics.raw,
+                dead_letter = topics.dead_letter,
+            );
+            let service = Service::start("tributary-collector", "collector", &config);
+            let collector = HubSpotCollector {
+                service,
+                base: format!("http://127.0.0.1:{port}"),
+                http: reqwest::Client::new(),
+                brokers,
+                topics,
+            };
+            let url = format!("{}/healthz", collector.base);
+            tributary_tests::process::wait_for_http_ok(&url, Duration::from_secs(30), || {
+                collector.service.log()
+            })
+            .await;
+            collector
+        }
+
+        /// Posts `body` to `path` as HubSpot would, signed as `sign` says.
+        pub async fn post(&self, path: &str, body: &[u8], sign: Sign<'_>) -> (StatusCode, Value) {
+            let response = self
+                .request(path, body, sign)
+                .send()
+                .await
+                .expect("request");
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED {
+                assert!(
+                    response.headers().contains_key("www-authenticate"),
+                    "a 401 names its scheme"
+                );
+            }
+            (status, response.json().await.unwrap_or(Value::Null))
+        }
+
+        pub fn request(&self, path: &str, body: &[u8], sign: Sign<'_>) -> reqwest::RequestBuilder {
+            let mut request = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .header("content-type", "application/json")
+                .header(
+                    "user-agent",
+                    "HubSpot Connect 2.0 (http://dev.hubspot.com/)",
+                )
+                .body(body.to_vec());
+            match sign {
+                Sign::V3(secret, age_ms) => {
+                    let sent = now_ms() - age_ms;
+                    let uri = format!("{PUBLIC_URL}{path}");
+                    request = request
+                        .header(
+                            SIGNATURE_V3_HEADER,
+                            sign_v3(secret, "POST", &uri, body, sent),
+                        )
+                        .header(TIMESTAMP_HEADER, sent.to_string());
+                }
+                Sign::V1(secret) => {
+                    request = request
+                        .header(SIGNATURE_HEADER, sign_v1(secret, body))
+                        .header(SIGNATURE_VERSION_HEADER, "v1");
+                }
+                Sign::WorkflowSecret(secret) => {
+                    request = request.header("x-tributary-workflow-secret", secret);
+                }
+                Sign::Unsigned => {}
+            }
+            request
+        }
+
+        pub async fn metrics(&self) -> String {
+            self.http
+                .get(format!("{}/metrics", self.base))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("metrics text")
+        }
+
+        pub fn raw(&self, expected: usize, timeout: Duration) -> Vec<Record> {
+            broker::read_topic(&self.brokers, &self.topics.raw, expected, timeout)
+        }
+
+        pub fn dead_letters(&self, expected: usize, timeout: Duration) -> Vec<Record> {
+            broker::read_topic(&self.brokers, &self.topics.dead_letter, expected, timeout)
+        }
+    }
+
+    /// The elements of a batch, each as its exact bytes.
+    fn elements(body: &[u8]) -> Vec<Vec<u8>> {
+        serde_json::from_slice::<Vec<&RawValue>>(body)
+            .expect("a JSON array")
+            .iter()
+            .map(|element| element.get().as_bytes().to_vec())
+            .collect()
+    }
+
+    fn event_ids(answer: &Value) -> Vec<String> {
+        match answer.get("events") {
+            Some(events) => events
+                .as_array()
+                .expect("events")
+                .iter()
+                .map(|e| e["event_id"].as_str().expect("event id").to_owned())
+                .collect(),
+            None => vec![answer["event_id"].as_str().expect("event id").to_owned()],
+        }
+    }
+
+    #[tokio::test]
+    async fn each_element_of_a_batch_is_stored_as_its_own_raw_event_byte_for_byte() {
+        let collector = HubSpotCollector::start().await;
+        let batches = [
+            "app/contact-batch.json",
+            "app/deal-batch.json",
+            "app/company-batch.json",
+            "app/generic-engagements.json",
+            "app/large-ids.json",
+        ];
+        // element bytes -> (event id the collector answered, batch)
+        let mut sent: BTreeMap<Vec<u8>, (String, &str)> = BTreeMap::new();
+        for (i, name) in batches.iter().enumerate() {
+            let body = fixtures::hubspot(name);
+            // The app's one address, and the tenant's own; v3 and the legacy v1.
+            let path = if i % 2 == 0 {
+                "/webhooks/hubspot"
+            } else {
+                "/webhooks/hubspot/acme"
+            };
+            let sign = if i == 2 {
+                Sign::V1(SECRET)
+            } else {
+                Sign::V3(SECRET, 1_000)
+            };
+            let (status, answer) = collector.post(path, &body, sign).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{name}: {answer}");
+            let ids = event_ids(&answer);
+            let elements = elements(&body);
+            assert_eq!(ids.len(), elements.len(), "{name}: {answer}");
+            for (element, id) in elements.into_iter().zip(ids) {
+                sent.insert(element, (id, name));
+            }
+        }
+        let records = collector.raw(sent.len() + 1, Duration::from_secs(5));
+        assert_eq!(records.len(), sent.len(), "one raw event per element, once");
+        for record in &records {
+            let event = decode(record);
+            let body = event.body.to_vec();
+            let (id, name) = sent.get(&body).unwrap_or_else(|| {
+                panic!(
+                    "stored body is not an element's exact bytes: {}",
+                    String::from_utf8_lossy(&body)
+                )
+            });
+            assert_eq!(&event.event_id, id, "{name}");
+            assert_eq!(
+                (event.tenant.as_str(), event.source.as_str()),
+                ("acme", "hubspot")
+            );
+            assert_eq!(event.content_type, "application/json");
+            let keys = event.keys.clone().expect("keys");
+            assert_eq!(keys.payload_version, "webhooks-v3");
+            let element: Value = serde_json::from_slice(&body).expect("json");
+            let expected_id = match keys.action.as_str() {
+                "merge" => tributary_tests::id_text(&element["primaryObjectId"]),
+                "associationChange" => tributary_tests::id_text(&element["fromObjectId"]),
+                _ => tributary_tests::id_text(&element["objectId"]),
+            };
+            assert_eq!(keys.object_id, expected_id, "{name}: ids keep every digit");
+            assert_eq!(
+                keys.occurred_at_micros,
+                element["occurredAt"].as_u64().expect("ms") * 1000
+            );
+            assert_eq!(keys.attempt, 1);
+            assert_eq!(
+                record.key.as_deref(),
+                Some(format!("acme:hubspot:{}:{}", keys.object, keys.object_id).as_bytes())
+            );
+            let header_names: Vec<&str> = event.headers.iter().map(|h| h.name.as_str()).collect();
+            assert!(header_names.contains(&"user-agent"), "{header_names:?}");
+            assert!(
+                !header_names
+                    .iter()
+                    .any(|h| h.starts_with("x-hubspot-signature")),
+                "signatures are not stored"
+            );
+        }
+        let objects: std::collections::BTreeSet<String> = records
+            .iter()
+            .map(|r| decode(r).keys.expect("keys").object)
+            .collect();
+        assert_eq!(
+            objects.into_iter().collect::<Vec<_>>(),
+            [
+                "call", "company", "contact", "deal", "email", "meeting", "note", "task"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_and_duplicates_of_an_event_keep_its_event_id() {
+        let collector = HubSpotCollector::start().await;
+        let batch = fixtures::hubspot("app/deal-batch.json");
+        let (_, first) = collector
+            .post("/webhooks/hubspot", &batch, Sign::V3(SECRET, 0))
+            .await;
+        // HubSpot's retry of the stage change (attemptNumber 3), and a duplicate of the batch.
+        let (_, retry) = collector
+            .post(
+                "/webhooks/hubspot",
+                &fixtures::hubspot("app/deal-stage-retry.json"),
+                Sign::V3(SECRET, 0),
+            )
+            .await;
+        let (status, duplicate) = collector
+            .post("/webhooks/hubspot", &batch, Sign::V3(SECRET, 0))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(event_ids(&first), event_ids(&duplicate));
+        assert_eq!(event_ids(&retry), [event_ids(&first)[1].clone()]);
+        assert_eq!(retry["warnings"], serde_json::json!(["redelivery"]));
+        // Each delivery is stored; de-duplication is the later stages' job.
+        let records = collector.raw(13, Duration::from_secs(30));
+        assert_eq!(records.len(), 13);
+        let stage_change: Vec<u32> = records
+            .iter()
+            .map(decode)
+            .filter(|e| e.event_id == event_ids(&first)[1])
+            .map(|e| e.keys.expect("keys").attempt)
+            .collect();
+        let mut attempts = stage_change;
+        attempts.sort_unstable();
+        assert_eq!(attempts, [1, 1, 4]);
+    }
+
+    /// (what, path, body, signature, status, error code, what the reason says)
+    type Refused<'a> = (
+        &'a str,
+        &'a str,
+        &'a [u8],
+        Sign<'a>,
+        StatusCode,
+        &'a str,
+        &'a str,
+    );
+
+    #[tokio::test]
+    async fn refused_deliveries_say_why_and_nothing_of_them_is_stored() {
+        let collector = HubSpotCollector::start().await;
+        let batch = fixtures::hubspot("app/contact-batch.json");
+        let foreign = String::from_utf8(batch.clone())
+            .expect("utf-8")
+            .replace("62515", "99")
+            .into_bytes();
+        let unknown_portal = String::from_utf8(batch.clone())
+            .expect("utf-8")
+            .replace("62515", "4242")
+            .into_bytes();
+        let cases: Vec<Refused<'_>> = vec![
+            (
+                "no signature",
+                "/webhooks/hubspot",
+                &batch,
+                Sign::Unsigned,
+                StatusCode::UNAUTHORIZED,
+                "missing_credentials",
+                "x-hubspot-signature-v3",
+            ),
+            (
+                "wrong secret",
+                "/webhooks/hubspot",
+                &batch,
+                Sign::V3("guessed-secret", 0),
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "signature_wrong",
+            ),
+            (
+                "wrong legacy secret",
+                "/webhooks/hubspot/acme",
+                &batch,
+                Sign::V1("guessed-secret"),
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "signature_wrong",
+            ),
+            (
+                "stale",
+                "/webhooks/hubspot",
+                &batch,
+                Sign::V3(SECRET, 6 * 60 * 1000),
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "stale",
+            ),
+            (
+                "workflow secret on a batch",
+                "/webhooks/hubspot/acme",
+                &batch,
+                Sign::WorkflowSecret(WORKFLOW_SECRET),
+                StatusCode::UNAUTHORIZED,
+                "missing_credentials",
+                "x-hubspot-signature-v3",
+            ),
+            (
+                "another portal on acme's address",
+                "/webhooks/hubspot/acme",
+                &foreign,
+                Sign::V3(SECRET, 0),
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "portal 99",
+            ),
+            (
+                "unknown portal",
+                "/webhooks/hubspot",
+                &unknown_portal,
+                Sign::V3(SECRET, 0),
+                StatusCode::NOT_FOUND,
+                "unknown_tenant",
+                "4242",
+            ),
+            (
+                "not an array",
+                "/webhooks/hubspot/acme",
+                b"\"contact.creation\"",
+                Sign::V3(SECRET, 0),
+                StatusCode::BAD_REQUEST,
+                "invalid_webhook",
+                "array",
+            ),
+            (
+                "not JSON",
+                "/webhooks/hubspot/acme",
+                b"[{\"objectId\": 1,",
+                Sign::V3(SECRET, 0),
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "JSON",
+            ),
+            (
+                "not JSON, no tenant",
+                "/webhooks/hubspot",
+                b"objectId=1",
+                Sign::V3(SECRET, 0),
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "JSON",
+            ),
+        ];
+        let before = collector.metrics().await;
+        let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
+        for (what, path, body, sign, status, code, detail) in cases {
+            let (got, answer) = collector.post(path, body, sign).await;
+            assert_eq!(got, status, "{what}: {answer}");
+            assert_eq!(answer["error"], code, "{what}: {answer}");
+            // Why: in the message, or for a broken rule in its violation.
+            let why = if code == "invalid_webhook" {
+                assert_eq!(answer["violations"][0]["field"], "$", "{what}: {answer}");
+                &answer["violations"][0]["reason"]
+            } else {
+                &answer["message"]
+            };
+            let why = why.as_str().expect("a reason");
+            assert!(
+                why.contains(detail),
+                "{what}: {why:?} should say {detail:?}"
+            );
+            *by_reason.entry(code).or_default() += 1;
+        }
+        let after = collector.metrics().await;
+        for (reason, count) in by_reason {
+            let series = format!(
+                "tributary_collector_events_rejected_total{{source=\"hubspot\",reason=\"{reason}\"}}"
+            );
+            assert_eq!(
+                counter(&after, &series) - counter(&before, &series),
+                count,
+                "{series}"
+            );
+        }
+        let log = collector.service.log();
+        for secret in [SECRET, "guessed-secret", WORKFLOW_SECRET] {
+            assert!(!log.contains(secret), "{secret:?} appears in the log");
+        }
+        // Nothing was produced: a valid delivery sent last is all the topics hold.
+        let (status, answer) = collector
+            .post("/webhooks/hubspot", &batch, Sign::V3(SECRET, 0))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        let records = collector.raw(3, Duration::from_secs(5));
+        assert_eq!(records.len(), 2, "only the valid batch's two events");
+        assert!(collector.dead_letters(1, Duration::from_secs(2)).is_empty());
+    }
+
+    #[tokio::test]
+    async fn malformed_elements_are_dead_lettered_and_redriven_to_the_raw_topic() {
+        let collector = HubSpotCollector::start().await;
+        let body = fixtures::hubspot("app/two-malformed.json");
+        let elements = elements(&body);
+        let (status, answer) = collector
+            .post("/webhooks/hubspot", &body, Sign::V3(SECRET, 0))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        assert_eq!(event_ids(&answer).len(), 3);
+        let rejected: Vec<(u64, String)> = answer["rejected"]
+            .as_array()
+            .expect("rejected")
+            .iter()
+            .map(|r| {
+                (
+                    r["index"].as_u64().expect("index"),
+                    r["violations"][0]["field"]
+                        .as_str()
+                        .expect("field")
+                        .to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                (1, "objectId".to_owned()),
+                (3, "subscriptionType".to_owned())
+            ]
+        );
+
+        let raw = collector.raw(4, Duration::from_secs(5));
+        assert_eq!(raw.len(), 3, "the valid neighbours are stored");
+        let letters = collector.dead_letters(2, Duration::from_secs(20));
+        assert_eq!(letters.len(), 2);
+        let mut originals = Vec::new();
+        for record in &letters {
+            let letter: DeadLetter = serde_json::from_slice(&record.value).expect("a dead letter");
+            assert_eq!(
+                (letter.stage.as_str(), letter.reason.as_str()),
+                ("collector", "invalid_element")
+            );
+            assert_eq!(letter.tenant.as_deref(), Some("acme"));
+            assert_eq!(letter.source.as_deref(), Some("hubspot"));
+            assert_eq!(letter.original_topic, collector.topics.raw);
+            assert!(!letter.errors.is_empty() && !letter.errors[0].message.is_empty());
+            let original = letter.original_bytes().expect("base64");
+            let envelope = RawEvent::decode_from(&original).expect("a raw envelope");
+            assert_eq!(envelope.verdict, Verdict::Rejected as i32);
+            assert_eq!(Some(envelope.event_id.clone()), letter.event_id);
+            assert!(
+                elements.contains(&envelope.body.to_vec()),
+                "the element's exact bytes"
+            );
+            assert_eq!(
+                envelope
+                    .warnings
+                    .iter()
+                    .map(|w| w.field.as_str())
+                    .collect::<Vec<_>>(),
+                letter
+                    .errors
+                    .iter()
+                    .map(|e| e.path.as_str())
+                    .collect::<Vec<_>>()
+            );
+            assert_eq!(
+                record.key.as_deref(),
+                Some(envelope.partition_key().as_bytes())
+            );
+            originals.push((record.key.clone(), original));
+        }
+        let fields: std::collections::BTreeSet<String> = letters
+            .iter()
+            .map(|r| {
+                let letter: DeadLetter = serde_json::from_slice(&r.value).expect("letter");
+                letter.errors[0].path.clone()
+            })
+            .collect();
+        assert_eq!(
+            fields.into_iter().collect::<Vec<_>>(),
+            ["objectId", "subscriptionType"]
+        );
+        let metrics = collector.metrics().await;
+        assert_eq!(
+            counter(
+                &metrics,
+                "tributary_collector_events_dead_lettered_total{source=\"hubspot\",reason=\"invalid_element\"}"
+            ),
+            2
+        );
+        assert_eq!(
+            counter(
+                &metrics,
+                "tributary_collector_events_accepted_total{source=\"hubspot\"}"
+            ),
+            3
+        );
+
+        // `tributary dlq redrive` sends each envelope to the raw topic, with its key.
+        let mut command = Command::new(tributary_tests::process::binary(
+            "tributary-cli",
+            "tributary",
+        ));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("TRIBUTARY_") {
+                command.env_remove(key);
+            }
+        }
+        let output = command
+            .args(["dlq", "redrive", "--stage", "collector"])
+            .env("TRIBUTARY_KAFKA__BROKERS", &collector.brokers)
+            .env("TRIBUTARY_KAFKA__COMPRESSION", "none")
+            .env("TRIBUTARY_TOPICS__RAW", &collector.topics.raw)
+            .env("TRIBUTARY_TOPICS__ENRICHED", &collector.topics.enriched)
+            .env(
+                "TRIBUTARY_TOPICS__DEAD_LETTER",
+                &collector.topics.dead_letter,
+            )
+            .current_dir(tempfile::tempdir().expect("dir").path())
+            .output()
+            .expect("running tributary");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains("redrove 2 of 2"), "{stdout}");
+        let raw = collector.raw(6, Duration::from_secs(5));
+        assert_eq!(raw.len(), 5);
+        let redriven: Vec<(Option<Vec<u8>>, Vec<u8>)> = raw
+            .iter()
+            .filter(|r| decode(r).verdict == Verdict::Rejected as i32)
+            .map(|r| (r.key.clone(), r.value.clone()))
+            .collect();
+        originals.sort();
+        let mut redriven = redriven;
+        redriven.sort();
+        assert_eq!(
+            redriven, originals,
+            "the envelopes, byte for byte, with their keys"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_workflows_record_is_one_raw_event() {
+        let collector = HubSpotCollector::start().await;
+        let converted = fixtures::hubspot("workflow/contact-converted.json");
+        // The secret as the action's API key, in a header or in the query.
+        let (status, by_header) = collector
+            .post(
+                "/webhooks/hubspot/acme",
+                &converted,
+                Sign::WorkflowSecret(WORKFLOW_SECRET),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{by_header}");
+        let custom = fixtures::hubspot("workflow/contact-custom-body.json");
+        let path = format!("/webhooks/hubspot/acme?object=contact&secret={WORKFLOW_SECRET}");
+        let (status, by_query) = collector.post(&path, &custom, Sign::Unsigned).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{by_query}");
+        // Signed by the app, to the app's address: the record names its portal.
+        let deal = fixtures::hubspot("workflow/deal.json");
+        let (status, signed) = collector
+            .post("/webhooks/hubspot", &deal, Sign::V3(SECRET, 0))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{signed}");
+        let (status, wrong) = collector
+            .post(
+                "/webhooks/hubspot/acme",
+                &converted,
+                Sign::WorkflowSecret("guess"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{wrong}");
+
+        let records = collector.raw(4, Duration::from_secs(5));
+        assert_eq!(records.len(), 3);
+        let mut stored: Vec<(String, String, String, Vec<u8>)> = records
+            .iter()
+            .map(|r| {
+                let event = decode(r);
+                let keys = event.keys.expect("keys");
+                assert_eq!(
+                    (keys.payload_version.as_str(), keys.action.as_str()),
+                    ("workflow", "workflow")
+                );
+                (
+                    keys.object,
+                    keys.object_id,
+                    event.event_id,
+                    event.body.to_vec(),
+                )
+            })
+            .collect();
+        stored.sort();
+        let id = |answer: &Value| answer["event_id"].as_str().expect("event id").to_owned();
+        let mut expected = vec![
+            (
+                "contact".to_owned(),
+                "3234574".to_owned(),
+                id(&by_header),
+                converted,
+            ),
+            (
+                "contact".to_owned(),
+                "3234574".to_owned(),
+                id(&by_query),
+                custom,
+            ),
+            (
+                "deal".to_owned(),
+                "1234567890".to_owned(),
+                id(&signed),
+                deal,
+            ),
+        ];
+        expected.sort();
+        assert_eq!(stored, expected);
+    }
 }

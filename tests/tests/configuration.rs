@@ -46,6 +46,20 @@ const TENANT_PIPEDRIVE_KEYS: &[&str] = &[
     "pii.contact_position",
 ];
 
+/// `[tenants.<tenant>.hubspot]`, documented in the README and shown
+/// (commented out) in the example.
+const TENANT_HUBSPOT_KEYS: &[&str] = &[
+    "portal_id",
+    "client_secret",
+    "public_url",
+    "legacy_signatures",
+    "workflow_secret",
+    "access_token",
+    "api_base_url",
+    "requests_per_10s",
+    "marketing_source_property",
+];
+
 /// `prefix.key` for every leaf of a table; an empty table is a leaf (an open map).
 fn flatten_keys(prefix: &str, value: &Value, into: &mut Vec<(String, Value)>) {
     match value {
@@ -145,6 +159,40 @@ fn the_example_lists_every_key_with_its_default() {
             "the example shows tenants.<tenant>.pipedrive.{key}"
         );
     }
+    let hubspot = &example_text[example_text
+        .find("[tenants.acme.hubspot]")
+        .expect("the example shows a HubSpot tenant")..];
+    for key in TENANT_HUBSPOT_KEYS {
+        assert!(
+            hubspot.contains(&format!("# {key} = ")),
+            "the example shows tenants.<tenant>.hubspot.{key}"
+        );
+    }
+}
+
+#[test]
+fn the_documented_hubspot_keys_are_the_ones_the_code_reads() {
+    // Every documented key is one the section takes (it refuses unknown keys).
+    let section = serde_json::json!({
+        "portal_id": "62515",
+        "client_secret": "s",
+        "public_url": "https://hooks.example.com",
+        "legacy_signatures": false,
+        "workflow_secret": "w",
+        "access_token": "t",
+        "api_base_url": "https://api.hubapi.com",
+        "requests_per_10s": 190,
+        "marketing_source_property": "hs_analytics_source",
+    });
+    let documented: BTreeSet<&str> = TENANT_HUBSPOT_KEYS.iter().copied().collect();
+    let given: BTreeSet<&str> = section
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(given, documented);
+    tributary_sources::hubspot::tenant_settings(&section).expect("every documented key is read");
 }
 
 #[test]
@@ -160,6 +208,12 @@ fn the_readme_documents_every_key() {
         assert!(
             readme.contains(&format!("`tenants.<tenant>.pipedrive.{key}`")),
             "README documents `tenants.<tenant>.pipedrive.{key}`"
+        );
+    }
+    for key in TENANT_HUBSPOT_KEYS {
+        assert!(
+            readme.contains(&format!("`tenants.<tenant>.hubspot.{key}`")),
+            "README documents `tenants.<tenant>.hubspot.{key}`"
         );
     }
 }

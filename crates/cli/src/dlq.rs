@@ -36,7 +36,7 @@ enum DlqCommand {
 /// Which records: every filter given must match.
 #[derive(Args, Clone, Default)]
 pub struct Filters {
-    /// Only records of this stage (`enricher`, `activator`).
+    /// Only records of this stage (`collector`, `enricher`, `activator`).
     #[arg(long)]
     stage: Option<String>,
     /// Only records of this tenant.

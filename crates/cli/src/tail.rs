@@ -147,6 +147,7 @@ fn print_message(message: &BorrowedMessage<'_>, decode_raw: bool, show_body: boo
                     let codes: Vec<_> = event.warnings.iter().map(|w| w.code.as_str()).collect();
                     format!("warnings={}", codes.join(","))
                 }
+                Ok(Verdict::Rejected) => format!("rejected violations={}", event.warnings.len()),
                 _ => "ok".to_owned(),
             };
             println!(

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tributary_sources::{RefusalReply, Violation, WebhookSource};
+use tributary_sources::{BASIC_CHALLENGE, RefusalReply, Violation, WebhookSource};
 
 use crate::webhook::reply_response;
 
@@ -26,10 +26,12 @@ pub enum Rejection {
         "{source_name} webhooks name their tenant in the path: /webhooks/{source_name}/{{tenant}}"
     )]
     TenantRequired { source_name: &'static str },
-    #[error("missing credentials")]
-    MissingCredentials,
-    #[error("invalid credentials")]
-    InvalidCredentials,
+    #[error("missing credentials{}", because(.0))]
+    MissingCredentials(Option<String>),
+    #[error("invalid credentials{}", because(.0))]
+    InvalidCredentials(Option<String>),
+    #[error("not allowed: {0}")]
+    Forbidden(String),
     #[error(
         "content type {got:?} is not one this source takes; send {}",
         accepted_list(accepted)
@@ -59,9 +61,10 @@ impl Rejection {
             | Rejection::UnknownTenant { .. }
             | Rejection::TenantNotFound { .. }
             | Rejection::TenantRequired { .. } => StatusCode::NOT_FOUND,
-            Rejection::MissingCredentials | Rejection::InvalidCredentials => {
+            Rejection::MissingCredentials(_) | Rejection::InvalidCredentials(_) => {
                 StatusCode::UNAUTHORIZED
             }
+            Rejection::Forbidden(_) => StatusCode::FORBIDDEN,
             Rejection::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::UnreadableBody(_)
@@ -80,8 +83,9 @@ impl Rejection {
             Rejection::UnknownSource(_) => "unknown_source",
             Rejection::UnknownTenant { .. } | Rejection::TenantNotFound { .. } => "unknown_tenant",
             Rejection::TenantRequired { .. } => "tenant_required",
-            Rejection::MissingCredentials => "missing_credentials",
-            Rejection::InvalidCredentials => "invalid_credentials",
+            Rejection::MissingCredentials(_) => "missing_credentials",
+            Rejection::InvalidCredentials(_) => "invalid_credentials",
+            Rejection::Forbidden(_) => "forbidden",
             Rejection::UnsupportedMediaType { .. } => "unsupported_media_type",
             Rejection::PayloadTooLarge { .. } => "payload_too_large",
             Rejection::UnreadableBody(_) => "unreadable_body",
@@ -120,10 +124,11 @@ impl Rejection {
         // The source's reply may set these itself; otherwise they are added.
         let headers = response.headers_mut();
         match &self {
-            Rejection::MissingCredentials | Rejection::InvalidCredentials => {
+            Rejection::MissingCredentials(_) | Rejection::InvalidCredentials(_) => {
+                let challenge = source.map_or(BASIC_CHALLENGE, |source| source.auth_challenge());
                 headers
                     .entry(header::WWW_AUTHENTICATE)
-                    .or_insert(HeaderValue::from_static("Basic realm=\"tributary\""));
+                    .or_insert(HeaderValue::from_static(challenge));
             }
             Rejection::BrokerUnavailable {
                 retry_after_seconds,
@@ -145,6 +150,14 @@ impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         self.into_reply(None)
     }
+}
+
+/// `: <reason>` when there is one.
+fn because(reason: &Option<String>) -> String {
+    reason
+        .as_deref()
+        .map(|reason| format!(": {reason}"))
+        .unwrap_or_default()
 }
 
 /// `application/json or application/*+json, text/xml or text/*+xml`.

@@ -28,6 +28,12 @@ pub fn rejected(source: &'static str, reason: &'static str) {
         .increment(1);
 }
 
+/// An element of a delivery stored on the dead-letter topic instead of the raw topic.
+pub fn dead_lettered(source: &'static str, reason: &'static str) {
+    counter!("tributary_collector_events_dead_lettered_total", "source" => source, "reason" => reason)
+        .increment(1);
+}
+
 pub fn produce_latency(source: &'static str, elapsed: Duration, stored: bool) {
     let outcome = if stored { "stored" } else { "failed" };
     histogram!("tributary_collector_produce_latency_seconds", "source" => source, "outcome" => outcome)

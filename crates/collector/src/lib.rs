@@ -1,9 +1,10 @@
 //! The collector: receives webhooks, authenticates and checks them with their
 //! platform's source (found in `tributary_sources::REGISTRY`), splits each
-//! delivery into its events and produces every one to the raw topic. A
-//! delivery is acknowledged (`202` by default) only once the broker has every
-//! one of its events; when the broker cannot take them the answer is `503`
-//! with `Retry-After`.
+//! delivery into its events and produces every one to the raw topic; the
+//! malformed elements of a batch go to the dead-letter topic, in the envelope
+//! they would have had. A delivery is acknowledged (`202` by default) only
+//! once the broker has every one of them; when the broker cannot take them
+//! the answer is `503` with `Retry-After`.
 
 pub mod config;
 mod error;
@@ -31,6 +32,8 @@ pub(crate) struct AppState {
     sources: Sources,
     producer: Arc<EventProducer>,
     topic: String,
+    /// Where the malformed elements of a batch are kept.
+    dead_letter_topic: String,
 }
 
 /// A collector ready to serve: configuration checked, producer created.
@@ -51,10 +54,8 @@ impl Collector {
     pub async fn with_sources(config: CollectorConfig, sources: Sources) -> anyhow::Result<Self> {
         let producer =
             Arc::new(EventProducer::new(&config.kafka).context("creating the kafka producer")?);
-        match TopicAdmin::new(&config.kafka)?
-            .partitions(&config.topics.raw)
-            .await
-        {
+        let admin = TopicAdmin::new(&config.kafka)?;
+        match admin.partitions(&config.topics.raw).await {
             Ok(partitions) => {
                 tracing::info!(topic = %config.topics.raw, partitions, "raw topic found")
             }
@@ -64,12 +65,19 @@ impl Collector {
             // Not fatal: /readyz reports it and deliveries get 503 until the broker is back.
             Err(err) => tracing::warn!(error = %err, "broker not reachable at startup"),
         }
+        // Only batches with malformed elements need it: they get 503 until it exists.
+        if let Err(missing @ TopicError::Missing { .. }) =
+            admin.partitions(&config.topics.dead_letter).await
+        {
+            tracing::warn!(error = %missing, "the dead-letter topic is missing: batches with malformed elements are answered 503 until it exists");
+        }
         Ok(Collector {
             state: Arc::new(AppState {
                 settings: config.collector.clone(),
                 sources,
                 producer,
                 topic: config.topics.raw.clone(),
+                dead_letter_topic: config.topics.dead_letter.clone(),
             }),
             config,
         })

@@ -12,11 +12,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::json;
-use tributary_envelope::{ENVELOPE_VERSION, EventKeys, Header, RawEvent, Verdict, Warning};
+use tributary_envelope::{
+    DeadLetter, DeadLetterError, ENVELOPE_VERSION, EventKeys, Header, RawEvent, Verdict, Warning,
+};
 use tributary_kafka::ProduceError;
 use tributary_sources::{
-    AuthFailure, Delivery, Prevalidated, Refusal, RejectedElement, Reply, SplitEvent, TenantOf,
-    Violation, WebhookRequest, WebhookSource,
+    AuthFailure, Delivery, Prevalidated, Refusal, Reply, SplitEvent, TenantOf, Violation,
+    WebhookRequest, WebhookSource,
 };
 
 use crate::AppState;
@@ -102,6 +104,7 @@ fn tenant_of_delivery(
             source_name,
             reason,
         }),
+        TenantOf::Unreadable(refusal) => Err(refusal_rejection(refusal)),
     }
 }
 
@@ -140,50 +143,70 @@ async fn accept(
     source
         .authenticate(&tenant, &webhook)
         .map_err(|failure| match failure {
-            AuthFailure::Missing => Rejection::MissingCredentials,
-            AuthFailure::Invalid => Rejection::InvalidCredentials,
+            AuthFailure::Missing => Rejection::MissingCredentials(None),
+            AuthFailure::Invalid => Rejection::InvalidCredentials(None),
+            AuthFailure::MissingBecause(reason) => Rejection::MissingCredentials(Some(reason)),
+            AuthFailure::InvalidBecause(reason) => Rejection::InvalidCredentials(Some(reason)),
+            AuthFailure::Forbidden(reason) => Rejection::Forbidden(reason),
         })?;
     if let Some(reply) = source.handshake(&tenant, &webhook) {
         return Ok(reply_response(reply));
     }
 
     let content_type = check_content_type(&parts.headers, source.content_types())?;
-    let delivery = source
-        .split(&tenant, &webhook)
-        .map_err(|refusal| match refusal {
-            Refusal::MalformedJson(message) => Rejection::MalformedJson(message),
-            Refusal::Invalid(violations) => Rejection::InvalidWebhook(violations),
-        })?;
-    if !delivery.rejected.is_empty() {
-        for element in &delivery.rejected {
-            internal_events::rejected(name, "invalid_element");
-            tracing::warn!(source = name, %tenant, index = element.index, violations = element.violations.len(), "an element of the delivery breaks its platform's rules; the others are accepted without it");
-        }
-        if delivery.events.is_empty() {
-            return Err(Rejection::InvalidWebhook(element_violations(
-                &delivery.rejected,
-            )));
-        }
+    let delivery = source.split(&tenant, &webhook).map_err(refusal_rejection)?;
+    for element in &delivery.rejected {
+        internal_events::rejected(name, INVALID_ELEMENT);
+        tracing::warn!(source = name, %tenant, index = element.index, violations = element.violations.len(), "an element of the delivery breaks its platform's rules: it goes to the dead-letter topic, the others are accepted without it");
     }
 
-    let events: Vec<RawEvent> = delivery
+    let envelope = Envelope::new(
+        &tenant,
+        source,
+        received_at_micros,
+        content_type,
+        &parts.headers,
+    );
+    let mut outgoing: Vec<Outgoing> = delivery
         .events
         .iter()
         .map(|event| {
-            envelope(
-                &tenant,
-                source,
-                received_at_micros,
-                content_type.clone(),
-                &parts.headers,
-                &event.keys,
-                event.body.clone(),
-            )
+            let verdict = if event.keys.warnings.is_empty() {
+                Verdict::Accepted
+            } else {
+                Verdict::AcceptedWithWarnings
+            };
+            let event = envelope.event(&event.keys, event.body.clone(), verdict);
+            Outgoing {
+                topic: &state.topic,
+                key: event.partition_key(),
+                payload: event.encode_to_vec(),
+            }
         })
         .collect();
-    produce_all(state, name, &tenant, &events).await?;
+    outgoing.extend(delivery.rejected.iter().map(|element| {
+        let mut rejected = envelope.event(&element.keys, element.body.clone(), Verdict::Rejected);
+        rejected.warnings = element
+            .violations
+            .iter()
+            .map(|violation| Warning {
+                code: INVALID_ELEMENT.to_owned(),
+                field: violation.field.clone(),
+                message: violation.reason.clone(),
+            })
+            .collect();
+        Outgoing {
+            topic: &state.dead_letter_topic,
+            key: rejected.partition_key(),
+            payload: dead_letter(&state.topic, &rejected, &element.violations).to_json(),
+        }
+    }));
+    produce_all(state, name, &tenant, &outgoing).await?;
     for event in &delivery.events {
         internal_events::accepted(name, &event.keys.warnings);
+    }
+    for _ in &delivery.rejected {
+        internal_events::dead_lettered(name, INVALID_ELEMENT);
     }
     Ok(match source.acknowledge(&tenant, &delivery) {
         Some(reply) => reply_response(reply),
@@ -191,14 +214,59 @@ async fn accept(
     })
 }
 
-/// Queues every event of a delivery, then waits for all of them: `Ok` only
-/// once the broker has stored each one. Any failure fails the delivery, so
-/// the platform sends it again; the events' ids make that retry harmless.
+fn refusal_rejection(refusal: Refusal) -> Rejection {
+    match refusal {
+        Refusal::MalformedJson(message) => Rejection::MalformedJson(message),
+        Refusal::Invalid(violations) => Rejection::InvalidWebhook(violations),
+    }
+}
+
+/// The dead-letter `reason` (and rejection metric label) of a batch's malformed element.
+const INVALID_ELEMENT: &str = "invalid_element";
+
+/// The dead-letter record of a malformed element: `original` is the raw
+/// envelope it would have had (verdict rejected, its violations as
+/// warnings), addressed to the raw topic, so `tributary dlq redrive` sends it
+/// on to the enricher once the cause is fixed. It was never on the raw
+/// topic: partition and offset are -1.
+fn dead_letter(raw_topic: &str, envelope: &RawEvent, violations: &[Violation]) -> DeadLetter {
+    DeadLetter {
+        stage: STAGE.into(),
+        reason: INVALID_ELEMENT.into(),
+        errors: violations
+            .iter()
+            .map(|violation| DeadLetterError::new(&violation.field, &violation.reason))
+            .collect(),
+        event_id: Some(envelope.event_id.clone()).filter(|id| !id.is_empty()),
+        tenant: Some(envelope.tenant.clone()),
+        source: Some(envelope.source.clone()),
+        original_topic: raw_topic.to_owned(),
+        original_partition: -1,
+        original_offset: -1,
+        failed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        original: DeadLetter::encode_original(&envelope.encode_to_vec()),
+    }
+}
+
+/// The stage named in the collector's dead-letter records.
+const STAGE: &str = "collector";
+
+/// A message for the broker.
+struct Outgoing<'a> {
+    topic: &'a str,
+    key: String,
+    payload: Vec<u8>,
+}
+
+/// Queues every message of a delivery (its events, and its malformed
+/// elements' dead letters), then waits for all of them: `Ok` only once the
+/// broker has stored each one. Any failure fails the delivery, so the
+/// platform sends it again; the events' ids make that retry harmless.
 async fn produce_all(
     state: &AppState,
     name: &'static str,
     tenant: &str,
-    events: &[RawEvent],
+    messages: &[Outgoing<'_>],
 ) -> Result<(), Rejection> {
     let retry_after_seconds = state.settings.retry_after_seconds;
     let refused = |err: ProduceError| match err {
@@ -213,12 +281,11 @@ async fn produce_all(
         }
     };
     let started = Instant::now();
-    let mut acknowledgements = Vec::with_capacity(events.len());
-    for event in events {
-        let queued =
-            state
-                .producer
-                .enqueue(&state.topic, &event.partition_key(), &event.encode_to_vec());
+    let mut acknowledgements = Vec::with_capacity(messages.len());
+    for message in messages {
+        let queued = state
+            .producer
+            .enqueue(message.topic, &message.key, &message.payload);
         match queued {
             Ok(acknowledgement) => acknowledgements.push(acknowledgement),
             Err(err) => {
@@ -259,23 +326,6 @@ fn acknowledgement(delivery: &Delivery) -> serde_json::Value {
                 .collect::<Vec<_>>(),
         }),
     }
-}
-
-/// Every violation of every rejected element, its field prefixed with the
-/// element's position: `[2].objectId`.
-fn element_violations(rejected: &[RejectedElement]) -> Vec<Violation> {
-    rejected
-        .iter()
-        .flat_map(|element| {
-            element.violations.iter().map(move |violation| Violation {
-                field: match violation.field.as_str() {
-                    "" | "$" => format!("[{}]", element.index),
-                    field => format!("[{}].{field}", element.index),
-                },
-                reason: violation.reason.clone(),
-            })
-        })
-        .collect()
 }
 
 /// How much of an oversized body is read and discarded before answering 413,
@@ -357,60 +407,76 @@ fn media_type_accepted(essence: &str, accepted: &[&str]) -> bool {
     })
 }
 
-fn envelope(
-    tenant: &str,
-    source: &dyn WebhookSource,
+/// What every event of one delivery shares in its envelope.
+struct Envelope<'a> {
+    tenant: &'a str,
+    source: &'a dyn WebhookSource,
     received_at_micros: u64,
     content_type: String,
-    headers: &HeaderMap,
-    checked: &Prevalidated,
-    body: Bytes,
-) -> RawEvent {
-    let forwarded = source.forwarded_headers();
-    let headers = headers
-        .iter()
-        .filter(|(name, _)| {
-            let name = name.as_str();
-            !NEVER_FORWARDED.contains(&name)
-                && (GENERIC_FORWARDED_HEADERS.contains(&name) || forwarded.contains(&name))
-        })
-        .map(|(name, value)| Header {
-            name: name.as_str().to_owned(),
-            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        })
-        .collect();
-    let verdict = if checked.warnings.is_empty() {
-        Verdict::Accepted
-    } else {
-        Verdict::AcceptedWithWarnings
-    };
-    RawEvent {
-        envelope_version: ENVELOPE_VERSION,
-        tenant: tenant.to_owned(),
-        source: source.name().to_owned(),
-        received_at_micros,
-        event_id: checked.event_id.clone(),
-        content_type,
-        headers,
-        verdict: verdict as i32,
-        warnings: checked
-            .warnings
+    /// The request headers kept with each event.
+    headers: Vec<Header>,
+}
+
+impl<'a> Envelope<'a> {
+    fn new(
+        tenant: &'a str,
+        source: &'a dyn WebhookSource,
+        received_at_micros: u64,
+        content_type: String,
+        request_headers: &HeaderMap,
+    ) -> Self {
+        let forwarded = source.forwarded_headers();
+        let headers = request_headers
             .iter()
-            .map(|w| Warning {
-                code: w.code.to_owned(),
-                field: w.field.clone(),
-                message: w.message.clone(),
+            .filter(|(name, _)| {
+                let name = name.as_str();
+                !NEVER_FORWARDED.contains(&name)
+                    && (GENERIC_FORWARDED_HEADERS.contains(&name) || forwarded.contains(&name))
             })
-            .collect(),
-        body,
-        keys: Some(EventKeys {
-            payload_version: checked.payload_version.clone(),
-            object: checked.object.clone(),
-            object_id: checked.object_id.clone(),
-            action: checked.action.clone(),
-            attempt: checked.attempt,
-            occurred_at_micros: checked.occurred_at_micros,
-        }),
+            .map(|(name, value)| Header {
+                name: name.as_str().to_owned(),
+                value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            })
+            .collect();
+        Envelope {
+            tenant,
+            source,
+            received_at_micros,
+            content_type,
+            headers,
+        }
+    }
+
+    /// The envelope of one event (or of a malformed element, `Verdict::Rejected`).
+    fn event(&self, checked: &Prevalidated, body: Bytes, verdict: Verdict) -> RawEvent {
+        RawEvent {
+            envelope_version: ENVELOPE_VERSION,
+            tenant: self.tenant.to_owned(),
+            source: self.source.name().to_owned(),
+            received_at_micros: self.received_at_micros,
+            event_id: checked.event_id.clone(),
+            content_type: self.content_type.clone(),
+            headers: self.headers.clone(),
+            verdict: verdict as i32,
+            warnings: checked
+                .warnings
+                .iter()
+                .map(|w| Warning {
+                    code: w.code.to_owned(),
+                    field: w.field.clone(),
+                    message: w.message.clone(),
+                })
+                .collect(),
+            body,
+            keys: Some(EventKeys {
+                payload_version: checked.payload_version.clone(),
+                object: checked.object.clone(),
+                object_id: checked.object_id.clone(),
+                action: checked.action.clone(),
+                attempt: checked.attempt,
+                occurred_at_micros: checked.occurred_at_micros,
+            }),
+        }
     }
 }
 
@@ -439,6 +505,7 @@ fn now_micros() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tributary_sources::RejectedElement;
 
     fn headers(content_type: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -522,6 +589,7 @@ mod tests {
                     field: "$".into(),
                     reason: "must be an object".into(),
                 }],
+                keys: Prevalidated::default(),
             }],
         };
         assert_eq!(
@@ -533,13 +601,6 @@ mod tests {
                 ],
                 "rejected": [{"index": 2, "violations": [{"field": "$", "reason": "must be an object"}]}]
             })
-        );
-        assert_eq!(
-            element_violations(&batch.rejected),
-            [Violation {
-                field: "[2]".into(),
-                reason: "must be an object".into()
-            }]
         );
     }
 }

@@ -293,11 +293,14 @@ mod tests {
         );
         assert_eq!(letter.source.as_deref(), Some("pipedrive"));
 
-        let output = enricher.process(&incoming("hubspot", b"[]")).await;
+        let output = enricher.process(&incoming("salesforce", b"[]")).await;
         assert_eq!(output.topic, topics.dead_letter);
         let letter = dead_letter(&output);
         assert_eq!(letter.reason, "unknown_source");
-        assert!(letter.errors[0].message.contains("hubspot"), "{letter:?}");
+        assert!(
+            letter.errors[0].message.contains("salesforce"),
+            "{letter:?}"
+        );
         assert_eq!(letter.original_offset, 9);
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// One input a stage could not process, with why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
-    /// The stage that gave up: `enricher`, `activator`.
+    /// The stage that gave up: `collector` (a malformed element of a batch), `enricher`, `activator`.
     pub stage: String,
     /// Short machine-readable reason, e.g. `malformed_envelope`.
     pub reason: String,

@@ -37,13 +37,14 @@ pub use enrich::{
     SourceEnricher,
 };
 pub use webhook::{
-    AuthFailure, Delivery, JSON_MEDIA_TYPES, Prevalidated, Refusal, RefusalReply, RejectedElement,
-    Reply, SplitEvent, TenantOf, Violation, Warning, WebhookRequest, WebhookSource,
+    AuthFailure, BASIC_CHALLENGE, Delivery, JSON_MEDIA_TYPES, Prevalidated, Refusal, RefusalReply,
+    RejectedElement, Reply, SplitEvent, TenantOf, Violation, Warning, WebhookRequest,
+    WebhookSource,
 };
 
 /// Every platform, by the name used in `/webhooks/{source}/...`, in
 /// `[tenants.<tenant>.<source>]` and as the raw event's `source`.
-pub const REGISTRY: &[Platform] = &[pipedrive::PLATFORM];
+pub const REGISTRY: &[Platform] = &[pipedrive::PLATFORM, hubspot::PLATFORM];
 
 /// A platform's entry in the registry: its name and how each stage builds
 /// its part of it from configuration (a stage that needs a new part of every
@@ -191,7 +192,9 @@ mod tests {
         let pipedrive = sources.get("pipedrive").expect("registered");
         assert!(pipedrive.has_tenant("acme"));
         assert!(!pipedrive.has_tenant("globex"));
-        assert!(sources.get("hubspot").is_none());
+        let hubspot = sources.get("hubspot").expect("registered");
+        assert!(!hubspot.has_tenant("acme"));
+        assert!(sources.get("salesforce").is_none());
     }
 
     #[test]

@@ -22,13 +22,22 @@ pub struct WebhookRequest<'a> {
     pub body: &'a Bytes,
 }
 
-/// Why a delivery was not authenticated. Both answer 401; the metric label differs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a delivery was not authenticated. The first four answer 401 (the
+/// metric label says whether anything was presented), `Forbidden` 403.
+/// Reasons are told to the sender: they name headers and checks, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthFailure {
     /// No credentials (or signature) at all.
     Missing,
     /// Credentials present but wrong or malformed.
     Invalid,
+    /// No credentials, and what is missing (a header a signature needs...).
+    MissingBecause(String),
+    /// Wrong, malformed or expired credentials, and why (a stale timestamp...).
+    InvalidBecause(String),
+    /// Authentic, but not allowed to deliver for this tenant (another
+    /// account's events posted to the tenant's address), and why.
+    Forbidden(String),
 }
 
 /// An answer a source writes itself: to a subscription handshake, an
@@ -71,7 +80,7 @@ impl From<Vec<Violation>> for Refusal {
 }
 
 /// What prevalidation learned about an acceptable event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prevalidated {
     /// De-duplication id, identical for every delivery of the same event.
     pub event_id: String,
@@ -100,7 +109,8 @@ pub struct SplitEvent {
 }
 
 /// An element of a batch that breaks its platform's rules. The other
-/// elements are accepted without it.
+/// elements are accepted without it; the collector keeps it on the
+/// dead-letter topic, in the envelope it would have had.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RejectedElement {
     /// Its position in the delivery, from 0.
@@ -108,6 +118,9 @@ pub struct RejectedElement {
     /// Its bytes as received.
     pub body: Bytes,
     pub violations: Vec<Violation>,
+    /// What could be read of its keys despite the violations; empty where
+    /// unknown. A non-empty `event_id` is the one the element would have had.
+    pub keys: Prevalidated,
 }
 
 /// A delivery, split into its events.
@@ -136,6 +149,9 @@ pub enum TenantOf {
     Tenant(String),
     /// The delivery names no configured tenant; why, for the 404's message.
     Unknown(String),
+    /// The delivery cannot be read well enough to find its tenant: refused
+    /// as a delivery (400) before any authentication.
+    Unreadable(Refusal),
 }
 
 /// A refusal as the collector answers it by default (`{"error": code,
@@ -209,4 +225,13 @@ pub trait WebhookSource: Send + Sync {
     fn forwarded_headers(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// The `WWW-Authenticate` challenge of a 401: the scheme this source's
+    /// platform authenticates with.
+    fn auth_challenge(&self) -> &'static str {
+        BASIC_CHALLENGE
+    }
 }
+
+/// The default `WWW-Authenticate` challenge: HTTP Basic credentials.
+pub const BASIC_CHALLENGE: &str = "Basic realm=\"tributary\"";

@@ -567,3 +567,6 @@ fn put_custom(
         });
     put_custom_fields(record, fields);
 }
+
+#[cfg(test)]
+mod tests;
