@@ -32,7 +32,7 @@ fn scopes() -> Vec<Scope> {
         tenant: tenant.into(),
         pipeline,
     };
-    let world = World::generate(WorldConfig::sample(SEED));
+    let world = World::generate(WorldConfig::sample_with_hubspot(SEED));
     let pipeline = |id: &str| {
         let north = world.tenant("north");
         let pipeline = north
@@ -57,6 +57,8 @@ fn scopes() -> Vec<Scope> {
             START + 45 * DAY,
         ),
         scope("south", None, START - DAY, START + 200 * DAY),
+        scope("harbor", None, START - DAY, START + 200 * DAY),
+        scope("harbor", None, START + 20 * DAY, START + 60 * DAY - 1),
     ]
 }
 
@@ -119,7 +121,7 @@ fn assert_matches_world(
 
 #[test]
 fn the_world_exercises_what_the_panels_must_get_right() {
-    let world = World::generate(WorldConfig::sample(SEED));
+    let world = World::generate(WorldConfig::sample_with_hubspot(SEED));
     let north = world.tenant("north");
     let south = world.tenant("south");
     assert!(north.closed_deals() >= 50, "north calibrates");
@@ -202,7 +204,7 @@ fn the_world_exercises_what_the_panels_must_get_right() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_panel_shows_the_worlds_numbers_on_clickhouse_18_and_on_a_modern_engine() {
-    let world = World::generate(WorldConfig::sample(SEED));
+    let world = World::generate(WorldConfig::sample_with_hubspot(SEED));
     let payloads = payloads(&world.enriched_events());
     let db = TestDatabase::create("dashboards").await;
     let loads = load_in_process(&db.settings, &world.tenants_toml(), &payloads, 500).await;
@@ -250,7 +252,7 @@ async fn every_panel_shows_the_worlds_numbers_on_clickhouse_18_and_on_a_modern_e
             .iter()
             .map(|r| r["tenant"].clone())
             .collect::<Vec<_>>(),
-        ["north", "south"]
+        ["harbor", "north", "south"]
     );
     let pipelines = db.query(&query("pipeline")).await;
     let options = |rows: Vec<Value>| -> Vec<Vec<Value>> {
@@ -270,7 +272,7 @@ async fn every_panel_shows_the_worlds_numbers_on_clickhouse_18_and_on_a_modern_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_events_again_and_shuffled_leave_every_panel_unchanged() {
-    let world = World::generate(WorldConfig::sample(SEED));
+    let world = World::generate(WorldConfig::sample_with_hubspot(SEED));
     let payloads = payloads(&world.enriched_events());
     let mut shuffled = payloads.clone();
     shuffled.shuffle(&mut StdRng::seed_from_u64(SEED));

@@ -103,8 +103,11 @@ impl RateLimitHeaders {
         reset: ResetHeader::Seconds("x-ratelimit-reset"),
     };
 
-    /// How long to wait when the headers say the window is used up.
-    fn exhausted_for(&self, headers: &HeaderMap) -> Option<Duration> {
+    /// How long to wait when the headers say the window is used up. A
+    /// rolling window frees a slot as soon as its oldest request ages out,
+    /// which the headers do not say: after a successful answer the budget's
+    /// own pace is trusted, and only a refusal (`refused`) waits the window out.
+    fn exhausted_for(&self, headers: &HeaderMap, refused: bool) -> Option<Duration> {
         let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
         let remaining = number(self.remaining)?;
         if remaining > 0.0 {
@@ -112,6 +115,7 @@ impl RateLimitHeaders {
         }
         let seconds = match self.reset {
             ResetHeader::Seconds(name) => number(name)?,
+            ResetHeader::WindowMillis(_) if !refused => return None,
             ResetHeader::WindowMillis(name) => number(name)? / 1_000.0,
         };
         (seconds > 0.0).then(|| Duration::from_secs_f64(seconds.min(60.0)))
@@ -188,10 +192,18 @@ impl RequestBudget {
         }
     }
 
-    /// Reads the rate-limit headers of an answer: when the window is used
-    /// up, waits for its reset. Returns that wait.
+    /// Reads the rate-limit headers of a successful answer: when the window
+    /// is used up, waits for its reset. Returns that wait.
     pub fn observe(&self, headers: &HeaderMap) -> Option<Duration> {
-        let wait = self.headers.exhausted_for(headers)?;
+        self.wait_for(self.headers.exhausted_for(headers, false)?)
+    }
+
+    /// Reads the rate-limit headers of a 429: the wait they ask for.
+    pub fn observe_refusal(&self, headers: &HeaderMap) -> Option<Duration> {
+        self.wait_for(self.headers.exhausted_for(headers, true)?)
+    }
+
+    fn wait_for(&self, wait: Duration) -> Option<Duration> {
         self.block_until(Instant::now() + wait);
         Some(wait)
     }
@@ -366,9 +378,10 @@ impl ApiClient {
             }
             429 => {
                 internal_events::api_request(self.api, endpoint, "rate_limited");
-                let window = self.budget.observe(response.headers());
+                // `Retry-After` says exactly how long; without it, an
+                // exhausted window waits for its end.
                 let wait = retry_after(response.headers())
-                    .or(window)
+                    .or_else(|| self.budget.observe_refusal(response.headers()))
                     .unwrap_or(self.policy.backoff_initial);
                 Err(Attempt::RetryAfter(
                     wait,
@@ -495,7 +508,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rolling_window_named_by_its_length_is_waited_out_when_used_up() {
+    fn a_rolling_window_named_by_its_length_is_waited_out_when_a_request_is_refused() {
         let rolling = RateLimitHeaders {
             remaining: "x-window-remaining",
             reset: ResetHeader::WindowMillis("x-window-millis"),
@@ -506,7 +519,15 @@ mod tests {
         headers.insert("x-window-millis", "10000".parse().expect("header"));
         assert_eq!(budget.observe(&headers), None, "requests are left");
         headers.insert("x-window-remaining", "0".parse().expect("header"));
-        assert_eq!(budget.observe(&headers), Some(Duration::from_secs(10)));
+        assert_eq!(
+            budget.observe(&headers),
+            None,
+            "after a success the budget's own pace is trusted"
+        );
+        assert_eq!(
+            budget.observe_refusal(&headers),
+            Some(Duration::from_secs(10))
+        );
         assert!(
             budget
                 .blocked_until()
