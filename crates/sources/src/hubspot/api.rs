@@ -6,11 +6,19 @@
 //! record lookup waits up to [`BATCH_WINDOW`] for others of the same object
 //! type, then one `batch/read` answers them all (100 ids a call, 50 with
 //! property history), and likewise one v4 association read per pair of
-//! object types. An event's own record is always read afresh (it has just
-//! changed); the records it refers to (a deal's company) are cached for
-//! `entity_ttl_seconds`, definitions for `definitions_ttl_seconds`. Failures
-//! are never cached. Each portal has its own request budget (the app's burst
-//! limit per 10 s, read from `X-HubSpot-RateLimit-*`) and circuit breaker.
+//! object types. While a batch is being read (waiting for the request budget
+//! included), new lookups gather for the next one, so the busier the portal
+//! and the tighter its budget, the fuller each call.
+//!
+//! Every read is kept with the time it started. An event may use a read
+//! that started after the collector received it: that read saw the change
+//! the event reports, so HubSpot's bursts (a creation and a property change
+//! for each property set with it) cost one read, not one per event. A
+//! record an event only refers to (a deal's company) may be any read of the
+//! last `entity_ttl_seconds`; definitions are kept `definitions_ttl_seconds`.
+//! Failures are never kept. Each portal has its own request budget (the
+//! app's burst limit per 10 s, read from `X-HubSpot-RateLimit-*`) and
+//! circuit breaker.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -306,6 +314,17 @@ pub struct Property {
 
 /// What a record lookup answers.
 pub type Looked = Result<Option<Arc<Record>>, ApiError>;
+
+/// A read kept with when it started (µs since the epoch).
+#[derive(Debug, Clone)]
+struct Read<T> {
+    started_micro: i64,
+    answer: T,
+}
+
+fn now_micro() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
 type Waiter<T> = oneshot::Sender<Result<T, ApiError>>;
 
 /// Lookups of one kind waiting to be answered by one batch call.
@@ -333,8 +352,10 @@ pub struct Portal {
     token: Secret,
     records: Mutex<HashMap<ObjectType, Pending<Option<Arc<Record>>>>>,
     associations: Mutex<HashMap<(ObjectType, ObjectType), Pending<Associated>>>,
-    /// Records an event refers to, read through this cache.
-    cached: Cache<(ObjectType, String), Option<Arc<Record>>>,
+    /// Record reads, by object type and id.
+    reads: Cache<(ObjectType, String), Read<Option<Arc<Record>>>>,
+    /// Association reads, by the pair of types and the record's id.
+    linked: Cache<(ObjectType, ObjectType, String), Read<Associated>>,
     pipelines: Cache<(), Arc<Vec<DealPipeline>>>,
     owners: Cache<(), Arc<HashMap<String, Owner>>>,
     properties: Cache<ObjectType, Arc<Vec<Property>>>,
@@ -372,7 +393,11 @@ impl HubSpotApi {
                     token: access.token,
                     records: Mutex::default(),
                     associations: Mutex::default(),
-                    cached: Cache::builder()
+                    reads: Cache::builder()
+                        .max_capacity(100_000)
+                        .time_to_live(ttl(settings.entity_ttl_seconds))
+                        .build(),
+                    linked: Cache::builder()
                         .max_capacity(100_000)
                         .time_to_live(ttl(settings.entity_ttl_seconds))
                         .build(),
@@ -406,10 +431,15 @@ impl Portal {
             .bearer_auth(self.token.expose())
     }
 
-    /// The record as it is now (read in a batch with others), `None` when
-    /// HubSpot no longer has it (archived or deleted).
-    pub async fn record(self: &Arc<Self>, object: ObjectType, id: &str) -> Looked {
-        self.cached.invalidate(&(object, id.to_owned())).await;
+    /// The record as read no earlier than `not_before` (µs since the epoch:
+    /// an event's receipt), from a read kept or a new one in a batch with
+    /// others; `None` when HubSpot no longer has it.
+    pub async fn record(self: &Arc<Self>, object: ObjectType, id: &str, not_before: i64) -> Looked {
+        if let Some(read) = self.reads.get(&(object, id.to_owned())).await
+            && read.started_micro >= not_before
+        {
+            return Ok(read.answer);
+        }
         let (sender, receiver) = oneshot::channel();
         let schedule = {
             let mut pending = lock(&self.records);
@@ -432,24 +462,23 @@ impl Portal {
         })
     }
 
-    /// A record the event refers to, cached for the entity lifetime.
+    /// A record the event refers to: any read of the entity lifetime.
     pub async fn referenced(self: &Arc<Self>, object: ObjectType, id: &str) -> Looked {
-        let key = (object, id.to_owned());
-        if let Some(found) = self.cached.get(&key).await {
-            return Ok(found);
-        }
-        let found = self.record(object, id).await?;
-        self.cached.insert(key, found.clone()).await;
-        Ok(found)
+        self.record(object, id, i64::MIN).await
     }
 
+    /// Reads what is pending, then what gathered meanwhile, until nothing is.
     async fn flush_records(self: &Arc<Self>, object: ObjectType) {
-        let waiters = {
-            let mut pending = lock(&self.records);
-            let pending = pending.entry(object).or_default();
-            pending.scheduled = false;
-            std::mem::take(&mut pending.waiters)
-        };
+        while let Some(waiters) = take_pending(&self.records, object) {
+            self.read_records(object, waiters).await;
+        }
+    }
+
+    async fn read_records(
+        self: &Arc<Self>,
+        object: ObjectType,
+        waiters: Vec<(String, Waiter<Option<Arc<Record>>>)>,
+    ) {
         let limit = if object.with_history().is_empty() {
             BATCH_LIMIT
         } else {
@@ -467,53 +496,30 @@ impl Portal {
         let mut ids: Vec<String> = waiters.iter().map(|(id, _)| id.clone()).collect();
         ids.sort();
         ids.dedup();
+        let started_micro = now_micro();
         let mut answers: HashMap<String, Looked> = HashMap::new();
         for chunk in ids.chunks(limit) {
-            let body = json!({
-                "inputs": chunk.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
-                "properties": properties,
-                "propertiesWithHistory": object.with_history(),
-            });
-            let path = format!("/crm/v3/objects/{}/batch/read", object.path());
-            let result = self
-                .client
-                .get_json("batch_read", || {
-                    self.request(reqwest::Method::POST, &path).json(&body)
-                })
+            self.batch_read(object, &properties, chunk, false, &mut answers)
                 .await;
-            match result {
-                Ok(Fetched::Found(answer)) => {
-                    let records: Vec<Arc<Record>> = answer
-                        .get("results")
-                        .and_then(Value::as_array)
-                        .map(|r| {
-                            r.iter()
-                                .filter_map(Record::from_json)
-                                .map(Arc::new)
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    for record in records {
-                        for id in record.answers_for() {
-                            answers.insert(id, Ok(Some(record.clone())));
-                        }
-                    }
-                    // Ids the answer lacks are not found (HubSpot lists them
-                    // in `errors` with OBJECT_NOT_FOUND).
-                    for id in chunk {
-                        answers.entry(id.clone()).or_insert(Ok(None));
-                    }
-                }
-                Ok(Fetched::NotFound) => {
-                    for id in chunk {
-                        answers.insert(id.clone(), Ok(None));
-                    }
-                }
-                Err(err) => {
-                    for id in chunk {
-                        answers.insert(id.clone(), Err(err.clone()));
-                    }
-                }
+        }
+        // Archived records are left out of a plain read; their last state
+        // and history are still there to read (a deletion keeps its past).
+        let unfound: Vec<String> = ids
+            .iter()
+            .filter(|id| matches!(answers.get(*id), Some(Ok(None))))
+            .cloned()
+            .collect();
+        for chunk in unfound.chunks(limit) {
+            self.batch_read(object, &properties, chunk, true, &mut answers)
+                .await;
+        }
+        for (id, answer) in &answers {
+            if let Ok(found) = answer {
+                let read = Read {
+                    started_micro,
+                    answer: found.clone(),
+                };
+                self.reads.insert((object, id.clone()), read).await;
             }
         }
         for (id, waiter) in waiters {
@@ -522,14 +528,78 @@ impl Portal {
         }
     }
 
+    /// One `batch/read` call for `ids` (archived records only, when
+    /// `archived`), its answers added to `answers`: an id the answer lacks
+    /// is not found (HubSpot lists it in `errors`, OBJECT_NOT_FOUND).
+    async fn batch_read(
+        &self,
+        object: ObjectType,
+        properties: &[String],
+        ids: &[String],
+        archived: bool,
+        answers: &mut HashMap<String, Looked>,
+    ) {
+        let body = json!({
+            "inputs": ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+            "properties": properties,
+            "propertiesWithHistory": object.with_history(),
+        });
+        let path = format!(
+            "/crm/v3/objects/{}/batch/read?archived={archived}",
+            object.path()
+        );
+        let result = self
+            .client
+            .get_json("batch_read", || {
+                self.request(reqwest::Method::POST, &path).json(&body)
+            })
+            .await;
+        match result {
+            Ok(Fetched::Found(answer)) => {
+                let records = answer
+                    .get("results")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Record::from_json)
+                    .map(Arc::new);
+                for record in records {
+                    for id in record.answers_for() {
+                        answers.insert(id, Ok(Some(record.clone())));
+                    }
+                }
+                for id in ids {
+                    answers.entry(id.clone()).or_insert(Ok(None));
+                }
+            }
+            Ok(Fetched::NotFound) => {
+                for id in ids {
+                    answers.entry(id.clone()).or_insert(Ok(None));
+                }
+            }
+            Err(err) => {
+                for id in ids {
+                    answers.insert(id.clone(), Err(err.clone()));
+                }
+            }
+        }
+    }
+
     /// The ids of `to` records associated with the `from` record, the
-    /// primary one marked (read in a batch with others).
+    /// primary one marked, as read no earlier than `not_before` (see
+    /// [`Portal::record`]).
     pub async fn associations(
         self: &Arc<Self>,
         from: ObjectType,
         to: ObjectType,
         id: &str,
+        not_before: i64,
     ) -> Result<Associated, ApiError> {
+        if let Some(read) = self.linked.get(&(from, to, id.to_owned())).await
+            && read.started_micro >= not_before
+        {
+            return Ok(read.answer);
+        }
         let (sender, receiver) = oneshot::channel();
         let schedule = {
             let mut pending = lock(&self.associations);
@@ -552,16 +622,23 @@ impl Portal {
         })
     }
 
+    /// Reads what is pending, then what gathered meanwhile, until nothing is.
     async fn flush_associations(self: &Arc<Self>, from: ObjectType, to: ObjectType) {
-        let waiters = {
-            let mut pending = lock(&self.associations);
-            let pending = pending.entry((from, to)).or_default();
-            pending.scheduled = false;
-            std::mem::take(&mut pending.waiters)
-        };
+        while let Some(waiters) = take_pending(&self.associations, (from, to)) {
+            self.read_associations(from, to, waiters).await;
+        }
+    }
+
+    async fn read_associations(
+        self: &Arc<Self>,
+        from: ObjectType,
+        to: ObjectType,
+        waiters: Vec<(String, Waiter<Associated>)>,
+    ) {
         let mut ids: Vec<String> = waiters.iter().map(|(id, _)| id.clone()).collect();
         ids.sort();
         ids.dedup();
+        let started_micro = now_micro();
         let mut answers: HashMap<String, Result<Associated, ApiError>> = HashMap::new();
         let path = format!(
             "/crm/v4/associations/{}/{}/batch/read",
@@ -629,6 +706,15 @@ impl Portal {
                         answers.insert(id.clone(), Err(err.clone()));
                     }
                 }
+            }
+        }
+        for (id, answer) in &answers {
+            if let Ok(associated) = answer {
+                let read = Read {
+                    started_micro,
+                    answer: associated.clone(),
+                };
+                self.linked.insert((from, to, id.clone()), read).await;
             }
         }
         for (id, waiter) in waiters {
@@ -752,6 +838,21 @@ impl Portal {
         }
         Ok(names)
     }
+}
+
+/// The lookups waiting under `key`, or `None` (and no flush scheduled any
+/// more) when there are none: the next lookup schedules a new flush.
+fn take_pending<K: std::hash::Hash + Eq, T>(
+    pending: &Mutex<HashMap<K, Pending<T>>>,
+    key: K,
+) -> Option<Vec<(String, Waiter<T>)>> {
+    let mut pending = lock(pending);
+    let pending = pending.entry(key).or_default();
+    if pending.waiters.is_empty() {
+        pending.scheduled = false;
+        return None;
+    }
+    Some(std::mem::take(&mut pending.waiters))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -118,6 +118,15 @@ fn text_of(element: &Map<String, Value>, key: &str) -> Option<String> {
     }
 }
 
+/// A record the API answered, with where and when it was read.
+struct Found<'a> {
+    portal: &'a Arc<Portal>,
+    object: ObjectType,
+    record: &'a Record,
+    /// When the event arrived: joined reads must have started after it.
+    received: i64,
+}
+
 impl HubSpotEnricher {
     async fn enrich_event(
         &self,
@@ -150,21 +159,30 @@ impl HubSpotEnricher {
             pii_salt: None,
         };
         let policy = self.tenants.get(&raw.tenant).unwrap_or(&default_policy);
-        let gone = matches!(event.action.as_str(), "deletion" | "privacyDeletion");
+        // A GDPR deletion erases the record: nothing is left to read.
+        let erased = event.action == "privacyDeletion";
+        // Reads that started after the event arrived saw its change.
+        let received = raw.received_at_micros as i64;
         match self.api.portal(&raw.tenant) {
-            _ if gone => put_record(&mut record, None),
+            _ if erased => put_record(&mut record, None),
             None => {
                 // No API access configured: the event's own facts only.
                 let _ = missing.note::<()>(RECORD, Err(no_access()));
             }
             Some(portal) => {
-                if let Some(found) =
-                    missing.note(RECORD, portal.record(object, &event.read_id).await)
-                {
+                if let Some(found) = missing.note(
+                    RECORD,
+                    portal.record(object, &event.read_id, received).await,
+                ) {
                     put_record(&mut record, found.as_deref());
                     if let Some(found) = found {
-                        self.hydrate(portal, policy, object, &found, &mut record, &mut missing)
-                            .await;
+                        let read = Found {
+                            portal,
+                            object,
+                            record: &found,
+                            received,
+                        };
+                        self.hydrate(read, policy, &mut record, &mut missing).await;
                     }
                 }
             }
@@ -177,13 +195,17 @@ impl HubSpotEnricher {
     /// The record's fields and what is joined to it.
     async fn hydrate(
         &self,
-        portal: &Arc<Portal>,
+        read: Found<'_>,
         policy: &TenantEnrichment,
-        object: ObjectType,
-        found: &Record,
         record: &mut FlatRecord,
         missing: &mut Missing,
     ) {
+        let Found {
+            portal,
+            object,
+            record: found,
+            received,
+        } = read;
         let owner_id = found.property("hubspot_owner_id").map(str::to_owned);
         let owners = async {
             match owner_id {
@@ -194,8 +216,18 @@ impl HubSpotEnricher {
         match object {
             ObjectType::Deals => {
                 let (companies, contacts, pipelines, definitions, owners) = tokio::join!(
-                    portal.associations(ObjectType::Deals, ObjectType::Companies, &found.id),
-                    portal.associations(ObjectType::Deals, ObjectType::Contacts, &found.id),
+                    portal.associations(
+                        ObjectType::Deals,
+                        ObjectType::Companies,
+                        &found.id,
+                        received
+                    ),
+                    portal.associations(
+                        ObjectType::Deals,
+                        ObjectType::Contacts,
+                        &found.id,
+                        received
+                    ),
                     portal.pipelines(),
                     portal.property_definitions(ObjectType::Deals),
                     owners,
@@ -247,9 +279,9 @@ impl HubSpotEnricher {
             }
             engagement => {
                 let (deals, contacts, companies, owners) = tokio::join!(
-                    portal.associations(engagement, ObjectType::Deals, &found.id),
-                    portal.associations(engagement, ObjectType::Contacts, &found.id),
-                    portal.associations(engagement, ObjectType::Companies, &found.id),
+                    portal.associations(engagement, ObjectType::Deals, &found.id, received),
+                    portal.associations(engagement, ObjectType::Contacts, &found.id, received),
+                    portal.associations(engagement, ObjectType::Companies, &found.id, received),
                     owners,
                 );
                 let first =

@@ -239,6 +239,7 @@ fn deal(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError
         if let Some(record) = property_change_of_deal(event)? {
             records.push(Record::Deal(record));
         }
+        stage_change_of_webhook(event, &[], &[], records)?;
         return Ok(());
     }
     let id = event.id();
@@ -359,11 +360,64 @@ fn deal(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError
             change_source: change_source(i)?,
         }));
     }
+    // The history read is the survivor's after a merge: the webhook still
+    // says when this deal itself entered a stage.
+    let read_for_this_deal = id == event.object_id;
+    let known: Vec<i64> = if read_for_this_deal {
+        history.iter().map(|(_, micros)| *micros).collect()
+    } else {
+        Vec::new()
+    };
+    stage_change_of_webhook(event, &known, &outcomes, records)?;
     pipeline_and_stages(event, &pipeline_id, &outcomes, records)?;
     owner(event, records)?;
     deals_company(event, records)?;
     custom(event, "deal", &id, records)?;
     records.insert(0, Record::Deal(deal));
+    Ok(())
+}
+
+/// A `dealstage` change the webhook reports, as a transition of the event's
+/// own deal at the event's time, unless the history read has it (`known`
+/// entry times). The stage it left is not in the webhook.
+fn stage_change_of_webhook(
+    event: &Event<'_>,
+    known: &[i64],
+    outcomes: &[(String, Outcome)],
+    records: &mut Vec<Record>,
+) -> Result<(), MappingError> {
+    let flat = &event.flat;
+    let (Field::Value(name), Field::Value(stage)) = (
+        flat.text("event_property_name")?,
+        flat.text_or_empty("event_property_value")?,
+    ) else {
+        return Ok(());
+    };
+    if name != "dealstage" || known.contains(&event.version.at_micro) {
+        return Ok(());
+    }
+    let to_status = match outcomes.iter().find(|(s, _)| *s == stage).map(|(_, o)| *o) {
+        Some(outcome) => outcome.as_str(),
+        None => "",
+    };
+    records.push(Record::StageTransition(StageTransition {
+        deal: event.key(event.object_id.clone()),
+        entered_at_micro: event.version.at_micro,
+        pipeline_id: flat
+            .text_or_empty("deal_pipeline_id")?
+            .value()
+            .cloned()
+            .unwrap_or_default(),
+        from_stage_id: String::new(),
+        to_stage_id: stage,
+        from_status: String::new(),
+        to_status: to_status.to_owned(),
+        change_source: flat
+            .text("event_change_source")?
+            .value()
+            .cloned()
+            .unwrap_or_default(),
+    }));
     Ok(())
 }
 

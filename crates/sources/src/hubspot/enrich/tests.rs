@@ -192,7 +192,7 @@ async fn a_burst_of_events_about_many_deals_costs_a_handful_of_calls() {
 }
 
 #[tokio::test]
-async fn a_deletion_reads_nothing_and_an_api_outage_leaves_the_event_partial() {
+async fn a_deleted_record_is_read_as_archived_and_an_api_outage_leaves_the_event_partial() {
     let api = fake().await;
     let enricher = enricher(&api.base_url());
     let deleted = enrich(
@@ -200,9 +200,38 @@ async fn a_deletion_reads_nothing_and_an_api_outage_leaves_the_event_partial() {
         &raw("deal", "103", "deletion", SAMPLE_START_MS, json!({})),
     )
     .await;
-    assert_eq!(deleted["record_found"], false);
-    assert_eq!(deleted["pipeline_enrichment_status"], "complete");
-    assert_eq!(api.state().calls.len(), 0, "a deletion needs no lookup");
+    assert_eq!(
+        deleted["pipeline_enrichment_status"], "complete",
+        "{deleted:#}"
+    );
+    assert_eq!(
+        deleted["record_found"], true,
+        "its last state is still there"
+    );
+    assert_eq!(deleted["record_archived"], true);
+    assert_eq!(deleted["deal_name"], "Duplicate");
+    assert!(deleted["record_archived_at"].is_string());
+    assert_eq!(
+        api.state()
+            .calls_to("/crm/v3/objects/deals/batch/read?archived=true"),
+        1,
+        "read again among the archived ones"
+    );
+    let erased = enrich(
+        &*enricher,
+        &raw(
+            "contact",
+            "201",
+            "privacyDeletion",
+            SAMPLE_START_MS,
+            json!({}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        erased["record_found"], false,
+        "a GDPR deletion erases the record"
+    );
 
     api.state().behaviour = Behaviour {
         outage: Some(503),
