@@ -32,7 +32,7 @@ fn scopes() -> Vec<Scope> {
         tenant: tenant.into(),
         pipeline,
     };
-    let world = World::generate(WorldConfig::sample_with_hubspot(SEED));
+    let world = World::generate(WorldConfig::sample(SEED));
     let pipeline = |id: &str| {
         let north = world.tenant("north");
         let pipeline = north
@@ -121,7 +121,7 @@ fn assert_matches_world(
 
 #[test]
 fn the_world_exercises_what_the_panels_must_get_right() {
-    let world = World::generate(WorldConfig::sample_with_hubspot(SEED));
+    let world = World::generate(WorldConfig::sample(SEED));
     let north = world.tenant("north");
     let south = world.tenant("south");
     assert!(north.closed_deals() >= 50, "north calibrates");
@@ -204,7 +204,7 @@ fn the_world_exercises_what_the_panels_must_get_right() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_panel_shows_the_worlds_numbers_on_clickhouse_18_and_on_a_modern_engine() {
-    let world = World::generate(WorldConfig::sample_with_hubspot(SEED));
+    let world = World::generate(WorldConfig::sample(SEED));
     let payloads = payloads(&world.enriched_events());
     let db = TestDatabase::create("dashboards").await;
     let loads = load_in_process(&db.settings, &world.tenants_toml(), &payloads, 500).await;
@@ -272,7 +272,7 @@ async fn every_panel_shows_the_worlds_numbers_on_clickhouse_18_and_on_a_modern_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_events_again_and_shuffled_leave_every_panel_unchanged() {
-    let world = World::generate(WorldConfig::sample_with_hubspot(SEED));
+    let world = World::generate(WorldConfig::sample(SEED));
     let payloads = payloads(&world.enriched_events());
     let mut shuffled = payloads.clone();
     shuffled.shuffle(&mut StdRng::seed_from_u64(SEED));

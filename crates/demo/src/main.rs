@@ -1,5 +1,5 @@
 //! `tributary-demo`: the main job on local services. Simulates two Pipedrive
-//! accounts (and, with `--hubspot`, a HubSpot one) over 120 days, starts the fake APIs and the three services,
+//! accounts and a HubSpot one over 120 days, starts the fake APIs and the three services,
 //! streams every webhook through the collector over HTTP, waits until the
 //! pipeline has caught up, and prints the dashboard numbers next to the
 //! ground truth, the freshness and the throughput; writes the HTML report.
@@ -39,10 +39,6 @@ struct Args {
     /// Share of webhooks sent as v2 (the rest v1).
     #[arg(long, default_value_t = 0.5)]
     v2_share: f64,
-    /// Add a HubSpot account ("initech") beside the Pipedrive ones (its
-    /// events need the HubSpot enricher and mapping).
-    #[arg(long)]
-    hubspot: bool,
     /// Leave the services and fake APIs running afterwards.
     #[arg(long)]
     keep: bool,
@@ -87,11 +83,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let today = chrono::Utc::now().timestamp().div_euclid(DAY) * DAY;
     let start = today - args.days * DAY;
-    let mut config = if args.hubspot {
-        WorldConfig::demo_with_hubspot(args.seed, start)
-    } else {
-        WorldConfig::demo(args.seed, start)
-    };
+    let mut config = WorldConfig::demo(args.seed, start);
     config.days = args.days;
     let world = Arc::new(World::generate(config));
     let habits = Habits {

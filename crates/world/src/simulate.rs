@@ -64,7 +64,8 @@ pub struct WorldConfig {
 pub const DEFAULT_START: i64 = 1_736_121_600;
 
 impl WorldConfig {
-    /// The demo's world: two accounts over 120 days, about 5,000 changes.
+    /// The demo's world: two Pipedrive accounts and a HubSpot portal over 120
+    /// days, about 7,000 changes.
     pub fn demo(seed: u64, start: i64) -> Self {
         WorldConfig {
             seed,
@@ -73,12 +74,15 @@ impl WorldConfig {
             tenants: vec![
                 TenantSpec::new("northwind", 2, 6, 700, 900),
                 TenantSpec::new("globex", 1, 3, 120, 200),
+                TenantSpec::hubspot("initech", 2, 4, 260, 320),
             ],
         }
     }
 
-    /// The dashboard tests' world: "north" with two pipelines and enough
-    /// closed deals to calibrate, "south" with one and too few.
+    /// The dashboard tests' world: Pipedrive accounts "north" with two
+    /// pipelines and enough closed deals to calibrate and "south" with one
+    /// and too few, and a HubSpot portal "harbor" with two pipelines and
+    /// enough closed deals to calibrate.
     pub fn sample(seed: u64) -> Self {
         WorldConfig {
             seed,
@@ -87,12 +91,14 @@ impl WorldConfig {
             tenants: vec![
                 TenantSpec::new("north", 2, 3, 180, 180),
                 TenantSpec::new("south", 1, 2, 40, 40),
+                TenantSpec::hubspot("harbor", 2, 3, 150, 150),
             ],
         }
     }
 
-    /// A small world for end-to-end tests: two accounts, a few hundred changes,
-    /// one of them with enough closed deals to calibrate.
+    /// A small world for end-to-end tests: two Pipedrive accounts and a
+    /// HubSpot portal, a few hundred changes each, one with enough closed
+    /// deals to calibrate.
     pub fn small(seed: u64) -> Self {
         WorldConfig {
             seed,
@@ -101,25 +107,15 @@ impl WorldConfig {
             tenants: vec![
                 TenantSpec::new("north", 2, 3, 110, 60),
                 TenantSpec::new("south", 1, 2, 25, 20),
+                TenantSpec::hubspot("harbor", 2, 3, 100, 60),
             ],
         }
     }
 
-    /// [`WorldConfig::demo`] with a HubSpot account, "initech", beside the
-    /// Pipedrive ones.
-    pub fn demo_with_hubspot(seed: u64, start: i64) -> Self {
-        Self::demo(seed, start).with(TenantSpec::hubspot("initech", 2, 4, 260, 320))
-    }
-
-    /// [`WorldConfig::sample`] with a HubSpot account, "harbor", with two
-    /// pipelines and enough closed deals to calibrate.
-    pub fn sample_with_hubspot(seed: u64) -> Self {
-        Self::sample(seed).with(TenantSpec::hubspot("harbor", 2, 3, 150, 150))
-    }
-
-    /// [`WorldConfig::small`] with a HubSpot account, "harbor".
-    pub fn small_with_hubspot(seed: u64) -> Self {
-        Self::small(seed).with(TenantSpec::hubspot("harbor", 2, 3, 100, 60))
+    /// This world with only the accounts of `platform`.
+    pub fn only(mut self, platform: Platform) -> Self {
+        self.tenants.retain(|t| t.platform == platform);
+        self
     }
 
     /// This world with one more account (simulated after the others, so

@@ -4,8 +4,9 @@ use tributary_sources::pipedrive::{self, Snapshot};
 
 use super::*;
 
+/// The Pipedrive accounts of the small world (HubSpot's have tests of their own).
 fn world() -> World {
-    World::generate(WorldConfig::small(7))
+    World::generate(WorldConfig::small(7).only(Platform::Pipedrive))
 }
 
 #[test]
@@ -30,8 +31,8 @@ fn the_same_seed_makes_the_same_world_and_deliveries() {
 fn every_world() -> Vec<World> {
     vec![
         world(),
-        World::generate(WorldConfig::sample_with_hubspot(7)),
-        World::generate(WorldConfig::demo_with_hubspot(7, DEFAULT_START)),
+        World::generate(WorldConfig::sample(7)),
+        World::generate(WorldConfig::demo(7, DEFAULT_START)),
     ]
 }
 

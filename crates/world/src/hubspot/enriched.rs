@@ -284,11 +284,10 @@ pub(crate) fn enriched_event(
             "event_new_object_id": merge.then(|| event.object_id.to_string()),
         }),
     );
-    // What the API answers for the record (archived records are a 404, as
-    // for a plain read; a merged id reads as the record that absorbed it).
-    let record = portal
-        .resolve(event.object_type, event.object_id)
-        .filter(|o| !o.archived());
+    // What the API answers for the record: archived ones too (the enricher
+    // reads a record a plain read misses among the archived); a merged id
+    // reads as the record that absorbed it.
+    let record = portal.resolve(event.object_type, event.object_id);
     let Some(record) = record else {
         put(
             &mut out,
