@@ -9,9 +9,14 @@
 -- value of the newest change that knew it: argMax over (source version,
 -- receipt time) of (value, present). So a change that carries one field
 -- never blanks the others, a late or replayed change never regresses a
--- field, and loading a change twice is harmless. Read a field with
--- `argMaxMerge(field).1` (its value) and `.2` (1 when set, 0 when null or
--- never known), grouping by tenant, source, account and id.
+-- field, and loading a change twice is harmless. `<entity>_resolved`
+-- computes each record's current row from those states (a field's value, or
+-- '' / 0 / NULL when it is null or was never known). Merging states is too
+-- slow for dashboards over many records, so the activator keeps
+-- `current_<entity>`: after each load it inserts the resolved rows of the
+-- records the load touched, versioned by the number of changes merged (a
+-- row resolved later has merged at least as many), before it records the
+-- events as loaded. Dashboards read `current_<entity> FINAL`.
 --
 -- The tables of earlier releases (events, deal_state, stage_transitions,
 -- activity_daily, won_by_source, pipeline_daily, stage_entries,
@@ -116,6 +121,7 @@ CREATE TABLE IF NOT EXISTS tributary.deals (
     id String,
     first_seen AggregateFunction(min, Int64),
     last_version AggregateFunction(max, Int64),
+    changes AggregateFunction(count),
     deleted AggregateFunction(argMax, Tuple(UInt8, UInt8), Tuple(Int64, Int64)),
     merged_into AggregateFunction(argMax, Tuple(String, UInt8), Tuple(Int64, Int64)),
     title AggregateFunction(argMax, Tuple(String, UInt8), Tuple(Int64, Int64)),
@@ -150,6 +156,7 @@ SELECT
     id,
     minState(version) AS first_seen,
     maxState(version) AS last_version,
+    countState() AS changes,
     argMaxStateIf(tuple(ifNull(deleted, toUInt8(0)), toUInt8(isNotNull(deleted))), tuple(version, received), has(known, 'deleted')) AS deleted,
     argMaxStateIf(tuple(ifNull(merged_into, ''), toUInt8(isNotNull(merged_into))), tuple(version, received), has(known, 'merged_into')) AS merged_into,
     argMaxStateIf(tuple(ifNull(title, ''), toUInt8(isNotNull(title))), tuple(version, received), has(known, 'title')) AS title,
@@ -175,6 +182,79 @@ SELECT
     argMaxStateIf(tuple(ifNull(updated_at, toDateTime(0, 'UTC')), toUInt8(isNotNull(updated_at))), tuple(version, received), has(known, 'updated_at')) AS updated_at
 FROM tributary.deal_changes
 GROUP BY tenant, source, account, id;
+
+-- Each deal as it is now, computed from the states above.
+CREATE VIEW IF NOT EXISTS tributary.deals_resolved AS
+SELECT
+    tenant,
+    source,
+    account,
+    id,
+    minMerge(first_seen) AS first_seen,
+    maxMerge(last_version) AS last_version,
+    countMerge(changes) AS changes,
+    argMaxMerge(deleted).1 AS deleted,
+    argMaxMerge(merged_into).1 AS merged_into,
+    argMaxMerge(title).1 AS title,
+    argMaxMerge(amount).1 AS amount,
+    argMaxMerge(amount_text).1 AS amount_text,
+    argMaxMerge(currency).1 AS currency,
+    argMaxMerge(pipeline_id).1 AS pipeline_id,
+    argMaxMerge(stage_id).1 AS stage_id,
+    argMaxMerge(status).1 AS status,
+    if(argMaxMerge(probability).2 = 1, argMaxMerge(probability).1, NULL) AS probability,
+    if(argMaxMerge(expected_close_date).2 = 1, argMaxMerge(expected_close_date).1, NULL) AS expected_close_date,
+    if(argMaxMerge(created_at).2 = 1, argMaxMerge(created_at).1, NULL) AS created_at,
+    if(argMaxMerge(won_at).2 = 1, argMaxMerge(won_at).1, NULL) AS won_at,
+    if(argMaxMerge(lost_at).2 = 1, argMaxMerge(lost_at).1, NULL) AS lost_at,
+    if(argMaxMerge(closed_at).2 = 1, argMaxMerge(closed_at).1, NULL) AS closed_at,
+    argMaxMerge(lost_reason).1 AS lost_reason,
+    argMaxMerge(owner_id).1 AS owner_id,
+    argMaxMerge(company_id).1 AS company_id,
+    argMaxMerge(contact_id).1 AS contact_id,
+    if(argMaxMerge(stage_changed_at).2 = 1, argMaxMerge(stage_changed_at).1, NULL) AS stage_changed_at,
+    argMaxMerge(marketing_source).1 AS marketing_source,
+    argMaxMerge(marketing_campaign).1 AS marketing_campaign,
+    if(argMaxMerge(updated_at).2 = 1, argMaxMerge(updated_at).1, NULL) AS updated_at
+FROM tributary.deals
+GROUP BY tenant, source, account, id;
+
+-- Each deal as it is now, kept by the activator: after loading changes it
+-- inserts the resolved rows of the deals they touched. The row of the most
+-- changes wins, so read with FINAL.
+CREATE TABLE IF NOT EXISTS tributary.current_deals (
+    tenant String,
+    source String,
+    account String,
+    id String,
+    first_seen Int64,
+    last_version Int64,
+    changes UInt64,
+    deleted UInt8,
+    merged_into String,
+    title String,
+    amount Decimal(18, 4),
+    amount_text String,
+    currency String,
+    pipeline_id String,
+    stage_id String,
+    status String,
+    probability Nullable(Float64),
+    expected_close_date Nullable(Date),
+    created_at Nullable(DateTime('UTC')),
+    won_at Nullable(DateTime('UTC')),
+    lost_at Nullable(DateTime('UTC')),
+    closed_at Nullable(DateTime('UTC')),
+    lost_reason String,
+    owner_id String,
+    company_id String,
+    contact_id String,
+    stage_changed_at Nullable(DateTime('UTC')),
+    marketing_source String,
+    marketing_campaign String,
+    updated_at Nullable(DateTime('UTC'))
+) ENGINE = ReplacingMergeTree(changes)
+ORDER BY (tenant, source, account, id);
 
 -- Activities (calls, emails, meetings, tasks, notes), merged field by field
 -- like deals: a reassigned, retyped, undone or deleted activity is counted
@@ -212,6 +292,7 @@ CREATE TABLE IF NOT EXISTS tributary.activities (
     id String,
     first_seen AggregateFunction(min, Int64),
     last_version AggregateFunction(max, Int64),
+    changes AggregateFunction(count),
     deleted AggregateFunction(argMax, Tuple(UInt8, UInt8), Tuple(Int64, Int64)),
     merged_into AggregateFunction(argMax, Tuple(String, UInt8), Tuple(Int64, Int64)),
     kind AggregateFunction(argMax, Tuple(String, UInt8), Tuple(Int64, Int64)),
@@ -239,6 +320,7 @@ SELECT
     id,
     minState(version) AS first_seen,
     maxState(version) AS last_version,
+    countState() AS changes,
     argMaxStateIf(tuple(ifNull(deleted, toUInt8(0)), toUInt8(isNotNull(deleted))), tuple(version, received), has(known, 'deleted')) AS deleted,
     argMaxStateIf(tuple(ifNull(merged_into, ''), toUInt8(isNotNull(merged_into))), tuple(version, received), has(known, 'merged_into')) AS merged_into,
     argMaxStateIf(tuple(ifNull(kind, ''), toUInt8(isNotNull(kind))), tuple(version, received), has(known, 'kind')) AS kind,
@@ -257,6 +339,65 @@ SELECT
     argMaxStateIf(tuple(ifNull(updated_at, toDateTime(0, 'UTC')), toUInt8(isNotNull(updated_at))), tuple(version, received), has(known, 'updated_at')) AS updated_at
 FROM tributary.activity_changes
 GROUP BY tenant, source, account, id;
+
+-- Each activity as it is now, computed from the states above.
+CREATE VIEW IF NOT EXISTS tributary.activities_resolved AS
+SELECT
+    tenant,
+    source,
+    account,
+    id,
+    minMerge(first_seen) AS first_seen,
+    maxMerge(last_version) AS last_version,
+    countMerge(changes) AS changes,
+    argMaxMerge(deleted).1 AS deleted,
+    argMaxMerge(merged_into).1 AS merged_into,
+    argMaxMerge(kind).1 AS kind,
+    argMaxMerge(raw_type).1 AS raw_type,
+    argMaxMerge(direction).1 AS direction,
+    argMaxMerge(subject).1 AS subject,
+    if(argMaxMerge(due_date).2 = 1, argMaxMerge(due_date).1, NULL) AS due_date,
+    if(argMaxMerge(due_at).2 = 1, argMaxMerge(due_at).1, NULL) AS due_at,
+    argMaxMerge(done).1 AS done,
+    if(argMaxMerge(done_at).2 = 1, argMaxMerge(done_at).1, NULL) AS done_at,
+    argMaxMerge(owner_id).1 AS owner_id,
+    argMaxMerge(deal_id).1 AS deal_id,
+    argMaxMerge(contact_id).1 AS contact_id,
+    argMaxMerge(company_id).1 AS company_id,
+    if(argMaxMerge(created_at).2 = 1, argMaxMerge(created_at).1, NULL) AS created_at,
+    if(argMaxMerge(updated_at).2 = 1, argMaxMerge(updated_at).1, NULL) AS updated_at
+FROM tributary.activities
+GROUP BY tenant, source, account, id;
+
+-- Each activity as it is now, kept by the activator: after loading changes it
+-- inserts the resolved rows of the activities they touched. The row of the most
+-- changes wins, so read with FINAL.
+CREATE TABLE IF NOT EXISTS tributary.current_activities (
+    tenant String,
+    source String,
+    account String,
+    id String,
+    first_seen Int64,
+    last_version Int64,
+    changes UInt64,
+    deleted UInt8,
+    merged_into String,
+    kind String,
+    raw_type String,
+    direction String,
+    subject String,
+    due_date Nullable(Date),
+    due_at Nullable(DateTime('UTC')),
+    done UInt8,
+    done_at Nullable(DateTime('UTC')),
+    owner_id String,
+    deal_id String,
+    contact_id String,
+    company_id String,
+    created_at Nullable(DateTime('UTC')),
+    updated_at Nullable(DateTime('UTC'))
+) ENGINE = ReplacingMergeTree(changes)
+ORDER BY (tenant, source, account, id);
 
 -- Companies (organizations, accounts, customers).
 CREATE TABLE IF NOT EXISTS tributary.company_changes (
@@ -285,6 +426,7 @@ CREATE TABLE IF NOT EXISTS tributary.companies (
     id String,
     first_seen AggregateFunction(min, Int64),
     last_version AggregateFunction(max, Int64),
+    changes AggregateFunction(count),
     deleted AggregateFunction(argMax, Tuple(UInt8, UInt8), Tuple(Int64, Int64)),
     merged_into AggregateFunction(argMax, Tuple(String, UInt8), Tuple(Int64, Int64)),
     name AggregateFunction(argMax, Tuple(String, UInt8), Tuple(Int64, Int64)),
@@ -305,6 +447,7 @@ SELECT
     id,
     minState(version) AS first_seen,
     maxState(version) AS last_version,
+    countState() AS changes,
     argMaxStateIf(tuple(ifNull(deleted, toUInt8(0)), toUInt8(isNotNull(deleted))), tuple(version, received), has(known, 'deleted')) AS deleted,
     argMaxStateIf(tuple(ifNull(merged_into, ''), toUInt8(isNotNull(merged_into))), tuple(version, received), has(known, 'merged_into')) AS merged_into,
     argMaxStateIf(tuple(ifNull(name, ''), toUInt8(isNotNull(name))), tuple(version, received), has(known, 'name')) AS name,
@@ -316,6 +459,51 @@ SELECT
     argMaxStateIf(tuple(ifNull(updated_at, toDateTime(0, 'UTC')), toUInt8(isNotNull(updated_at))), tuple(version, received), has(known, 'updated_at')) AS updated_at
 FROM tributary.company_changes
 GROUP BY tenant, source, account, id;
+
+-- Each company as it is now, computed from the states above.
+CREATE VIEW IF NOT EXISTS tributary.companies_resolved AS
+SELECT
+    tenant,
+    source,
+    account,
+    id,
+    minMerge(first_seen) AS first_seen,
+    maxMerge(last_version) AS last_version,
+    countMerge(changes) AS changes,
+    argMaxMerge(deleted).1 AS deleted,
+    argMaxMerge(merged_into).1 AS merged_into,
+    argMaxMerge(name).1 AS name,
+    argMaxMerge(domain).1 AS domain,
+    argMaxMerge(owner_id).1 AS owner_id,
+    argMaxMerge(industry).1 AS industry,
+    argMaxMerge(size).1 AS size,
+    if(argMaxMerge(created_at).2 = 1, argMaxMerge(created_at).1, NULL) AS created_at,
+    if(argMaxMerge(updated_at).2 = 1, argMaxMerge(updated_at).1, NULL) AS updated_at
+FROM tributary.companies
+GROUP BY tenant, source, account, id;
+
+-- Each company as it is now, kept by the activator: after loading changes it
+-- inserts the resolved rows of the companies they touched. The row of the most
+-- changes wins, so read with FINAL.
+CREATE TABLE IF NOT EXISTS tributary.current_companies (
+    tenant String,
+    source String,
+    account String,
+    id String,
+    first_seen Int64,
+    last_version Int64,
+    changes UInt64,
+    deleted UInt8,
+    merged_into String,
+    name String,
+    domain String,
+    owner_id String,
+    industry String,
+    size String,
+    created_at Nullable(DateTime('UTC')),
+    updated_at Nullable(DateTime('UTC'))
+) ENGINE = ReplacingMergeTree(changes)
+ORDER BY (tenant, source, account, id);
 
 -- Contacts without personal data (names, email and phone are in
 -- tributary_pii.contact_details).
@@ -343,6 +531,7 @@ CREATE TABLE IF NOT EXISTS tributary.contacts (
     id String,
     first_seen AggregateFunction(min, Int64),
     last_version AggregateFunction(max, Int64),
+    changes AggregateFunction(count),
     deleted AggregateFunction(argMax, Tuple(UInt8, UInt8), Tuple(Int64, Int64)),
     merged_into AggregateFunction(argMax, Tuple(String, UInt8), Tuple(Int64, Int64)),
     company_id AggregateFunction(argMax, Tuple(String, UInt8), Tuple(Int64, Int64)),
@@ -361,6 +550,7 @@ SELECT
     id,
     minState(version) AS first_seen,
     maxState(version) AS last_version,
+    countState() AS changes,
     argMaxStateIf(tuple(ifNull(deleted, toUInt8(0)), toUInt8(isNotNull(deleted))), tuple(version, received), has(known, 'deleted')) AS deleted,
     argMaxStateIf(tuple(ifNull(merged_into, ''), toUInt8(isNotNull(merged_into))), tuple(version, received), has(known, 'merged_into')) AS merged_into,
     argMaxStateIf(tuple(ifNull(company_id, ''), toUInt8(isNotNull(company_id))), tuple(version, received), has(known, 'company_id')) AS company_id,
@@ -370,6 +560,47 @@ SELECT
     argMaxStateIf(tuple(ifNull(updated_at, toDateTime(0, 'UTC')), toUInt8(isNotNull(updated_at))), tuple(version, received), has(known, 'updated_at')) AS updated_at
 FROM tributary.contact_changes
 GROUP BY tenant, source, account, id;
+
+-- Each contact as it is now, computed from the states above.
+CREATE VIEW IF NOT EXISTS tributary.contacts_resolved AS
+SELECT
+    tenant,
+    source,
+    account,
+    id,
+    minMerge(first_seen) AS first_seen,
+    maxMerge(last_version) AS last_version,
+    countMerge(changes) AS changes,
+    argMaxMerge(deleted).1 AS deleted,
+    argMaxMerge(merged_into).1 AS merged_into,
+    argMaxMerge(company_id).1 AS company_id,
+    argMaxMerge(owner_id).1 AS owner_id,
+    argMaxMerge(email_status).1 AS email_status,
+    if(argMaxMerge(created_at).2 = 1, argMaxMerge(created_at).1, NULL) AS created_at,
+    if(argMaxMerge(updated_at).2 = 1, argMaxMerge(updated_at).1, NULL) AS updated_at
+FROM tributary.contacts
+GROUP BY tenant, source, account, id;
+
+-- Each contact as it is now, kept by the activator: after loading changes it
+-- inserts the resolved rows of the contacts they touched. The row of the most
+-- changes wins, so read with FINAL.
+CREATE TABLE IF NOT EXISTS tributary.current_contacts (
+    tenant String,
+    source String,
+    account String,
+    id String,
+    first_seen Int64,
+    last_version Int64,
+    changes UInt64,
+    deleted UInt8,
+    merged_into String,
+    company_id String,
+    owner_id String,
+    email_status String,
+    created_at Nullable(DateTime('UTC')),
+    updated_at Nullable(DateTime('UTC'))
+) ENGINE = ReplacingMergeTree(changes)
+ORDER BY (tenant, source, account, id);
 
 -- Users: reps, owners, technicians, assignees.
 CREATE TABLE IF NOT EXISTS tributary.user_changes (
@@ -394,6 +625,7 @@ CREATE TABLE IF NOT EXISTS tributary.users (
     id String,
     first_seen AggregateFunction(min, Int64),
     last_version AggregateFunction(max, Int64),
+    changes AggregateFunction(count),
     deleted AggregateFunction(argMax, Tuple(UInt8, UInt8), Tuple(Int64, Int64)),
     name AggregateFunction(argMax, Tuple(String, UInt8), Tuple(Int64, Int64)),
     email AggregateFunction(argMax, Tuple(String, UInt8), Tuple(Int64, Int64)),
@@ -410,6 +642,7 @@ SELECT
     id,
     minState(version) AS first_seen,
     maxState(version) AS last_version,
+    countState() AS changes,
     argMaxStateIf(tuple(ifNull(deleted, toUInt8(0)), toUInt8(isNotNull(deleted))), tuple(version, received), has(known, 'deleted')) AS deleted,
     argMaxStateIf(tuple(ifNull(name, ''), toUInt8(isNotNull(name))), tuple(version, received), has(known, 'name')) AS name,
     argMaxStateIf(tuple(ifNull(email, ''), toUInt8(isNotNull(email))), tuple(version, received), has(known, 'email')) AS email,
@@ -417,6 +650,43 @@ SELECT
     argMaxStateIf(tuple(ifNull(updated_at, toDateTime(0, 'UTC')), toUInt8(isNotNull(updated_at))), tuple(version, received), has(known, 'updated_at')) AS updated_at
 FROM tributary.user_changes
 GROUP BY tenant, source, account, id;
+
+-- Each user as it is now, computed from the states above.
+CREATE VIEW IF NOT EXISTS tributary.users_resolved AS
+SELECT
+    tenant,
+    source,
+    account,
+    id,
+    minMerge(first_seen) AS first_seen,
+    maxMerge(last_version) AS last_version,
+    countMerge(changes) AS changes,
+    argMaxMerge(deleted).1 AS deleted,
+    argMaxMerge(name).1 AS name,
+    argMaxMerge(email).1 AS email,
+    argMaxMerge(active).1 AS active,
+    if(argMaxMerge(updated_at).2 = 1, argMaxMerge(updated_at).1, NULL) AS updated_at
+FROM tributary.users
+GROUP BY tenant, source, account, id;
+
+-- Each user as it is now, kept by the activator: after loading changes it
+-- inserts the resolved rows of the users they touched. The row of the most
+-- changes wins, so read with FINAL.
+CREATE TABLE IF NOT EXISTS tributary.current_users (
+    tenant String,
+    source String,
+    account String,
+    id String,
+    first_seen Int64,
+    last_version Int64,
+    changes UInt64,
+    deleted UInt8,
+    name String,
+    email String,
+    active UInt8,
+    updated_at Nullable(DateTime('UTC'))
+) ENGINE = ReplacingMergeTree(changes)
+ORDER BY (tenant, source, account, id);
 
 -- Contacts' personal data, in the database the dashboard user cannot read.
 CREATE TABLE IF NOT EXISTS tributary_pii.contact_changes (

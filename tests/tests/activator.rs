@@ -16,9 +16,9 @@ use tributary_tests::enricher::{Topics, read_json};
 /// counted twice.
 const NUMBERS: &[&str] = &[
     "SELECT count() AS events, uniqExact(event_id) AS ids FROM tributary.event_log FINAL",
-    "SELECT count() AS deals, sum(amount) AS value, groupArray(stage) AS stages, groupArray(status) AS statuses FROM (SELECT id, toFloat64(argMaxMerge(amount).1) AS amount, argMaxMerge(stage_id).1 AS stage, argMaxMerge(status).1 AS status FROM tributary.deals GROUP BY tenant, source, account, id ORDER BY tenant, id)",
+    "SELECT count() AS deals, sum(amount) AS value, groupArray(stage) AS stages, groupArray(status) AS statuses FROM (SELECT id, toFloat64(amount) AS amount, stage_id AS stage, status FROM tributary.current_deals FINAL ORDER BY tenant, id)",
     "SELECT count() AS transitions, sum(toInt64(to_stage_id)) AS to_stages FROM tributary.deal_stage_transitions FINAL",
-    "SELECT channel, count() AS deals, round(sum(amount), 2) AS value FROM (SELECT argMaxMerge(marketing_source).1 AS channel, argMaxMerge(status).1 AS status, toFloat64(argMaxMerge(amount).1) AS amount FROM tributary.deals GROUP BY tenant, source, account, id) WHERE status = 'won' GROUP BY channel ORDER BY channel",
+    "SELECT marketing_source AS channel, count() AS deals, round(sum(toFloat64(amount)), 2) AS value FROM tributary.current_deals FINAL WHERE status = 'won' GROUP BY channel ORDER BY channel",
     "SELECT count() AS contacts FROM (SELECT id FROM tributary_pii.contact_details GROUP BY tenant, source, account, id)",
 ];
 
@@ -177,9 +177,7 @@ async fn an_older_stage_change_arriving_late_does_not_regress_the_deal() {
     produce_events(&brokers, &topics.enriched, &[base.to_json()]).await;
     wait_for(&db, LOADED, json!(2), || activator.service.log()).await;
     let state = db
-        .query(
-            "SELECT argMaxMerge(stage_id).1 AS stage_id FROM tributary.deals WHERE id = '77' GROUP BY id",
-        )
+        .query("SELECT stage_id FROM tributary.current_deals FINAL WHERE id = '77'")
         .await;
     assert_eq!(state, vec![json!({"stage_id": "3"})]);
     let stage = db
@@ -350,7 +348,7 @@ async fn clickhouse_stopped_mid_stream_then_restarted_loses_and_doubles_nothing(
         .await;
     assert_eq!(ledger, vec![json!({"n": events.len()})]);
     let won = db
-        .query("SELECT count() AS n FROM (SELECT argMaxMerge(status).1 AS status FROM tributary.deals GROUP BY tenant, source, account, id) WHERE status = 'won'")
+        .query("SELECT count() AS n FROM tributary.current_deals FINAL WHERE status = 'won'")
         .await;
     // Deals 5..60 step 5: 12 won; those divisible by 10 reopened and won again.
     assert_eq!(won, vec![json!({"n": 12})], "every won deal counted once");

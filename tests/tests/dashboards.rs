@@ -6,13 +6,15 @@
 //! arrive again, and again shuffled.
 #![cfg(feature = "clickhouse-tests")]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde_json::{Value, json};
+use tributary_activator::load::{Inserted, Target, refresh_statements};
 use tributary_clickhouse::dashboard::{self, Panel, Scope};
+use tributary_model::Key;
 use tributary_tests::activator::load_in_process;
 use tributary_tests::chdb::Chdb;
 use tributary_tests::clickhouse::TestDatabase;
@@ -202,6 +204,37 @@ fn the_world_exercises_what_the_panels_must_get_right() {
     }
 }
 
+/// The activator's refreshes of the current rows after `load`: one set per
+/// entity table, of the records its rows change.
+fn refreshes(load: &[Inserted]) -> Vec<String> {
+    let mut statements = Vec::new();
+    for inserted in load {
+        let Target::Record(table) = inserted.target else {
+            continue;
+        };
+        let Some(current) = table.current() else {
+            continue;
+        };
+        let keys: BTreeSet<Key> = inserted
+            .rows
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let row: Value = serde_json::from_slice(line).expect("a JSON row");
+                let text = |name: &str| row[name].as_str().expect("a key column").to_owned();
+                Key {
+                    tenant: text("tenant"),
+                    source: text("source"),
+                    account: text("account"),
+                    id: text("id"),
+                }
+            })
+            .collect();
+        statements.extend(refresh_statements("tributary", current, &keys));
+    }
+    statements
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_panel_shows_the_worlds_numbers_on_clickhouse_18_and_on_a_modern_engine() {
     let world = World::generate(WorldConfig::sample(SEED));
@@ -212,8 +245,15 @@ async fn every_panel_shows_the_worlds_numbers_on_clickhouse_18_and_on_a_modern_e
     // The same inserts, into the modern engine: its views build the same tables.
     let mut chdb = Chdb::open();
     chdb.apply_migrations();
-    for inserted in loads.iter().flatten() {
-        chdb.insert_json_each_row(&inserted.target.default_name(), &inserted.rows);
+    for load in &loads {
+        for inserted in load {
+            chdb.insert_json_each_row(&inserted.target.default_name(), &inserted.rows);
+        }
+        // And, as the activator does after each load, the current rows of
+        // the records it changed.
+        for sql in refreshes(load) {
+            chdb.execute(&sql);
+        }
     }
     // And the currency rates the activator wrote from its configuration.
     let mut rates = Vec::new();

@@ -19,6 +19,10 @@ const STAGES: &str = r#"{"tenant":"acme","source":"pipedrive","account":"1","id"
 const RATES: &str = r#"{"tenant":"acme","currency":"EUR","origin":"configuration","home_currency":"EUR","rate":1,"updated_at":"2025-01-01 00:00:00"}
 {"tenant":"acme","currency":"USD","origin":"configuration","home_currency":"EUR","rate":0.5,"updated_at":"2025-01-01 00:00:00"}"#;
 
+/// What the activator does after loading deal changes, for every deal.
+const REFRESH_DEALS: &str =
+    "INSERT INTO tributary.current_deals SELECT * FROM tributary.deals_resolved";
+
 const SNAPSHOT: &str = "SELECT stage_id, home_currency, deals, value, weighted_value, unconverted_deals FROM tributary.pipeline_snapshots ORDER BY stage_id";
 
 /// The snapshot of [`DEALS`]: open deals only, in EUR, a deal's own
@@ -58,6 +62,7 @@ async fn migrations_apply_once_and_a_second_run_changes_nothing_on_clickhouse_18
         ))
         .await;
     }
+    db.execute(REFRESH_DEALS).await;
     let sql = split_statements(PIPELINE_SNAPSHOT).join("\n");
     db.execute(&sql).await;
     assert_snapshot(&db.query(SNAPSHOT).await);
@@ -79,6 +84,11 @@ fn every_migration_and_the_snapshot_job_run_on_a_modern_engine() {
         "companies",
         "contacts",
         "currency_rates",
+        "current_activities",
+        "current_companies",
+        "current_contacts",
+        "current_deals",
+        "current_users",
         "custom_field_definitions",
         "custom_field_values",
         "deal_stage_transitions",
@@ -95,6 +105,7 @@ fn every_migration_and_the_snapshot_job_run_on_a_modern_engine() {
     chdb.insert_json_each_row("tributary.deal_changes", DEALS.as_bytes());
     chdb.insert_json_each_row("tributary.stages", STAGES.as_bytes());
     chdb.insert_json_each_row("tributary.currency_rates", RATES.as_bytes());
+    chdb.execute(REFRESH_DEALS);
     chdb.execute(&split_statements(PIPELINE_SNAPSHOT).join("\n"));
     assert_snapshot(&chdb.query(SNAPSHOT));
 }
@@ -113,12 +124,24 @@ const CHANGES: [&str; 6] = [
 
 const STATE: &str = "SELECT id, argMaxMerge(title) AS title, toFloat64(argMaxMerge(amount).1) AS amount, argMaxMerge(stage_id).1 AS stage, argMaxMerge(lost_reason) AS lost_reason, argMaxMerge(deleted).1 AS deleted FROM tributary.deals GROUP BY id";
 
+/// The same deal as resolved by the view and as kept in the current table.
+const RESOLVED: &str = "SELECT id, changes, title, toFloat64(amount) AS amount, stage_id AS stage, lost_reason, deleted FROM tributary.deals_resolved";
+const CURRENT: &str = "SELECT id, changes, title, toFloat64(amount) AS amount, stage_id AS stage, lost_reason, deleted FROM tributary.current_deals FINAL";
+
 fn assert_state(engine: &str, rows: &[Value]) {
     // The title of the newest change that knew it (350, after the tombstone's
     // 400 but newer than 200); the amount nobody changed again; the stage of
     // version 300, not the late 200; the explicit null; still deleted.
     let expected = json!({"id": "1234567890123456789", "title": ["Omni (late)", 1],
         "amount": 1500.25, "stage": "c", "lost_reason": ["", 0], "deleted": 1});
+    assert_eq!(rows, [expected], "{engine}");
+}
+
+/// The resolved row: the values of [`assert_state`], null as empty, and
+/// how many changes were merged.
+fn assert_resolved(engine: &str, rows: &[Value], changes: usize) {
+    let expected = json!({"id": "1234567890123456789", "changes": changes, "title": "Omni (late)",
+        "amount": 1500.25, "stage": "c", "lost_reason": "", "deleted": 1});
     assert_eq!(rows, [expected], "{engine}");
 }
 
@@ -145,6 +168,23 @@ async fn entities_merge_field_by_field_by_version_on_both_engines() {
     chdb.insert_json_each_row("tributary.deal_changes", again.as_bytes());
     assert_state("ClickHouse 18.16", &db.query(STATE).await);
     assert_state("chdb 26.9", &chdb.query(STATE));
+    let merged = 2 * CHANGES.len();
+    assert_resolved("ClickHouse 18.16", &db.query(RESOLVED).await, merged);
+    assert_resolved("chdb 26.9", &chdb.query(RESOLVED), merged);
+
+    // The current table keeps the row resolved from the most changes, even
+    // when a refresh that read fewer lands after it.
+    let fresh = "INSERT INTO tributary.current_deals SELECT * FROM tributary.deals_resolved";
+    let stale = r#"{"tenant":"acme","source":"hubspot","account":"62515","id":"1234567890123456789","changes":1,"title":"Omni","amount":1500.25,"stage_id":"a","lost_reason":"Price","deleted":0}"#;
+    db.execute(fresh).await;
+    db.execute(&format!(
+        "INSERT INTO tributary.current_deals FORMAT JSONEachRow {stale}"
+    ))
+    .await;
+    chdb.execute(fresh);
+    chdb.insert_json_each_row("tributary.current_deals", stale.as_bytes());
+    assert_resolved("ClickHouse 18.16", &db.query(CURRENT).await, merged);
+    assert_resolved("chdb 26.9", &chdb.query(CURRENT), merged);
 }
 
 #[test]

@@ -1123,6 +1123,10 @@ mod rates {
                  0, NULL, 'open', '1', '1', 1000, 'USD')",
             )
             .await;
+        // Its current row, as the activator would keep it.
+        database
+            .execute("INSERT INTO tributary.current_deals SELECT * FROM tributary.deals_resolved")
+            .await;
         database
             .execute(
                 "INSERT INTO tributary.currency_rates VALUES \

@@ -7,13 +7,13 @@
 //! fill in what the partial copy did not know; the newer event-log row
 //! replaces the old one). The ledger rows are written last.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use tributary_envelope::{DeadLetter, DeadLetterError};
-use tributary_model::{Mapped, Table};
+use tributary_model::{Key, Mapped, Table};
 
 use crate::load::{EventKey, Stored};
 
@@ -119,12 +119,16 @@ pub struct Accepted {
     pub log_row: Vec<u8>,
     /// The canonical records' rows, by table (`JSONEachRow`).
     pub records: Vec<(Table, Vec<u8>)>,
+    /// The entity records the rows change, by change table.
+    pub touched: Vec<(Table, Key)>,
 }
 
 /// The rows to insert for one batch, after de-duplication.
 #[derive(Default)]
 pub struct Load {
     pub records: Vec<(Table, Vec<u8>)>,
+    /// Entity records whose current rows the load must refresh, by change table.
+    pub touched: BTreeMap<Table, BTreeSet<Key>>,
     pub event_log: Vec<u8>,
     pub ledger: Vec<u8>,
     /// (template, first copy) of each inserted event.
@@ -201,6 +205,9 @@ impl Batch {
                     None => load.records.push((*table, rows.clone())),
                 }
             }
+            for (table, key) in &event.touched {
+                load.touched.entry(*table).or_default().insert(key.clone());
+            }
             load.event_log.extend_from_slice(&event.log_row);
             let _ = writeln!(load.event_log, ",\"loaded_at_micro\":{loaded_at_micro}}}");
             let _ = serde_json::to_writer(
@@ -275,6 +282,13 @@ mod tests {
             records: vec![(
                 Table::DealChanges,
                 format!("{{\"id\":\"{id}\"}}\n").into_bytes(),
+            )],
+            touched: vec![(
+                Table::DealChanges,
+                Key {
+                    id: id.to_string(),
+                    ..Key::default()
+                },
             )],
         }
     }

@@ -209,6 +209,12 @@ impl Activator {
             };
             record.write_row(&mut records[at].1);
         }
+        let touched = mapped
+            .records
+            .iter()
+            .filter_map(|r| Some((r.table(), r.entity_key()?.clone())))
+            .filter(|(table, _)| table.current().is_some())
+            .collect();
         let log_row = batch::event_log_row(&batch::EventLogFields {
             event_time,
             pipeline: &pipeline,
@@ -229,11 +235,13 @@ impl Activator {
             template: template.name.clone(),
             log_row,
             records,
+            touched,
         }))
     }
 
     /// Loads one batch: de-duplicates it against the ledger, inserts the
-    /// records of the new events (every table at once), then their
+    /// records of the new events (every table at once), refreshes the
+    /// current rows of the entities they change, then inserts their
     /// event-log rows, then the ledger rows that mark them loaded, and
     /// stores the batch's dead letters. Returns every insert made, in order.
     /// On failure, says what failed (`clickhouse` or `dead_letter`);
@@ -262,6 +270,15 @@ impl Activator {
             .iter()
             .map(|i| clickhouse.insert(i.target, i.rows.clone()));
         for result in futures_util::future::join_all(inserts).await {
+            result.map_err(|e| ("clickhouse", e.into()))?;
+        }
+        // The current rows of what changed, before the events count as
+        // loaded: a crash in between loads and refreshes them again.
+        let refreshes = rows
+            .touched
+            .iter()
+            .filter_map(|(table, keys)| Some(clickhouse.refresh_current(table.current()?, keys)));
+        for result in futures_util::future::join_all(refreshes).await {
             result.map_err(|e| ("clickhouse", e.into()))?;
         }
         let log = Inserted {

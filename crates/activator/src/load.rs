@@ -8,7 +8,7 @@ use chrono::{Datelike, NaiveDate};
 use tributary_clickhouse::{ClickHouseSettings, migrations};
 
 use tributary_config::CurrencySettings;
-use tributary_model::Table;
+use tributary_model::{CurrentRows, Key, Table};
 
 /// What a batch needs to know of an event already stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +77,9 @@ const MONTHLY_TABLES: &[&str] = &[
 /// Ids per look-up query: keeps each well under ClickHouse's default
 /// `max_query_size` (256 KiB).
 const LOOKUP_CHUNK: usize = 2_000;
+
+/// Bytes of record keys per refresh query, for the same reason.
+const REFRESH_LIST_BYTES: usize = 100_000;
 
 pub struct ClickHouse {
     client: clickhouse::Client,
@@ -165,6 +168,23 @@ impl ClickHouse {
             .insert_formatted_with(format!("INSERT INTO {database}.{table} FORMAT JSONEachRow"));
         insert.send(rows).await?;
         insert.end().await
+    }
+
+    /// Inserts the resolved rows of `keys` into the entity's current table.
+    pub async fn refresh_current(
+        &self,
+        current: CurrentRows,
+        keys: &BTreeSet<Key>,
+    ) -> Result<(), clickhouse::error::Error> {
+        for sql in refresh_statements(&self.settings.database, current, keys) {
+            // ClickHouse 18.16 moves a filter into a view only when asked.
+            self.client
+                .query(&sql)
+                .with_setting("enable_optimize_predicate_expression", "1")
+                .execute()
+                .await?;
+        }
+        Ok(())
     }
 
     /// Writes the configured home currencies and rates (`origin =
@@ -266,6 +286,42 @@ impl ClickHouse {
     }
 }
 
+/// The statements that insert the resolved rows of `keys` into the
+/// entity's current table, in `database`. The view's filter on the table's
+/// key reads only the granules of those records.
+pub fn refresh_statements(
+    database: &str,
+    current: CurrentRows,
+    keys: &BTreeSet<Key>,
+) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut keys = keys.iter().peekable();
+    while keys.peek().is_some() {
+        let mut list = String::new();
+        while list.len() < REFRESH_LIST_BYTES
+            && let Some(key) = keys.next()
+        {
+            if !list.is_empty() {
+                list.push(',');
+            }
+            list.push_str(&format!(
+                "({},{},{},{})",
+                quote(&key.tenant),
+                quote(&key.source),
+                quote(&key.account),
+                quote(&key.id)
+            ));
+        }
+        statements.push(format!(
+            "INSERT INTO {database}.{table} SELECT * FROM {database}.{resolved} \
+             WHERE (tenant, source, account, id) IN ({list})",
+            table = current.table,
+            resolved = current.resolved,
+        ));
+    }
+    statements
+}
+
 /// A ClickHouse string literal.
 pub fn quote(text: &str) -> String {
     let mut quoted = String::with_capacity(text.len() + 2);
@@ -288,6 +344,38 @@ fn join(items: impl IntoIterator<Item = String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refresh_names_each_key_once_and_splits_long_lists() {
+        let current = Table::DealChanges
+            .current()
+            .expect("deals have current rows");
+        let key = |id: String| Key {
+            tenant: "acme".into(),
+            source: "hubspot".into(),
+            account: "62515".into(),
+            id,
+        };
+        let few: BTreeSet<Key> = ["1", "it's"].map(|id| key(id.into())).into();
+        let statements = refresh_statements("tributary", current, &few);
+        assert_eq!(
+            statements,
+            [
+                "INSERT INTO tributary.current_deals SELECT * FROM tributary.deals_resolved \
+              WHERE (tenant, source, account, id) IN \
+              (('acme','hubspot','62515','1'),('acme','hubspot','62515','it\\'s'))"
+            ]
+        );
+        let many: BTreeSet<Key> = (0..10_000).map(|i| key(format!("{i:020}"))).collect();
+        let statements = refresh_statements("tributary", current, &many);
+        assert!(statements.len() > 1, "split");
+        assert!(
+            statements.iter().all(|s| s.len() < 200_000),
+            "each under the query size limit"
+        );
+        let named: usize = statements.iter().map(|s| s.matches("'acme'").count()).sum();
+        assert_eq!(named, 10_000, "every key once");
+    }
 
     #[test]
     fn string_literals_escape_quotes_and_backslashes() {

@@ -75,6 +75,28 @@ impl Table {
     pub fn is_pii(self) -> bool {
         matches!(self, Table::ContactPiiChanges)
     }
+
+    /// For an entity's change table: where its current rows are kept and
+    /// the view they are resolved from (`0011_canonical_model.sql`).
+    pub fn current(self) -> Option<CurrentRows> {
+        let (table, resolved) = match self {
+            Table::DealChanges => ("current_deals", "deals_resolved"),
+            Table::ActivityChanges => ("current_activities", "activities_resolved"),
+            Table::CompanyChanges => ("current_companies", "companies_resolved"),
+            Table::ContactChanges => ("current_contacts", "contacts_resolved"),
+            Table::UserChanges => ("current_users", "users_resolved"),
+            _ => return None,
+        };
+        Some(CurrentRows { table, resolved })
+    }
+}
+
+/// An entity's table of current rows, one per record (read with `FINAL`),
+/// and the view that resolves a record's row from its merged changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentRows {
+    pub table: &'static str,
+    pub resolved: &'static str,
 }
 
 /// A record's identity: tenant, source, source account (Pipedrive company,
@@ -187,6 +209,20 @@ impl Record {
             Record::StageTransition(_) => Table::DealStageTransitions,
             Record::CustomField(_) => Table::CustomFieldDefinitions,
             Record::CustomValue(_) => Table::CustomFieldValues,
+        }
+    }
+
+    /// The record an entity change is about; `None` for definitions,
+    /// transitions and custom values, which have no current row.
+    pub fn entity_key(&self) -> Option<&Key> {
+        match self {
+            Record::Deal(r) => Some(&r.key),
+            Record::Activity(r) => Some(&r.key),
+            Record::Company(r) => Some(&r.key),
+            Record::Contact(r) => Some(&r.key),
+            Record::ContactPii(r) => Some(&r.key),
+            Record::User(r) => Some(&r.key),
+            _ => None,
         }
     }
 

@@ -1,5 +1,5 @@
 -- Today's snapshot of open deals by stage, for every tenant, taken by the
--- activator from the current deal states. Re-running it adds a newer
+-- activator from the current deals. Re-running it adds a newer
 -- snapshot_at for the day; readers take the newest one. Values are in the
 -- tenant's home currency; deals in a currency without a rate are counted in
 -- unconverted_deals and left out of the values. A deal's own probability,
@@ -21,26 +21,17 @@ SELECT
 FROM
 (
     SELECT tenant, source, account, deal_pipeline_id, deal_stage_id, deal_amount, home_rate, home,
-        if(deal_own_probability.2 = 1, deal_own_probability.1, ifNull(stage_probability, 0)) AS probability
+        ifNull(deal_own_probability, ifNull(stage_probability, 0)) AS probability
     FROM
     (
         SELECT tenant, source, account, deal_pipeline_id, deal_stage_id, deal_amount, deal_currency,
             deal_own_probability, stage_probability
         FROM
         (
-            SELECT
-                tenant, source, account, id,
-                argMaxMerge(deleted).1 AS deal_deleted,
-                argMaxMerge(merged_into).1 AS deal_merged_into,
-                argMaxMerge(status).1 AS deal_status,
-                argMaxMerge(pipeline_id).1 AS deal_pipeline_id,
-                argMaxMerge(stage_id).1 AS deal_stage_id,
-                toFloat64(argMaxMerge(amount).1) AS deal_amount,
-                argMaxMerge(currency).1 AS deal_currency,
-                argMaxMerge(probability) AS deal_own_probability
-            FROM tributary.deals
-            GROUP BY tenant, source, account, id
-            HAVING deal_deleted = 0 AND deal_merged_into = '' AND deal_status = 'open'
+            SELECT tenant, source, account, pipeline_id AS deal_pipeline_id, stage_id AS deal_stage_id,
+                toFloat64(amount) AS deal_amount, currency AS deal_currency, probability AS deal_own_probability
+            FROM tributary.current_deals FINAL
+            WHERE deleted = 0 AND merged_into = '' AND status = 'open'
         ) AS open_deals
         ALL LEFT JOIN
         (
