@@ -10,6 +10,7 @@
 //! `cargo run --release -p tributary-benches --bin hubspot-enrichment`
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,7 +29,7 @@ struct Args {
     #[arg(long, default_value_t = 1_500)]
     activities: usize,
     /// Events enriched at once (the enricher's `lanes`).
-    #[arg(long, default_value_t = 1_024)]
+    #[arg(long, default_value_t = 4_096)]
     lanes: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -150,21 +151,22 @@ async fn main() -> anyhow::Result<()> {
             email: None,
         })?);
         let started = Instant::now();
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let partial = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // As in the enricher: one record's events share a lane, in order.
+        let mut queues: Vec<Vec<usize>> = vec![Vec::new(); args.lanes.max(1)];
+        for (i, raw) in raw_events.iter().enumerate() {
+            let keys = raw.keys.clone().unwrap_or_default();
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            (&keys.object, &keys.object_id).hash(&mut hasher);
+            queues[(hasher.finish() % args.lanes.max(1) as u64) as usize].push(i);
+        }
         let mut lanes = Vec::new();
-        for _ in 0..args.lanes {
-            let (enricher, raw_events, next, partial) = (
-                enricher.clone(),
-                raw_events.clone(),
-                next.clone(),
-                partial.clone(),
-            );
+        for queue in queues {
+            let (enricher, raw_events, partial) =
+                (enricher.clone(), raw_events.clone(), partial.clone());
             lanes.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(raw) = raw_events.get(i) else { break };
-                    match enricher.enrich(raw).await {
+                for i in queue {
+                    match enricher.enrich(&raw_events[i]).await {
                         Ok(enriched) if enriched.complete => {}
                         _ => {
                             partial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

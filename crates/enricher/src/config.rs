@@ -53,7 +53,7 @@ impl Default for EnricherSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             group_id: "tributary-enricher".into(),
             instance_id: default_instance_id("enricher"),
-            lanes: 1024,
+            lanes: 4096,
             max_in_flight: 10_000,
             commit_interval_ms: 200,
         }

@@ -247,6 +247,8 @@ pub struct ApiClient {
     policy: RetryPolicy,
     budget: RequestBudget,
     breaker: CircuitBreaker,
+    /// Request slots taken by [`ApiClient::reserve`], not yet used.
+    reserved: AtomicU32,
 }
 
 /// Why one attempt did not produce an answer.
@@ -274,7 +276,28 @@ impl ApiClient {
             policy,
             budget,
             breaker,
+            reserved: AtomicU32::new(0),
         }
+    }
+
+    /// Waits for a request slot and keeps it for the next request. A caller
+    /// that batches lookups gathers them while it waits, then sends them
+    /// all: under a tight budget every call is as full as it can be.
+    pub async fn reserve(&self) {
+        if self
+            .budget
+            .acquire(Instant::now() + self.policy.budget)
+            .await
+        {
+            self.reserved.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// A reserved slot, if one is left (taking it).
+    fn take_reserved(&self) -> bool {
+        self.reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -297,7 +320,9 @@ impl ApiClient {
         let deadline = Instant::now() + self.policy.budget;
         let mut last_problem = String::from("no attempt made within the retry budget");
         for attempt in 1..=self.policy.max_attempts {
-            if !self.budget.acquire(deadline).await {
+            let slot =
+                (attempt == 1 && self.take_reserved()) || self.budget.acquire(deadline).await;
+            if !slot {
                 last_problem =
                     format!("request budget not available before the deadline ({last_problem})");
                 break;

@@ -6,9 +6,10 @@
 //! record lookup waits up to [`BATCH_WINDOW`] for others of the same object
 //! type, then one `batch/read` answers them all (100 ids a call, 50 with
 //! property history), and likewise one v4 association read per pair of
-//! object types. While a batch is being read (waiting for the request budget
-//! included), new lookups gather for the next one, so the busier the portal
-//! and the tighter its budget, the fuller each call.
+//! object types. A batch takes its lookups only once the request budget
+//! has a slot for it, and a lookup of a record being read joins that read,
+//! so the busier the portal and the tighter its budget, the fuller each
+//! call.
 //!
 //! Every read is kept with the time it started. An event may use a read
 //! that started after the collector received it: that read saw the change
@@ -326,11 +327,20 @@ fn now_micro() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 type Waiter<T> = oneshot::Sender<Result<T, ApiError>>;
+/// Lookups by id, each with who waits for its answer.
+type Lookups<T> = Vec<(String, Waiter<T>)>;
 
-/// Lookups of one kind waiting to be answered by one batch call.
+/// Lookups of one kind: those waiting for the next batch call, and those
+/// joined to the call under way.
 struct Pending<T> {
     waiters: Vec<(String, Waiter<T>)>,
     scheduled: bool,
+    /// Ids the call under way reads, with when it started (µs since the
+    /// epoch). A lookup that may use that read waits for it rather than
+    /// queueing the same id for the next call: while a batch waits for the
+    /// request budget, a busy record's later events would otherwise read
+    /// it again.
+    in_flight: HashMap<String, (i64, Vec<Waiter<T>>)>,
 }
 
 impl<T> Default for Pending<T> {
@@ -338,6 +348,7 @@ impl<T> Default for Pending<T> {
         Pending {
             waiters: Vec::new(),
             scheduled: false,
+            in_flight: HashMap::new(),
         }
     }
 }
@@ -441,13 +452,7 @@ impl Portal {
             return Ok(read.answer);
         }
         let (sender, receiver) = oneshot::channel();
-        let schedule = {
-            let mut pending = lock(&self.records);
-            let pending = pending.entry(object).or_default();
-            pending.waiters.push((id.to_owned(), sender));
-            !std::mem::replace(&mut pending.scheduled, true)
-        };
-        if schedule {
+        if enqueue(&self.records, object, id, not_before, sender) {
             let portal = self.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(BATCH_WINDOW).await;
@@ -469,14 +474,20 @@ impl Portal {
 
     /// Reads what is pending, then what gathered meanwhile, until nothing is.
     async fn flush_records(self: &Arc<Self>, object: ObjectType) {
-        while let Some(waiters) = take_pending(&self.records, object) {
-            self.read_records(object, waiters).await;
+        while any_pending(&self.records, object) {
+            // Lookups keep gathering while the call waits for its slot.
+            self.client.reserve().await;
+            let Some((started_micro, waiters)) = take_pending(&self.records, object) else {
+                break;
+            };
+            self.read_records(object, started_micro, waiters).await;
         }
     }
 
     async fn read_records(
         self: &Arc<Self>,
         object: ObjectType,
+        started_micro: i64,
         waiters: Vec<(String, Waiter<Option<Arc<Record>>>)>,
     ) {
         let limit = if object.with_history().is_empty() {
@@ -487,16 +498,14 @@ impl Portal {
         let properties = match self.property_names(object).await {
             Ok(names) => names,
             Err(err) => {
-                for (_, waiter) in waiters {
-                    let _ = waiter.send(Err(err.clone()));
-                }
+                let failed = |_: &str| Err(err.clone());
+                answer_waiters(&self.records, object, waiters, failed);
                 return;
             }
         };
         let mut ids: Vec<String> = waiters.iter().map(|(id, _)| id.clone()).collect();
         ids.sort();
         ids.dedup();
-        let started_micro = now_micro();
         let mut answers: HashMap<String, Looked> = HashMap::new();
         for chunk in ids.chunks(limit) {
             self.batch_read(object, &properties, chunk, false, &mut answers)
@@ -522,10 +531,8 @@ impl Portal {
                 self.reads.insert((object, id.clone()), read).await;
             }
         }
-        for (id, waiter) in waiters {
-            let answer = answers.get(&id).cloned().unwrap_or(Ok(None));
-            let _ = waiter.send(answer);
-        }
+        let answer = |id: &str| answers.get(id).cloned().unwrap_or(Ok(None));
+        answer_waiters(&self.records, object, waiters, answer);
     }
 
     /// One `batch/read` call for `ids` (archived records only, when
@@ -601,13 +608,7 @@ impl Portal {
             return Ok(read.answer);
         }
         let (sender, receiver) = oneshot::channel();
-        let schedule = {
-            let mut pending = lock(&self.associations);
-            let pending = pending.entry((from, to)).or_default();
-            pending.waiters.push((id.to_owned(), sender));
-            !std::mem::replace(&mut pending.scheduled, true)
-        };
-        if schedule {
+        if enqueue(&self.associations, (from, to), id, not_before, sender) {
             let portal = self.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(BATCH_WINDOW).await;
@@ -624,8 +625,14 @@ impl Portal {
 
     /// Reads what is pending, then what gathered meanwhile, until nothing is.
     async fn flush_associations(self: &Arc<Self>, from: ObjectType, to: ObjectType) {
-        while let Some(waiters) = take_pending(&self.associations, (from, to)) {
-            self.read_associations(from, to, waiters).await;
+        while any_pending(&self.associations, (from, to)) {
+            self.client.reserve().await;
+            let Some((started_micro, waiters)) = take_pending(&self.associations, (from, to))
+            else {
+                break;
+            };
+            self.read_associations(from, to, started_micro, waiters)
+                .await;
         }
     }
 
@@ -633,12 +640,12 @@ impl Portal {
         self: &Arc<Self>,
         from: ObjectType,
         to: ObjectType,
+        started_micro: i64,
         waiters: Vec<(String, Waiter<Associated>)>,
     ) {
         let mut ids: Vec<String> = waiters.iter().map(|(id, _)| id.clone()).collect();
         ids.sort();
         ids.dedup();
-        let started_micro = now_micro();
         let mut answers: HashMap<String, Result<Associated, ApiError>> = HashMap::new();
         let path = format!(
             "/crm/v4/associations/{}/{}/batch/read",
@@ -717,10 +724,8 @@ impl Portal {
                 self.linked.insert((from, to, id.clone()), read).await;
             }
         }
-        for (id, waiter) in waiters {
-            let answer = answers.get(&id).cloned().unwrap_or(Ok(Vec::new()));
-            let _ = waiter.send(answer);
-        }
+        let answer = |id: &str| answers.get(id).cloned().unwrap_or(Ok(Vec::new()));
+        answer_waiters(&self.associations, (from, to), waiters, answer);
     }
 
     /// The portal's deal pipelines with their stages.
@@ -840,19 +845,97 @@ impl Portal {
     }
 }
 
-/// The lookups waiting under `key`, or `None` (and no flush scheduled any
-/// more) when there are none: the next lookup schedules a new flush.
+/// Adds a lookup of `id` under `key`: joined to the call under way if that
+/// read started no earlier than `not_before`, else queued for the next
+/// call. True when the caller must schedule that call's flush.
+fn enqueue<K: std::hash::Hash + Eq, T>(
+    pending: &Mutex<HashMap<K, Pending<T>>>,
+    key: K,
+    id: &str,
+    not_before: i64,
+    waiter: Waiter<T>,
+) -> bool {
+    let mut pending = lock(pending);
+    let pending = pending.entry(key).or_default();
+    match pending.in_flight.get_mut(id) {
+        Some((started_micro, joined)) if *started_micro >= not_before => {
+            joined.push(waiter);
+            false
+        }
+        _ => {
+            pending.waiters.push((id.to_owned(), waiter));
+            !std::mem::replace(&mut pending.scheduled, true)
+        }
+    }
+}
+
+/// Whether lookups wait under `key`; when none do, no flush is scheduled
+/// any more: the next lookup schedules a new one.
+fn any_pending<K: std::hash::Hash + Eq, T>(
+    pending: &Mutex<HashMap<K, Pending<T>>>,
+    key: K,
+) -> bool {
+    let mut pending = lock(pending);
+    let pending = pending.entry(key).or_default();
+    if pending.waiters.is_empty() {
+        pending.scheduled = false;
+        return false;
+    }
+    true
+}
+
+/// The lookups waiting under `key`, now in flight, with when their read
+/// starts; or `None` (and no flush scheduled any more) when there are none:
+/// the next lookup schedules a new flush.
 fn take_pending<K: std::hash::Hash + Eq, T>(
     pending: &Mutex<HashMap<K, Pending<T>>>,
     key: K,
-) -> Option<Vec<(String, Waiter<T>)>> {
+) -> Option<(i64, Lookups<T>)> {
     let mut pending = lock(pending);
     let pending = pending.entry(key).or_default();
     if pending.waiters.is_empty() {
         pending.scheduled = false;
         return None;
     }
-    Some(std::mem::take(&mut pending.waiters))
+    // Stamped before the call waits for the budget: the read it makes is
+    // no older than this.
+    let started_micro = now_micro();
+    let waiters = std::mem::take(&mut pending.waiters);
+    for (id, _) in &waiters {
+        pending
+            .in_flight
+            .insert(id.clone(), (started_micro, Vec::new()));
+    }
+    Some((started_micro, waiters))
+}
+
+/// Answers a call's lookups and those joined to it; its ids are no longer
+/// in flight.
+fn answer_waiters<K: std::hash::Hash + Eq, T>(
+    pending: &Mutex<HashMap<K, Pending<T>>>,
+    key: K,
+    waiters: Vec<(String, Waiter<T>)>,
+    answer: impl Fn(&str) -> Result<T, ApiError>,
+) {
+    let joined: Vec<(String, Vec<Waiter<T>>)> = {
+        let mut pending = lock(pending);
+        let pending = pending.entry(key).or_default();
+        waiters
+            .iter()
+            .filter_map(|(id, _)| {
+                let (_, joined) = pending.in_flight.remove(id)?;
+                Some((id.clone(), joined))
+            })
+            .collect()
+    };
+    for (id, waiter) in waiters {
+        let _ = waiter.send(answer(&id));
+    }
+    for (id, joined) in joined {
+        for waiter in joined {
+            let _ = waiter.send(answer(&id));
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -906,3 +989,6 @@ fn property(value: &Value) -> Option<Property> {
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests;
