@@ -10,23 +10,43 @@
 //!    the collector, then the bare producer at the same rate; latency is
 //!    measured from each request's scheduled start, so falling behind shows up.
 //!
+//! With `--source hubspot`, the same comparison on HubSpot's batches (a
+//! JSON array of up to 100 thin events, signed `X-HubSpot-Signature-v3`,
+//! each element its own event on the raw topic), from a simulated HubSpot
+//! portal (`tributary_world`):
+//!
+//! 1. Bare producer: `--connections` senders, each queueing one batch's
+//!    envelopes (built as the collector builds them) and awaiting all their
+//!    acknowledgements, as the collector does for a request.
+//! 2. Peak: `--connections` keep-alive connections post the same batches to
+//!    `/webhooks/hubspot`, each signed when it is sent.
+//!
+//! both on the world's own batches (as HubSpot groups its events) and on
+//! full batches of 100 events.
+//!
 //! Starts its own broker (the pinned Tansu that deploy/local/up.sh installs)
 //! unless `--brokers` names one. Run with
-//! `cargo run --release -p tributary-benches --bin collector-load`.
+//! `cargo run --release -p tributary-benches --bin collector-load`
+//! (`-- --source hubspot` for HubSpot).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use clap::Parser;
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tributary_benches::{Delivery, deliveries, histogram, process_usage, record, summary};
+use serde_json::{Value, json};
+use tributary_benches::{Delivery, deliveries, enqueue, histogram, process_usage, record, summary};
 use tributary_config::KafkaSettings;
+use tributary_envelope::{ENVELOPE_VERSION, EventKeys, RawEvent, Verdict, Warning};
 use tributary_tests::process::Service;
+use tributary_world::hubspot::MAX_BATCH;
+use tributary_world::{Apis, Habits, TenantSpec, Version, World, WorldConfig};
 
 #[derive(Parser, Clone)]
 #[command(
@@ -37,22 +57,42 @@ struct Args {
     /// port and storage) started for this run, so runs do not slow each other.
     #[arg(long)]
     brokers: Option<String>,
+    /// The platform whose deliveries are posted: Pipedrive's single-event
+    /// webhooks, or HubSpot's signed batches.
+    #[arg(long, value_enum, default_value_t = Source::Pipedrive)]
+    source: Source,
     /// Concurrent keep-alive connections (and concurrent bare-producer senders).
     #[arg(long, default_value_t = 32)]
     connections: usize,
     /// Length of each measured phase, in seconds.
     #[arg(long, default_value_t = 15)]
     seconds: u64,
-    /// Events in flight for the pipelined bare-producer run.
+    /// Events in flight for the pipelined bare-producer run (Pipedrive).
     #[arg(long, default_value_t = 1024)]
     pipelined: usize,
-    /// Fixed rate for the open-loop run instead of half the peak (events/s).
+    /// Fixed rate for the open-loop run instead of half the peak (events/s; Pipedrive).
     #[arg(long)]
     rate: Option<f64>,
+    /// Deals of the simulated HubSpot portal (HubSpot).
+    #[arg(long, default_value_t = 1_500)]
+    deals: usize,
+    /// Activities of the simulated HubSpot portal (HubSpot).
+    #[arg(long, default_value_t = 1_500)]
+    activities: usize,
+    /// Seed of the simulated HubSpot portal (HubSpot).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
     /// Producer setting overrides as `[kafka]` keys, e.g. `linger_ms=2`,
     /// applied to the bare producer and the collector alike.
     #[arg(long = "kafka", value_parser = parse_key_value)]
     kafka: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Source {
+    Pipedrive,
+    #[value(name = "hubspot")]
+    HubSpot,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -64,8 +104,12 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 
 struct Phase {
     name: String,
+    /// Operations started (requests or sends).
     sent: u64,
+    /// Operations that stored their events.
     ok: u64,
+    /// Events stored by them (one per operation for Pipedrive).
+    events: u64,
     elapsed: Duration,
     latency: Histogram<u64>,
 }
@@ -73,6 +117,10 @@ struct Phase {
 impl Phase {
     fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn event_rate(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
     }
 
     fn row(&self) -> String {
@@ -85,6 +133,30 @@ impl Phase {
             self.sent,
         )
     }
+
+    /// A row of the HubSpot table: requests and the events they carried.
+    fn batch_row(&self) -> String {
+        let (p50, p99, max) = summary(&self.latency);
+        format!(
+            "| {} | {:.1} | {:.0} | {:.1} | {} / {} | {p50:.2} | {p99:.2} | {max:.2} |",
+            self.name,
+            self.rate(),
+            self.event_rate(),
+            self.events as f64 / self.ok.max(1) as f64,
+            self.ok,
+            self.sent,
+        )
+    }
+}
+
+/// What both platforms' runs share: the broker, the raw topic, the settings.
+struct Setup {
+    args: Args,
+    brokers: String,
+    topic: String,
+    /// The `[kafka]` section's body, for the collector's configuration.
+    kafka_toml: String,
+    producer: Arc<FutureProducer>,
 }
 
 #[tokio::main]
@@ -99,8 +171,6 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .or_else(|| private.as_ref().map(|b| b.brokers()))
         .context("a broker")?;
-    let tenant = "bench";
-    let all = Arc::new(deliveries(tenant));
     let topic = tributary_tests::broker::unique_topic(&brokers, "bench-raw", 6).await;
     let mut kafka_toml = format!("brokers = \"{brokers}\"\n");
     for (key, value) in &args.kafka {
@@ -118,6 +188,35 @@ async fn main() -> anyhow::Result<()> {
     let settings = tributary_config::Loader::from_toml_str(&format!("[kafka]\n{kafka_toml}"))
         .extract::<KafkaOnly>()?
         .kafka;
+    let producer: Arc<FutureProducer> = Arc::new(
+        tributary_kafka::producer_config(&settings)
+            .create()
+            .context("creating the bare producer")?,
+    );
+    let setup = Setup {
+        args,
+        brokers,
+        topic,
+        kafka_toml,
+        producer,
+    };
+    match setup.args.source {
+        Source::Pipedrive => pipedrive(setup).await,
+        Source::HubSpot => hubspot(setup).await,
+    }
+}
+
+/// Pipedrive's webhooks: one event per request.
+async fn pipedrive(setup: Setup) -> anyhow::Result<()> {
+    let Setup {
+        args,
+        brokers,
+        topic,
+        kafka_toml,
+        producer,
+    } = setup;
+    let tenant = "bench";
+    let all = Arc::new(deliveries(tenant));
     eprintln!(
         "broker {brokers}, topic {topic}; {} sample deliveries; {} s per phase",
         all.len(),
@@ -125,11 +224,6 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let duration = Duration::from_secs(args.seconds);
-    let producer: Arc<FutureProducer> = Arc::new(
-        tributary_kafka::producer_config(&settings)
-            .create()
-            .context("creating the bare producer")?,
-    );
     let bare_op = || bare_send(producer.clone(), topic.clone(), all.clone());
     let n = args.connections;
     let bare = closed_loop(
@@ -211,8 +305,348 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One request or send; resolves to whether the event was stored.
-type Operation = Arc<dyn Fn(usize) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+/// Where the simulated HubSpot app posts (the signature covers this URL
+/// followed by the path).
+const PUBLIC_URL: &str = "https://hooks.example.com";
+
+/// A set of HubSpot batches: the requests as the world posts them, and for
+/// the bare producer each batch's envelopes as the collector stores them.
+struct Batches {
+    world: Arc<World>,
+    deliveries: Arc<Vec<tributary_world::Delivery>>,
+    bodies: Arc<Vec<Bytes>>,
+    envelopes: Arc<Vec<Vec<Envelope>>>,
+}
+
+impl Batches {
+    fn new(
+        world: Arc<World>,
+        deliveries: Vec<tributary_world::Delivery>,
+        tenant: &str,
+        source: &dyn tributary_sources::WebhookSource,
+    ) -> anyhow::Result<Self> {
+        let bodies: Vec<Bytes> = deliveries
+            .iter()
+            .map(|d| Bytes::from(d.body.clone()))
+            .collect();
+        let envelopes = bodies
+            .iter()
+            .map(|body| hubspot_envelopes(tenant, source, body))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Batches {
+            world,
+            deliveries: Arc::new(deliveries),
+            bodies: Arc::new(bodies),
+            envelopes: Arc::new(envelopes),
+        })
+    }
+
+    fn events(&self) -> usize {
+        self.envelopes.iter().map(Vec::len).sum()
+    }
+
+    fn mean_events(&self) -> f64 {
+        self.events() as f64 / self.envelopes.len().max(1) as f64
+    }
+
+    /// The median and largest number of events in a batch.
+    fn median_and_max_events(&self) -> (usize, usize) {
+        let mut sizes: Vec<usize> = self.envelopes.iter().map(Vec::len).collect();
+        sizes.sort_unstable();
+        (
+            sizes.get(sizes.len() / 2).copied().unwrap_or(0),
+            sizes.last().copied().unwrap_or(0),
+        )
+    }
+
+    fn mean_bytes(&self) -> f64 {
+        self.bodies.iter().map(Bytes::len).sum::<usize>() as f64 / self.bodies.len().max(1) as f64
+    }
+}
+
+/// A record for the raw topic: its key and the encoded event.
+type Envelope = (String, Vec<u8>);
+
+/// The envelopes (key, encoded event) the collector stores for one HubSpot
+/// batch, split by the collector's own HubSpot source.
+fn hubspot_envelopes(
+    tenant: &str,
+    source: &dyn tributary_sources::WebhookSource,
+    body: &Bytes,
+) -> anyhow::Result<Vec<Envelope>> {
+    let (method, uri, headers) = (
+        http::Method::POST,
+        http::Uri::from_static("/webhooks/hubspot"),
+        http::HeaderMap::new(),
+    );
+    let request = tributary_sources::WebhookRequest {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        body,
+    };
+    let split = source
+        .split(tenant, &request)
+        .map_err(|refusal| anyhow::anyhow!("the collector would refuse a batch: {refusal:?}"))?;
+    anyhow::ensure!(
+        split.rejected.is_empty(),
+        "the collector would reject elements of a batch: {:?}",
+        split.rejected
+    );
+    let received_at_micros = u64::try_from(now_ms()).unwrap_or(0) * 1_000;
+    Ok(split
+        .events
+        .into_iter()
+        .map(|event| {
+            let checked = event.keys;
+            let raw = RawEvent {
+                envelope_version: ENVELOPE_VERSION,
+                tenant: tenant.to_owned(),
+                source: "hubspot".into(),
+                received_at_micros,
+                event_id: checked.event_id,
+                content_type: "application/json".into(),
+                headers: Vec::new(),
+                verdict: if checked.warnings.is_empty() {
+                    Verdict::Accepted
+                } else {
+                    Verdict::AcceptedWithWarnings
+                } as i32,
+                warnings: checked
+                    .warnings
+                    .iter()
+                    .map(|w| Warning {
+                        code: w.code.to_owned(),
+                        field: w.field.clone(),
+                        message: w.message.clone(),
+                    })
+                    .collect(),
+                body: event.body,
+                keys: Some(EventKeys {
+                    payload_version: checked.payload_version,
+                    object: checked.object,
+                    object_id: checked.object_id,
+                    action: checked.action,
+                    attempt: checked.attempt,
+                    occurred_at_micros: checked.occurred_at_micros,
+                }),
+            };
+            (raw.partition_key(), raw.encode_to_vec())
+        })
+        .collect())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// HubSpot's app webhooks: batches of thin events, each element stored as
+/// its own event.
+async fn hubspot(setup: Setup) -> anyhow::Result<()> {
+    let Setup {
+        args,
+        brokers,
+        topic,
+        kafka_toml,
+        producer,
+    } = setup;
+    let config = WorldConfig {
+        tenants: vec![TenantSpec::hubspot(
+            "harbor",
+            2,
+            6,
+            args.deals,
+            args.activities,
+        )],
+        ..WorldConfig::small(args.seed)
+    };
+    let world = Arc::new(World::generate(config));
+    let tenant = &world.tenants[0];
+    let account = tenant.hubspot().context("a HubSpot tenant")?;
+    let section = json!({
+        "portal_id": account.portal_id, "client_secret": account.client_secret,
+        "access_token": account.access_token, "api_base_url": "http://127.0.0.1:9",
+        "public_url": PUBLIC_URL,
+        "marketing_source_property": account.marketing_source_property,
+    });
+    let platform = tributary_sources::platform("hubspot").context("HubSpot is registered")?;
+    let source = (platform.webhook)(vec![(&tenant.name, &section)])?;
+
+    // As HubSpot groups the world's events (with its retries, duplicates
+    // and late events), and in full batches of 100.
+    let realistic = Batches::new(
+        world.clone(),
+        world.deliveries(&Habits::default()),
+        &tenant.name,
+        source.as_ref(),
+    )?;
+    let full_deliveries: Vec<tributary_world::Delivery> = world
+        .hubspot_events()
+        .chunks(MAX_BATCH)
+        .filter(|chunk| chunk.len() == MAX_BATCH)
+        .map(|chunk| {
+            let elements: Vec<Value> = chunk
+                .iter()
+                .map(|event| event.element(&account.portal_id, 0))
+                .collect();
+            tributary_world::Delivery {
+                tenant: 0,
+                change: chunk.iter().map(|e| e.change).max().unwrap_or(0),
+                version: Version::HubSpot,
+                attempt: 1,
+                body: serde_json::to_vec(&elements).expect("JSON"),
+            }
+        })
+        .collect();
+    let full = Batches::new(
+        world.clone(),
+        full_deliveries,
+        &tenant.name,
+        source.as_ref(),
+    )?;
+    anyhow::ensure!(
+        !full.envelopes.is_empty(),
+        "the portal makes fewer than {MAX_BATCH} events: raise --deals or --activities"
+    );
+    let (median, largest) = realistic.median_and_max_events();
+    eprintln!(
+        "broker {brokers}, topic {topic}; HubSpot portal of {} deals and {} activities: {} events in {} batches ({:.1} events and {:.0} bytes each on average, median {median}, largest {largest}), and {} full batches of {MAX_BATCH} ({:.0} bytes each); {} s per phase",
+        args.deals,
+        args.activities,
+        realistic.events(),
+        realistic.envelopes.len(),
+        realistic.mean_events(),
+        realistic.mean_bytes(),
+        full.envelopes.len(),
+        full.mean_bytes(),
+        args.seconds
+    );
+
+    // One batch first, so the producer's connection and the topic's metadata
+    // are not in the first phase (the collector gets the same below).
+    let warm_up = bare_send_batch(producer.clone(), topic.clone(), full.envelopes.clone());
+    anyhow::ensure!(warm_up(0).await > 0, "the broker did not store a batch");
+
+    let duration = Duration::from_secs(args.seconds);
+    let n = args.connections;
+    let bare_realistic = closed_loop(
+        format!("bare producer, the world's batches, each sender awaiting its batch's acks ({n} senders)"),
+        n,
+        duration,
+        || bare_send_batch(producer.clone(), topic.clone(), realistic.envelopes.clone()),
+    )
+    .await;
+    let bare_full = closed_loop(
+        format!("bare producer, batches of {MAX_BATCH}, each sender awaiting its batch's acks ({n} senders)"),
+        n,
+        duration,
+        || bare_send_batch(producer.clone(), topic.clone(), full.envelopes.clone()),
+    )
+    .await;
+
+    let port = tributary_tests::free_port();
+    let apis = Apis {
+        pipedrive_url: "http://127.0.0.1:9".into(),
+        pipedrive_requests_per_2s: 80,
+        hubspot_url: "http://127.0.0.1:9".into(),
+        hubspot_requests_per_10s: 100,
+        public_url: PUBLIC_URL.into(),
+    };
+    let config = format!(
+        "[kafka]\n{kafka_toml}[topics]\nraw = \"{topic}\"\n[telemetry]\nlog_level = \"warn\"\n[collector]\nlisten = \"127.0.0.1:{port}\"\n{}",
+        world.tenant_config(0, &apis)
+    );
+    let collector = Service::start("tributary-collector", "collector", &config);
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = format!("{base}/readyz");
+    tributary_tests::process::wait_for_http_ok(&ready, Duration::from_secs(30), || collector.log())
+        .await;
+    // One delivery first, so a configuration or signing mistake is an error, not zeros.
+    let client = reqwest::Client::new();
+    for batches in [&realistic, &full] {
+        let response = signed_post(
+            &client,
+            &base,
+            &batches.world,
+            &batches.deliveries[0],
+            batches.bodies[0].clone(),
+        )
+        .send()
+        .await?;
+        let status = response.status();
+        anyhow::ensure!(
+            status == reqwest::StatusCode::ACCEPTED,
+            "the collector answered {status}: {}\n{}",
+            response.text().await.unwrap_or_default(),
+            collector.log()
+        );
+    }
+
+    let usage_before = process_usage(collector.pid()).unwrap_or_default();
+    let peak_realistic = closed_loop(
+        format!("collector peak, the world's batches ({n} connections)"),
+        n,
+        duration,
+        || post_batch(base.clone(), &realistic),
+    )
+    .await;
+    let usage_realistic = process_usage(collector.pid()).unwrap_or_default();
+    let peak_full = closed_loop(
+        format!("collector peak, batches of {MAX_BATCH} ({n} connections)"),
+        n,
+        duration,
+        || post_batch(base.clone(), &full),
+    )
+    .await;
+    let usage_full = process_usage(collector.pid()).unwrap_or_default();
+
+    println!();
+    println!(
+        "| run | requests/s | events/s | events/request | stored / sent (requests) | p50 ms | p99 ms | max ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for phase in [&bare_realistic, &peak_realistic, &bare_full, &peak_full] {
+        println!("{}", phase.batch_row());
+    }
+    println!();
+    for (what, peak, bare) in [
+        ("the world's batches", &peak_realistic, &bare_realistic),
+        ("batches of 100", &peak_full, &bare_full),
+    ] {
+        println!(
+            "collector peak on {what}: {:.1} requests/s, {:.0} events/s = {:.0} % of the bare producer at the same concurrency",
+            peak.rate(),
+            peak.event_rate(),
+            100.0 * peak.event_rate() / bare.event_rate()
+        );
+    }
+    // CPU-ms per accepted request and per accepted event.
+    let cpu_ms = |before: f64, after: f64, phase: &Phase| {
+        let ms = 1000.0 * (after - before);
+        (ms / phase.ok.max(1) as f64, ms / phase.events.max(1) as f64)
+    };
+    let (realistic_request, realistic_event) = cpu_ms(
+        usage_before.cpu_seconds,
+        usage_realistic.cpu_seconds,
+        &peak_realistic,
+    );
+    let (full_request, full_event) = cpu_ms(
+        usage_realistic.cpu_seconds,
+        usage_full.cpu_seconds,
+        &peak_full,
+    );
+    println!(
+        "collector process at peak: {realistic_request:.3} CPU-ms per request, {realistic_event:.3} per event on the world's batches; {full_request:.3} per request, {full_event:.4} per event on batches of 100; {:.0} MiB peak RSS",
+        usage_full.peak_rss_mib
+    );
+    Ok(())
+}
+
+/// One request or send; resolves to the number of events stored (0: none,
+/// the request or send failed).
+type Operation = Arc<dyn Fn(usize) -> Pin<Box<dyn Future<Output = u64> + Send>> + Send + Sync>;
 
 /// Each of `workers` runs the next operation as soon as its previous one ended.
 async fn closed_loop(
@@ -227,14 +661,13 @@ async fn closed_loop(
         workers,
         operation,
         move |worker, operation, sent| async move {
-            let mut latency = histogram();
-            let mut ok = 0_u64;
+            let mut tally = Tally::default();
             let mut n = worker;
             while Instant::now() < deadline {
-                ok += attempt(&operation, n, &sent, &mut latency, Instant::now()).await;
+                attempt(&operation, n, &sent, &mut tally, Instant::now()).await;
                 n += workers;
             }
-            (ok, latency)
+            tally
         },
     )
     .await
@@ -258,34 +691,51 @@ async fn open_loop(
         workers,
         operation,
         move |worker, operation, sent| async move {
-            let mut latency = histogram();
-            let mut ok = 0_u64;
+            let mut tally = Tally::default();
             for n in (worker..total).step_by(workers) {
                 let scheduled = started + interval.mul_f64(n as f64);
                 tokio::time::sleep_until(scheduled.into()).await;
-                ok += attempt(&operation, n, &sent, &mut latency, scheduled).await;
+                attempt(&operation, n, &sent, &mut tally, scheduled).await;
             }
-            (ok, latency)
+            tally
         },
     )
     .await
 }
 
-/// Runs the n-th operation; counts it as sent and, when it stored its event,
-/// records its latency from `since`. Returns 1 if stored.
+/// One worker's count: operations that stored their events, the events, and
+/// their latencies.
+struct Tally {
+    ok: u64,
+    events: u64,
+    latency: Histogram<u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            ok: 0,
+            events: 0,
+            latency: histogram(),
+        }
+    }
+}
+
+/// Runs the n-th operation; counts it as sent and, when it stored its
+/// events, counts them and records its latency from `since`.
 async fn attempt(
     operation: &Operation,
     n: usize,
     sent: &AtomicU64,
-    latency: &mut Histogram<u64>,
+    tally: &mut Tally,
     since: Instant,
-) -> u64 {
+) {
     sent.fetch_add(1, Ordering::Relaxed);
-    if operation(n).await {
-        record(latency, since.elapsed());
-        1
-    } else {
-        0
+    let events = operation(n).await;
+    if events > 0 {
+        record(&mut tally.latency, since.elapsed());
+        tally.ok += 1;
+        tally.events += events;
     }
 }
 
@@ -298,7 +748,7 @@ async fn run_phase<W, F>(
 ) -> Phase
 where
     W: Fn(usize, Operation, Arc<AtomicU64>) -> F,
-    F: Future<Output = (u64, Histogram<u64>)> + Send + 'static,
+    F: Future<Output = Tally> + Send + 'static,
 {
     let started = Instant::now();
     let sent = Arc::new(AtomicU64::new(0));
@@ -310,24 +760,25 @@ where
 
 async fn finish(
     name: String,
-    tasks: Vec<tokio::task::JoinHandle<(u64, Histogram<u64>)>>,
+    tasks: Vec<tokio::task::JoinHandle<Tally>>,
     sent: Arc<AtomicU64>,
     started: Instant,
 ) -> Phase {
-    let mut ok = 0;
-    let mut latency = histogram();
+    let mut total = Tally::default();
     for task in tasks {
-        if let Ok((stored, worker_latency)) = task.await {
-            ok += stored;
-            latency.add(&worker_latency).expect("same bounds");
+        if let Ok(tally) = task.await {
+            total.ok += tally.ok;
+            total.events += tally.events;
+            total.latency.add(&tally.latency).expect("same bounds");
         }
     }
     Phase {
         name,
         sent: sent.load(Ordering::Relaxed),
-        ok,
+        ok: total.ok,
+        events: total.events,
+        latency: total.latency,
         elapsed: started.elapsed(),
-        latency,
     }
 }
 
@@ -340,7 +791,7 @@ fn bare_send(producer: Arc<FutureProducer>, topic: String, all: Arc<Vec<Delivery
             let record = FutureRecord::to(&topic)
                 .key(&delivery.key)
                 .payload(&delivery.envelope);
-            producer.send(record, Duration::from_secs(5)).await.is_ok()
+            u64::from(producer.send(record, Duration::from_secs(5)).await.is_ok())
         })
     })
 }
@@ -359,10 +810,87 @@ fn post_webhook(url: String, all: Arc<Vec<Delivery>>) -> Operation {
             .header("content-type", "application/json")
             .body(all[n % all.len()].body.clone());
         Box::pin(async move {
-            request
+            u64::from(
+                request
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == reqwest::StatusCode::ACCEPTED),
+            )
+        })
+    })
+}
+
+/// Queues the n-th batch's envelopes with a bare rdkafka producer and awaits
+/// every acknowledgement, as the collector does for a HubSpot request.
+fn bare_send_batch(
+    producer: Arc<FutureProducer>,
+    topic: String,
+    batches: Arc<Vec<Vec<Envelope>>>,
+) -> Operation {
+    Arc::new(move |n| {
+        let (producer, topic, batches) = (producer.clone(), topic.clone(), batches.clone());
+        Box::pin(async move {
+            let batch = &batches[n % batches.len()];
+            let mut acknowledgements = Vec::with_capacity(batch.len());
+            for (key, payload) in batch {
+                let record = FutureRecord::to(&topic).key(key).payload(payload);
+                acknowledgements.push(enqueue(&producer, record).await);
+            }
+            let mut stored = 0;
+            for acknowledgement in acknowledgements {
+                stored += u64::from(matches!(acknowledgement.await, Ok(Ok(_))));
+            }
+            if stored == batch.len() as u64 {
+                stored
+            } else {
+                0
+            }
+        })
+    })
+}
+
+/// The request HubSpot makes for `delivery`: posted where the world says,
+/// signed (`X-HubSpot-Signature-v3` and its timestamp) now.
+fn signed_post(
+    client: &reqwest::Client,
+    base: &str,
+    world: &World,
+    delivery: &tributary_world::Delivery,
+    body: Bytes,
+) -> reqwest::RequestBuilder {
+    let path = world.delivery_path(delivery);
+    let signed_url = format!("{PUBLIC_URL}{path}");
+    let mut request = client.post(format!("{base}{path}")).body(body);
+    for (name, value) in world.delivery_headers(delivery, &signed_url, now_ms()) {
+        request = request.header(name, value);
+    }
+    request
+}
+
+/// Posts the n-th batch to the collector on this worker's own connection,
+/// signed as it is sent. Resolves to the batch's events once accepted.
+fn post_batch(base: String, batches: &Batches) -> Operation {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .build()
+        .expect("http client");
+    let (world, deliveries, bodies, envelopes) = (
+        batches.world.clone(),
+        batches.deliveries.clone(),
+        batches.bodies.clone(),
+        batches.envelopes.clone(),
+    );
+    Arc::new(move |n| {
+        let i = n % deliveries.len();
+        let request = signed_post(&client, &base, &world, &deliveries[i], bodies[i].clone());
+        let events = envelopes[i].len() as u64;
+        Box::pin(async move {
+            let accepted = request
                 .send()
                 .await
-                .is_ok_and(|r| r.status() == reqwest::StatusCode::ACCEPTED)
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::ACCEPTED);
+            if accepted { events } else { 0 }
         })
     })
 }
