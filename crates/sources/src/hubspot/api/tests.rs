@@ -53,6 +53,19 @@ async fn portal(requests_per_10s: u32, latency: Duration) -> (Running<HubSpotSta
     (fake, portal)
 }
 
+/// Waits until a batch read of deal `id` is under way.
+async fn until_in_flight(portal: &Portal, id: &str) {
+    loop {
+        let reading = super::lock(&portal.records)
+            .get(&ObjectType::Deals)
+            .is_some_and(|pending| pending.in_flight.contains_key(id));
+        if reading {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn deal_name(found: &super::Looked) -> Option<String> {
     let record = found.as_ref().ok()?.as_ref()?;
     record.property("dealname").map(str::to_owned)
@@ -67,7 +80,7 @@ async fn a_lookup_joins_the_read_under_way_when_that_read_is_fresh_enough() {
         async move { portal.record(ObjectType::Deals, "1000", received).await }
     });
     // The first read is under way (the fake answers after 300 ms).
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_in_flight(&portal, "1000").await;
     let received_before_it_started = tokio::spawn({
         let portal = portal.clone();
         async move { portal.record(ObjectType::Deals, "1000", received).await }
@@ -84,7 +97,9 @@ async fn a_lookup_joins_the_read_under_way_when_that_read_is_fresh_enough() {
         let portal = portal.clone();
         async move { portal.record(ObjectType::Deals, "1001", later).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_in_flight(&portal, "1001").await;
+    // Strictly after the read started (its stamp is in µs).
+    tokio::time::sleep(Duration::from_millis(1)).await;
     let newer = now_micro();
     let needs_its_own = portal.record(ObjectType::Deals, "1001", newer).await;
     read.await.expect("joins").expect("read");
