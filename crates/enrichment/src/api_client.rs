@@ -213,6 +213,8 @@ impl RequestBudget {
 struct CircuitBreaker {
     failures: AtomicU32,
     open_until: Mutex<Option<Instant>>,
+    /// Why it last opened: the endpoint and the last failure seen.
+    opened_because: Mutex<String>,
     threshold: u32,
     open_for: Duration,
 }
@@ -229,14 +231,27 @@ impl CircuitBreaker {
         self.failures.store(0, Ordering::Relaxed);
     }
 
-    fn failed(&self) -> bool {
+    /// A lookup failed because the API did (`because` says how); true when
+    /// that opened the circuit.
+    fn failed(&self, because: &str) -> bool {
         if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= self.threshold {
             self.failures.store(0, Ordering::Relaxed);
+            *self
+                .opened_because
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = because.to_owned();
             *self.open_until.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(Instant::now() + self.open_for);
             return true;
         }
         false
+    }
+
+    fn opened_because(&self) -> String {
+        self.opened_because
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -267,6 +282,7 @@ impl ApiClient {
         let breaker = CircuitBreaker {
             failures: AtomicU32::new(0),
             open_until: Mutex::new(None),
+            opened_because: Mutex::new(String::new()),
             threshold: policy.circuit_failures,
             open_for: policy.circuit_open,
         };
@@ -315,10 +331,17 @@ impl ApiClient {
     ) -> Result<Fetched, ApiError> {
         if self.breaker.is_open() {
             internal_events::api_request(self.api, endpoint, "circuit_open");
-            return Err(self.unavailable("circuit open after repeated failures"));
+            return Err(self.unavailable(&format!(
+                "circuit open after repeated failures (last: {})",
+                self.breaker.opened_because()
+            )));
         }
         let deadline = Instant::now() + self.policy.budget;
         let mut last_problem = String::from("no attempt made within the retry budget");
+        // Whether the last answer (or its absence) says the API is failing.
+        // A 429 or running out of our own request budget says the API is
+        // busy, not down: neither opens the circuit.
+        let mut api_failing = false;
         for attempt in 1..=self.policy.max_attempts {
             let slot =
                 (attempt == 1 && self.take_reserved()) || self.budget.acquire(deadline).await;
@@ -336,10 +359,12 @@ impl ApiClient {
                 Err(Attempt::RetryAfter(wait, problem)) => {
                     self.budget.block_until(Instant::now() + wait);
                     last_problem = problem;
+                    api_failing = false;
                     wait
                 }
                 Err(Attempt::Retry(problem)) => {
                     last_problem = problem;
+                    api_failing = true;
                     self.policy.backoff(attempt)
                 }
             };
@@ -349,11 +374,18 @@ impl ApiClient {
             internal_events::api_retry(self.api, endpoint);
             tokio::time::sleep(wait).await;
         }
-        if self.breaker.failed() {
-            tracing::warn!(
-                api = self.api,
-                "circuit opened: calls pause after repeated failures"
-            );
+        if api_failing {
+            let because = format!("{endpoint}: {last_problem}");
+            if self.breaker.failed(&because) {
+                tracing::warn!(
+                    api = self.api,
+                    endpoint,
+                    last_failure = %last_problem,
+                    open_for_ms = self.breaker.open_for.as_millis() as u64,
+                    "circuit opened: calls pause after {} failed lookups in a row",
+                    self.breaker.threshold
+                );
+            }
         }
         Err(self.unavailable(&last_problem))
     }
@@ -453,6 +485,66 @@ mod tests {
 
     fn policy() -> RetryPolicy {
         RetryPolicy::from_settings(&EnrichmentSettings::default())
+    }
+
+    /// A client with the breaker of `settings` and a roomy request budget.
+    fn client(settings: EnrichmentSettings) -> ApiClient {
+        ApiClient::new(
+            "test",
+            reqwest::Client::new(),
+            RetryPolicy::from_settings(&settings),
+            RequestBudget::new(100, Duration::from_secs(10)),
+        )
+    }
+
+    fn quick() -> EnrichmentSettings {
+        EnrichmentSettings {
+            max_attempts: 2,
+            retry_budget_ms: 50,
+            backoff_initial_ms: 1,
+            backoff_max_ms: 2,
+            circuit_failures: 3,
+            ..EnrichmentSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn running_out_of_our_own_budget_never_opens_the_circuit() {
+        let client = client(quick());
+        // No request allowed for a minute: every lookup gives up unsent.
+        client
+            .budget
+            .block_until(Instant::now() + Duration::from_secs(60));
+        for _ in 0..10 {
+            let failed = client
+                .get_json("deal", || client.http().get("http://127.0.0.1:9/never"))
+                .await;
+            let Err(ApiError::Unavailable { reason, .. }) = failed else {
+                panic!("no budget, no answer: {failed:?}");
+            };
+            assert!(reason.contains("request budget"), "{reason}");
+        }
+        assert!(!client.breaker.is_open(), "a busy budget is not a down API");
+    }
+
+    #[tokio::test]
+    async fn an_api_that_keeps_failing_opens_the_circuit_and_says_why() {
+        let client = client(quick());
+        // Nothing listens on the discard port: every attempt is refused.
+        let request = || client.http().get("http://127.0.0.1:9/v1/deals/1");
+        for _ in 0..3 {
+            assert!(client.get_json("deal", request).await.is_err());
+        }
+        assert!(client.breaker.is_open());
+        let Err(ApiError::Unavailable { reason, .. }) = client.get_json("deal", request).await
+        else {
+            panic!("the circuit is open");
+        };
+        assert!(
+            reason
+                .starts_with("circuit open after repeated failures (last: deal: connection_error"),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -17,8 +17,10 @@ pub struct EnrichmentSettings {
     /// First retry delay; doubles each attempt, with jitter, up to `backoff_max_ms`.
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
-    /// After this many lookups in a row failed, calls to that API stop for
-    /// `circuit_open_ms` and events are emitted `partial` at once.
+    /// After this many lookups in a row failed because the API did (5xx,
+    /// timeouts, connection errors; not 429s or an exhausted request
+    /// budget), calls to that API stop for `circuit_open_ms` and events are
+    /// emitted `partial` at once.
     pub circuit_failures: u32,
     pub circuit_open_ms: u64,
     /// Lifetime of cached persons, organizations and per-person deal lists, in seconds.
