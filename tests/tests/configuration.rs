@@ -293,3 +293,87 @@ fn compose_only_sets_keys_that_exist() {
         "compose configures the services through TRIBUTARY_* variables"
     );
 }
+
+/// Every secret a configuration can hold, each where it goes.
+const SECRET_CONFIGURATION: &str = r#"
+[kafka.librdkafka]
+"security.protocol" = "SASL_SSL"
+"sasl.username" = "tributary"
+"sasl.password" = "kafka-sasl-secret-1"
+"ssl.key.password" = "kafka-ssl-key-secret-2"
+
+[enrichment.email_validation]
+url = "https://verifier.example/v2/email-verifier"
+api_key = "verifier-key-secret-3"
+
+[clickhouse]
+password = "clickhouse-secret-4"
+
+[tenants.acme.pipedrive]
+username = "pipedrive-acme"
+password = "pipedrive-password-secret-5"
+api_base_url = "https://acme.pipedrive.com"
+api_token = "pipedrive-token-secret-6"
+pii_salt = "pipedrive-salt-secret-7"
+
+[tenants.acme.hubspot]
+portal_id = "62515"
+client_secret = "hubspot-client-secret-8"
+workflow_secret = "hubspot-workflow-secret-9"
+access_token = "hubspot-token-secret-10"
+"#;
+
+/// The secrets of [`SECRET_CONFIGURATION`] that appear in `text`.
+fn secrets_in(text: &str) -> Vec<String> {
+    (1..=10)
+        .map(|n| format!("secret-{n}"))
+        .filter(|secret| {
+            // `secret-1` is a prefix of `secret-10`: match whole markers.
+            text.match_indices(secret.as_str())
+                .any(|(at, _)| !text[at + secret.len()..].starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .collect()
+}
+
+#[test]
+fn no_configuration_type_shows_a_secret() {
+    let loader = Loader::from_toml_str(SECRET_CONFIGURATION);
+    let collector: CollectorConfig = loader.extract().expect("collector");
+    let enricher: EnricherConfig = loader.extract().expect("enricher");
+    let activator: ActivatorConfig = loader.extract().expect("activator");
+    // The secrets are read: the test would prove nothing otherwise.
+    assert_eq!(
+        enricher
+            .kafka
+            .librdkafka
+            .get("sasl.password")
+            .map(String::as_str),
+        Some("kafka-sasl-secret-1")
+    );
+    let formatted = [
+        format!("{loader:?}"),
+        format!("{collector:?} {collector:#?}"),
+        format!("{enricher:?} {enricher:#?}"),
+        format!("{activator:?} {activator:#?}"),
+        format!("{:?}", collector.kafka),
+        format!("{:?}", collector.tenants),
+    ];
+    for text in formatted {
+        let shown = secrets_in(&text);
+        assert!(shown.is_empty(), "{shown:?} shown in {text}");
+    }
+    // What is not a credential still shows, to debug a connection with.
+    let kafka = format!("{:?}", collector.kafka);
+    for shown in [
+        "SASL_SSL",
+        "\"sasl.username\": \"tributary\"",
+        "sasl.password",
+    ] {
+        assert!(kafka.contains(shown), "{shown} in {kafka}");
+    }
+    let tenants = format!("{:?}", collector.tenants);
+    assert!(
+        tenants.contains("hubspot") && tenants.contains("pipedrive"),
+        "{tenants}"
+    );
+}

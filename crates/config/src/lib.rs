@@ -48,10 +48,19 @@ impl From<figment::Error> for ConfigError {
 }
 
 /// Where configuration comes from: an optional TOML file plus the environment.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Loader {
     figment: Figment,
     file: Option<PathBuf>,
+}
+
+/// The file only: the merged values hold every secret of the configuration.
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Loader {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// `[kafka]`: how to reach the broker and tune the clients.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Comma-separated `host:port` bootstrap list.
@@ -43,6 +43,52 @@ impl Default for KafkaSettings {
             librdkafka: BTreeMap::new(),
         }
     }
+}
+
+/// Every setting; of the librdkafka properties, the values of those that
+/// may hold a credential (`sasl.password`, `ssl.key.password`,
+/// `sasl.oauthbearer.client.secret`...) are not shown.
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let librdkafka: BTreeMap<&str, &str> = self
+            .librdkafka
+            .iter()
+            .map(|(key, value)| {
+                let shown = if may_hold_a_credential(key) {
+                    "<redacted>"
+                } else {
+                    value.as_str()
+                };
+                (key.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("compression", &self.compression)
+            .field("linger_ms", &self.linger_ms)
+            .field("message_timeout_ms", &self.message_timeout_ms)
+            .field("queue_max_messages", &self.queue_max_messages)
+            .field("fetch_wait_max_ms", &self.fetch_wait_max_ms)
+            .field("metadata_timeout_ms", &self.metadata_timeout_ms)
+            .field("librdkafka", &librdkafka)
+            .finish()
+    }
+}
+
+/// Whether a librdkafka property may hold a credential: any password,
+/// secret, key or token, and the JAAS and SASL configuration strings.
+fn may_hold_a_credential(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "key",
+        "token",
+        "jaas",
+        "sasl.oauthbearer.config",
+    ]
+    .iter()
+    .any(|part| key.contains(part))
 }
 
 /// `[topics]`: the names of the pipeline's topics.
@@ -96,9 +142,22 @@ pub enum LogFormat {
 ///
 /// Source sections are kept untyped here: each source module owns the shape
 /// of its own section and checks it when the service starts.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
 pub struct Tenants(BTreeMap<String, BTreeMap<String, serde_json::Value>>);
+
+/// Each tenant's section names only: the sections hold its credentials.
+impl std::fmt::Debug for Tenants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(tenant, sections)| (tenant, sections.keys().collect::<Vec<_>>())),
+            )
+            .finish()
+    }
+}
 
 /// Keys of `[tenants.<tenant>]` that are the tenant's own settings, not sources.
 pub const TENANT_SETTINGS: &[&str] = &["home_currency", "currency_rates"];
