@@ -43,10 +43,10 @@ pub async fn run(
         &settings.group_id,
         Some(&settings.instance_id),
     )
-    .create_with_context(AssignmentContext {
-        topic: topic.to_owned(),
-        gauge: "tributary_activator_assigned_partitions",
-    })?;
+    .create_with_context(AssignmentContext::new(
+        topic,
+        "tributary_activator_assigned_partitions",
+    ))?;
     consumer.subscribe(&[topic])?;
     tracing::info!(topic, group = %settings.group_id, "activator consuming");
 
@@ -176,6 +176,9 @@ async fn load_batches(
                 return;
             }
             drop(permit);
+        } else {
+            // Quiet: no next commit is coming to take a failed one along.
+            commit_failed_again(consumer, topic);
         }
         if last_snapshot.is_none_or(|at| at.elapsed() >= snapshot_every) {
             match clickhouse.snapshot_pipeline().await {
@@ -194,6 +197,34 @@ async fn load_batches(
                     Err(err) => tracing::warn!(error = %err, "dropping old partitions failed"),
                 }
             }
+        }
+    }
+}
+
+/// Commits the offsets of commits that failed, if any.
+fn commit_failed_again(consumer: &EnrichedConsumer, topic: &str) {
+    let positions = consumer.context().with_failed_commits(&[]);
+    if !positions.is_empty() {
+        commit(consumer, topic, &positions, CommitMode::Sync);
+    }
+}
+
+/// Commits `positions` (the next offset to read, per partition); if that
+/// fails they are kept for the next commit.
+fn commit(consumer: &EnrichedConsumer, topic: &str, positions: &[(i32, i64)], mode: CommitMode) {
+    let mut offsets = TopicPartitionList::new();
+    for (partition, position) in positions {
+        let _ = offsets.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*position));
+    }
+    match consumer.commit(&offsets, mode) {
+        Ok(()) => internal_events::committed(offsets.count()),
+        Err(err) => {
+            consumer.context().commit_failed(positions);
+            tracing::warn!(
+                error = %err,
+                offsets = ?positions,
+                "offset commit failed; retrying with the next commit"
+            );
         }
     }
 }
@@ -231,17 +262,16 @@ async fn load(
         }
         delay = (delay * 2).min(Duration::from_millis(settings.retry_max_ms));
     }
-    let mut offsets = TopicPartitionList::new();
-    for (partition, offset) in &batch.offsets {
-        let _ =
-            offsets.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(offset + 1));
-    }
-    match consumer.commit(&offsets, mode) {
-        Ok(()) => internal_events::committed(offsets.count()),
-        // The next owner re-reads from the previous commit; de-duplication
-        // makes that harmless.
-        Err(err) => tracing::warn!(error = %err, "committing offsets failed"),
-    }
+    let positions: Vec<(i32, i64)> = batch
+        .offsets
+        .iter()
+        .map(|(partition, offset)| (*partition, offset + 1))
+        .collect();
+    // A commit that failed earlier goes again with this one. Until one
+    // succeeds, a restart re-reads from the last commit; de-duplication
+    // makes that harmless.
+    let positions = consumer.context().with_failed_commits(&positions);
+    commit(consumer, topic, &positions, mode);
     *batch = Batch::default();
     true
 }

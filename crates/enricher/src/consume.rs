@@ -18,6 +18,7 @@ use rdkafka::Message;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::{Notify, mpsc, watch};
 use tributary_kafka::ProduceError;
@@ -108,6 +109,35 @@ impl ConsumerContext for RebalanceContext {
             tracing::warn!(error = %err, "committing revoked partitions failed; they will be read again from the last commit");
         }
         tracker.forget(&partitions);
+    }
+
+    /// An asynchronous commit's outcome: a failed one is offered again at
+    /// the next tick, and the log says which offsets and why.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let Err(err) = result else {
+            return;
+        };
+        let commits: Vec<(i32, i64)> = offsets
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                rdkafka::Offset::Offset(position) => Some((e.partition(), position)),
+                _ => None,
+            })
+            .collect();
+        if let Some(session) = self
+            .session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            session.tracker().commit_failed(&commits);
+        }
+        tracing::warn!(
+            error = %err,
+            offsets = ?commits,
+            "offset commit failed; retrying at the next commit tick"
+        );
     }
 }
 
@@ -259,7 +289,16 @@ fn commit(
     }
     match consumer.commit(&list, mode) {
         Ok(()) => internal_events::committed(commits.len()),
-        Err(err) => tracing::warn!(error = %err, "offset commit failed; it will be retried"),
+        Err(err) => {
+            // Offered again at the next tick; until a commit succeeds, a
+            // restart re-reads from the last one (outputs are idempotent).
+            session.tracker().commit_failed(&commits);
+            tracing::warn!(
+                error = %err,
+                offsets = ?commits,
+                "offset commit failed; retrying at the next commit tick"
+            );
+        }
     }
 }
 

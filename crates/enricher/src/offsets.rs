@@ -60,6 +60,20 @@ impl OffsetTracker {
         commits
     }
 
+    /// Commits that failed: offered again by the next [`take_commits`]
+    /// unless a later position replaced them meanwhile.
+    ///
+    /// [`take_commits`]: OffsetTracker::take_commits
+    pub fn commit_failed(&mut self, commits: &[(i32, i64)]) {
+        for (partition, position) in commits {
+            if let Some(track) = self.partitions.get_mut(partition)
+                && track.committed == Some(*position)
+            {
+                track.committed = None;
+            }
+        }
+    }
+
     /// Events read and not yet completed, over all partitions.
     pub fn in_flight(&self) -> usize {
         self.partitions.values().map(|p| p.in_flight.len()).sum()
@@ -93,6 +107,28 @@ mod tests {
         tracker.complete(0, 14);
         assert_eq!(tracker.safe_position(0), Some(15));
         assert_eq!(tracker.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_failed_commit_is_offered_again() {
+        let mut tracker = OffsetTracker::default();
+        tracker.begin(0, 5);
+        tracker.begin(1, 100);
+        tracker.complete(0, 5);
+        tracker.complete(1, 100);
+        let commits = tracker.take_commits();
+        assert_eq!(commits, [(0, 6), (1, 101)]);
+        tracker.commit_failed(&commits);
+        assert_eq!(tracker.take_commits(), commits, "retried as they were");
+        // A later position supersedes a failed one.
+        let commits = tracker.take_commits();
+        assert!(commits.is_empty());
+        tracker.begin(0, 6);
+        tracker.complete(0, 6);
+        let newer = tracker.take_commits();
+        assert_eq!(newer, [(0, 7)]);
+        tracker.commit_failed(&[(0, 6)]);
+        assert!(tracker.take_commits().is_empty(), "7 is taken, 6 is stale");
     }
 
     #[test]
