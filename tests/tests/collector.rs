@@ -75,6 +75,7 @@ password = "{PASSWORD}"
             .basic_auth(USER, Some(PASSWORD))
             .header("content-type", "application/json")
             .header("user-agent", "Pipedrive Webhooks")
+            .header("x-forwarded-for", "203.0.113.7")
     }
 
     async fn post(&self, body: &[u8]) -> (StatusCode, Value) {
@@ -121,6 +122,28 @@ fn counter(metrics: &str, name_and_labels: &str) -> u64 {
         .lines()
         .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
         .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_client_address_is_kept_when_configured() {
+    let brokers = broker::shared_brokers();
+    let topic = broker::unique_topic(&brokers, "raw-client-ip", 1).await;
+    let collector = Collector::start(&brokers, &topic, "keep_client_ip = true").await;
+    let (status, reply) = collector
+        .post(&fixtures::pipedrive("v2/deal-change.json"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    let records = broker::read_topic(&brokers, &topic, 1, Duration::from_secs(30));
+    let event = decode(&records[0]);
+    let kept: Vec<(&str, &str)> = event
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_str()))
+        .collect();
+    assert!(
+        kept.contains(&("x-forwarded-for", "203.0.113.7")),
+        "{kept:?}"
+    );
 }
 
 #[tokio::test]
@@ -207,6 +230,10 @@ async fn every_fixture_is_stored_byte_for_byte_with_its_envelope() {
         assert!(
             !header_names.contains(&"authorization"),
             "credentials never stored"
+        );
+        assert!(
+            !header_names.contains(&"x-forwarded-for"),
+            "the client's address is kept only if configured"
         );
         let warning_codes: Vec<_> = event.warnings.iter().map(|w| w.code.as_str()).collect();
         let expected_verdict = if warning_codes.is_empty() {

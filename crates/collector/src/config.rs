@@ -32,6 +32,10 @@ pub struct CollectorSettings {
     pub retry_after_seconds: u32,
     /// On shutdown, how long to wait for queued events to be acknowledged.
     pub drain_timeout_seconds: u32,
+    /// Keep the client's address (`x-forwarded-for`, `forwarded`,
+    /// `x-real-ip`) with each event. A client IP is personal data: off
+    /// unless configured.
+    pub keep_client_ip: bool,
 }
 
 impl Default for CollectorSettings {
@@ -41,6 +45,7 @@ impl Default for CollectorSettings {
             max_body_bytes: 1024 * 1024,
             retry_after_seconds: 5,
             drain_timeout_seconds: 10,
+            keep_client_ip: false,
         }
     }
 }

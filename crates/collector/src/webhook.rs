@@ -31,8 +31,10 @@ const GENERIC_FORWARDED_HEADERS: &[&str] = &[
     "x-request-id",
     "x-correlation-id",
     "traceparent",
-    "x-forwarded-for",
 ];
+
+/// The client's address, kept only with `[collector] keep_client_ip`.
+const CLIENT_IP_HEADERS: &[&str] = &["x-forwarded-for", "forwarded", "x-real-ip"];
 
 /// Never kept, even if a source asks: credentials and session material.
 const NEVER_FORWARDED: &[&str] = &[
@@ -166,6 +168,7 @@ async fn accept(
         received_at_micros,
         content_type,
         &parts.headers,
+        state.settings.keep_client_ip,
     );
     let mut outgoing: Vec<Outgoing> = delivery
         .events
@@ -424,6 +427,7 @@ impl<'a> Envelope<'a> {
         received_at_micros: u64,
         content_type: String,
         request_headers: &HeaderMap,
+        keep_client_ip: bool,
     ) -> Self {
         let forwarded = source.forwarded_headers();
         let headers = request_headers
@@ -431,7 +435,9 @@ impl<'a> Envelope<'a> {
             .filter(|(name, _)| {
                 let name = name.as_str();
                 !NEVER_FORWARDED.contains(&name)
-                    && (GENERIC_FORWARDED_HEADERS.contains(&name) || forwarded.contains(&name))
+                    && (GENERIC_FORWARDED_HEADERS.contains(&name)
+                        || forwarded.contains(&name)
+                        || (keep_client_ip && CLIENT_IP_HEADERS.contains(&name)))
             })
             .map(|(name, value)| Header {
                 name: name.as_str().to_owned(),
