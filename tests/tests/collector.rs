@@ -343,15 +343,6 @@ async fn every_rejection_has_its_status_and_nothing_reaches_the_topic() {
             "unknown_source",
         ),
         (
-            "unknown tenant",
-            "/webhooks/pipedrive/globex",
-            good,
-            json,
-            &valid,
-            StatusCode::NOT_FOUND,
-            "unknown_tenant",
-        ),
-        (
             "no credentials",
             "/webhooks/pipedrive/acme",
             None,
@@ -462,6 +453,42 @@ async fn every_rejection_has_its_status_and_nothing_reaches_the_topic() {
                     .all(|v| v["reason"].as_str().is_some_and(|r| !r.is_empty()))
             );
         }
+    }
+    // An unknown tenant gets the answer wrong credentials get, with or
+    // without credentials, so answers do not tell which tenants exist; it
+    // is counted as what it is.
+    let answer = |path: &'static str, credentials: Option<(&'static str, &'static str)>| {
+        let mut request = http
+            .post(url(path))
+            .header("content-type", "application/json")
+            .body(valid.clone());
+        if let Some((user, password)) = credentials {
+            request = request.basic_auth(user, Some(password));
+        }
+        async move {
+            let response = request.send().await.expect("request");
+            let status = response.status();
+            let challenge = response.headers().get("www-authenticate").cloned();
+            let body: Value = response.json().await.expect("a JSON error body");
+            (status, challenge, body)
+        }
+    };
+    for credentials in [good, Some((USER, "guess")), None] {
+        let unknown = answer("/webhooks/pipedrive/globex", credentials).await;
+        let wrong = answer(
+            "/webhooks/pipedrive/acme",
+            credentials.map(|(user, _)| (user, "guess")),
+        )
+        .await;
+        assert_eq!(unknown, wrong, "{credentials:?}");
+        assert_eq!(unknown.0, StatusCode::UNAUTHORIZED);
+        let code = if credentials.is_some() {
+            "invalid_credentials"
+        } else {
+            "missing_credentials"
+        };
+        *expected_by_reason.entry(code).or_default() += 1;
+        *expected_by_reason.entry("unknown_tenant").or_default() += 1;
     }
     let metrics_after = collector.metrics().await;
     for (reason, count) in expected_by_reason {
@@ -1561,15 +1588,6 @@ public_url = "{PUBLIC_URL}"
                 "portal 99",
             ),
             (
-                "unknown portal",
-                "/webhooks/hubspot",
-                &unknown_portal,
-                Sign::V3(SECRET, 0),
-                StatusCode::NOT_FOUND,
-                "unknown_tenant",
-                "4242",
-            ),
-            (
                 "not an array",
                 "/webhooks/hubspot/acme",
                 b"\"contact.creation\"",
@@ -1616,6 +1634,29 @@ public_url = "{PUBLIC_URL}"
                 "{what}: {why:?} should say {detail:?}"
             );
             *by_reason.entry(code).or_default() += 1;
+        }
+        // A portal no tenant is gets the answer a wrong signature gets (a
+        // stale one too), so answers do not tell which portals are
+        // configured; it is counted as what it is.
+        for age_ms in [0, 6 * 60 * 1000] {
+            let unknown = collector
+                .post(
+                    "/webhooks/hubspot",
+                    &unknown_portal,
+                    Sign::V3(SECRET, age_ms),
+                )
+                .await;
+            let wrong = collector
+                .post(
+                    "/webhooks/hubspot",
+                    &batch,
+                    Sign::V3("guessed-secret", age_ms),
+                )
+                .await;
+            assert_eq!(unknown, wrong, "signed {age_ms} ms ago");
+            assert_eq!(unknown.0, StatusCode::UNAUTHORIZED);
+            *by_reason.entry("invalid_credentials").or_default() += 1;
+            *by_reason.entry("unknown_tenant").or_default() += 1;
         }
         let after = collector.metrics().await;
         for (reason, count) in by_reason {

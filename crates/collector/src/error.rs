@@ -12,10 +12,13 @@ use crate::webhook::reply_response;
 pub enum Rejection {
     #[error("no webhook source named {0:?}")]
     UnknownSource(String),
-    #[error("tenant {tenant:?} has no {source_name} webhook configured")]
+    /// Answered as `answer` (what wrong credentials get), so that answers
+    /// do not tell which tenants exist.
+    #[error("tenant {tenant:?} has no {source_name} webhook configured (answered: {answer})")]
     UnknownTenant {
         tenant: String,
         source_name: &'static str,
+        answer: Box<Rejection>,
     },
     #[error("{reason}")]
     TenantNotFound {
@@ -57,8 +60,8 @@ pub enum Rejection {
 impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
+            Rejection::UnknownTenant { answer, .. } => answer.status(),
             Rejection::UnknownSource(_)
-            | Rejection::UnknownTenant { .. }
             | Rejection::TenantNotFound { .. }
             | Rejection::TenantRequired { .. } => StatusCode::NOT_FOUND,
             Rejection::MissingCredentials(_) | Rejection::InvalidCredentials(_) => {
@@ -100,6 +103,9 @@ impl Rejection {
 impl Rejection {
     /// The answer: the source's own, if it writes one, else the JSON error.
     pub fn into_reply(self, source: Option<&dyn WebhookSource>) -> Response {
+        if let Rejection::UnknownTenant { answer, .. } = self {
+            return answer.into_reply(source);
+        }
         let message = self.to_string();
         let violations = match &self {
             Rejection::InvalidWebhook(violations) => violations.as_slice(),

@@ -96,11 +96,9 @@ fn tenant_of_delivery(
 ) -> Result<String, Rejection> {
     let source_name = source.name();
     match source.tenant_of(webhook) {
-        TenantOf::Tenant(tenant) if source.has_tenant(&tenant) => Ok(tenant),
-        TenantOf::Tenant(tenant) => Err(Rejection::UnknownTenant {
-            tenant,
-            source_name,
-        }),
+        // Unknown tenants are answered once their credentials are checked
+        // (an unconfigured account by its description, which names no tenant).
+        TenantOf::Tenant(tenant) | TenantOf::NotConfigured(tenant) => Ok(tenant),
         TenantOf::PathRequired => Err(Rejection::TenantRequired { source_name }),
         TenantOf::Unknown(reason) => Err(Rejection::TenantNotFound {
             source_name,
@@ -119,16 +117,6 @@ async fn accept(
     received_at_micros: u64,
 ) -> Result<Response, Rejection> {
     let name = source.name();
-    // A tenant named in the path is checked before the body: an unknown one
-    // is told so whatever it sent.
-    if let Some(tenant) = &tenant
-        && !source.has_tenant(tenant)
-    {
-        return Err(Rejection::UnknownTenant {
-            tenant: tenant.clone(),
-            source_name: name,
-        });
-    }
     let body = body?;
     let webhook = WebhookRequest {
         method: &parts.method,
@@ -142,7 +130,7 @@ async fn accept(
     };
     internal_events::received(name, body.len());
 
-    source
+    let authenticated = source
         .authenticate(&tenant, &webhook)
         .map_err(|failure| match failure {
             AuthFailure::Missing => Rejection::MissingCredentials(None),
@@ -150,7 +138,21 @@ async fn accept(
             AuthFailure::MissingBecause(reason) => Rejection::MissingCredentials(Some(reason)),
             AuthFailure::InvalidBecause(reason) => Rejection::InvalidCredentials(Some(reason)),
             AuthFailure::Forbidden(reason) => Rejection::Forbidden(reason),
-        })?;
+        });
+    // An unknown tenant is answered as wrong credentials are (the source
+    // checks them against credentials no one has), so the answers do not
+    // tell which tenants exist; it is counted and logged as what it is.
+    if !source.has_tenant(&tenant) {
+        let answer = authenticated
+            .err()
+            .unwrap_or(Rejection::InvalidCredentials(None));
+        return Err(Rejection::UnknownTenant {
+            tenant,
+            source_name: name,
+            answer: Box::new(answer),
+        });
+    }
+    authenticated?;
     if let Some(reply) = source.handshake(&tenant, &webhook) {
         return Ok(reply_response(reply));
     }

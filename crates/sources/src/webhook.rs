@@ -147,7 +147,11 @@ pub enum TenantOf {
     PathRequired,
     /// The delivery names this tenant (e.g. by its account id).
     Tenant(String),
-    /// The delivery names no configured tenant; why, for the 404's message.
+    /// The delivery names an account no tenant is (described for the log):
+    /// answered as wrong credentials are, so answers do not tell which
+    /// accounts are configured.
+    NotConfigured(String),
+    /// The delivery names no tenant at all; why, for the 404's message.
     Unknown(String),
     /// The delivery cannot be read well enough to find its tenant: refused
     /// as a delivery (400) before any authentication.

@@ -64,6 +64,10 @@ pub struct HubSpot {
     tenants: BTreeMap<String, HubSpotTenant>,
     /// Tenant by portal id.
     by_portal: BTreeMap<String, String>,
+    /// What an unknown tenant's deliveries are checked against: default
+    /// settings with a random client secret, so they fail as a wrong
+    /// signature does, with the same answer.
+    no_one: HubSpotTenant,
 }
 
 /// Builds the source from every tenant's `[tenants.<tenant>.hubspot]` section.
@@ -92,7 +96,21 @@ impl HubSpot {
             }
             tenants.insert(tenant.to_owned(), settings);
         }
-        Ok(HubSpot { tenants, by_portal })
+        let no_one = tenant_settings(&serde_json::json!({
+            // Never a portal's: portal ids start at 1.
+            "portal_id": "0",
+            "client_secret": Uuid::new_v4().to_string(),
+        }))
+        .map_err(|reason| SourceConfigError::Tenant {
+            tenant: String::new(),
+            source_name: NAME,
+            reason,
+        })?;
+        Ok(HubSpot {
+            tenants,
+            by_portal,
+            no_one,
+        })
     }
 }
 
@@ -113,9 +131,7 @@ impl WebhookSource for HubSpot {
         match body.portal() {
             Some(portal) => match self.by_portal.get(&portal) {
                 Some(tenant) => TenantOf::Tenant(tenant.clone()),
-                None => TenantOf::Unknown(format!(
-                    "HubSpot portal {portal} is not configured for any tenant"
-                )),
+                None => TenantOf::NotConfigured(format!("HubSpot portal {portal}")),
             },
             None => TenantOf::Unknown(
                 "the delivery names no HubSpot portal (portalId): post it to /webhooks/hubspot/{tenant}".into(),
@@ -205,7 +221,7 @@ impl HubSpot {
         request: &WebhookRequest<'_>,
         now_ms: i64,
     ) -> Result<(), AuthFailure> {
-        let settings = self.tenants.get(tenant).ok_or(AuthFailure::Invalid)?;
+        let settings = self.tenants.get(tenant).unwrap_or(&self.no_one);
         // An unreadable body is refused by `split`, once the request is authentic.
         let body = read_body(request.body).ok();
         let signed = [SIGNATURE_V3_HEADER, SIGNATURE_HEADER]
@@ -253,6 +269,10 @@ impl HubSpot {
             return Err(AuthFailure::MissingBecause(format!(
                 "signature_missing: missing header {SIGNATURE_V3_HEADER}"
             )));
+        }
+        // No delivery is authentic for no one (the secret is random).
+        if !self.tenants.contains_key(tenant) {
+            return Err(AuthFailure::Invalid);
         }
         // Authentic; is it this tenant's account?
         if let Some(body) = &body {
