@@ -1,7 +1,10 @@
 //! The collector's metrics, in one place: what it received, accepted and
-//! rejected (with the reason), and how long the broker took to acknowledge.
+//! rejected (with the reason), and how long the broker took to acknowledge;
+//! and the log of refusals, rate-limited.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use metrics::{counter, histogram};
 use tributary_sources::Warning;
@@ -26,6 +29,48 @@ pub fn accepted(source: &'static str, warnings: &[Warning]) {
 pub fn rejected(source: &'static str, reason: &'static str) {
     counter!("tributary_collector_events_rejected_total", "source" => source, "reason" => reason)
         .increment(1);
+}
+
+/// How often a refusal of one source and reason is logged at most.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Per source and reason: when a refusal was last logged, and how many
+/// were not logged since.
+type RefusalLog = HashMap<(&'static str, &'static str), (Instant, u64)>;
+
+/// Logs a refusal at info level, so an operator sees why deliveries are
+/// refused without debug logging: the first of each source and reason,
+/// then at most one every [`REFUSAL_LOG_EVERY`], saying how many were not
+/// logged meanwhile (the metric counts them all).
+pub fn log_refusal(
+    source: &'static str,
+    reason: &'static str,
+    tenant: &str,
+    error: &dyn std::fmt::Display,
+) {
+    static LOGGED: OnceLock<Mutex<RefusalLog>> = OnceLock::new();
+    let unlogged = {
+        let mut logged = LOGGED
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match logged.get_mut(&(source, reason)) {
+            Some((at, skipped)) if now.duration_since(*at) < REFUSAL_LOG_EVERY => {
+                *skipped += 1;
+                return;
+            }
+            Some((at, skipped)) => {
+                *at = now;
+                std::mem::take(skipped)
+            }
+            None => {
+                logged.insert((source, reason), (now, 0));
+                0
+            }
+        }
+    };
+    tracing::info!(source, reason, tenant, error = %error, unlogged, "delivery rejected");
 }
 
 /// An element of a delivery stored on the dead-letter topic instead of the raw topic.

@@ -83,7 +83,7 @@ async fn handle(
         Ok(response) => response,
         Err(rejection) => {
             internal_events::rejected(name, rejection.code());
-            tracing::debug!(source = name, tenant = %path_tenant, error = %rejection, "delivery rejected");
+            internal_events::log_refusal(name, rejection.code(), &path_tenant, &rejection);
             rejection.into_reply(Some(source))
         }
     }
