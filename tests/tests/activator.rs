@@ -453,3 +453,28 @@ async fn a_won_deal_first_loaded_partial_moves_to_its_source_when_its_complete_c
         [(json!("Webinar"), json!(1))]
     );
 }
+
+#[tokio::test]
+async fn the_default_row_checks_are_left_off_on_a_server_that_cannot_do_them() {
+    let db = TestDatabase::create("activator_validation").await;
+    // The default configuration, against the local 18.16 server.
+    let settings = tributary_clickhouse::ClickHouseSettings {
+        validation: true,
+        ..db.settings.clone()
+    };
+    let clickhouse = tributary_activator::load::ClickHouse::connect(&settings)
+        .await
+        .expect("connects, migrates and loads without the row checks");
+    assert!(!clickhouse.settings.validation);
+    clickhouse.ping().await.expect("answers");
+    let tables = db
+        .query(&format!(
+            "SELECT count() AS n FROM system.tables WHERE database = '{}'",
+            settings.database
+        ))
+        .await;
+    assert!(
+        tables[0]["n"].as_u64().is_some_and(|n| n > 10),
+        "{tables:?}"
+    );
+}

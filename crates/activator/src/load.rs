@@ -86,6 +86,22 @@ pub struct ClickHouse {
     pub settings: ClickHouseSettings,
 }
 
+/// Whether the server reads the format the `clickhouse` crate's row-type
+/// validation uses; an unreachable server is an error (retried).
+async fn validation_supported(client: &clickhouse::Client) -> anyhow::Result<bool> {
+    match client.query("SELECT toUInt8(1)").fetch_one::<u8>().await {
+        Ok(_) => Ok(true),
+        Err(clickhouse::error::Error::BadResponse(message))
+            if message.contains("RowBinaryWithNamesAndTypes")
+                || message.contains("UNKNOWN_FORMAT")
+                || message.contains("Code: 73") =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(anyhow::Error::new(err).context("asking ClickHouse for one row")),
+    }
+}
+
 #[derive(clickhouse::Row, serde::Deserialize)]
 struct StoredRow {
     event_id: String,
@@ -99,14 +115,23 @@ struct PartitionRow {
 }
 
 impl ClickHouse {
-    /// Applies pending migrations.
+    /// Applies pending migrations. A server that lacks what `validation`
+    /// needs (ClickHouse 18.16 has no `RowBinaryWithNamesAndTypes`) is used
+    /// without it, with a warning naming the setting.
     pub async fn connect(settings: &ClickHouseSettings) -> anyhow::Result<ClickHouse> {
-        let client = tributary_clickhouse::client(settings);
-        migrations::apply_migrations(&client, settings).await?;
-        Ok(ClickHouse {
-            client,
-            settings: settings.clone(),
-        })
+        let mut settings = settings.clone();
+        let mut client = tributary_clickhouse::client(&settings);
+        if settings.validation && !validation_supported(&client).await? {
+            tracing::warn!(
+                url = %settings.url,
+                "this ClickHouse server cannot check row types (no RowBinaryWithNamesAndTypes): \
+                 loading without [clickhouse] validation; set validation = false to say so"
+            );
+            settings.validation = false;
+            client = tributary_clickhouse::client(&settings);
+        }
+        migrations::apply_migrations(&client, &settings).await?;
+        Ok(ClickHouse { client, settings })
     }
 
     pub async fn ping(&self) -> Result<(), clickhouse::error::Error> {

@@ -15,7 +15,8 @@ pub struct ClickHouseSettings {
     pub database: String,
     /// The `clickhouse` crate's row-type checks against the server's schema.
     /// They use formats and settings ClickHouse 18.16 lacks: keep it on for a
-    /// modern server, turn it off for 18.16 (the local one).
+    /// modern server, turn it off for 18.16 (the local one). The activator
+    /// turns it off, with a warning, on a server that cannot do them.
     pub validation: bool,
 }
 
