@@ -18,6 +18,9 @@ const PASSWORD: &str = "s3cret";
 struct Collector {
     service: Service,
     base: String,
+    /// Where `/metrics`, `/healthz` and `/readyz` are: `base` unless the
+    /// collector has an admin listener.
+    admin: String,
     http: reqwest::Client,
 }
 
@@ -27,8 +30,25 @@ impl Collector {
         Self::start_with(brokers, topic, "", extra).await
     }
 
+    /// Like `start`, with `/metrics`, `/healthz` and `/readyz` on an admin listener.
+    async fn start_with_admin_listener(brokers: &str, topic: &str) -> Self {
+        let admin = format!("127.0.0.1:{}", tributary_tests::free_port());
+        let extra = format!("admin_listen = \"{admin}\"");
+        Self::launch(brokers, topic, "", &extra, Some(&admin)).await
+    }
+
     /// Like `start`, with extra `[kafka]` keys too.
     async fn start_with(brokers: &str, topic: &str, kafka_extra: &str, extra: &str) -> Self {
+        Self::launch(brokers, topic, kafka_extra, extra, None).await
+    }
+
+    async fn launch(
+        brokers: &str,
+        topic: &str,
+        kafka_extra: &str,
+        extra: &str,
+        admin_listen: Option<&str>,
+    ) -> Self {
         let port = tributary_tests::free_port();
         let config = format!(
             r#"
@@ -52,9 +72,11 @@ password = "{PASSWORD}"
 "#
         );
         let service = Service::start("tributary-collector", "collector", &config);
+        let base = format!("http://127.0.0.1:{port}");
         let collector = Collector {
             service,
-            base: format!("http://127.0.0.1:{port}"),
+            admin: admin_listen.map_or_else(|| base.clone(), |admin| format!("http://{admin}")),
+            base,
             http: reqwest::Client::new(),
         };
         collector.wait_until_healthy().await;
@@ -62,7 +84,7 @@ password = "{PASSWORD}"
     }
 
     async fn wait_until_healthy(&self) {
-        let url = format!("{}/healthz", self.base);
+        let url = format!("{}/healthz", self.admin);
         tributary_tests::process::wait_for_http_ok(&url, Duration::from_secs(30), || {
             self.service.log()
         })
@@ -92,7 +114,7 @@ password = "{PASSWORD}"
 
     async fn metrics(&self) -> String {
         self.http
-            .get(format!("{}/metrics", self.base))
+            .get(format!("{}/metrics", self.admin))
             .send()
             .await
             .expect("metrics")
@@ -122,6 +144,37 @@ fn counter(metrics: &str, name_and_labels: &str) -> u64 {
         .lines()
         .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
         .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn metrics_and_health_can_have_their_own_listener() {
+    let brokers = broker::shared_brokers();
+    let topic = broker::unique_topic(&brokers, "raw-admin", 1).await;
+    let collector = Collector::start_with_admin_listener(&brokers, &topic).await;
+    let (status, reply) = collector
+        .post(&fixtures::pipedrive("v2/deal-change.json"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let get = |base: &str| collector.http.get(format!("{base}{path}")).send();
+        let admin = get(&collector.admin).await.expect("admin listener");
+        assert_eq!(
+            admin.status(),
+            StatusCode::OK,
+            "{path} on the admin listener"
+        );
+        let public = get(&collector.base).await.expect("webhook listener");
+        assert_eq!(
+            public.status(),
+            StatusCode::NOT_FOUND,
+            "{path} is not on the webhooks' listener"
+        );
+    }
+    let metrics = collector.metrics().await;
+    assert!(
+        metrics.contains("tributary_collector_events_accepted_total"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

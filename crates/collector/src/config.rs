@@ -24,8 +24,12 @@ pub struct CollectorConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CollectorSettings {
-    /// Address the HTTP server binds (webhooks, metrics and health on one port).
+    /// Address the HTTP server binds: the webhooks, and `/metrics`,
+    /// `/healthz` and `/readyz` unless `admin_listen` is set.
     pub listen: SocketAddr,
+    /// A separate address for `/metrics`, `/healthz` and `/readyz`, so they
+    /// need not face the internet with the webhooks.
+    pub admin_listen: Option<SocketAddr>,
     /// Largest accepted request body in bytes; larger ones get 413.
     pub max_body_bytes: usize,
     /// `Retry-After` seconds sent with 503 when the broker cannot take events.
@@ -42,6 +46,7 @@ impl Default for CollectorSettings {
     fn default() -> Self {
         CollectorSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: None,
             max_body_bytes: 1024 * 1024,
             retry_after_seconds: 5,
             drain_timeout_seconds: 10,

@@ -83,8 +83,26 @@ impl Collector {
         })
     }
 
-    /// The HTTP application: webhooks plus `/metrics`, `/healthz`, `/readyz`.
+    /// The HTTP application: the webhooks, plus `/metrics`, `/healthz` and
+    /// `/readyz` unless they have their own listener (`admin_listen`).
     pub fn router(&self) -> Router {
+        let webhooks = self.webhooks_router();
+        if self.config.collector.admin_listen.is_some() {
+            webhooks
+        } else {
+            webhooks.merge(self.admin_router())
+        }
+    }
+
+    fn webhooks_router(&self) -> Router {
+        Router::new()
+            .route("/webhooks/{source}/{tenant}", post(webhook::receive))
+            .route("/webhooks/{source}", post(webhook::receive_untenanted))
+            .with_state(self.state.clone())
+    }
+
+    /// `/metrics`, `/healthz` and `/readyz`.
+    pub fn admin_router(&self) -> Router {
         let producer = self.state.producer.clone();
         let topic = self.state.topic.clone();
         let readiness: ReadinessCheck = Arc::new(move || {
@@ -98,11 +116,7 @@ impl Collector {
                 }
             })
         });
-        Router::new()
-            .route("/webhooks/{source}/{tenant}", post(webhook::receive))
-            .route("/webhooks/{source}", post(webhook::receive_untenanted))
-            .with_state(self.state.clone())
-            .merge(ops_router(readiness))
+        ops_router(readiness)
     }
 
     /// Binds the configured `[collector] listen` address.
@@ -122,10 +136,31 @@ impl Collector {
     ) -> anyhow::Result<()> {
         let address: SocketAddr = listener.local_addr()?;
         tracing::info!(%address, sources = ?self.state.sources.names().collect::<Vec<_>>(), "collector listening");
+        // The admin listener stops with the webhooks' server.
+        let (stopped, admin_stop) = tokio::sync::watch::channel(false);
+        let admin = match self.config.collector.admin_listen {
+            Some(admin_address) => {
+                let admin_listener = TcpListener::bind(admin_address)
+                    .await
+                    .with_context(|| format!("binding the admin listener {admin_address}"))?;
+                tracing::info!(address = %admin_address, "admin endpoints listening");
+                let mut admin_stop = admin_stop;
+                let server = axum::serve(admin_listener, self.admin_router())
+                    .with_graceful_shutdown(async move {
+                        let _ = admin_stop.wait_for(|stop| *stop).await;
+                    });
+                Some(tokio::spawn(async move { server.await }))
+            }
+            None => None,
+        };
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await
             .context("http server")?;
+        let _ = stopped.send(true);
+        if let Some(admin) = admin {
+            admin.await?.context("admin http server")?;
+        }
         let drain = Duration::from_secs(u64::from(self.state.settings.drain_timeout_seconds));
         let producer = self.state.producer.clone();
         tokio::task::spawn_blocking(move || producer.flush(drain))
