@@ -178,6 +178,69 @@ async fn metrics_and_health_can_have_their_own_listener() {
 }
 
 #[tokio::test]
+async fn a_slow_body_gets_408_and_requests_beyond_the_limit_get_503() {
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let brokers = broker::shared_brokers();
+    let topic = broker::unique_topic(&brokers, "raw-slow", 1).await;
+    let collector = Collector::start(
+        &brokers,
+        &topic,
+        "body_read_timeout_ms = 1500\nmax_requests_in_flight = 1",
+    )
+    .await;
+    let address = collector.base.trim_start_matches("http://").to_owned();
+    // A client that sends its headers and a tenth of its body, then stalls.
+    let mut slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connects");
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let started = Instant::now();
+    slow.write_all(
+        format!(
+            "POST /webhooks/pipedrive/acme HTTP/1.1\r\nHost: {address}\r\n\
+             Authorization: Basic {credentials}\r\nContent-Type: application/json\r\n\
+             Content-Length: 100\r\n\r\n{{\"meta\":"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("writes");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // It holds the only slot: another request is shed, told when to retry.
+    let response = collector
+        .webhook("acme")
+        .body(fixtures::pipedrive("v2/deal-change.json"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"], "too_many_requests_in_flight");
+
+    // The slow one is answered 408 once its time is up, and closed.
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer))
+        .await
+        .expect("the collector closes the connection")
+        .expect("reads");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(1_500));
+
+    // The slot is free again.
+    let (status, reply) = collector
+        .post(&fixtures::pipedrive("v2/deal-change.json"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+}
+
+#[tokio::test]
 async fn the_client_address_is_kept_when_configured() {
     let brokers = broker::shared_brokers();
     let topic = broker::unique_topic(&brokers, "raw-client-ip", 1).await;

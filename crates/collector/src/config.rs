@@ -36,6 +36,12 @@ pub struct CollectorSettings {
     pub retry_after_seconds: u32,
     /// On shutdown, how long to wait for queued events to be acknowledged.
     pub drain_timeout_seconds: u32,
+    /// How long a request's body may take to arrive, in milliseconds;
+    /// a slower one is answered `408` and its connection closed.
+    pub body_read_timeout_ms: u64,
+    /// Requests handled at once, at most; beyond it `503` with `Retry-After`,
+    /// so a flood cannot hold the collector's memory.
+    pub max_requests_in_flight: usize,
     /// Keep the client's address (`x-forwarded-for`, `forwarded`,
     /// `x-real-ip`) with each event. A client IP is personal data: off
     /// unless configured.
@@ -50,6 +56,8 @@ impl Default for CollectorSettings {
             max_body_bytes: 1024 * 1024,
             retry_after_seconds: 5,
             drain_timeout_seconds: 10,
+            body_read_timeout_ms: 10_000,
+            max_requests_in_flight: 1_024,
             keep_client_ip: false,
         }
     }

@@ -55,6 +55,10 @@ pub enum Rejection {
     BrokerUnavailable { retry_after_seconds: u32 },
     #[error("too many events in flight; retry later")]
     Overloaded { retry_after_seconds: u32 },
+    #[error("too many requests in flight; retry later")]
+    Busy { retry_after_seconds: u32 },
+    #[error("the body did not arrive within {timeout:?}")]
+    BodyTimeout { timeout: std::time::Duration },
 }
 
 impl Rejection {
@@ -73,9 +77,10 @@ impl Rejection {
             Rejection::UnreadableBody(_)
             | Rejection::MalformedJson(_)
             | Rejection::InvalidWebhook(_) => StatusCode::BAD_REQUEST,
-            Rejection::BrokerUnavailable { .. } | Rejection::Overloaded { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Rejection::BrokerUnavailable { .. }
+            | Rejection::Overloaded { .. }
+            | Rejection::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -96,6 +101,8 @@ impl Rejection {
             Rejection::InvalidWebhook(_) => "invalid_webhook",
             Rejection::BrokerUnavailable { .. } => "broker_unavailable",
             Rejection::Overloaded { .. } => "producer_queue_full",
+            Rejection::Busy { .. } => "too_many_requests_in_flight",
+            Rejection::BodyTimeout { .. } => "body_timeout",
         }
     }
 }
@@ -141,10 +148,19 @@ impl Rejection {
             }
             | Rejection::Overloaded {
                 retry_after_seconds,
+            }
+            | Rejection::Busy {
+                retry_after_seconds,
             } => {
                 headers
                     .entry(header::RETRY_AFTER)
                     .or_insert(HeaderValue::from(*retry_after_seconds));
+            }
+            // The rest of a slow body is not waited for.
+            Rejection::BodyTimeout { .. } => {
+                headers
+                    .entry(header::CONNECTION)
+                    .or_insert(HeaderValue::from_static("close"));
             }
             _ => {}
         }

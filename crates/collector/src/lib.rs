@@ -34,6 +34,8 @@ pub(crate) struct AppState {
     topic: String,
     /// Where the malformed elements of a batch are kept.
     dead_letter_topic: String,
+    /// One permit per request being handled (`max_requests_in_flight`).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// A collector ready to serve: configuration checked, producer created.
@@ -78,6 +80,9 @@ impl Collector {
                 producer,
                 topic: config.topics.raw.clone(),
                 dead_letter_topic: config.topics.dead_letter.clone(),
+                in_flight: Arc::new(tokio::sync::Semaphore::new(
+                    config.collector.max_requests_in_flight.max(1),
+                )),
             }),
             config,
         })
