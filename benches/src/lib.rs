@@ -7,6 +7,17 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+/// A simulated world of one HubSpot portal, tenant "harbor", with `deals`
+/// deals and `activities` engagements.
+pub fn hubspot_world(deals: usize, activities: usize, seed: u64) -> tributary_world::World {
+    tributary_world::World::generate(tributary_world::WorldConfig {
+        tenants: vec![tributary_world::TenantSpec::hubspot(
+            "harbor", 2, 6, deals, activities,
+        )],
+        ..tributary_world::WorldConfig::small(seed)
+    })
+}
+
 /// The sample deliveries (every fixture class), with the envelope and key the
 /// collector would produce for each.
 pub struct Delivery {

@@ -9,17 +9,30 @@ use tributary_envelope::{ENVELOPE_VERSION, EventKeys, RawEvent, Verdict, Warning
 pub fn pipedrive_envelope(tenant: &str, body: &[u8]) -> (String, RawEvent) {
     let checked = tributary_sources::pipedrive::prevalidate(tenant, body)
         .unwrap_or_else(|refusal| panic!("the collector would refuse this body: {refusal:?}"));
-    let event = RawEvent {
+    let event = envelope(
+        tenant,
+        "pipedrive",
+        body.to_vec().into(),
+        checked,
+        now_micros(),
+    );
+    (event.partition_key(), event)
+}
+
+/// The envelope of one accepted event of `source`: its bytes and what the
+/// source's checks found, received at `received_at_micros`.
+pub fn envelope(
+    tenant: &str,
+    source: &str,
+    body: bytes::Bytes,
+    checked: tributary_sources::Prevalidated,
+    received_at_micros: u64,
+) -> RawEvent {
+    RawEvent {
         envelope_version: ENVELOPE_VERSION,
         tenant: tenant.to_owned(),
-        source: "pipedrive".into(),
-        received_at_micros: u64::try_from(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_micros())
-                .unwrap_or(0),
-        )
-        .unwrap_or(0),
+        source: source.to_owned(),
+        received_at_micros,
         event_id: checked.event_id,
         content_type: "application/json".into(),
         headers: Vec::new(),
@@ -37,7 +50,7 @@ pub fn pipedrive_envelope(tenant: &str, body: &[u8]) -> (String, RawEvent) {
                 message: w.message.clone(),
             })
             .collect(),
-        body: body.to_vec().into(),
+        body,
         keys: Some(EventKeys {
             payload_version: checked.payload_version,
             object: checked.object,
@@ -46,6 +59,15 @@ pub fn pipedrive_envelope(tenant: &str, body: &[u8]) -> (String, RawEvent) {
             attempt: checked.attempt,
             occurred_at_micros: checked.occurred_at_micros,
         }),
-    };
-    (event.partition_key(), event)
+    }
+}
+
+fn now_micros() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0),
+    )
+    .unwrap_or(0)
 }

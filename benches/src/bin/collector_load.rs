@@ -43,10 +43,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use tributary_benches::{Delivery, deliveries, enqueue, histogram, process_usage, record, summary};
 use tributary_config::KafkaSettings;
-use tributary_envelope::{ENVELOPE_VERSION, EventKeys, RawEvent, Verdict, Warning};
 use tributary_tests::process::Service;
 use tributary_world::hubspot::MAX_BATCH;
-use tributary_world::{Apis, Habits, TenantSpec, Version, World, WorldConfig};
+use tributary_world::{Apis, Habits, Version, World};
 
 #[derive(Parser, Clone)]
 #[command(
@@ -398,39 +397,13 @@ fn hubspot_envelopes(
         .events
         .into_iter()
         .map(|event| {
-            let checked = event.keys;
-            let raw = RawEvent {
-                envelope_version: ENVELOPE_VERSION,
-                tenant: tenant.to_owned(),
-                source: "hubspot".into(),
+            let raw = tributary_tests::raw::envelope(
+                tenant,
+                "hubspot",
+                event.body,
+                event.keys,
                 received_at_micros,
-                event_id: checked.event_id,
-                content_type: "application/json".into(),
-                headers: Vec::new(),
-                verdict: if checked.warnings.is_empty() {
-                    Verdict::Accepted
-                } else {
-                    Verdict::AcceptedWithWarnings
-                } as i32,
-                warnings: checked
-                    .warnings
-                    .iter()
-                    .map(|w| Warning {
-                        code: w.code.to_owned(),
-                        field: w.field.clone(),
-                        message: w.message.clone(),
-                    })
-                    .collect(),
-                body: event.body,
-                keys: Some(EventKeys {
-                    payload_version: checked.payload_version,
-                    object: checked.object,
-                    object_id: checked.object_id,
-                    action: checked.action,
-                    attempt: checked.attempt,
-                    occurred_at_micros: checked.occurred_at_micros,
-                }),
-            };
+            );
             (raw.partition_key(), raw.encode_to_vec())
         })
         .collect())
@@ -452,17 +425,11 @@ async fn hubspot(setup: Setup) -> anyhow::Result<()> {
         kafka_toml,
         producer,
     } = setup;
-    let config = WorldConfig {
-        tenants: vec![TenantSpec::hubspot(
-            "harbor",
-            2,
-            6,
-            args.deals,
-            args.activities,
-        )],
-        ..WorldConfig::small(args.seed)
-    };
-    let world = Arc::new(World::generate(config));
+    let world = Arc::new(tributary_benches::hubspot_world(
+        args.deals,
+        args.activities,
+        args.seed,
+    ));
     let tenant = &world.tenants[0];
     let account = tenant.hubspot().context("a HubSpot tenant")?;
     let section = json!({

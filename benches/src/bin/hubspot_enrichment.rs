@@ -20,7 +20,7 @@ use tributary_enrichment::EnrichmentSettings;
 use tributary_envelope::{ENVELOPE_VERSION, RawEvent};
 use tributary_fake_apis::hubspot::{FakeHubSpot, HubSpotState, RateLimits};
 use tributary_sources::{EnricherContext, SourceEnricher, WebhookRequest};
-use tributary_world::{Habits, TenantSpec, World, WorldConfig};
+use tributary_world::Habits;
 
 #[derive(Parser)]
 struct Args {
@@ -38,17 +38,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = WorldConfig {
-        tenants: vec![TenantSpec::hubspot(
-            "harbor",
-            2,
-            6,
-            args.deals,
-            args.activities,
-        )],
-        ..WorldConfig::small(args.seed)
-    };
-    let world = World::generate(config);
+    let world = tributary_benches::hubspot_world(args.deals, args.activities, args.seed);
     let tenant = &world.tenants[0];
     let account = tenant.hubspot().expect("a HubSpot tenant");
 
