@@ -218,14 +218,7 @@ fn commit(consumer: &EnrichedConsumer, topic: &str, positions: &[(i32, i64)], mo
     }
     match consumer.commit(&offsets, mode) {
         Ok(()) => internal_events::committed(offsets.count()),
-        Err(err) => {
-            consumer.context().commit_failed(positions);
-            tracing::warn!(
-                error = %err,
-                offsets = ?positions,
-                "offset commit failed; retrying with the next commit"
-            );
-        }
+        Err(err) => consumer.context().commit_failed(positions, &err),
     }
 }
 

@@ -69,51 +69,39 @@ async fn handle(
     request: Request,
 ) -> Response {
     let received_at_micros = now_micros();
+    let source = state.sources.get(&source_name);
+    let path_tenant = tenant.clone().unwrap_or_default();
     // Shed load beyond the limit before reading anything.
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
-        let name = state
-            .sources
-            .get(&source_name)
-            .map_or(UNKNOWN_SOURCE, |s| s.name());
         let busy = Rejection::Busy {
             retry_after_seconds: state.settings.retry_after_seconds,
         };
-        internal_events::rejected(name, busy.code());
-        internal_events::log_refusal(name, busy.code(), "", &busy);
-        return busy.into_response();
+        return refuse(source, &path_tenant, busy);
     };
     let (parts, body) = request.into_parts();
     // Read (or drain) the body before answering anything: a peer whose
     // upload is left unread gets a reset connection instead of our answer.
     let read = read_body(body, &parts.headers, state.settings.max_body_bytes);
     let timeout = std::time::Duration::from_millis(state.settings.body_read_timeout_ms.max(1));
-    let body = match tokio::time::timeout(timeout, read).await {
-        Ok(body) => body,
-        Err(_) => {
-            let slow = Rejection::BodyTimeout { timeout };
-            let name = state
-                .sources
-                .get(&source_name)
-                .map_or(UNKNOWN_SOURCE, |s| s.name());
-            internal_events::rejected(name, slow.code());
-            internal_events::log_refusal(name, slow.code(), "", &slow);
-            return slow.into_response();
-        }
+    let Ok(body) = tokio::time::timeout(timeout, read).await else {
+        return refuse(source, &path_tenant, Rejection::BodyTimeout { timeout });
     };
-    let Some(source) = state.sources.get(&source_name) else {
+    let Some(source) = source else {
         internal_events::rejected(UNKNOWN_SOURCE, "unknown_source");
         return Rejection::UnknownSource(source_name).into_response();
     };
-    let name = source.name();
-    let path_tenant = tenant.clone().unwrap_or_default();
     match accept(state, source, tenant, parts, body, received_at_micros).await {
         Ok(response) => response,
-        Err(rejection) => {
-            internal_events::rejected(name, rejection.code());
-            internal_events::log_refusal(name, rejection.code(), &path_tenant, &rejection);
-            rejection.into_reply(Some(source))
-        }
+        Err(rejection) => refuse(Some(source), &path_tenant, rejection),
     }
+}
+
+/// The answer to a refused delivery, counted and logged by reason.
+fn refuse(source: Option<&dyn WebhookSource>, tenant: &str, rejection: Rejection) -> Response {
+    let name = source.map_or(UNKNOWN_SOURCE, |s| s.name());
+    internal_events::rejected(name, rejection.code());
+    internal_events::log_refusal(name, rejection.code(), tenant, &rejection);
+    rejection.into_reply(source)
 }
 
 /// The tenant a delivery without one in its path names, if it is configured.

@@ -131,13 +131,8 @@ impl ConsumerContext for RebalanceContext {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
         {
-            session.tracker().commit_failed(&commits);
+            commit_failed(&session, &commits, &err);
         }
-        tracing::warn!(
-            error = %err,
-            offsets = ?commits,
-            "offset commit failed; retrying at the next commit tick"
-        );
     }
 }
 
@@ -289,17 +284,20 @@ fn commit(
     }
     match consumer.commit(&list, mode) {
         Ok(()) => internal_events::committed(commits.len()),
-        Err(err) => {
-            // Offered again at the next tick; until a commit succeeds, a
-            // restart re-reads from the last one (outputs are idempotent).
-            session.tracker().commit_failed(&commits);
-            tracing::warn!(
-                error = %err,
-                offsets = ?commits,
-                "offset commit failed; retrying at the next commit tick"
-            );
-        }
+        Err(err) => commit_failed(session, &commits, &err),
     }
+}
+
+/// A commit of `commits` failed with `error`: logged, and offered again at
+/// the next tick. Until a commit succeeds, a restart re-reads from the last
+/// one (outputs are idempotent).
+fn commit_failed(session: &Session, commits: &[(i32, i64)], error: &dyn std::fmt::Display) {
+    session.tracker().commit_failed(commits);
+    tracing::warn!(
+        error = %error,
+        offsets = ?commits,
+        "offset commit failed; retrying at the next commit tick"
+    );
 }
 
 async fn lane(

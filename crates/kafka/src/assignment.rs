@@ -43,13 +43,21 @@ impl AssignmentContext {
         }
     }
 
-    /// A commit of `offsets` failed: they are retried with the next one.
-    pub fn commit_failed(&self, offsets: &[(i32, i64)]) {
-        let mut failed = self.failed();
-        for (partition, offset) in offsets {
-            let kept = failed.entry(*partition).or_insert(*offset);
-            *kept = (*kept).max(*offset);
+    /// A commit of `offsets` failed with `error`: logged, and they are
+    /// retried with the next commit.
+    pub fn commit_failed(&self, offsets: &[(i32, i64)], error: &dyn std::fmt::Display) {
+        {
+            let mut failed = self.failed();
+            for (partition, offset) in offsets {
+                let kept = failed.entry(*partition).or_insert(*offset);
+                *kept = (*kept).max(*offset);
+            }
         }
+        tracing::warn!(
+            error = %error,
+            ?offsets,
+            "offset commit failed; retrying with the next commit"
+        );
     }
 
     /// `offsets` to commit, with failed commits of other partitions (or of
@@ -98,12 +106,7 @@ impl ConsumerContext for AssignmentContext {
                 _ => None,
             })
             .collect();
-        self.commit_failed(&failed);
-        tracing::warn!(
-            error = %err,
-            offsets = ?failed,
-            "offset commit failed; retrying with the next commit"
-        );
+        self.commit_failed(&failed, &err);
     }
 }
 
@@ -114,7 +117,7 @@ mod tests {
     #[test]
     fn a_failed_commit_goes_with_the_next_one_unless_a_later_offset_replaces_it() {
         let context = AssignmentContext::new("enriched", "gauge");
-        context.commit_failed(&[(0, 10), (1, 20)]);
+        context.commit_failed(&[(0, 10), (1, 20)], &"refused");
         assert_eq!(
             context.with_failed_commits(&[(1, 25), (2, 5)]),
             [(0, 10), (1, 25), (2, 5)]
@@ -124,7 +127,7 @@ mod tests {
             [(2, 6)],
             "taken once"
         );
-        context.commit_failed(&[(3, 30)]);
+        context.commit_failed(&[(3, 30)], &"refused");
         assert_eq!(context.with_failed_commits(&[(3, 12)]), [(3, 30)]);
     }
 }
