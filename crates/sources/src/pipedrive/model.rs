@@ -606,7 +606,9 @@ pub fn normalize_time(text: &str) -> String {
         && bytes[7] == b'-'
         && (bytes[10] == b' ' || bytes[10] == b'T')
         && bytes[13] == b':'
-        && bytes[16] == b':';
+        && bytes[16] == b':'
+        // The seconds end at byte 19, not inside a multi-byte character.
+        && text.is_char_boundary(19);
     if !shaped {
         return text.to_owned();
     }
