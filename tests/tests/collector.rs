@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tributary_envelope::{RawEvent, Verdict};
+use tributary_envelope::{DeadLetter, RawEvent, Verdict};
 use tributary_tests::broker::{self, PrivateBroker, Record};
 use tributary_tests::fixtures;
 use tributary_tests::process::Service;
@@ -17,6 +17,8 @@ const PASSWORD: &str = "s3cret";
 
 struct Collector {
     service: Service,
+    /// Where refused deliveries are kept.
+    dead_letter: String,
     base: String,
     /// Where `/metrics`, `/healthz` and `/readyz` are: `base` unless the
     /// collector has an admin listener.
@@ -50,6 +52,7 @@ impl Collector {
         admin_listen: Option<&str>,
     ) -> Self {
         let port = tributary_tests::free_port();
+        let dead_letter = broker::unique_topic(brokers, "dead-letter-collector", 1).await;
         let config = format!(
             r#"
 [kafka]
@@ -58,6 +61,7 @@ brokers = "{brokers}"
 
 [topics]
 raw = "{topic}"
+dead_letter = "{dead_letter}"
 
 [telemetry]
 log_level = "debug"
@@ -75,6 +79,7 @@ password = "{PASSWORD}"
         let base = format!("http://127.0.0.1:{port}");
         let collector = Collector {
             service,
+            dead_letter,
             admin: admin_listen.map_or_else(|| base.clone(), |admin| format!("http://{admin}")),
             base,
             http: reqwest::Client::new(),
@@ -642,6 +647,79 @@ async fn every_rejection_has_its_status_and_nothing_reaches_the_topic() {
     }
     for secret in [PASSWORD, "guess", "aG9vazpzM2NyZXQ=", "aG9vazpndWVzcw=="] {
         assert!(!log.contains(secret), "{secret:?} appears in the log");
+    }
+    // What authenticated but broke the source's rules is kept whole on the
+    // dead-letter topic, with why; nothing else refused is stored anywhere.
+    let letters = broker::read_topic(&brokers, &collector.dead_letter, 5, Duration::from_secs(5));
+    let kept: Vec<(String, Vec<u8>, String, Vec<String>)> = letters
+        .iter()
+        .map(|record| {
+            let letter: DeadLetter = serde_json::from_slice(&record.value).expect("a dead letter");
+            assert_eq!(letter.stage, "collector");
+            assert_eq!(letter.tenant.as_deref(), Some("acme"));
+            assert_eq!(letter.source.as_deref(), Some("pipedrive"));
+            assert_eq!(letter.original_topic, topic, "redriven to the raw topic");
+            assert!(!letter.failed_at.is_empty());
+            let original = RawEvent::decode_from(&letter.original_bytes().expect("base64"))
+                .expect("the envelope the delivery would have had");
+            assert_eq!(original.verdict, Verdict::Rejected as i32);
+            assert!(original.received_at_micros > 0);
+            let fields = letter.errors.iter().map(|e| e.path.clone()).collect();
+            (
+                letter.reason,
+                original.body.to_vec(),
+                original.content_type,
+                fields,
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (
+                "unsupported_media_type".into(),
+                valid.clone(),
+                "application/x-www-form-urlencoded".into(),
+                vec!["$".into()]
+            ),
+            (
+                "unsupported_media_type".into(),
+                valid.clone(),
+                "(none)".into(),
+                vec!["$".into()]
+            ),
+            (
+                "malformed_json".into(),
+                truncated.clone(),
+                "application/json".into(),
+                vec!["$".into()]
+            ),
+            (
+                "invalid_webhook".into(),
+                invalid.clone(),
+                "application/json".into(),
+                vec!["meta.action".into(), "meta.timestamp".into()]
+            ),
+        ]
+    );
+    for reason in [
+        "unsupported_media_type",
+        "malformed_json",
+        "invalid_webhook",
+    ] {
+        let series = format!(
+            "tributary_collector_events_dead_lettered_total{{source=\"pipedrive\",reason=\"{reason}\"}}"
+        );
+        let expected = if reason == "unsupported_media_type" {
+            2
+        } else {
+            1
+        };
+        assert_eq!(
+            counter(&metrics_after, &series) - counter(&metrics_before, &series),
+            expected,
+            "{series}"
+        );
     }
     // Nothing was produced: a valid event sent last is the topic's only message.
     let (status, _) = collector.post(&valid).await;
@@ -1263,16 +1341,35 @@ async fn a_batch_is_split_into_events_routed_by_its_account_and_answered_in_the_
         response.text().await.expect("body"),
         "<Ack events=\"0\">true</Ack>"
     );
-    let letters = broker::read_topic(&brokers, &dead_letters, 3, Duration::from_secs(20));
-    let mut kept: Vec<(String, String)> = letters
+    let letters = broker::read_topic(&brokers, &dead_letters, 6, Duration::from_secs(20));
+    // The refused deliveries that authenticated are kept whole, in order.
+    let whole: Vec<(String, Option<String>)> = letters
         .iter()
         .map(|record| {
-            let letter: tributary_envelope::DeadLetter =
+            serde_json::from_slice::<DeadLetter>(&record.value).expect("a dead-letter record")
+        })
+        .filter(|letter| letter.reason != "invalid_element")
+        .map(|letter| (letter.reason, letter.tenant))
+        .collect();
+    assert_eq!(
+        whole,
+        [
+            ("malformed_json".to_owned(), Some("globex".to_owned())),
+            (
+                "unsupported_media_type".to_owned(),
+                Some("initech".to_owned())
+            ),
+        ]
+    );
+    let mut kept: Vec<(String, String)> = letters
+        .iter()
+        .filter_map(|record| {
+            let letter: DeadLetter =
                 serde_json::from_slice(&record.value).expect("a dead-letter record");
-            assert_eq!(
-                (letter.stage.as_str(), letter.reason.as_str()),
-                ("collector", "invalid_element")
-            );
+            (letter.reason == "invalid_element").then_some((record, letter))
+        })
+        .map(|(record, letter)| {
+            assert_eq!(letter.stage, "collector");
             assert_eq!(letter.original_topic, topic);
             let envelope =
                 RawEvent::decode_from(&letter.original_bytes().expect("base64")).expect("envelope");
@@ -1417,6 +1514,30 @@ public_url = "{PUBLIC_URL}"
             })
             .await;
             collector
+        }
+
+        /// Runs the `tributary` command with the collector's configuration.
+        pub fn tributary(&self, args: &[&str]) -> std::process::Output {
+            let mut command = Command::new(tributary_tests::process::binary(
+                "tributary-cli",
+                "tributary",
+            ));
+            for (key, _) in std::env::vars() {
+                if key.starts_with("TRIBUTARY_") {
+                    command.env_remove(key);
+                }
+            }
+            command
+                .args(args)
+                .env(
+                    "TRIBUTARY_CONFIG",
+                    self.service.dir.path().join("tributary.toml"),
+                )
+                .env("TRIBUTARY_KAFKA__COMPRESSION", "none")
+                .env("TRIBUTARY_TOPICS__ENRICHED", &self.topics.enriched)
+                .current_dir(tempfile::tempdir().expect("dir").path())
+                .output()
+                .expect("running tributary")
         }
 
         /// Posts `body` to `path` as HubSpot would, signed as `sign` says.
@@ -1649,7 +1770,7 @@ public_url = "{PUBLIC_URL}"
     );
 
     #[tokio::test]
-    async fn refused_deliveries_say_why_and_nothing_of_them_is_stored() {
+    async fn refused_deliveries_say_why_and_what_authenticated_is_kept() {
         let collector = HubSpotCollector::start().await;
         let batch = fixtures::hubspot("app/contact-batch.json");
         let foreign = String::from_utf8(batch.clone())
@@ -1808,7 +1929,48 @@ public_url = "{PUBLIC_URL}"
         assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
         let records = collector.raw(3, Duration::from_secs(5));
         assert_eq!(records.len(), 2, "only the valid batch's two events");
-        assert!(collector.dead_letters(1, Duration::from_secs(2)).is_empty());
+        // What authenticated but broke HubSpot's rules is kept whole; what
+        // did not authenticate (or named no portal) is not stored.
+        let kept: Vec<(String, Option<String>, Vec<u8>)> = collector
+            .dead_letters(3, Duration::from_secs(5))
+            .iter()
+            .map(|record| {
+                let letter: DeadLetter =
+                    serde_json::from_slice(&record.value).expect("a dead letter");
+                assert_eq!(letter.stage, "collector");
+                let original = RawEvent::decode_from(&letter.original_bytes().expect("base64"))
+                    .expect("an envelope");
+                (letter.reason, letter.tenant, original.body.to_vec())
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (
+                    "invalid_webhook".into(),
+                    Some("acme".into()),
+                    b"\"contact.creation\"".to_vec()
+                ),
+                (
+                    "malformed_json".into(),
+                    Some("acme".into()),
+                    b"[{\"objectId\": 1,".to_vec()
+                ),
+            ]
+        );
+        // Redriving them splits them again: still refused, they stay kept
+        // and nothing is sent.
+        let output = collector.tributary(&["dlq", "redrive", "--stage", "collector"]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!output.status.success(), "{stdout}");
+        assert_eq!(stdout.matches("still refused").count(), 2, "{stdout}");
+        assert!(stdout.contains("redrove 0 of 2"), "{stdout}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("still refused by their source"),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(collector.raw(3, Duration::from_secs(3)).len(), 2);
     }
 
     #[tokio::test]
@@ -1912,28 +2074,7 @@ public_url = "{PUBLIC_URL}"
         );
 
         // `tributary dlq redrive` sends each envelope to the raw topic, with its key.
-        let mut command = Command::new(tributary_tests::process::binary(
-            "tributary-cli",
-            "tributary",
-        ));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("TRIBUTARY_") {
-                command.env_remove(key);
-            }
-        }
-        let output = command
-            .args(["dlq", "redrive", "--stage", "collector"])
-            .env("TRIBUTARY_KAFKA__BROKERS", &collector.brokers)
-            .env("TRIBUTARY_KAFKA__COMPRESSION", "none")
-            .env("TRIBUTARY_TOPICS__RAW", &collector.topics.raw)
-            .env("TRIBUTARY_TOPICS__ENRICHED", &collector.topics.enriched)
-            .env(
-                "TRIBUTARY_TOPICS__DEAD_LETTER",
-                &collector.topics.dead_letter,
-            )
-            .current_dir(tempfile::tempdir().expect("dir").path())
-            .output()
-            .expect("running tributary");
+        let output = collector.tributary(&["dlq", "redrive", "--stage", "collector"]);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),

@@ -665,3 +665,118 @@ async fn killed_mid_stream_and_restarted_it_loses_nothing_and_never_commits_ahea
         lost.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_the_broker_refuses_is_dead_lettered_by_reference_and_the_rest_flows() {
+    let brokers = broker::shared_brokers();
+    let topics = Topics::create(&brokers, 1).await;
+    let world = World::start().await;
+    // Outputs above 20 kB are refused for what they are, as a broker's
+    // message.max.bytes would refuse them.
+    let config = format!(
+        "{}\n[kafka.librdkafka]\n\"message.max.bytes\" = \"20000\"\n",
+        world.config("")
+    );
+    let enricher = EnricherProcess::start(
+        &brokers,
+        &topics,
+        &tributary_tests::unique("too-large"),
+        &config,
+    )
+    .await;
+    let before = deal_change_v1(&omni_change());
+    let mut huge = before.clone();
+    huge["current"]["title"] = json!("Enterprise renewal ".repeat(1_600));
+    let mut after = before.clone();
+    after["meta"]["timestamp_micro"] =
+        json!(before["meta"]["timestamp_micro"].as_i64().expect("micro") + 1);
+    let ids = produce_raw(&brokers, &topics.raw, &[before, huge, after]).await;
+
+    read_json(&brokers, &topics.enriched, 2, Duration::from_secs(30));
+    // Nothing more comes: a short wait for a third.
+    let enriched = read_json(&brokers, &topics.enriched, 3, Duration::from_secs(2));
+    let passed: Vec<&str> = enriched
+        .iter()
+        .map(|(_, json)| json["pipeline_event_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        passed,
+        [ids[0].as_str(), ids[2].as_str()],
+        "the neighbours flow"
+    );
+    broker::read_topic(&brokers, &topics.dead_letter, 1, Duration::from_secs(30));
+    let letters = broker::read_topic(&brokers, &topics.dead_letter, 2, Duration::from_secs(2));
+    assert_eq!(letters.len(), 1);
+    let letter: DeadLetter = serde_json::from_slice(&letters[0].value).expect("a dead letter");
+    assert_eq!(
+        (letter.stage.as_str(), letter.reason.as_str()),
+        ("enricher", "output_refused")
+    );
+    assert_eq!(letter.event_id.as_deref(), Some(ids[1].as_str()));
+    assert!(
+        letter.errors[0].message.contains("refused"),
+        "{:?}",
+        letter.errors
+    );
+    // The raw event is too large to embed: the record says where it is.
+    assert!(letter.original_by_reference && letter.original.is_empty());
+    assert_eq!(
+        (
+            letter.original_topic.as_str(),
+            letter.original_partition,
+            letter.original_offset
+        ),
+        (topics.raw.as_str(), 0, 1)
+    );
+
+    // The stage did not stall: its offsets move past the refused event.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let committed = broker::committed_offsets(&brokers, &enricher.group, &topics.raw)
+            .get(&0)
+            .copied();
+        if committed == Some(3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "committed {committed:?}, want 3\n{}",
+            enricher.service.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // `tributary dlq show` reads the original from its place.
+    let mut command = std::process::Command::new(tributary_tests::process::binary(
+        "tributary-cli",
+        "tributary",
+    ));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TRIBUTARY_") {
+            command.env_remove(key);
+        }
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let output = command
+        .args(["dlq", "show", "0@0"])
+        .current_dir(dir.path())
+        .env("TRIBUTARY_KAFKA__BROKERS", &brokers)
+        .env("TRIBUTARY_TOPICS__RAW", &topics.raw)
+        .env("TRIBUTARY_TOPICS__ENRICHED", &topics.enriched)
+        .env("TRIBUTARY_TOPICS__DEAD_LETTER", &topics.dead_letter)
+        .output()
+        .expect("running tributary");
+    let shown: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "{err}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert_eq!(shown["original"]["event_id"], ids[1].as_str());
+    assert!(
+        shown["original"]["body"]
+            .as_str()
+            .is_some_and(|body| body.contains("Enterprise renewal Enterprise renewal"))
+    );
+}

@@ -565,6 +565,7 @@ fn dead_letter(
         original_offset: 7,
         failed_at: "2025-03-04T14:00:00.000001Z".into(),
         original: DeadLetter::encode_original(original),
+        original_by_reference: false,
     }
 }
 

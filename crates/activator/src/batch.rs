@@ -239,6 +239,7 @@ pub fn letter(
     partition: i32,
     offset: i64,
     payload: &[u8],
+    max_message_bytes: usize,
 ) -> DeadLetter {
     let text = |key: &str| {
         event
@@ -257,8 +258,10 @@ pub fn letter(
         original_partition: partition,
         original_offset: offset,
         failed_at: Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-        original: DeadLetter::encode_original(payload),
+        original: String::new(),
+        original_by_reference: false,
     }
+    .with_original(payload, max_message_bytes)
 }
 
 #[cfg(test)]

@@ -104,6 +104,7 @@ impl Activator {
                 incoming.partition,
                 incoming.offset,
                 incoming.payload,
+                tributary_kafka::max_message_bytes(&self.config.kafka),
             )))
         };
         let event: Value = match serde_json::from_slice(incoming.payload) {

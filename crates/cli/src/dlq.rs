@@ -11,8 +11,10 @@ use clap::{Args, Subcommand};
 use rdkafka::Message;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tributary_config::{KafkaSettings, TopicSettings};
+use tributary_collector::delivery::{self, Topics, WHOLE_DELIVERY_REASONS};
+use tributary_config::{KafkaSettings, Tenants, TopicSettings};
 use tributary_envelope::{DeadLetter, DeadLetterError, RawEvent, Verdict};
+use tributary_sources::Sources;
 
 use crate::read::{self, TopicReader};
 use crate::send::{Outgoing, Sender};
@@ -84,15 +86,19 @@ struct RedriveArgs {
 pub async fn run(
     kafka: &KafkaSettings,
     topics: &TopicSettings,
+    tenants: &Tenants,
     args: DlqArgs,
 ) -> anyhow::Result<()> {
     let kafka = kafka.clone();
     let topics = topics.clone();
+    let tenants = tenants.clone();
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || match args.command {
         DlqCommand::List(filters) => list(&kafka, &topics, &filters),
         DlqCommand::Show(show_args) => show(&kafka, &topics, show_args.position),
-        DlqCommand::Redrive(redrive_args) => redrive(&kafka, &topics, runtime, &redrive_args),
+        DlqCommand::Redrive(redrive_args) => {
+            redrive(&kafka, &topics, &tenants, runtime, &redrive_args)
+        }
     })
     .await?
 }
@@ -109,13 +115,6 @@ pub struct Letter {
 impl Letter {
     fn position(&self) -> String {
         format!("{}@{}", self.partition, self.offset)
-    }
-
-    fn key_text(&self) -> String {
-        self.key
-            .as_deref()
-            .map(|k| String::from_utf8_lossy(k).into_owned())
-            .unwrap_or_else(|| "(none)".into())
     }
 }
 
@@ -323,7 +322,7 @@ fn show(kafka: &KafkaSettings, topics: &TopicSettings, position: (i32, i64)) -> 
         Ok(record) => record,
         Err(why) => bail!("{}@{} on {}: {why}", partition, offset, topics.dead_letter),
     };
-    let original = decode_original(topics, record);
+    let original = decode_original(kafka, topics, record);
     let shown = Shown {
         position: letter.position(),
         key: letter
@@ -346,12 +345,35 @@ fn show(kafka: &KafkaSettings, topics: &TopicSettings, position: (i32, i64)) -> 
     Ok(())
 }
 
+/// The original message's bytes: embedded in the record, or, for one too
+/// large to embed, read from its place on its topic.
+fn original_of(kafka: &KafkaSettings, record: &DeadLetter) -> anyhow::Result<Vec<u8>> {
+    if !record.original_by_reference {
+        return record
+            .original_bytes()
+            .context("its original is not base64");
+    }
+    let (topic, partition, offset) = (
+        &record.original_topic,
+        record.original_partition,
+        record.original_offset,
+    );
+    let reader = TopicReader::open(kafka, topic, "dlq")?;
+    reader.check_partition(partition)?;
+    match reader.message_at(partition, offset)? {
+        Some(message) => Ok(message.payload().unwrap_or_default().to_vec()),
+        None => bail!(
+            "its original, too large to embed, is no longer at {partition}@{offset} on {topic} (past the topic's retention)"
+        ),
+    }
+}
+
 /// The original message, decoded by what its topic carries: a raw envelope
 /// (its fields, the body as text) or an enriched event (its JSON).
-fn decode_original(topics: &TopicSettings, record: &DeadLetter) -> Value {
-    let bytes = match record.original_bytes() {
+fn decode_original(kafka: &KafkaSettings, topics: &TopicSettings, record: &DeadLetter) -> Value {
+    let bytes = match original_of(kafka, record) {
         Ok(bytes) => bytes,
-        Err(err) => return json!({ "undecodable": format!("not base64: {err}") }),
+        Err(err) => return json!({ "undecodable": format!("{err:#}") }),
     };
     let raw = record.original_topic == topics.raw
         || (record.original_topic != topics.enriched && record.stage == "enricher");
@@ -406,58 +428,136 @@ fn envelope_json(event: &RawEvent) -> Value {
     })
 }
 
+/// One message a redrive sends, for the record at `record` of the selection.
+struct Resend {
+    record: usize,
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+}
+
+/// What a redrive sends, and the selected records (by index) still refused, with why.
+struct Plan {
+    resends: Vec<Resend>,
+    refused: Vec<(usize, String)>,
+}
+
+/// True for a delivery the collector kept whole: redriving it splits it again.
+fn is_whole_delivery(record: &DeadLetter) -> bool {
+    record.stage == delivery::STAGE && WHOLE_DELIVERY_REASONS.contains(&record.reason.as_str())
+}
+
+/// What redriving each selected record sends: its original message as it
+/// is, or for a delivery the collector kept whole, what its source makes of
+/// it now (its events, and dead letters for elements still malformed).
+/// Records still refused send nothing and are listed with why.
+fn plan_resends(
+    kafka: &KafkaSettings,
+    topics: &TopicSettings,
+    tenants: &Tenants,
+    selected: &[(Letter, DeadLetter)],
+) -> anyhow::Result<Plan> {
+    let mut sources: Option<Sources> = None;
+    let mut resends = Vec::new();
+    let mut refused = Vec::new();
+    for (index, (letter, record)) in selected.iter().enumerate() {
+        let bytes = original_of(kafka, record)
+            .with_context(|| format!("{} on {}", letter.position(), topics.dead_letter))?;
+        if !is_whole_delivery(record) {
+            resends.push(Resend {
+                record: index,
+                topic: record.original_topic.clone(),
+                key: letter.key.clone(),
+                payload: bytes,
+            });
+            continue;
+        }
+        let kept = RawEvent::decode_from(&bytes).with_context(|| {
+            format!("{}: its original is not a raw envelope", letter.position())
+        })?;
+        let sources = match &mut sources {
+            Some(sources) => sources,
+            None => sources.insert(
+                Sources::from_config(tenants)
+                    .context("the [tenants] sections, to split kept deliveries again")?,
+            ),
+        };
+        let split_topics = Topics {
+            raw: &record.original_topic,
+            dead_letter: &topics.dead_letter,
+        };
+        match delivery::redeliver(sources, &kept, split_topics) {
+            Ok(messages) => resends.extend(messages.into_iter().map(|message| Resend {
+                record: index,
+                topic: message.topic.to_owned(),
+                key: Some(message.key.into_bytes()),
+                payload: message.payload,
+            })),
+            Err(why) => refused.push((index, why)),
+        }
+    }
+    Ok(Plan { resends, refused })
+}
+
 fn redrive(
     kafka: &KafkaSettings,
     topics: &TopicSettings,
+    tenants: &Tenants,
     runtime: tokio::runtime::Handle,
     args: &RedriveArgs,
 ) -> anyhow::Result<()> {
     let selected = select(kafka, &topics.dead_letter, &args.filters)?;
+    let Plan { resends, refused } = plan_resends(kafka, topics, tenants, &selected)?;
     // Every destination must exist before anything is sent.
-    let destinations: BTreeSet<&str> = selected
-        .iter()
-        .map(|(_, record)| record.original_topic.as_str())
-        .collect();
+    let destinations: BTreeSet<&str> = resends.iter().map(|r| r.topic.as_str()).collect();
     let consumer = read::plain_consumer(kafka, "dlq")?;
     for topic in &destinations {
         read::partitions_of(&consumer, kafka, topic)
             .with_context(|| "a selected record's original_topic".to_owned())?;
     }
-    let mut originals = Vec::with_capacity(selected.len());
-    for (letter, record) in &selected {
-        let bytes = record.original_bytes().with_context(|| {
-            format!(
-                "{} on {}: its original is not base64",
-                letter.position(),
-                topics.dead_letter
-            )
-        })?;
-        originals.push(bytes);
+    for (index, why) in &refused {
+        let (letter, record) = &selected[*index];
+        println!(
+            "kept {} ({} {}): {why}",
+            letter.position(),
+            record.stage,
+            record.reason
+        );
     }
+    let describe = |resend: &Resend| {
+        let (letter, record) = &selected[resend.record];
+        let key = resend.key.as_deref().map_or_else(
+            || "(none)".to_owned(),
+            |k| String::from_utf8_lossy(k).into_owned(),
+        );
+        format!(
+            "{} ({} {}) -> {} key {key} ({} bytes)",
+            letter.position(),
+            record.stage,
+            record.reason,
+            resend.topic,
+            resend.payload.len()
+        )
+    };
     if args.dry_run {
         println!("dry run: nothing is sent");
-        for ((letter, record), bytes) in selected.iter().zip(&originals) {
-            println!(
-                "would send {} ({} {}) -> {} key {} ({} bytes)",
-                letter.position(),
-                record.stage,
-                record.reason,
-                record.original_topic,
-                letter.key_text(),
-                bytes.len()
-            );
+        for resend in &resends {
+            println!("would send {}", describe(resend));
         }
-        println!("{} record(s) would be redriven", selected.len());
+        println!(
+            "{} record(s) would be redriven",
+            selected.len() - refused.len()
+        );
         return Ok(());
     }
 
     let mut sender: Sender<usize> = Sender::new(kafka, runtime)?;
     let mut outcomes = Vec::new();
-    for (index, ((letter, record), bytes)) in selected.iter().zip(&originals).enumerate() {
+    for (index, resend) in resends.iter().enumerate() {
         let outgoing = Outgoing {
-            topic: &record.original_topic,
-            key: letter.key.as_deref(),
-            payload: Some(bytes),
+            topic: &resend.topic,
+            key: resend.key.as_deref(),
+            payload: Some(&resend.payload),
             headers: None,
         };
         match sender.send(index, outgoing) {
@@ -467,35 +567,43 @@ fn redrive(
     }
     outcomes.extend(sender.finish());
     outcomes.sort_by_key(|o| o.tag);
-    let mut sent = 0usize;
-    let mut failed = Vec::new();
+    let mut stored = vec![false; resends.len()];
+    let mut first_failure = None;
     for outcome in outcomes {
-        let (letter, record) = &selected[outcome.tag];
+        let resend = &resends[outcome.tag];
         match outcome.delivery {
             Ok((partition, offset)) => {
-                sent += 1;
-                println!(
-                    "sent {} ({} {}) -> {} key {} ({} bytes), stored at {partition}@{offset}",
-                    letter.position(),
-                    record.stage,
-                    record.reason,
-                    record.original_topic,
-                    letter.key_text(),
-                    originals[outcome.tag].len()
-                );
+                stored[outcome.tag] = true;
+                println!("sent {}, stored at {partition}@{offset}", describe(resend));
             }
             Err(why) => {
-                println!("FAILED {}: {why}", letter.position());
-                failed.push(why);
+                println!("FAILED {}: {why}", describe(resend));
+                first_failure.get_or_insert(why);
             }
         }
     }
+    // A record is redriven once every message made of it is stored.
+    let mut redriven = vec![true; selected.len()];
+    for (index, _) in &refused {
+        redriven[*index] = false;
+    }
+    for (resend, stored) in resends.iter().zip(&stored) {
+        redriven[resend.record] &= *stored;
+    }
+    let sent = redriven.iter().filter(|redriven| **redriven).count();
     println!("redrove {sent} of {} record(s)", selected.len());
-    if sent < selected.len() {
+    let unsent = stored.iter().filter(|stored| !**stored).count();
+    if unsent > 0 {
         bail!(
-            "{} record(s) were not sent (first failure: {}); redriving them again is safe",
-            selected.len() - sent,
-            failed.first().map_or("stopped", String::as_str)
+            "{unsent} message(s) were not sent (first failure: {}); redriving them again is safe",
+            first_failure.as_deref().unwrap_or("stopped")
+        );
+    }
+    if !refused.is_empty() {
+        bail!(
+            "{} kept deliveries are still refused by their source and stay on {}",
+            refused.len(),
+            topics.dead_letter
         );
     }
     Ok(())
@@ -521,6 +629,7 @@ mod tests {
             original_offset: 1,
             failed_at: "2025-03-04T14:00:00Z".into(),
             original: DeadLetter::encode_original(b"{}"),
+            original_by_reference: false,
         }
     }
 
@@ -560,7 +669,10 @@ mod tests {
         let topics = TopicSettings::default();
         let mut record = letter("activator", "no_template", None);
         record.original = DeadLetter::encode_original(br#"{"deal_id":7}"#);
-        assert_eq!(decode_original(&topics, &record), json!({"deal_id": 7}));
+        assert_eq!(
+            decode_original(&KafkaSettings::default(), &topics, &record),
+            json!({"deal_id": 7})
+        );
 
         let event = RawEvent {
             envelope_version: tributary_envelope::ENVELOPE_VERSION,
@@ -572,11 +684,13 @@ mod tests {
         record.stage = "enricher".into();
         record.original_topic = topics.raw.clone();
         record.original = DeadLetter::encode_original(&event.encode_to_vec());
-        let decoded = decode_original(&topics, &record);
+        let decoded = decode_original(&KafkaSettings::default(), &topics, &record);
         assert_eq!(decoded["tenant"], "acme");
         assert_eq!(decoded["body"], "{\"v\":1}");
 
         record.original = DeadLetter::encode_original(b"\xff\xff\xff");
-        assert!(decode_original(&topics, &record)["undecodable"].is_string());
+        assert!(
+            decode_original(&KafkaSettings::default(), &topics, &record)["undecodable"].is_string()
+        );
     }
 }

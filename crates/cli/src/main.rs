@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
 use tributary_clickhouse::ClickHouseSettings;
-use tributary_config::{KafkaSettings, Loader, TopicSettings};
+use tributary_config::{KafkaSettings, Loader, Tenants, TopicSettings};
 
 #[derive(Parser)]
 #[command(name = "tributary", version, about = "Operate a Tributary pipeline")]
@@ -61,6 +61,10 @@ struct CliConfig {
     enricher: EnricherSection,
     #[serde(default)]
     activator: ActivatorSection,
+    /// For redriving deliveries the collector kept whole: they are split
+    /// again by their source, as configured for their tenant.
+    #[serde(default)]
+    tenants: Tenants,
 }
 
 /// `[enricher]`, as far as the CLI needs it. Other keys are the enricher's
@@ -106,7 +110,9 @@ async fn main() -> ExitCode {
             Command::Report(args) => report::run(&config.clickhouse, args).await,
             Command::Rates(args) => rates::run(&config.clickhouse, args).await,
             Command::Replay(args) => replay::run(&config.kafka, &config.topics, args).await,
-            Command::Dlq(args) => dlq::run(&config.kafka, &config.topics, args).await,
+            Command::Dlq(args) => {
+                dlq::run(&config.kafka, &config.topics, &config.tenants, args).await
+            }
             Command::Status(args) => {
                 let status = status::StatusConfig {
                     kafka: &config.kafka,

@@ -7,6 +7,7 @@
 //! the answer is `503` with `Retry-After`.
 
 pub mod config;
+pub mod delivery;
 mod error;
 mod internal_events;
 mod webhook;

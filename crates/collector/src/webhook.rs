@@ -12,37 +12,15 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::json;
-use tributary_envelope::{
-    DeadLetter, DeadLetterError, ENVELOPE_VERSION, EventKeys, Header, RawEvent, Verdict, Warning,
-};
 use tributary_kafka::ProduceError;
 use tributary_sources::{
-    AuthFailure, Delivery, Prevalidated, Refusal, Reply, SplitEvent, TenantOf, Violation,
-    WebhookRequest, WebhookSource,
+    AuthFailure, Delivery, Refusal, Reply, SplitEvent, TenantOf, WebhookRequest, WebhookSource,
 };
 
 use crate::AppState;
+use crate::delivery::{Envelope, INVALID_ELEMENT, Message, Topics};
 use crate::error::Rejection;
 use crate::internal_events::{self, UNKNOWN_SOURCE};
-
-/// Request headers kept with every event, whatever the source.
-const GENERIC_FORWARDED_HEADERS: &[&str] = &[
-    "user-agent",
-    "x-request-id",
-    "x-correlation-id",
-    "traceparent",
-];
-
-/// The client's address, kept only with `[collector] keep_client_ip`.
-const CLIENT_IP_HEADERS: &[&str] = &["x-forwarded-for", "forwarded", "x-real-ip"];
-
-/// Never kept, even if a source asks: credentials and session material.
-const NEVER_FORWARDED: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-];
 
 /// `POST /webhooks/{source}/{tenant}`.
 pub async fn receive(
@@ -172,55 +150,40 @@ async fn accept(
         return Ok(reply_response(reply));
     }
 
-    let content_type = check_content_type(&parts.headers, source.content_types())?;
-    let delivery = source.split(&tenant, &webhook).map_err(refusal_rejection)?;
-    for element in &delivery.rejected {
-        internal_events::rejected(name, INVALID_ELEMENT);
-        tracing::warn!(source = name, %tenant, index = element.index, violations = element.violations.len(), "an element of the delivery breaks its platform's rules: it goes to the dead-letter topic, the others are accepted without it");
-    }
-
+    let checked_type = check_content_type(&parts.headers, source.content_types());
     let envelope = Envelope::new(
         &tenant,
         source,
         received_at_micros,
-        content_type,
+        match &checked_type {
+            Ok(content_type) => content_type.clone(),
+            Err(_) => content_type_header(&parts.headers),
+        },
         &parts.headers,
         state.settings.keep_client_ip,
     );
-    let mut outgoing: Vec<Outgoing> = delivery
-        .events
-        .iter()
-        .map(|event| {
-            let verdict = if event.keys.warnings.is_empty() {
-                Verdict::Accepted
-            } else {
-                Verdict::AcceptedWithWarnings
-            };
-            let event = envelope.event(&event.keys, event.body.clone(), verdict);
-            Outgoing {
-                topic: &state.topic,
-                key: event.partition_key(),
-                payload: event.encode_to_vec(),
-            }
-        })
-        .collect();
-    outgoing.extend(delivery.rejected.iter().map(|element| {
-        let mut rejected = envelope.event(&element.keys, element.body.clone(), Verdict::Rejected);
-        rejected.warnings = element
-            .violations
-            .iter()
-            .map(|violation| Warning {
-                code: INVALID_ELEMENT.to_owned(),
-                field: violation.field.clone(),
-                message: violation.reason.clone(),
-            })
-            .collect();
-        Outgoing {
-            topic: &state.dead_letter_topic,
-            key: rejected.partition_key(),
-            payload: dead_letter(&state.topic, &rejected, &element.violations).to_json(),
+    let topics = Topics {
+        raw: &state.topic,
+        dead_letter: &state.dead_letter_topic,
+    };
+    let split =
+        checked_type.and_then(|_| source.split(&tenant, &webhook).map_err(refusal_rejection));
+    let delivery = match split {
+        Ok(delivery) => delivery,
+        // Authenticated but refused: answered 4xx so the platform knows,
+        // and kept whole for an operator to redrive once the rule is fixed.
+        Err(rejection) => {
+            let kept = envelope.quarantined(body.clone(), &rejection, topics);
+            produce_all(state, name, &tenant, &[kept]).await?;
+            internal_events::dead_lettered(name, rejection.code());
+            return Err(rejection);
         }
-    }));
+    };
+    for element in &delivery.rejected {
+        internal_events::rejected(name, INVALID_ELEMENT);
+        tracing::warn!(source = name, %tenant, index = element.index, violations = element.violations.len(), "an element of the delivery breaks its platform's rules: it goes to the dead-letter topic, the others are accepted without it");
+    }
+    let outgoing = envelope.messages(&delivery, topics);
     produce_all(state, name, &tenant, &outgoing).await?;
     for event in &delivery.events {
         internal_events::accepted(name, &event.keys.warnings);
@@ -234,48 +197,11 @@ async fn accept(
     })
 }
 
-fn refusal_rejection(refusal: Refusal) -> Rejection {
+pub(crate) fn refusal_rejection(refusal: Refusal) -> Rejection {
     match refusal {
         Refusal::MalformedJson(message) => Rejection::MalformedJson(message),
         Refusal::Invalid(violations) => Rejection::InvalidWebhook(violations),
     }
-}
-
-/// The dead-letter `reason` (and rejection metric label) of a batch's malformed element.
-const INVALID_ELEMENT: &str = "invalid_element";
-
-/// The dead-letter record of a malformed element: `original` is the raw
-/// envelope it would have had (verdict rejected, its violations as
-/// warnings), addressed to the raw topic, so `tributary dlq redrive` sends it
-/// on to the enricher once the cause is fixed. It was never on the raw
-/// topic: partition and offset are -1.
-fn dead_letter(raw_topic: &str, envelope: &RawEvent, violations: &[Violation]) -> DeadLetter {
-    DeadLetter {
-        stage: STAGE.into(),
-        reason: INVALID_ELEMENT.into(),
-        errors: violations
-            .iter()
-            .map(|violation| DeadLetterError::new(&violation.field, &violation.reason))
-            .collect(),
-        event_id: Some(envelope.event_id.clone()).filter(|id| !id.is_empty()),
-        tenant: Some(envelope.tenant.clone()),
-        source: Some(envelope.source.clone()),
-        original_topic: raw_topic.to_owned(),
-        original_partition: -1,
-        original_offset: -1,
-        failed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        original: DeadLetter::encode_original(&envelope.encode_to_vec()),
-    }
-}
-
-/// The stage named in the collector's dead-letter records.
-const STAGE: &str = "collector";
-
-/// A message for the broker.
-struct Outgoing<'a> {
-    topic: &'a str,
-    key: String,
-    payload: Vec<u8>,
 }
 
 /// Queues every message of a delivery (its events, and its malformed
@@ -286,7 +212,7 @@ async fn produce_all(
     state: &AppState,
     name: &'static str,
     tenant: &str,
-    messages: &[Outgoing<'_>],
+    messages: &[Message<'_>],
 ) -> Result<(), Rejection> {
     let retry_after_seconds = state.settings.retry_after_seconds;
     let refused = |err: ProduceError| match err {
@@ -384,10 +310,18 @@ async fn read_body(mut body: Body, headers: &HeaderMap, limit: usize) -> Result<
     }
 }
 
+/// The `Content-Type` header as sent, `(none)` without one.
+fn content_type_header(headers: &HeaderMap) -> String {
+    headers.get(header::CONTENT_TYPE).map_or_else(
+        || "(none)".into(),
+        |v| String::from_utf8_lossy(v.as_bytes()).into_owned(),
+    )
+}
+
 /// The request's media type, if the source takes it: one it names, or a
 /// structured-syntax variant of one (`application/vnd.x+json` for
 /// `application/json`), parameters allowed. The full header value is kept.
-fn check_content_type(
+pub(crate) fn check_content_type(
     headers: &HeaderMap,
     accepted: &'static [&'static str],
 ) -> Result<String, Rejection> {
@@ -427,82 +361,6 @@ fn media_type_accepted(essence: &str, accepted: &[&str]) -> bool {
     })
 }
 
-/// What every event of one delivery shares in its envelope.
-struct Envelope<'a> {
-    tenant: &'a str,
-    source: &'a dyn WebhookSource,
-    received_at_micros: u64,
-    content_type: String,
-    /// The request headers kept with each event.
-    headers: Vec<Header>,
-}
-
-impl<'a> Envelope<'a> {
-    fn new(
-        tenant: &'a str,
-        source: &'a dyn WebhookSource,
-        received_at_micros: u64,
-        content_type: String,
-        request_headers: &HeaderMap,
-        keep_client_ip: bool,
-    ) -> Self {
-        let forwarded = source.forwarded_headers();
-        let headers = request_headers
-            .iter()
-            .filter(|(name, _)| {
-                let name = name.as_str();
-                !NEVER_FORWARDED.contains(&name)
-                    && (GENERIC_FORWARDED_HEADERS.contains(&name)
-                        || forwarded.contains(&name)
-                        || (keep_client_ip && CLIENT_IP_HEADERS.contains(&name)))
-            })
-            .map(|(name, value)| Header {
-                name: name.as_str().to_owned(),
-                value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            })
-            .collect();
-        Envelope {
-            tenant,
-            source,
-            received_at_micros,
-            content_type,
-            headers,
-        }
-    }
-
-    /// The envelope of one event (or of a malformed element, `Verdict::Rejected`).
-    fn event(&self, checked: &Prevalidated, body: Bytes, verdict: Verdict) -> RawEvent {
-        RawEvent {
-            envelope_version: ENVELOPE_VERSION,
-            tenant: self.tenant.to_owned(),
-            source: self.source.name().to_owned(),
-            received_at_micros: self.received_at_micros,
-            event_id: checked.event_id.clone(),
-            content_type: self.content_type.clone(),
-            headers: self.headers.clone(),
-            verdict: verdict as i32,
-            warnings: checked
-                .warnings
-                .iter()
-                .map(|w| Warning {
-                    code: w.code.to_owned(),
-                    field: w.field.clone(),
-                    message: w.message.clone(),
-                })
-                .collect(),
-            body,
-            keys: Some(EventKeys {
-                payload_version: checked.payload_version.clone(),
-                object: checked.object.clone(),
-                object_id: checked.object_id.clone(),
-                action: checked.action.clone(),
-                attempt: checked.attempt,
-                occurred_at_micros: checked.occurred_at_micros,
-            }),
-        }
-    }
-}
-
 /// A source's own answer as an HTTP response.
 pub(crate) fn reply_response(reply: Reply) -> Response {
     let mut response = Response::new(Body::from(reply.body));
@@ -528,7 +386,7 @@ fn now_micros() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tributary_sources::RejectedElement;
+    use tributary_sources::{Prevalidated, RejectedElement, Violation};
 
     fn headers(content_type: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

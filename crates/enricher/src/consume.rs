@@ -311,32 +311,39 @@ async fn lane(
         if session.failed.load(Ordering::Relaxed) {
             continue;
         }
-        let output = enricher.process(&incoming).await;
-        let delivery = loop {
-            match enricher
-                .producer
-                .enqueue(&output.topic, &output.key, &output.payload)
-            {
-                Ok(delivery) => break Some(delivery),
-                // The producer is full: wait for room, keeping this entity's order.
-                Err(ProduceError::QueueFull) => tokio::time::sleep(Duration::from_millis(5)).await,
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not queue an output");
-                    break None;
-                }
-            }
+        let Some(output) = enricher.process(&incoming).await else {
+            // Ignored by design: nothing to store, so it is done.
+            session
+                .tracker()
+                .complete(incoming.partition, incoming.offset);
+            session.progress.notify_one();
+            continue;
         };
-        let Some(delivery) = delivery else {
+        let Some(delivery) = queue(&enricher, &incoming, output).await else {
             internal_events::produce_failed();
             session.failed.store(true, Ordering::Relaxed);
             continue;
         };
         session.outstanding.fetch_add(1, Ordering::Relaxed);
         let session = session.clone();
-        let (partition, offset) = (incoming.partition, incoming.offset);
+        let enricher = enricher.clone();
         let queued = Instant::now();
         tokio::spawn(async move {
-            match delivery.await {
+            let (partition, offset) = (incoming.partition, incoming.offset);
+            let (output, delivery) = delivery;
+            let stored = match delivery.await {
+                Err(err) if err.refuses_the_message() => {
+                    // The broker refused it for what it is: kept as a dead
+                    // letter instead, which is stored or fails as any output.
+                    let letter = enricher.refused_output(&incoming, &output, &err.to_string());
+                    match queue(&enricher, &incoming, letter).await {
+                        Some((_, delivery)) => delivery.await,
+                        None => Err(err),
+                    }
+                }
+                stored => stored,
+            };
+            match stored {
                 Ok(_) => {
                     internal_events::output_acknowledged(queued.elapsed());
                     session.tracker().complete(partition, offset);
@@ -350,6 +357,40 @@ async fn lane(
             session.outstanding.fetch_sub(1, Ordering::Relaxed);
             session.progress.notify_one();
         });
+    }
+}
+
+type Stored = Result<tributary_kafka::Delivered, ProduceError>;
+
+/// Queues `output`, waiting for room in a full producer (keeping this
+/// entity's order). An output the client refuses for what it is (larger
+/// than `message.max.bytes`) is replaced by its dead letter. `None`: the
+/// producer failed; the session must end.
+async fn queue(
+    enricher: &Enricher,
+    incoming: &Incoming,
+    output: Output,
+) -> Option<(Output, impl Future<Output = Stored> + Send + 'static)> {
+    let mut output = output;
+    loop {
+        match enricher
+            .producer
+            .enqueue(&output.topic, &output.key, &output.payload)
+        {
+            Ok(delivery) => return Some((output, delivery)),
+            Err(ProduceError::QueueFull) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(err)
+                if err.refuses_the_message()
+                    && output.topic != enricher.config.topics.dead_letter =>
+            {
+                tracing::warn!(error = %err, partition = incoming.partition, offset = incoming.offset, "an output is refused for what it is; it goes to the dead-letter topic");
+                output = enricher.refused_output(incoming, &output, &err.to_string());
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not queue an output");
+                return None;
+            }
+        }
     }
 }
 

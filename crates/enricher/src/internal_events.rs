@@ -17,6 +17,13 @@ pub fn enriched(source: &'static str, status: &'static str) {
         .increment(1);
 }
 
+/// An event of an object its platform sends but no dashboard needs;
+/// `object`: the registry's name for it.
+pub fn ignored(source: &'static str, object: &'static str) {
+    counter!("tributary_enricher_events_ignored_total", "source" => source, "object" => object)
+        .increment(1);
+}
+
 pub fn dead_lettered(reason: &'static str) {
     counter!("tributary_enricher_events_dead_lettered_total", "reason" => reason).increment(1);
 }

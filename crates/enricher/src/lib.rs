@@ -58,8 +58,9 @@ impl Enricher {
     }
 
     /// Turns one raw-topic message into what to write: the enriched event, or
-    /// a dead-letter record saying why not.
-    pub async fn process(&self, incoming: &Incoming) -> Output {
+    /// a dead-letter record saying why not. `None`: nothing, as the event is
+    /// of an object its platform sends but no dashboard needs (counted).
+    pub async fn process(&self, incoming: &Incoming) -> Option<Output> {
         let started = Instant::now();
         let key = incoming
             .key
@@ -69,13 +70,13 @@ impl Enricher {
         let raw = match RawEvent::decode_from(&incoming.payload) {
             Ok(raw) => raw,
             Err(err) => {
-                return self.dead_letter(
+                return Some(self.dead_letter(
                     incoming,
                     key,
                     None,
                     "malformed_envelope",
                     vec![DeadLetterError::new("", err.to_string())],
-                );
+                ));
             }
         };
         // Metric labels come from the registry's names, never from the input.
@@ -93,7 +94,12 @@ impl Enricher {
             )),
         };
         internal_events::enrich_latency(started.elapsed());
-        match enriched {
+        // Enriched all the same: such an event may refresh cached definitions.
+        if let Some(object) = ignored_object(&raw) {
+            internal_events::ignored(source, object);
+            return None;
+        }
+        Some(match enriched {
             Ok(enriched) => {
                 let status = if enriched.complete {
                     "complete"
@@ -114,7 +120,27 @@ impl Enricher {
                 reason,
                 vec![DeadLetterError::new("", message)],
             ),
-        }
+        })
+    }
+
+    /// The dead letter of an event whose output the broker refuses for what
+    /// it is (too large, invalid): retrying it would stall the stage.
+    pub fn refused_output(&self, incoming: &Incoming, output: &Output, refusal: &str) -> Output {
+        let raw = RawEvent::decode_from(&incoming.payload).ok();
+        self.dead_letter(
+            incoming,
+            output.key.clone(),
+            raw.as_ref(),
+            "output_refused",
+            vec![DeadLetterError::new(
+                "",
+                format!(
+                    "the broker refused the {}-byte output for {}: {refusal}",
+                    output.payload.len(),
+                    output.topic
+                ),
+            )],
+        )
     }
 
     fn dead_letter(
@@ -145,8 +171,13 @@ impl Enricher {
             failed_at: chrono::Utc::now()
                 .format("%Y-%m-%dT%H:%M:%S%.6fZ")
                 .to_string(),
-            original: DeadLetter::encode_original(&incoming.payload),
-        };
+            original: String::new(),
+            original_by_reference: false,
+        }
+        .with_original(
+            &incoming.payload,
+            tributary_kafka::max_message_bytes(&self.config.kafka),
+        );
         Output {
             topic: self.config.topics.dead_letter.clone(),
             key,
@@ -229,6 +260,17 @@ fn build_sources(
     Ok(sources)
 }
 
+/// The event's object, if its platform lists it as one no dashboard needs
+/// (named by the registry, never by the input).
+fn ignored_object(raw: &RawEvent) -> Option<&'static str> {
+    let object = raw.keys.as_ref()?.object.as_str();
+    tributary_sources::platform(&raw.source)?
+        .ignored_objects
+        .iter()
+        .find(|ignored| **ignored == object)
+        .copied()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
@@ -237,12 +279,17 @@ mod tests {
     use super::*;
 
     fn incoming(source: &str, body: &[u8]) -> Incoming {
+        incoming_of(source, body, RawEvent::default().keys.unwrap_or_default())
+    }
+
+    fn incoming_of(source: &str, body: &[u8], keys: tributary_envelope::EventKeys) -> Incoming {
         let raw = RawEvent {
             envelope_version: ENVELOPE_VERSION,
             tenant: "acme".into(),
             source: source.into(),
             event_id: "e-1".into(),
             body: body.to_vec().into(),
+            keys: Some(keys),
             ..RawEvent::default()
         };
         Incoming {
@@ -272,7 +319,8 @@ mod tests {
 
         let output = enricher
             .process(&incoming("pipedrive", &fixture("v2/deal-change.json")))
-            .await;
+            .await
+            .expect("something to write");
         assert_eq!(output.topic, topics.enriched);
         assert_eq!(output.key, "acme:x:deal:1");
         let event: Value = serde_json::from_slice(&output.payload).expect("flat JSON");
@@ -284,7 +332,8 @@ mod tests {
 
         let output = enricher
             .process(&incoming("pipedrive", b"{\"meta\":"))
-            .await;
+            .await
+            .expect("something to write");
         assert_eq!(output.topic, topics.dead_letter);
         let letter = dead_letter(&output);
         assert_eq!(
@@ -293,7 +342,10 @@ mod tests {
         );
         assert_eq!(letter.source.as_deref(), Some("pipedrive"));
 
-        let output = enricher.process(&incoming("salesforce", b"[]")).await;
+        let output = enricher
+            .process(&incoming("salesforce", b"[]"))
+            .await
+            .expect("something to write");
         assert_eq!(output.topic, topics.dead_letter);
         let letter = dead_letter(&output);
         assert_eq!(letter.reason, "unknown_source");
@@ -302,5 +354,33 @@ mod tests {
             "{letter:?}"
         );
         assert_eq!(letter.original_offset, 9);
+    }
+
+    #[tokio::test]
+    async fn objects_a_platform_sends_but_no_dashboard_needs_are_ignored_not_dead_lettered() {
+        let enricher = Enricher::new(EnricherConfig::default()).expect("builds");
+        let keys = |object: &str| tributary_envelope::EventKeys {
+            object: object.into(),
+            ..Default::default()
+        };
+        let note = fixture("v1/note-added.json");
+        for object in ["note", "stage", "product"] {
+            let output = enricher
+                .process(&incoming_of("pipedrive", &note, keys(object)))
+                .await;
+            assert!(output.is_none(), "{object} is ignored");
+        }
+        // Ignored only where the platform says so: a HubSpot note feeds a dashboard.
+        let output = enricher
+            .process(&incoming_of("hubspot", b"{}", keys("note")))
+            .await;
+        assert!(output.is_some());
+        // An object no one listed still needs a person.
+        let output = enricher
+            .process(&incoming_of("pipedrive", &note, keys("invoice")))
+            .await
+            .expect("something to write");
+        let event: Value = serde_json::from_slice(&output.payload).expect("json");
+        assert_eq!(event["pipeline_source"], "pipedrive");
     }
 }

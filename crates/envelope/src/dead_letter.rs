@@ -23,8 +23,13 @@ pub struct DeadLetter {
     pub original_offset: i64,
     /// RFC 3339 UTC.
     pub failed_at: String,
-    /// The input message value, base64.
+    /// The input message value, base64; empty when `original_by_reference`.
     pub original: String,
+    /// The input was too large to embed: it is read from `original_topic`
+    /// at `original_partition`/`original_offset`, while that topic's
+    /// retention keeps it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub original_by_reference: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,10 +59,39 @@ impl DeadLetter {
         BASE64.encode(value)
     }
 
+    /// Sets `original` to `value`, or, if the record would then be larger
+    /// than `max_message_bytes` (the producer's `message.max.bytes`) and the
+    /// input has a place on its topic, refers to it there instead: a dead
+    /// letter the broker refuses would stall its stage.
+    pub fn with_original(mut self, value: &[u8], max_message_bytes: usize) -> Self {
+        self.original.clear();
+        self.original_by_reference = false;
+        let without = self.to_json().len();
+        if without + encoded_len(value.len()) > max_message_bytes && self.original_offset >= 0 {
+            self.original_by_reference = true;
+        } else {
+            self.original = Self::encode_original(value);
+        }
+        self
+    }
+
+    /// The size of this record with an embedded original of `original_len` bytes.
+    pub fn size_with_original(&self, original_len: usize) -> usize {
+        let mut without = self.clone();
+        without.original.clear();
+        without.original_by_reference = false;
+        without.to_json().len() + encoded_len(original_len)
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         // A struct of strings and numbers always serialises.
         serde_json::to_vec(self).unwrap_or_default()
     }
+}
+
+/// Base64 length of `len` bytes, padded.
+pub fn encoded_len(len: usize) -> usize {
+    len.div_ceil(3) * 4
 }
 
 #[cfg(test)]
@@ -78,6 +112,7 @@ mod tests {
             original_offset: 42,
             failed_at: "2025-03-04T14:22:31Z".into(),
             original: DeadLetter::encode_original(b"\x00\xffraw"),
+            original_by_reference: false,
         };
         let json: serde_json::Value = serde_json::from_slice(&letter.to_json()).expect("json");
         for key in [
@@ -98,5 +133,43 @@ mod tests {
         let back: DeadLetter = serde_json::from_value(json).expect("reads back");
         assert_eq!(back.original_bytes().expect("base64"), b"\x00\xffraw");
         assert_eq!(back, letter);
+    }
+
+    #[test]
+    fn an_original_too_large_to_embed_is_referred_to_by_its_place() {
+        let letter = DeadLetter {
+            stage: "enricher".into(),
+            reason: "output_refused".into(),
+            errors: vec![],
+            event_id: None,
+            tenant: None,
+            source: None,
+            original_topic: "tributary.raw".into(),
+            original_partition: 1,
+            original_offset: 7,
+            failed_at: "2025-03-04T14:22:31Z".into(),
+            original: String::new(),
+            original_by_reference: false,
+        };
+        let value = vec![b'x'; 3_000];
+        let fits = letter.clone().with_original(&value, 5_000);
+        assert!(!fits.original_by_reference);
+        assert_eq!(fits.original_bytes().expect("base64"), value);
+        assert!(fits.to_json().len() <= 5_000);
+        assert_eq!(fits.size_with_original(value.len()), fits.to_json().len());
+
+        let referred = letter.clone().with_original(&value, 4_000);
+        assert!(referred.original_by_reference && referred.original.is_empty());
+        let json: serde_json::Value = serde_json::from_slice(&referred.to_json()).expect("json");
+        assert_eq!(json["original_by_reference"], true);
+        assert!(referred.to_json().len() < 4_000);
+
+        // Without a place to refer to, the original is kept whatever its size.
+        let nowhere = DeadLetter {
+            original_partition: -1,
+            original_offset: -1,
+            ..letter
+        };
+        assert!(!nowhere.with_original(&value, 4_000).original_by_reference);
     }
 }

@@ -52,6 +52,19 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// librdkafka's default `message.max.bytes`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
+
+/// The largest message a producer made from `settings` sends
+/// (`message.max.bytes`, librdkafka's default unless configured).
+pub fn max_message_bytes(settings: &KafkaSettings) -> usize {
+    settings
+        .librdkafka
+        .get("message.max.bytes")
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
+}
+
 /// Consumer settings for a group that commits offsets itself, after its output is durable.
 pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
     member_config(settings, group_id, None)

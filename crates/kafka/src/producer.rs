@@ -32,6 +32,22 @@ pub enum ProduceError {
     Client(KafkaError),
 }
 
+impl ProduceError {
+    /// The message itself is refused (too large, an invalid record): sending
+    /// it again fails the same way, so it must go elsewhere, not be retried.
+    pub fn refuses_the_message(&self) -> bool {
+        matches!(
+            self,
+            ProduceError::NotStored(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageSizeTooLarge
+                    | RDKafkaErrorCode::InvalidMessageSize
+                    | RDKafkaErrorCode::MessageBatchTooLarge
+                    | RDKafkaErrorCode::InvalidRecord
+            ))
+        )
+    }
+}
+
 /// An idempotent producer whose every `send` resolves only once the broker
 /// acknowledged the event (or definitely did not).
 ///
@@ -88,8 +104,10 @@ impl EventProducer {
         topic: &str,
         key: &str,
         payload: &[u8],
-    ) -> Result<impl Future<Output = Result<Delivered, ProduceError>> + Send + 'static, ProduceError>
-    {
+    ) -> Result<
+        impl Future<Output = Result<Delivered, ProduceError>> + Send + 'static + use<>,
+        ProduceError,
+    > {
         let producer = self.current();
         let record = FutureRecord::to(topic).key(key).payload(payload);
         let delivery = match producer.send_result(record) {

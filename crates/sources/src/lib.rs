@@ -60,6 +60,11 @@ pub struct Platform {
     /// Which dashboard template validates the enriched events of each
     /// object (the enriched event's `event_object`).
     pub templates: &'static [TemplateRoute],
+    /// Objects the platform sends in normal use that no dashboard needs
+    /// (its webhooks cover every object by default). The enricher lets them
+    /// refresh its caches, then counts them as ignored instead of passing
+    /// them on, so the dead-letter topic holds only what needs a person.
+    pub ignored_objects: &'static [&'static str],
 }
 
 /// Enriched events of these objects are validated against this template

@@ -54,6 +54,8 @@ pub const PLATFORM: Platform = Platform {
         ],
         template: "hubspot-crm",
     }],
+    // Subscriptions name their objects; the collector refuses any other.
+    ignored_objects: &[],
 };
 
 /// The CRM API's address.

@@ -49,6 +49,22 @@ pub const PLATFORM: Platform = Platform {
         objects: &["deal", "activity", "person", "organization"],
         template: "pipedrive-sales",
     }],
+    // A stage, pipeline or user change refreshes the enricher's cached
+    // definitions (`api::PipedriveApi::invalidate`); the deals that use
+    // them carry the new values into the model.
+    ignored_objects: &[
+        "activityType",
+        "deal_installment",
+        "deal_product",
+        "lead",
+        "note",
+        "pipeline",
+        "product",
+        "project",
+        "stage",
+        "task",
+        "user",
+    ],
 };
 
 /// `[tenants.<tenant>.pipedrive]`.
