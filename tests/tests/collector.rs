@@ -2175,3 +2175,47 @@ public_url = "{PUBLIC_URL}"
         assert_eq!(stored, expected);
     }
 }
+
+/// Sizes agree end to end: a body at the limit is stored (and, when its
+/// source refuses it, kept), one byte more gets 413, never a 503 that
+/// would repeat forever.
+#[tokio::test]
+async fn any_body_under_the_limit_is_stored_and_any_over_it_gets_413() {
+    let brokers = broker::shared_brokers();
+    let topic = broker::unique_topic(&brokers, "raw-sizes", 1).await;
+    let collector = Collector::start(&brokers, &topic, "").await;
+    let limit = 1024 * 1024;
+    let valid = fixtures::pipedrive("v1/deal-updated.json");
+    // The fixture with its notes padded so the body is exactly `size` bytes.
+    let padded = |size: usize| {
+        let mut body: Value = serde_json::from_slice(&valid).expect("json");
+        body["current"]["notes"] = json!("");
+        let bare = serde_json::to_vec(&body).expect("json").len();
+        body["current"]["notes"] = json!("n".repeat(size - bare));
+        let bytes = serde_json::to_vec(&body).expect("json");
+        assert_eq!(bytes.len(), size);
+        bytes
+    };
+    let at_limit = padded(limit);
+    let (status, answer) = collector.post(&at_limit).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let stored = broker::read_topic(&brokers, &topic, 1, Duration::from_secs(20));
+    assert_eq!(stored.len(), 1);
+    assert_eq!(decode(&stored[0]).body, at_limit, "stored byte for byte");
+
+    let (status, answer) = collector.post(&padded(limit + 1)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+
+    // A refused body at the limit is kept whole on the dead-letter topic.
+    let mut broken = at_limit.clone();
+    broken.truncate(limit - 1);
+    broken.push(b' ');
+    let (status, answer) = collector.post(&broken).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let letters = broker::read_topic(&brokers, &collector.dead_letter, 1, Duration::from_secs(20));
+    assert_eq!(letters.len(), 1);
+    let letter: DeadLetter = serde_json::from_slice(&letters[0].value).expect("a dead letter");
+    assert_eq!(letter.reason, "malformed_json");
+    let kept = RawEvent::decode_from(&letter.original_bytes().expect("base64")).expect("envelope");
+    assert_eq!(kept.body, broken);
+}

@@ -35,6 +35,30 @@ const NEVER_FORWARDED: &[&str] = &[
     "set-cookie",
 ];
 
+/// A kept request header longer than this is left out; at most
+/// `MAX_KEPT_HEADERS` are kept. Together they bound an envelope's overhead,
+/// so the broker's message limit can be set from the body limit.
+const MAX_KEPT_HEADER_BYTES: usize = 1024;
+const MAX_KEPT_HEADERS: usize = 32;
+/// An envelope's fields besides its body and headers (ids, keys, type), at most.
+const ENVELOPE_FIELDS_BYTES: usize = 8 * 1024;
+/// A whole delivery's dead letter lists at most this many violations,
+/// each cut to `MAX_ERROR_TEXT` characters.
+const MAX_KEPT_VIOLATIONS: usize = 50;
+const MAX_ERROR_TEXT: usize = 256;
+/// A dead-letter record's fields besides its original, at most.
+const DEAD_LETTER_FIELDS_BYTES: usize = 4 * 1024 + MAX_KEPT_VIOLATIONS * 2 * (MAX_ERROR_TEXT + 16);
+
+/// The largest message the collector produces for a body of `max_body_bytes`:
+/// a whole delivery's dead letter, its envelope in base64. The producer's
+/// `message.max.bytes` and the brokers' `message.max.bytes` /
+/// topics' `max.message.bytes` must be at least this.
+pub fn largest_message_bytes(max_body_bytes: usize) -> usize {
+    let envelope =
+        max_body_bytes + MAX_KEPT_HEADERS * (MAX_KEPT_HEADER_BYTES + 64) + ENVELOPE_FIELDS_BYTES;
+    DEAD_LETTER_FIELDS_BYTES + tributary_envelope::dead_letter::encoded_len(envelope)
+}
+
 /// The stage named in the collector's dead-letter records.
 pub const STAGE: &str = "collector";
 
@@ -86,13 +110,15 @@ impl<'a> Envelope<'a> {
         let forwarded = source.forwarded_headers();
         let headers = request_headers
             .iter()
-            .filter(|(name, _)| {
+            .filter(|(name, value)| {
                 let name = name.as_str();
                 !NEVER_FORWARDED.contains(&name)
                     && (GENERIC_FORWARDED_HEADERS.contains(&name)
                         || forwarded.contains(&name)
                         || (keep_client_ip && CLIENT_IP_HEADERS.contains(&name)))
+                    && value.len() <= MAX_KEPT_HEADER_BYTES
             })
+            .take(MAX_KEPT_HEADERS)
             .map(|(name, value)| Header {
                 name: name.as_str().to_owned(),
                 value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
@@ -102,7 +128,7 @@ impl<'a> Envelope<'a> {
             tenant,
             source,
             received_at_micros,
-            content_type,
+            content_type: cut(&content_type, MAX_KEPT_HEADER_BYTES),
             headers,
         }
     }
@@ -179,13 +205,29 @@ impl<'a> Envelope<'a> {
         rejection: &Rejection,
         topics: Topics<'t>,
     ) -> Message<'t> {
-        let violations = match rejection {
-            Rejection::InvalidWebhook(violations) => violations.clone(),
+        let mut violations = match rejection {
+            Rejection::InvalidWebhook(violations) => violations
+                .iter()
+                .take(MAX_KEPT_VIOLATIONS)
+                .map(|violation| Violation {
+                    field: cut(&violation.field, MAX_ERROR_TEXT),
+                    reason: cut(&violation.reason, MAX_ERROR_TEXT),
+                })
+                .collect(),
             other => vec![Violation {
                 field: "$".into(),
-                reason: other.to_string(),
+                reason: cut(&other.to_string(), MAX_ERROR_TEXT),
             }],
         };
+        if let Rejection::InvalidWebhook(all) = rejection
+            && all.len() > MAX_KEPT_VIOLATIONS
+        {
+            violations.pop();
+            violations.push(Violation {
+                field: "$".into(),
+                reason: format!("and {} more", all.len() - MAX_KEPT_VIOLATIONS + 1),
+            });
+        }
         let code = rejection.code();
         let kept = self.rejected(&Prevalidated::default(), body, code, &violations);
         dead_letter(topics, &kept, code, &violations)
@@ -211,6 +253,15 @@ impl<'a> Envelope<'a> {
             .collect();
         rejected
     }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 /// The dead-letter record of something refused: `original` is the raw

@@ -51,6 +51,10 @@ pub enum Rejection {
     MalformedJson(String),
     #[error("the webhook breaks {} rule(s) of its platform", .0.len())]
     InvalidWebhook(Vec<Violation>),
+    #[error(
+        "the broker refuses messages this large: its message.max.bytes (or the topic's max.message.bytes) is below what max_body_bytes = {limit} needs"
+    )]
+    BrokerRefusedSize { limit: usize },
     #[error("the broker did not take the event; retry later")]
     BrokerUnavailable { retry_after_seconds: u32 },
     #[error("too many events in flight; retry later")]
@@ -73,7 +77,9 @@ impl Rejection {
             }
             Rejection::Forbidden(_) => StatusCode::FORBIDDEN,
             Rejection::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Rejection::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::PayloadTooLarge { .. } | Rejection::BrokerRefusedSize { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Rejection::UnreadableBody(_)
             | Rejection::MalformedJson(_)
             | Rejection::InvalidWebhook(_) => StatusCode::BAD_REQUEST,
@@ -96,6 +102,7 @@ impl Rejection {
             Rejection::Forbidden(_) => "forbidden",
             Rejection::UnsupportedMediaType { .. } => "unsupported_media_type",
             Rejection::PayloadTooLarge { .. } => "payload_too_large",
+            Rejection::BrokerRefusedSize { .. } => "broker_refused_size",
             Rejection::UnreadableBody(_) => "unreadable_body",
             Rejection::MalformedJson(_) => "malformed_json",
             Rejection::InvalidWebhook(_) => "invalid_webhook",

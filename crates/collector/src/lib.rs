@@ -27,6 +27,33 @@ use tributary_telemetry::{ReadinessCheck, ops_router};
 pub use config::{CollectorConfig, CollectorSettings};
 pub use error::Rejection;
 
+/// The producer's settings: `message.max.bytes` large enough for any body
+/// under `[collector] max_body_bytes` in its envelope, and for a refused
+/// one's dead letter. Set so unless configured; configured lower, an error
+/// naming both settings (a body under the limit must never be refused by
+/// the client after the collector took it).
+fn producer_settings(config: &CollectorConfig) -> anyhow::Result<tributary_config::KafkaSettings> {
+    const KEY: &str = "message.max.bytes";
+    let mut kafka = config.kafka.clone();
+    let needed = delivery::largest_message_bytes(config.collector.max_body_bytes);
+    match kafka.librdkafka.get(KEY) {
+        None => {
+            kafka.librdkafka.insert(KEY.into(), needed.to_string());
+        }
+        Some(value) => {
+            let configured: usize = value.trim().parse().with_context(|| {
+                format!("[kafka.librdkafka] {KEY} = {value:?} is not a number of bytes")
+            })?;
+            anyhow::ensure!(
+                configured >= needed,
+                "[kafka.librdkafka] {KEY} = {configured} is below the {needed} bytes that [collector] max_body_bytes = {} needs (a body, its envelope and, for a refused one, its dead letter in base64): raise {KEY} (and the brokers' message.max.bytes) or lower max_body_bytes",
+                config.collector.max_body_bytes
+            );
+        }
+    }
+    Ok(kafka)
+}
+
 /// Shared by every request.
 pub(crate) struct AppState {
     settings: CollectorSettings,
@@ -55,8 +82,8 @@ impl Collector {
 
     /// Like [`Collector::new`], with these sources instead of the registry's.
     pub async fn with_sources(config: CollectorConfig, sources: Sources) -> anyhow::Result<Self> {
-        let producer =
-            Arc::new(EventProducer::new(&config.kafka).context("creating the kafka producer")?);
+        let kafka = producer_settings(&config)?;
+        let producer = Arc::new(EventProducer::new(&kafka).context("creating the kafka producer")?);
         let admin = TopicAdmin::new(&config.kafka)?;
         match admin.partitions(&config.topics.raw).await {
             Ok(partitions) => {
@@ -174,5 +201,41 @@ impl Collector {
             .context("flushing queued events")?;
         tracing::info!("collector stopped; every accepted event is stored");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_takes_the_largest_message_a_body_under_the_limit_makes() {
+        let config = CollectorConfig::default();
+        let kafka = producer_settings(&config).expect("defaults agree");
+        let set: usize = kafka.librdkafka["message.max.bytes"]
+            .parse()
+            .expect("bytes");
+        let body = config.collector.max_body_bytes;
+        assert_eq!(set, delivery::largest_message_bytes(body));
+        // Base64 of the body alone is 4/3 of it: a dead letter of a body at
+        // the limit fits, with room for its envelope.
+        assert!(set > body / 3 * 4 + 32 * 1024, "{set}");
+
+        let mut lower = CollectorConfig::default();
+        lower
+            .kafka
+            .librdkafka
+            .insert("message.max.bytes".into(), "1000000".into());
+        let err = producer_settings(&lower).expect_err("too low").to_string();
+        assert!(
+            err.contains("message.max.bytes = 1000000") && err.contains("max_body_bytes = 1048576"),
+            "{err}"
+        );
+        lower.collector.max_body_bytes = 600_000;
+        let kafka = producer_settings(&lower).expect("a smaller body fits");
+        assert_eq!(
+            kafka.librdkafka["message.max.bytes"], "1000000",
+            "kept as configured"
+        );
     }
 }

@@ -219,6 +219,14 @@ async fn produce_all(
         ProduceError::QueueFull => Rejection::Overloaded {
             retry_after_seconds,
         },
+        // Sending it again would fail the same way: a misconfigured broker
+        // limit, answered 413 rather than a 503 repeated forever.
+        err if err.refuses_the_message() => {
+            tracing::error!(source = name, %tenant, error = %err, "the broker refuses a message for its size; raise its message.max.bytes to what [collector] max_body_bytes needs");
+            Rejection::BrokerRefusedSize {
+                limit: state.settings.max_body_bytes,
+            }
+        }
         err => {
             tracing::warn!(source = name, %tenant, error = %err, "broker did not store the event");
             Rejection::BrokerUnavailable {

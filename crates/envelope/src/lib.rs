@@ -10,7 +10,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/tributary.envelope.v1.rs"));
 }
 
-mod dead_letter;
+pub mod dead_letter;
 
 pub use dead_letter::{DeadLetter, DeadLetterError};
 pub use generated::{EventKeys, Header, RawEvent, Verdict, Warning};
