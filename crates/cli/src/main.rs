@@ -65,6 +65,24 @@ struct CliConfig {
     /// again by their source, as configured for their tenant.
     #[serde(default)]
     tenants: Tenants,
+    /// The body limit, which sets the topics' `max.message.bytes`.
+    #[serde(default)]
+    collector: CollectorSection,
+}
+
+/// `[collector]`, as far as the CLI needs it.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct CollectorSection {
+    max_body_bytes: usize,
+}
+
+impl Default for CollectorSection {
+    fn default() -> Self {
+        CollectorSection {
+            max_body_bytes: tributary_collector::CollectorSettings::default().max_body_bytes,
+        }
+    }
 }
 
 /// `[enricher]`, as far as the CLI needs it. Other keys are the enricher's
@@ -105,7 +123,15 @@ async fn main() -> ExitCode {
         let config: CliConfig = Loader::from_env()?.extract()?;
         match cli.command {
             Command::Tail(args) => tail::run(&config.kafka, &config.topics, args).await,
-            Command::CreateTopics(args) => topics::run(&config.kafka, &config.topics, args).await,
+            Command::CreateTopics(args) => {
+                topics::run(
+                    &config.kafka,
+                    &config.topics,
+                    config.collector.max_body_bytes,
+                    args,
+                )
+                .await
+            }
             Command::Migrate(args) => migrate::run(&config.clickhouse, args).await,
             Command::Report(args) => report::run(&config.clickhouse, args).await,
             Command::Rates(args) => rates::run(&config.clickhouse, args).await,

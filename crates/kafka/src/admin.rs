@@ -75,7 +75,23 @@ impl TopicAdmin {
         partitions: i32,
         replication: i32,
     ) -> Result<bool, TopicError> {
-        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+        self.ensure_with(topic, partitions, replication, &[]).await
+    }
+
+    /// Like [`TopicAdmin::ensure`], creating the topic with these topic
+    /// configs (`max.message.bytes`, `retention.ms`, ...). An existing
+    /// topic is left as it is.
+    pub async fn ensure_with(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication: i32,
+        configs: &[(&str, String)],
+    ) -> Result<bool, TopicError> {
+        let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+        for (key, value) in configs {
+            new_topic = new_topic.set(key, value);
+        }
         let options = AdminOptions::new().operation_timeout(Some(self.timeout));
         let results = self.client.create_topics([&new_topic], &options).await?;
         // One topic was asked for, so there is one result.
