@@ -977,7 +977,7 @@ mod status {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn status_reports_exact_lag_dead_letters_and_the_last_event_per_tenant() {
+    async fn status_reports_exact_lag_dead_letters_last_and_partial_events_per_tenant() {
         let brokers = broker::shared_brokers();
         let topics = Topics::create(&brokers, 2).await;
         let enricher_group = tributary_tests::unique("operator-enricher");
@@ -1017,6 +1017,18 @@ mod status {
              ('e1', 'acme', 'pipedrive', 'complete', 1741096801000000, 1741096801000100, 'updated', 'contact', 1741096800000000), \
              ('e2', 'acme', 'pipedrive', 'complete', 1741096901500000, 1741096901500100, 'updated', 'contact', 1741096900123456), \
              ('e3', 'globex', 'pipedrive', 'partial', 1741000000000000, 1741000000000100, 'added', 'contact', 1740999999000001)",
+        )
+        .await;
+        // Partial events: globex's two miss lookups; acme's one was
+        // completed by a later enrichment and no longer counts.
+        database
+        .execute(
+            "INSERT INTO tributary.event_log (event_id, tenant, source, enrichment_status, \
+             enrichment_missing, received_at_micro, enriched_at_micro) VALUES \
+             ('p1', 'globex', 'pipedrive', 'partial', ['person','stage'], 1741000100000000, 1741000100000100), \
+             ('p2', 'globex', 'pipedrive', 'partial', ['person'], 1741000200000000, 1741000200000100), \
+             ('p3', 'acme', 'pipedrive', 'partial', ['organization'], 1741000300000000, 1741000300000100), \
+             ('p3', 'acme', 'pipedrive', 'complete', [], 1741000300000000, 1741000400000100)",
         )
         .await;
 
@@ -1064,7 +1076,7 @@ mod status {
             tenant_line("acme"),
             [
                 "acme",
-                "2",
+                "3",
                 "2025-03-04T14:01:40.123456Z",
                 "2025-03-04T14:01:41.500000Z"
             ]
@@ -1073,10 +1085,24 @@ mod status {
             tenant_line("globex"),
             [
                 "globex",
-                "1",
+                "3",
                 "2025-03-03T11:06:39.000001Z",
-                "2025-03-03T11:06:40.000000Z"
+                "2025-03-03T11:10:00.000000Z"
             ]
+        );
+
+        let partial: Vec<&str> = stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("partial events per tenant"))
+            .skip(2)
+            .collect();
+        assert_eq!(
+            partial,
+            [format!(
+                "  {:<6}  {:>10}  {:<27}  person,stage",
+                "globex", 3, "2025-03-03T11:06:40.000000Z"
+            )],
+            "{run:?}"
         );
 
         // ClickHouse away: the Kafka part still prints, and says so.

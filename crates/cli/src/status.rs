@@ -132,6 +132,19 @@ pub async fn run(config: StatusConfig<'_>, _args: StatusArgs) -> anyhow::Result<
         }
     }
 
+    println!("partial events per tenant (still missing lookups, newest enrichment of each):");
+    match tokio::time::timeout(CLICKHOUSE_TIMEOUT, partial_events(settings)).await {
+        Ok(Ok(rows)) => print_partial_events(&rows),
+        Ok(Err(err)) => {
+            println!("  could not be read: {err}");
+            problems.push(format!("partial events: {err}"));
+        }
+        Err(_) => {
+            println!("  no answer within {CLICKHOUSE_TIMEOUT:?}");
+            problems.push("partial events: no answer".into());
+        }
+    }
+
     if problems.is_empty() {
         Ok(())
     } else {
@@ -219,6 +232,71 @@ async fn last_events(settings: &ClickHouseSettings) -> clickhouse::error::Result
         settings.database
     );
     client.query(&sql).fetch_all::<TenantLast>().await
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct TenantPartial {
+    tenant: String,
+    partial: u64,
+    oldest_received_micro: i64,
+    /// What they miss, most common first (at most five kinds).
+    missing: Vec<String>,
+}
+
+/// Per tenant, the events whose newest enrichment is still partial: how
+/// many, the oldest, and what they miss. A partial event completed later
+/// (re-enriched with the same id) no longer counts.
+async fn partial_events(
+    settings: &ClickHouseSettings,
+) -> clickhouse::error::Result<Vec<TenantPartial>> {
+    let client = tributary_clickhouse::client(settings);
+    let sql = format!(
+        "SELECT tenant, uniqExact(event_id) AS partial, min(received) AS oldest_received_micro, \
+         topK(5)(lookup) AS missing FROM ( \
+           SELECT tenant, event_id, \
+                  argMax(enrichment_status, enriched_at_micro) AS status_now, \
+                  argMax(enrichment_missing, enriched_at_micro) AS missing_now, \
+                  argMax(received_at_micro, enriched_at_micro) AS received \
+           FROM {}.event_log GROUP BY tenant, event_id \
+         ) ARRAY JOIN if(empty(missing_now), [''], missing_now) AS lookup \
+         WHERE status_now = 'partial' GROUP BY tenant ORDER BY tenant",
+        settings.database
+    );
+    let mut rows = client.query(&sql).fetch_all::<TenantPartial>().await?;
+    for row in &mut rows {
+        row.missing.retain(|lookup| !lookup.is_empty());
+    }
+    Ok(rows)
+}
+
+fn print_partial_events(rows: &[TenantPartial]) {
+    if rows.is_empty() {
+        println!("  none");
+        return;
+    }
+    let width = rows
+        .iter()
+        .map(|r| r.tenant.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    println!(
+        "  {:<width$}  {:>10}  {:<27}  missing",
+        "tenant", "partial", "oldest received"
+    );
+    for row in rows {
+        println!(
+            "  {:<width$}  {:>10}  {:<27}  {}",
+            row.tenant,
+            row.partial,
+            micros_text(row.oldest_received_micro),
+            if row.missing.is_empty() {
+                "-".to_owned()
+            } else {
+                row.missing.join(",")
+            }
+        );
+    }
 }
 
 fn micros_text(micros: i64) -> String {
