@@ -292,7 +292,9 @@ async fn a_thousand_events_for_ten_people_look_each_person_up_once() {
         &brokers,
         &topics,
         &tributary_tests::unique("cache"),
-        &world.config(""),
+        // Timeouts long enough that a loaded machine does not retry a
+        // lookup that was merely slow: each retry is a call of its own.
+        &world.config("request_timeout_ms = 5000\nretry_budget_ms = 20000"),
     )
     .await;
     let mut bodies = Vec::new();
