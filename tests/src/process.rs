@@ -124,3 +124,15 @@ pub async fn wait_for_http_ok(url: &str, timeout: Duration, context: impl Fn() -
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The `tributary` operator command, with none of the caller's
+/// `TRIBUTARY_*` variables: only what the test sets configures it.
+pub fn tributary_command() -> Command {
+    let mut command = Command::new(binary("tributary-cli", "tributary"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TRIBUTARY_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}

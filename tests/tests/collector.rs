@@ -1411,7 +1411,6 @@ async fn a_batch_is_split_into_events_routed_by_its_account_and_answered_in_the_
 /// workflow's record.
 mod hubspot {
     use std::collections::BTreeMap;
-    use std::process::Command;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     use reqwest::StatusCode;
@@ -1518,16 +1517,7 @@ public_url = "{PUBLIC_URL}"
 
         /// Runs the `tributary` command with the collector's configuration.
         pub fn tributary(&self, args: &[&str]) -> std::process::Output {
-            let mut command = Command::new(tributary_tests::process::binary(
-                "tributary-cli",
-                "tributary",
-            ));
-            for (key, _) in std::env::vars() {
-                if key.starts_with("TRIBUTARY_") {
-                    command.env_remove(key);
-                }
-            }
-            command
+            tributary_tests::process::tributary_command()
                 .args(args)
                 .env(
                     "TRIBUTARY_CONFIG",

@@ -749,15 +749,7 @@ async fn an_output_the_broker_refuses_is_dead_lettered_by_reference_and_the_rest
     }
 
     // `tributary dlq show` reads the original from its place.
-    let mut command = std::process::Command::new(tributary_tests::process::binary(
-        "tributary-cli",
-        "tributary",
-    ));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TRIBUTARY_") {
-            command.env_remove(key);
-        }
-    }
+    let mut command = tributary_tests::process::tributary_command();
     let dir = tempfile::tempdir().expect("dir");
     let output = command
         .args(["dlq", "show", "0@0"])

@@ -4,7 +4,7 @@
 #![cfg(feature = "kafka-broker-tests")]
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -55,16 +55,8 @@ impl Tributary {
     }
 
     fn run(&self, args: &[&str]) -> Run {
-        let mut command = Command::new(tributary_tests::process::binary(
-            "tributary-cli",
-            "tributary",
-        ));
         // Only this test's configuration: no file, no inherited overrides.
-        for (key, _) in std::env::vars() {
-            if key.starts_with("TRIBUTARY_") {
-                command.env_remove(key);
-            }
-        }
+        let mut command = tributary_tests::process::tributary_command();
         let started = std::time::Instant::now();
         let output: Output = command
             .args(args)

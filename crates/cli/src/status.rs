@@ -274,12 +274,7 @@ fn print_partial_events(rows: &[TenantPartial]) {
         println!("  none");
         return;
     }
-    let width = rows
-        .iter()
-        .map(|r| r.tenant.len())
-        .max()
-        .unwrap_or(0)
-        .max(6);
+    let width = tenant_width(rows.iter().map(|r| r.tenant.as_str()));
     println!(
         "  {:<width$}  {:>10}  {:<27}  missing",
         "tenant", "partial", "oldest received"
@@ -299,6 +294,11 @@ fn print_partial_events(rows: &[TenantPartial]) {
     }
 }
 
+/// The width of a tenant column: its longest name, at least the heading's.
+fn tenant_width<'a>(tenants: impl Iterator<Item = &'a str>) -> usize {
+    tenants.map(str::len).max().unwrap_or(0).max("tenant".len())
+}
+
 fn micros_text(micros: i64) -> String {
     DateTime::<Utc>::from_timestamp_micros(micros).map_or_else(
         || micros.to_string(),
@@ -311,12 +311,7 @@ fn print_last_events(rows: &[TenantLast]) {
         println!("  no events loaded");
         return;
     }
-    let width = rows
-        .iter()
-        .map(|r| r.tenant.len())
-        .max()
-        .unwrap_or(0)
-        .max(6);
+    let width = tenant_width(rows.iter().map(|r| r.tenant.as_str()));
     println!(
         "  {:<width$}  {:>10}  {:<27}  {:<27}",
         "tenant", "events", "last event time", "last received"
