@@ -143,6 +143,7 @@ marketing_source_field = "{SOURCE_FIELD}"
 marketing_campaign_field = "{CAMPAIGN_FIELD}"
 company_size_field = "{SIZE_FIELD}"
 industry_field = "{INDUSTRY_FIELD}"
+verify_emails = true
 "#
     )
 }

@@ -549,6 +549,46 @@ async fn undecodable_input_is_dead_lettered_with_its_reason_and_the_rest_flows()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emails_reach_the_verifier_only_for_tenants_that_chose_it() {
+    let brokers = broker::shared_brokers();
+    let topics = Topics::create(&brokers, 1).await;
+    let world = World::start().await;
+    // The tenant's own choice, not the storage policy: kept emails, no verifier.
+    let config = world
+        .config("")
+        .replace("verify_emails = true", "verify_emails = false");
+    assert!(config.contains("verify_emails = false"));
+    let _enricher = EnricherProcess::start(
+        &brokers,
+        &topics,
+        &tributary_tests::unique("no-verify"),
+        &config,
+    )
+    .await;
+    produce_raw(&brokers, &topics.raw, &[deal_change_v1(&omni_change())]).await;
+    let records = read_json(&brokers, &topics.enriched, 1, Duration::from_secs(30));
+    let event = &records[0].1;
+    assert_eq!(
+        event["contact_email"], JANE,
+        "stored as the pii policy says"
+    );
+    assert!(
+        event
+            .as_object()
+            .expect("object")
+            .keys()
+            .all(|key| !key.starts_with("email_validation_")),
+        "{event}"
+    );
+    assert_eq!(event["pipeline_enrichment_status"], "complete", "{event}");
+    assert_eq!(
+        world.verifier.state().calls.len(),
+        0,
+        "the verifier saw nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pii_policy_hashes_or_drops_contact_fields() {
     let brokers = broker::shared_brokers();
     let topics = Topics::create(&brokers, 1).await;

@@ -231,6 +231,7 @@ marketing_source_field = "{SOURCE_FIELD}"
 marketing_campaign_field = "{CAMPAIGN_FIELD}"
 company_size_field = "{SIZE_FIELD}"
 industry_field = "{INDUSTRY_FIELD}"
+verify_emails = true
 "#,
                 name = tenant.name,
                 user = account.webhook_user,

@@ -38,6 +38,8 @@ pub struct TenantEnrichment {
     pub industry_field: Option<String>,
     pub pii: PiiPolicy,
     pub pii_salt: Option<Secret>,
+    /// Whether contacts' emails may go to the email verifier.
+    pub verify_emails: bool,
 }
 
 impl From<&PipedriveTenant> for TenantEnrichment {
@@ -49,6 +51,7 @@ impl From<&PipedriveTenant> for TenantEnrichment {
             industry_field: settings.industry_field.clone(),
             pii: settings.pii.clone(),
             pii_salt: settings.pii_salt.clone(),
+            verify_emails: settings.verify_emails,
         }
     }
 }
@@ -363,6 +366,7 @@ impl PipedriveEnricher {
         }
         put_aggregates(record, aggregates);
         self.email(
+            policy,
             person.as_ref().and_then(|p| p.email.as_deref()),
             record,
             missing,
@@ -413,7 +417,8 @@ impl PipedriveEnricher {
                     .aggregates(None, None)
             });
         put_aggregates(record, aggregates);
-        self.email(person.email.as_deref(), record, missing).await
+        self.email(policy, person.email.as_deref(), record, missing)
+            .await
     }
 
     async fn activity(
@@ -448,9 +453,17 @@ impl PipedriveEnricher {
         record.put("activity_update_time", activity.update_time.take())
     }
 
-    /// The email verdict, flattened, when a verifier is configured.
-    async fn email(&self, email: Option<&str>, record: &mut FlatRecord, missing: &mut Missing) {
-        let (Some(validator), Some(email)) = (&self.email, email) else {
+    /// The email verdict, flattened, when a verifier is configured and the
+    /// tenant chose to send its contacts' emails there.
+    async fn email(
+        &self,
+        policy: &TenantEnrichment,
+        email: Option<&str>,
+        record: &mut FlatRecord,
+        missing: &mut Missing,
+    ) {
+        let (Some(validator), Some(email), true) = (&self.email, email, policy.verify_emails)
+        else {
             return;
         };
         if let Some(verdict) = missing.note("email_validation", validator.validate(email).await) {

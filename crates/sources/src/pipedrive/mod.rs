@@ -106,6 +106,11 @@ pub struct PipedriveTenant {
     /// Salt for hashed contact fields; required when any field is `hash`.
     #[serde(default)]
     pub pii_salt: Option<Secret>,
+    /// Send contacts' emails to the email verifier (`[enrichment.email_validation]`).
+    /// A third party sees them, so it is each tenant's explicit choice,
+    /// separate from how they are stored: off unless set.
+    #[serde(default)]
+    pub verify_emails: bool,
 }
 
 fn default_requests_per_2s() -> u32 {
