@@ -86,22 +86,6 @@ pub struct ClickHouse {
     pub settings: ClickHouseSettings,
 }
 
-/// Whether the server reads the format the `clickhouse` crate's row-type
-/// validation uses; an unreachable server is an error (retried).
-async fn validation_supported(client: &clickhouse::Client) -> anyhow::Result<bool> {
-    match client.query("SELECT toUInt8(1)").fetch_one::<u8>().await {
-        Ok(_) => Ok(true),
-        Err(clickhouse::error::Error::BadResponse(message))
-            if message.contains("RowBinaryWithNamesAndTypes")
-                || message.contains("UNKNOWN_FORMAT")
-                || message.contains("Code: 73") =>
-        {
-            Ok(false)
-        }
-        Err(err) => Err(anyhow::Error::new(err).context("asking ClickHouse for one row")),
-    }
-}
-
 #[derive(clickhouse::Row, serde::Deserialize)]
 struct StoredRow {
     event_id: String,
@@ -121,7 +105,12 @@ impl ClickHouse {
     pub async fn connect(settings: &ClickHouseSettings) -> anyhow::Result<ClickHouse> {
         let mut settings = settings.clone();
         let mut client = tributary_clickhouse::client(&settings);
-        if settings.validation && !validation_supported(&client).await? {
+        // An unreachable server is an error here (retried by the caller).
+        if settings.validation
+            && !tributary_clickhouse::validation_supported(&client)
+                .await
+                .map_err(|err| anyhow::Error::new(err).context("asking ClickHouse for one row"))?
+        {
             tracing::warn!(
                 url = %settings.url,
                 "this ClickHouse server cannot check row types (no RowBinaryWithNamesAndTypes): \

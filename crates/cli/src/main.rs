@@ -120,7 +120,20 @@ impl Default for ActivatorSection {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = async {
-        let config: CliConfig = Loader::from_env()?.extract()?;
+        let mut config: CliConfig = Loader::from_env()?.extract()?;
+        if matches!(
+            cli.command,
+            Command::Migrate(_) | Command::Report(_) | Command::Rates(_)
+        ) {
+            let (clickhouse, adapted) = tributary_clickhouse::adapted(&config.clickhouse).await;
+            if adapted {
+                eprintln!(
+                    "note: this ClickHouse server cannot check row types (no RowBinaryWithNamesAndTypes): \
+                     working without [clickhouse] validation; set validation = false to say so"
+                );
+            }
+            config.clickhouse = clickhouse;
+        }
         match cli.command {
             Command::Tail(args) => tail::run(&config.kafka, &config.topics, args).await,
             Command::CreateTopics(args) => {
