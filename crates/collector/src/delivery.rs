@@ -205,29 +205,29 @@ impl<'a> Envelope<'a> {
         rejection: &Rejection,
         topics: Topics<'t>,
     ) -> Message<'t> {
-        let mut violations = match rejection {
-            Rejection::InvalidWebhook(violations) => violations
-                .iter()
-                .take(MAX_KEPT_VIOLATIONS)
-                .map(|violation| Violation {
-                    field: cut(&violation.field, MAX_ERROR_TEXT),
-                    reason: cut(&violation.reason, MAX_ERROR_TEXT),
-                })
-                .collect(),
+        let violations = match rejection {
+            Rejection::InvalidWebhook(all) => {
+                let mut kept: Vec<Violation> = all
+                    .iter()
+                    .take(MAX_KEPT_VIOLATIONS)
+                    .map(|violation| Violation {
+                        field: cut(&violation.field, MAX_ERROR_TEXT),
+                        reason: cut(&violation.reason, MAX_ERROR_TEXT),
+                    })
+                    .collect();
+                if all.len() > MAX_KEPT_VIOLATIONS {
+                    kept[MAX_KEPT_VIOLATIONS - 1] = Violation {
+                        field: "$".into(),
+                        reason: format!("and {} more", all.len() - MAX_KEPT_VIOLATIONS + 1),
+                    };
+                }
+                kept
+            }
             other => vec![Violation {
                 field: "$".into(),
                 reason: cut(&other.to_string(), MAX_ERROR_TEXT),
             }],
         };
-        if let Rejection::InvalidWebhook(all) = rejection
-            && all.len() > MAX_KEPT_VIOLATIONS
-        {
-            violations.pop();
-            violations.push(Violation {
-                field: "$".into(),
-                reason: format!("and {} more", all.len() - MAX_KEPT_VIOLATIONS + 1),
-            });
-        }
         let code = rejection.code();
         let kept = self.rejected(&Prevalidated::default(), body, code, &violations);
         dead_letter(topics, &kept, code, &violations)
@@ -341,7 +341,7 @@ pub fn redeliver<'t>(
         }
         other => format!("still refused: {other}"),
     };
-    let content_type = check_content_type(&headers, source.content_types()).map_err(refused)?;
+    check_content_type(&kept.content_type, source.content_types()).map_err(refused)?;
     let webhook = WebhookRequest {
         method: &Method::POST,
         uri: &uri,
@@ -356,7 +356,7 @@ pub fn redeliver<'t>(
         &kept.tenant,
         source,
         kept.received_at_micros,
-        content_type,
+        kept.content_type.clone(),
         &headers,
         true,
     );

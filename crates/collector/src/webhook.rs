@@ -150,15 +150,13 @@ async fn accept(
         return Ok(reply_response(reply));
     }
 
-    let checked_type = check_content_type(&parts.headers, source.content_types());
+    let content_type = content_type_header(&parts.headers);
+    let checked_type = check_content_type(&content_type, source.content_types());
     let envelope = Envelope::new(
         &tenant,
         source,
         received_at_micros,
-        match &checked_type {
-            Ok(content_type) => content_type.clone(),
-            Err(_) => content_type_header(&parts.headers),
-        },
+        content_type,
         &parts.headers,
         state.settings.keep_client_ip,
     );
@@ -318,36 +316,33 @@ async fn read_body(mut body: Body, headers: &HeaderMap, limit: usize) -> Result<
     }
 }
 
-/// The `Content-Type` header as sent, `(none)` without one.
-fn content_type_header(headers: &HeaderMap) -> String {
-    headers.get(header::CONTENT_TYPE).map_or_else(
-        || "(none)".into(),
-        |v| String::from_utf8_lossy(v.as_bytes()).into_owned(),
-    )
-}
-
-/// The request's media type, if the source takes it: one it names, or a
-/// structured-syntax variant of one (`application/vnd.x+json` for
-/// `application/json`), parameters allowed. The full header value is kept.
-pub(crate) fn check_content_type(
-    headers: &HeaderMap,
-    accepted: &'static [&'static str],
-) -> Result<String, Rejection> {
-    let raw = headers
+/// The `Content-Type` header as sent, `(none)` without one (or an empty one).
+pub(crate) fn content_type_header(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_default();
-    let essence = raw
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| "(none)".into())
+}
+
+/// Whether the source takes the media type of `content_type` (a header
+/// value): one it names, or a structured-syntax variant of one
+/// (`application/vnd.x+json` for `application/json`), parameters allowed.
+pub(crate) fn check_content_type(
+    content_type: &str,
+    accepted: &'static [&'static str],
+) -> Result<(), Rejection> {
+    let essence = content_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
     if media_type_accepted(&essence, accepted) {
-        Ok(raw)
+        Ok(())
     } else {
         Err(Rejection::UnsupportedMediaType {
-            got: if raw.is_empty() { "(none)".into() } else { raw },
+            got: content_type.to_owned(),
             accepted,
         })
     }
@@ -405,24 +400,53 @@ mod tests {
     #[test]
     fn json_content_types_pass_and_others_are_named_in_the_error() {
         let json = tributary_sources::JSON_MEDIA_TYPES;
-        assert!(check_content_type(&headers("application/json"), json).is_ok());
-        assert!(check_content_type(&headers("Application/JSON; charset=utf-8"), json).is_ok());
-        assert!(check_content_type(&headers("application/vnd.pipedrive+json"), json).is_ok());
-        let err = check_content_type(&headers("text/plain"), json).expect_err("text");
+        assert!(
+            check_content_type(&content_type_header(&headers("application/json")), json).is_ok()
+        );
+        assert!(
+            check_content_type(
+                &content_type_header(&headers("Application/JSON; charset=utf-8")),
+                json
+            )
+            .is_ok()
+        );
+        assert!(
+            check_content_type(
+                &content_type_header(&headers("application/vnd.pipedrive+json")),
+                json
+            )
+            .is_ok()
+        );
+        let err = check_content_type(&content_type_header(&headers("text/plain")), json)
+            .expect_err("text");
         assert!(err.to_string().contains("text/plain"), "{err}");
         assert!(err.to_string().contains("application/json"), "{err}");
-        assert!(check_content_type(&HeaderMap::new(), json).is_err());
-        assert!(check_content_type(&headers("application/+json"), json).is_err());
-        assert!(check_content_type(&headers("text/json"), json).is_err());
+        assert!(check_content_type(&content_type_header(&HeaderMap::new()), json).is_err());
+        assert!(
+            check_content_type(&content_type_header(&headers("application/+json")), json).is_err()
+        );
+        assert!(check_content_type(&content_type_header(&headers("text/json")), json).is_err());
     }
 
     #[test]
     fn a_source_declares_the_media_types_it_takes_and_the_415_names_them() {
         const SOAP: &[&str] = &["text/xml", "application/soap+xml"];
-        assert!(check_content_type(&headers("text/xml; charset=utf-8"), SOAP).is_ok());
-        assert!(check_content_type(&headers("application/soap+xml"), SOAP).is_ok());
-        assert!(check_content_type(&headers("text/vnd.sfdc+xml"), SOAP).is_ok());
-        let err = check_content_type(&headers("application/json"), SOAP).expect_err("json");
+        assert!(
+            check_content_type(
+                &content_type_header(&headers("text/xml; charset=utf-8")),
+                SOAP
+            )
+            .is_ok()
+        );
+        assert!(
+            check_content_type(&content_type_header(&headers("application/soap+xml")), SOAP)
+                .is_ok()
+        );
+        assert!(
+            check_content_type(&content_type_header(&headers("text/vnd.sfdc+xml")), SOAP).is_ok()
+        );
+        let err = check_content_type(&content_type_header(&headers("application/json")), SOAP)
+            .expect_err("json");
         assert_eq!(err.code(), "unsupported_media_type");
         let message = err.to_string();
         assert!(

@@ -279,17 +279,21 @@ mod tests {
     use super::*;
 
     fn incoming(source: &str, body: &[u8]) -> Incoming {
-        incoming_of(source, body, RawEvent::default().keys.unwrap_or_default())
+        incoming_of(source, body, None)
     }
 
-    fn incoming_of(source: &str, body: &[u8], keys: tributary_envelope::EventKeys) -> Incoming {
+    fn incoming_of(
+        source: &str,
+        body: &[u8],
+        keys: Option<tributary_envelope::EventKeys>,
+    ) -> Incoming {
         let raw = RawEvent {
             envelope_version: ENVELOPE_VERSION,
             tenant: "acme".into(),
             source: source.into(),
             event_id: "e-1".into(),
             body: body.to_vec().into(),
-            keys: Some(keys),
+            keys,
             ..RawEvent::default()
         };
         Incoming {
@@ -359,9 +363,11 @@ mod tests {
     #[tokio::test]
     async fn objects_a_platform_sends_but_no_dashboard_needs_are_ignored_not_dead_lettered() {
         let enricher = Enricher::new(EnricherConfig::default()).expect("builds");
-        let keys = |object: &str| tributary_envelope::EventKeys {
-            object: object.into(),
-            ..Default::default()
+        let keys = |object: &str| {
+            Some(tributary_envelope::EventKeys {
+                object: object.into(),
+                ..Default::default()
+            })
         };
         let note = fixture("v1/note-added.json");
         for object in ["note", "stage", "product"] {
