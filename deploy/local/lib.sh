@@ -10,7 +10,7 @@ kafka_port=${TRIBUTARY_LOCAL_KAFKA_PORT:-9092}
 clickhouse_http_port=${TRIBUTARY_LOCAL_CLICKHOUSE_HTTP_PORT:-8123}
 clickhouse_tcp_port=${TRIBUTARY_LOCAL_CLICKHOUSE_TCP_PORT:-9000}
 partitions=${TRIBUTARY_LOCAL_PARTITIONS:-6}
-topics=("${TRIBUTARY_TOPICS__RAW:-tributary.raw}" "${TRIBUTARY_TOPICS__ENRICHED:-tributary.enriched}" "${TRIBUTARY_TOPICS__DEAD_LETTER:-tributary.dead-letter}")
+topics=("${TRIBUTARY_TOPICS__RAW:-tributary.raw}" "${TRIBUTARY_TOPICS__ENRICHED:-tributary.enriched}" "${TRIBUTARY_TOPICS__DEAD_LETTER:-tributary.dead-letter}" "${TRIBUTARY_TOPICS__RETRY:-tributary.enrichment-retry}")
 
 # The broker: Tansu, an Apache-Kafka-compatible broker, pinned and built with SQLite storage.
 tansu_version=0.6.0

@@ -16,6 +16,7 @@ pub struct Topics {
     pub raw: String,
     pub enriched: String,
     pub dead_letter: String,
+    pub retry: String,
 }
 
 impl Topics {
@@ -24,6 +25,7 @@ impl Topics {
             raw: broker::unique_topic(brokers, "raw", partitions).await,
             enriched: broker::unique_topic(brokers, "enriched", partitions).await,
             dead_letter: broker::unique_topic(brokers, "dead-letter", partitions).await,
+            retry: broker::unique_topic(brokers, "enrichment-retry", partitions).await,
         }
     }
 }
@@ -48,6 +50,7 @@ compression = "none"
 raw = "{raw}"
 enriched = "{enriched}"
 dead_letter = "{dead_letter}"
+retry = "{retry}"
 
 [telemetry]
 log_level = "{log_level}"
@@ -65,6 +68,7 @@ commit_interval_ms = 100
             raw = topics.raw,
             enriched = topics.enriched,
             dead_letter = topics.dead_letter,
+            retry = topics.retry,
         );
         let service = Service::start("tributary-enricher", "enricher", &config);
         let base = format!("http://127.0.0.1:{port}");

@@ -25,6 +25,7 @@ pub fn options(topics: &Topics, db: &TestDatabase, work_dir: &Path) -> Options {
         raw: topics.raw.clone(),
         enriched: topics.enriched.clone(),
         dead_letter: topics.dead_letter.clone(),
+        retry: topics.retry.clone(),
     };
     options.templates_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/templates").into();
     options.group_prefix = crate::unique("pipeline");

@@ -59,6 +59,7 @@ pub fn envelope(
             attempt: checked.attempt,
             occurred_at_micros: checked.occurred_at_micros,
         }),
+        enrichment_retry: None,
     }
 }
 

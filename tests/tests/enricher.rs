@@ -413,17 +413,20 @@ async fn a_429_storm_is_honoured_and_nothing_is_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_api_outage_gives_partial_events_then_complete_ones_when_it_returns() {
+async fn an_api_outage_gives_partial_events_that_heal_by_themselves_when_it_returns() {
     let brokers = broker::shared_brokers();
     let topics = Topics::create(&brokers, 3).await;
     let world = World::start().await;
     world.pipedrive.state().behaviour.outage = Some(503);
     let enrichment = "retry_budget_ms = 1000\nmax_attempts = 3";
+    // Re-enrichment after 3 s, then 6 s: the outage outlasts the first.
+    // (Lines before the first table header extend `[enricher]`.)
+    let retries = "partial_retry_initial_ms = 3000\npartial_retry_max_ms = 6000\n";
     let _enricher = EnricherProcess::start(
         &brokers,
         &topics,
         &tributary_tests::unique("outage"),
-        &world.config(enrichment),
+        &format!("{retries}\n{}", world.config(enrichment)),
     )
     .await;
     let mut change = omni_change();
@@ -459,6 +462,11 @@ async fn an_api_outage_gives_partial_events_then_complete_ones_when_it_returns()
         "what the webhook carries is kept"
     );
     assert_eq!(partial["deal_stage"], Value::Null);
+    // Enriched again after 3 s, into the outage: partial again, so a second
+    // re-enrichment is scheduled, 6 s later.
+    let scheduled = broker::read_topic(&brokers, &topics.retry, 2, Duration::from_secs(30));
+    assert_eq!(scheduled.len(), 2, "the first re-enrichment met the outage");
+    let calls_in_outage = world.pipedrive.state().calls.len();
 
     world.pipedrive.state().behaviour.outage = None;
     tokio::time::sleep(Duration::from_millis(1600)).await; // the circuit closes
@@ -484,6 +492,39 @@ async fn an_api_outage_gives_partial_events_then_complete_ones_when_it_returns()
         "{complete:#}"
     );
     assert_eq!(complete["deal_stage"], "Contact Made");
+
+    // The event enriched during the outage comes out again, complete, with
+    // no one replaying anything: once, as its second retry met a healthy API.
+    let all = read_json(&brokers, &topics.enriched, 3, Duration::from_secs(30));
+    let copies: Vec<&Value> = all
+        .iter()
+        .map(|(_, event)| event)
+        .filter(|event| event["pipeline_event_id"] == during[0].as_str())
+        .collect();
+    assert_eq!(copies.len(), 2, "the partial copy and the healed one");
+    let healed = copies[1];
+    assert_eq!(
+        healed["pipeline_enrichment_status"], "complete",
+        "{healed:#}"
+    );
+    assert_eq!(healed["deal_stage"], "Contact Made");
+    assert_eq!(
+        healed["deal_value"], 22944.0,
+        "the event's own state still wins"
+    );
+    assert_eq!(
+        healed["pipeline_received_at_micro"], partial["pipeline_received_at_micro"],
+        "the same event"
+    );
+    assert!(calls_in_outage > 0);
+    let retried = broker::read_topic(&brokers, &topics.retry, 3, Duration::from_secs(2));
+    assert_eq!(
+        retried.len(),
+        2,
+        "two re-enrichments were scheduled, no more"
+    );
+    let dead = broker::read_topic(&brokers, &topics.dead_letter, 1, Duration::from_secs(1));
+    assert!(dead.is_empty(), "nothing needs a person");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -377,6 +377,7 @@ mod tests {
             raw: "r".into(),
             enriched: "e".into(),
             dead_letter: "d".into(),
+            retry: "t".into(),
         };
         assert_eq!(resolve_topic(&topics, "raw"), ("r".into(), TopicKind::Raw));
         assert_eq!(

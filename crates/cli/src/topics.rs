@@ -55,7 +55,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let admin = TopicAdmin::new(kafka)?;
     let max_message_bytes = tributary_collector::delivery::largest_message_bytes(max_body_bytes);
-    for topic in [&topics.raw, &topics.enriched, &topics.dead_letter] {
+    for topic in topics.all() {
         let configs = topic_configs(&args, max_message_bytes, *topic == topics.raw);
         if admin
             .ensure_with(topic, args.partitions, args.replication_factor, &configs)

@@ -162,6 +162,7 @@ impl<'a> Envelope<'a> {
                 attempt: checked.attempt,
                 occurred_at_micros: checked.occurred_at_micros,
             }),
+            enrichment_retry: None,
         }
     }
 

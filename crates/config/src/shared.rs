@@ -98,6 +98,16 @@ pub struct TopicSettings {
     pub raw: String,
     pub enriched: String,
     pub dead_letter: String,
+    /// Raw events whose enrichment came out partial, waiting to be enriched
+    /// again (written and read by the enricher only).
+    pub retry: String,
+}
+
+impl TopicSettings {
+    /// Every topic the pipeline uses.
+    pub fn all(&self) -> [&String; 4] {
+        [&self.raw, &self.enriched, &self.dead_letter, &self.retry]
+    }
 }
 
 impl Default for TopicSettings {
@@ -106,6 +116,7 @@ impl Default for TopicSettings {
             raw: "tributary.raw".into(),
             enriched: "tributary.enriched".into(),
             dead_letter: "tributary.dead-letter".into(),
+            retry: "tributary.enrichment-retry".into(),
         }
     }
 }

@@ -544,6 +544,7 @@ compression = "none"
 raw = "{raw}"
 enriched = "{enriched}"
 dead_letter = "{dead_letter}"
+retry = "{retry}"
 
 [telemetry]
 log_level = "{log_level}"
@@ -579,6 +580,7 @@ batch_max_age_ms = {batch_age}
         raw = topics.raw,
         enriched = topics.enriched,
         dead_letter = topics.dead_letter,
+        retry = topics.retry,
         log_level = options.log_level,
         url = clickhouse.url,
         user = clickhouse.user,

@@ -123,13 +123,14 @@ async fn main() -> anyhow::Result<()> {
         raw: format!("{run}.raw"),
         enriched: format!("{run}.enriched"),
         dead_letter: format!("{run}.dead-letter"),
+        retry: format!("{run}.enrichment-retry"),
     };
     let kafka = KafkaSettings {
         brokers: args.brokers.clone(),
         ..KafkaSettings::default()
     };
     let admin = tributary_kafka::TopicAdmin::new(&kafka)?;
-    for topic in [&topics.raw, &topics.enriched, &topics.dead_letter] {
+    for topic in topics.all() {
         admin.ensure(topic, 6, 1).await.with_context(|| {
             format!(
                 "creating {topic} on {} (is deploy/local/up.sh running?)",

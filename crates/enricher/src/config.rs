@@ -45,6 +45,32 @@ pub struct EnricherSettings {
     pub max_in_flight: usize,
     /// How often completed offsets are committed, in milliseconds.
     pub commit_interval_ms: u64,
+    /// Enrich partial events again later (through the retry topic) when a
+    /// lookup failed for a reason that may pass: the API down or over budget.
+    pub retry_partial: bool,
+    /// Delay before the first re-enrichment, in milliseconds; doubles with
+    /// each attempt up to `partial_retry_max_ms`.
+    pub partial_retry_initial_ms: u64,
+    pub partial_retry_max_ms: u64,
+    /// Re-enrichments before an event that is still partial goes to the
+    /// dead-letter topic (`enrichment_incomplete`) for a person to look at.
+    pub partial_retry_attempts: u32,
+}
+
+impl EnricherSettings {
+    /// The retry topic's consumer group: its own, so a waiting retry never
+    /// holds up the raw topic.
+    pub fn retry_group_id(&self) -> String {
+        format!("{}.retry", self.group_id)
+    }
+
+    /// How long the `attempt`-th re-enrichment waits (1 for the first).
+    pub fn partial_retry_delay(&self, attempt: u32) -> std::time::Duration {
+        let doubled = self
+            .partial_retry_initial_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(32));
+        std::time::Duration::from_millis(doubled.min(self.partial_retry_max_ms))
+    }
 }
 
 impl Default for EnricherSettings {
@@ -56,6 +82,26 @@ impl Default for EnricherSettings {
             lanes: 4096,
             max_in_flight: 10_000,
             commit_interval_ms: 200,
+            retry_partial: true,
+            partial_retry_initial_ms: 10_000,
+            partial_retry_max_ms: 300_000,
+            partial_retry_attempts: 15,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_retries_double_from_the_first_delay_up_to_the_cap() {
+        let settings = EnricherSettings::default();
+        let delays: Vec<u64> = (1..=7)
+            .map(|attempt| settings.partial_retry_delay(attempt).as_secs())
+            .collect();
+        assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(settings.partial_retry_delay(200).as_secs(), 300);
+        assert_eq!(settings.retry_group_id(), "tributary-enricher.retry");
     }
 }

@@ -1,4 +1,6 @@
 //! Reading the raw topic, enriching in ordered lanes, producing, committing.
+//! The retry topic is read the same way by a second consumer group, each
+//! message waiting in its lane until its retry time has come.
 //!
 //! Each message goes to a lane chosen by its key, so the events of one
 //! entity are handled one after another and queued to the producer in order,
@@ -27,7 +29,7 @@ use crate::Enricher;
 use crate::internal_events;
 use crate::offsets::OffsetTracker;
 
-/// A message read from the raw topic.
+/// A message read from the raw or the retry topic.
 pub struct Incoming {
     pub topic: String,
     pub partition: i32,
@@ -43,6 +45,42 @@ pub struct Output {
     pub payload: Vec<u8>,
 }
 
+/// A topic the enricher reads, and as whom.
+#[derive(Clone)]
+struct Feed {
+    topic: String,
+    group_id: String,
+    instance_id: String,
+    /// Messages wait for their `enrichment_retry.not_before_micros`.
+    delayed: bool,
+}
+
+impl Feed {
+    fn raw(enricher: &Enricher) -> Self {
+        let settings = &enricher.config.enricher;
+        Feed {
+            topic: enricher.config.topics.raw.clone(),
+            group_id: settings.group_id.clone(),
+            instance_id: settings.instance_id.clone(),
+            delayed: false,
+        }
+    }
+
+    fn retry(enricher: &Enricher) -> Self {
+        let settings = &enricher.config.enricher;
+        Feed {
+            topic: enricher.config.topics.retry.clone(),
+            group_id: settings.retry_group_id(),
+            instance_id: if settings.instance_id.is_empty() {
+                String::new()
+            } else {
+                format!("{}.retry", settings.instance_id)
+            },
+            delayed: true,
+        }
+    }
+}
+
 enum SessionEnd {
     Shutdown,
     OutputFailed,
@@ -54,6 +92,8 @@ struct Session {
     failed: AtomicBool,
     outstanding: AtomicUsize,
     progress: Notify,
+    /// Turns true when the session stops reading: lanes stop waiting.
+    stopping: watch::Sender<bool>,
 }
 
 impl Session {
@@ -136,12 +176,33 @@ impl ConsumerContext for RebalanceContext {
     }
 }
 
-pub async fn run(
+/// Reads the raw topic, and the retry topic when partial events are
+/// retried, until `shutdown`.
+pub async fn run(enricher: Arc<Enricher>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let raw = tokio::spawn(feed(
+        enricher.clone(),
+        Feed::raw(&enricher),
+        shutdown.clone(),
+    ));
+    let retry = enricher
+        .config
+        .enricher
+        .retry_partial
+        .then(|| tokio::spawn(feed(enricher.clone(), Feed::retry(&enricher), shutdown)));
+    raw.await??;
+    if let Some(retry) = retry {
+        retry.await??;
+    }
+    Ok(())
+}
+
+async fn feed(
     enricher: Arc<Enricher>,
+    feed: Feed,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     loop {
-        match session(enricher.clone(), &mut shutdown).await? {
+        match session(enricher.clone(), &feed, &mut shutdown).await? {
             SessionEnd::Shutdown => return Ok(()),
             SessionEnd::OutputFailed => {
                 tracing::warn!(
@@ -158,27 +219,35 @@ pub async fn run(
 
 async fn session(
     enricher: Arc<Enricher>,
+    feed: &Feed,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<SessionEnd> {
     let settings = &enricher.config.enricher;
-    let topic = enricher.config.topics.raw.clone();
+    let topic = feed.topic.clone();
     let context = RebalanceContext {
         session: Mutex::new(None),
         topic: topic.clone(),
     };
-    let consumer: StreamConsumer<RebalanceContext> = tributary_kafka::member_config(
+    let mut member = tributary_kafka::member_config(
         &enricher.config.kafka,
-        &settings.group_id,
-        Some(&settings.instance_id),
-    )
-    .create_with_context(context)?;
+        &feed.group_id,
+        Some(&feed.instance_id),
+    );
+    if feed.delayed {
+        // Messages wait in lanes for up to the longest retry delay; reading
+        // pauses meanwhile when `max_in_flight` of them wait.
+        let longest = settings.partial_retry_max_ms.saturating_add(300_000);
+        member.set("max.poll.interval.ms", longest.min(86_400_000).to_string());
+    }
+    let consumer: StreamConsumer<RebalanceContext> = member.create_with_context(context)?;
     consumer.subscribe(&[&topic])?;
-    tracing::info!(%topic, group = %settings.group_id, instance = %settings.instance_id, "consuming");
+    tracing::info!(%topic, group = %feed.group_id, instance = %feed.instance_id, "consuming");
     let session = Arc::new(Session {
         tracker: Mutex::new(OffsetTracker::default()),
         failed: AtomicBool::new(false),
         outstanding: AtomicUsize::new(0),
         progress: Notify::new(),
+        stopping: watch::channel(false).0,
     });
     *consumer
         .context()
@@ -196,6 +265,7 @@ async fn session(
             enricher.clone(),
             session.clone(),
             receiver,
+            feed.delayed,
         )));
     }
 
@@ -219,7 +289,7 @@ async fn session(
                 let message = match message {
                     Ok(message) => message,
                     Err(err) => {
-                        tracing::warn!(error = %err, "reading the raw topic");
+                        tracing::warn!(error = %err, %topic, "reading a topic");
                         continue;
                     }
                 };
@@ -239,7 +309,9 @@ async fn session(
         }
     };
 
-    // Drain: no more reading; lanes finish what they hold, outputs get acknowledged.
+    // Drain: no more reading; lanes finish what they hold (a retry still
+    // waiting stays uncommitted), outputs get acknowledged.
+    session.stopping.send_replace(true);
     drop(lanes);
     for task in lane_tasks {
         let _ = task.await;
@@ -304,47 +376,53 @@ async fn lane(
     enricher: Arc<Enricher>,
     session: Arc<Session>,
     mut receiver: mpsc::Receiver<Incoming>,
+    delayed: bool,
 ) {
+    let mut stopping = session.stopping.subscribe();
     while let Some(incoming) = receiver.recv().await {
         // After a failed output nothing more is produced in this session; what
         // is left stays uncommitted and is read again by the next one.
-        if session.failed.load(Ordering::Relaxed) {
+        if session.failed.load(Ordering::Relaxed) || *stopping.borrow() {
             continue;
         }
-        let Some(output) = enricher.process(&incoming).await else {
-            // Ignored by design: nothing to store, so it is done.
-            session
-                .tracker()
-                .complete(incoming.partition, incoming.offset);
-            session.progress.notify_one();
-            continue;
-        };
-        let Some(delivery) = queue(&enricher, &incoming, output).await else {
+        if delayed && let Some(wait) = retry_wait(&incoming) {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopping.wait_for(|stopping| *stopping) => continue,
+            }
+        }
+        let outputs = enricher.process(&incoming).await;
+        let wanted = outputs.len();
+        let mut deliveries = Vec::with_capacity(wanted);
+        for output in outputs {
+            match queue(&enricher, &incoming, output).await {
+                Some(delivery) => deliveries.push(delivery),
+                None => break,
+            }
+        }
+        if deliveries.len() < wanted {
             internal_events::produce_failed();
             session.failed.store(true, Ordering::Relaxed);
             continue;
-        };
+        }
         session.outstanding.fetch_add(1, Ordering::Relaxed);
         let session = session.clone();
         let enricher = enricher.clone();
         let queued = Instant::now();
         tokio::spawn(async move {
             let (partition, offset) = (incoming.partition, incoming.offset);
-            let (output, delivery) = delivery;
-            let stored = match delivery.await {
-                Err(err) if err.refuses_the_message() => {
-                    // The broker refused it for what it is: kept as a dead
-                    // letter instead, which is stored or fails as any output.
-                    let letter = enricher.refused_output(&incoming, &output, &err.to_string());
-                    match queue(&enricher, &incoming, letter).await {
-                        Some((_, delivery)) => delivery.await,
-                        None => Err(err),
-                    }
+            let mut stored = Ok(());
+            for (output, delivery) in deliveries {
+                if let Err(err) =
+                    stored_or_dead_lettered(&enricher, &incoming, output, delivery).await
+                {
+                    stored = Err(err);
+                    break;
                 }
-                stored => stored,
-            };
+            }
             match stored {
-                Ok(_) => {
+                // Done once every output is stored; nothing to store is done too.
+                Ok(()) => {
                     internal_events::output_acknowledged(queued.elapsed());
                     session.tracker().complete(partition, offset);
                 }
@@ -357,6 +435,36 @@ async fn lane(
             session.outstanding.fetch_sub(1, Ordering::Relaxed);
             session.progress.notify_one();
         });
+    }
+}
+
+/// How long a retry-topic message must still wait; `None` when it is due
+/// (or unreadable: processing dead-letters it).
+fn retry_wait(incoming: &Incoming) -> Option<Duration> {
+    let raw = tributary_envelope::RawEvent::decode_from(&incoming.payload).ok()?;
+    let not_before = raw.enrichment_retry?.not_before_micros;
+    let now = chrono::Utc::now().timestamp_micros().max(0) as u64;
+    (not_before > now).then(|| Duration::from_micros(not_before - now))
+}
+
+/// Waits for one output's acknowledgement. An output the broker refused for
+/// what it is is replaced by its dead letter, which is stored or fails as
+/// any output.
+async fn stored_or_dead_lettered(
+    enricher: &Enricher,
+    incoming: &Incoming,
+    output: Output,
+    delivery: impl Future<Output = Stored>,
+) -> Result<(), ProduceError> {
+    match delivery.await {
+        Err(err) if err.refuses_the_message() => {
+            let letter = enricher.refused_output(incoming, &output, &err.to_string());
+            match queue(enricher, incoming, letter).await {
+                Some((_, delivery)) => delivery.await.map(|_| ()),
+                None => Err(err),
+            }
+        }
+        stored => stored.map(|_| ()),
     }
 }
 

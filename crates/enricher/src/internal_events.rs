@@ -1,6 +1,6 @@
-//! The enricher's metrics: what it read, emitted (complete or partial) and
-//! dead-lettered (with the reason), and how its outputs were stored. The
-//! metrics of the lookups themselves are `tributary_enrichment::internal_events`.
+//! The enricher's metrics: what it read, emitted (complete or partial),
+//! scheduled for re-enrichment, healed and dead-lettered (with the reason),
+//! and how its outputs were stored. The metrics of the lookups themselves are `tributary_enrichment::internal_events`.
 
 use std::time::Duration;
 
@@ -43,4 +43,16 @@ pub fn committed(partitions: usize) {
 /// From queuing an output to the broker's acknowledgement.
 pub fn output_acknowledged(elapsed: Duration) {
     histogram!("tributary_enricher_output_ack_seconds").record(elapsed.as_secs_f64());
+}
+
+/// A partial event put on the retry topic, to be enriched again later.
+pub fn retry_scheduled(attempt: u32) {
+    counter!("tributary_enricher_partial_retries_total").increment(1);
+    histogram!("tributary_enricher_partial_retry_attempt").record(f64::from(attempt));
+}
+
+/// A partial event came out complete when enriched again, at its `attempt`-th try.
+pub fn healed(source: &'static str, attempt: u32) {
+    counter!("tributary_enricher_events_healed_total", "source" => source).increment(1);
+    histogram!("tributary_enricher_heal_attempts").record(f64::from(attempt));
 }

@@ -23,7 +23,7 @@ use axum::Router;
 use tokio::sync::watch;
 use tributary_enrichment::api_client::RetryPolicy;
 use tributary_enrichment::email_validation::EmailValidator;
-use tributary_envelope::{DeadLetter, DeadLetterError, RawEvent};
+use tributary_envelope::{DeadLetter, DeadLetterError, EnrichmentRetry, RawEvent};
 use tributary_kafka::{EventProducer, TopicAdmin};
 use tributary_sources::{EnricherContext, REGISTRY, SourceEnricher};
 use tributary_telemetry::{ReadinessCheck, ops_router};
@@ -57,28 +57,32 @@ impl Enricher {
         })
     }
 
-    /// Turns one raw-topic message into what to write: the enriched event, or
-    /// a dead-letter record saying why not. `None`: nothing, as the event is
-    /// of an object its platform sends but no dashboard needs (counted).
-    pub async fn process(&self, incoming: &Incoming) -> Option<Output> {
+    /// Turns one raw-topic or retry-topic message into what to write, in
+    /// order: the enriched event, a retry of it if it came out partial for a
+    /// reason that may pass, or a dead-letter record saying why not. Empty:
+    /// nothing, as the event is of an object its platform sends but no
+    /// dashboard needs (counted).
+    pub async fn process(&self, incoming: &Incoming) -> Vec<Output> {
         let started = Instant::now();
         let key = incoming
             .key
             .as_deref()
             .map(|k| String::from_utf8_lossy(k).into_owned())
             .unwrap_or_default();
-        let raw = match RawEvent::decode_from(&incoming.payload) {
+        let mut raw = match RawEvent::decode_from(&incoming.payload) {
             Ok(raw) => raw,
             Err(err) => {
-                return Some(self.dead_letter(
+                return vec![self.dead_letter(
                     incoming,
                     key,
                     None,
                     "malformed_envelope",
                     vec![DeadLetterError::new("", err.to_string())],
-                ));
+                )];
             }
         };
+        // Set when this is a re-enrichment, read from the retry topic.
+        let retried = raw.enrichment_retry.take();
         // Metric labels come from the registry's names, never from the input.
         let found = self.sources.get_key_value(raw.source.as_str());
         let source = found.map_or(UNKNOWN_SOURCE, |(name, _)| *name);
@@ -97,30 +101,77 @@ impl Enricher {
         // Enriched all the same: such an event may refresh cached definitions.
         if let Some(object) = ignored_object(&raw) {
             internal_events::ignored(source, object);
-            return None;
+            return Vec::new();
         }
-        Some(match enriched {
-            Ok(enriched) => {
-                let status = if enriched.complete {
-                    "complete"
-                } else {
-                    "partial"
-                };
-                internal_events::enriched(source, status);
-                Output {
-                    topic: self.config.topics.enriched.clone(),
+        let enriched = match enriched {
+            Ok(enriched) => enriched,
+            Err((reason, message)) => {
+                return vec![self.dead_letter(
+                    incoming,
                     key,
-                    payload: enriched.payload,
-                }
+                    Some(&raw),
+                    reason,
+                    vec![DeadLetterError::new("", message)],
+                )];
             }
-            Err((reason, message)) => self.dead_letter(
-                incoming,
-                key,
-                Some(&raw),
-                reason,
-                vec![DeadLetterError::new("", message)],
-            ),
-        })
+        };
+        let status = if enriched.complete {
+            "complete"
+        } else {
+            "partial"
+        };
+        internal_events::enriched(source, status);
+        let attempt = retried.as_ref().map_or(0, |r| r.attempt);
+        let mut outputs = Vec::with_capacity(2);
+        // A retry that is partial again adds nothing the first copy lacks.
+        if enriched.complete || attempt == 0 {
+            if attempt > 0 {
+                internal_events::healed(source, attempt);
+            }
+            outputs.push(Output {
+                topic: self.config.topics.enriched.clone(),
+                key: key.clone(),
+                payload: enriched.payload,
+            });
+        }
+        let settings = &self.config.enricher;
+        if !enriched.complete && enriched.may_heal && settings.retry_partial {
+            if attempt < settings.partial_retry_attempts {
+                outputs.push(self.retry(raw, key, attempt + 1, &enriched.missing));
+            } else {
+                let message = format!(
+                    "still partial after {attempt} re-enrichments; missing: {}",
+                    enriched.missing.join(", ")
+                );
+                outputs.push(self.dead_letter(
+                    incoming,
+                    key,
+                    Some(&raw),
+                    "enrichment_incomplete",
+                    vec![DeadLetterError::new("", message)],
+                ));
+            }
+        }
+        outputs
+    }
+
+    /// `raw` for the retry topic, to be enriched again as its `attempt`-th
+    /// re-enrichment once its delay has passed.
+    fn retry(&self, mut raw: RawEvent, key: String, attempt: u32, missing: &[&str]) -> Output {
+        let delay = self.config.enricher.partial_retry_delay(attempt);
+        let not_before = chrono::Utc::now().timestamp_micros() as u64 + delay.as_micros() as u64;
+        internal_events::retry_scheduled(attempt);
+        tracing::debug!(event_id = %raw.event_id, attempt, ?delay, ?missing, "partial event; enriching it again later");
+        raw.enrichment_retry = Some(EnrichmentRetry {
+            attempt,
+            not_before_micros: not_before,
+            missing: missing.iter().map(|m| (*m).to_owned()).collect(),
+        });
+        Output {
+            topic: self.config.topics.retry.clone(),
+            key,
+            payload: raw.encode_to_vec(),
+        }
     }
 
     /// The dead letter of an event whose output the broker refuses for what
@@ -210,11 +261,12 @@ impl Enricher {
     /// Runs until `shutdown` turns true: drains, commits and returns.
     pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let admin = TopicAdmin::new(&self.config.kafka)?;
-        for topic in [
-            &self.config.topics.raw,
-            &self.config.topics.enriched,
-            &self.config.topics.dead_letter,
-        ] {
+        let topics = &self.config.topics;
+        let retry = self.config.enricher.retry_partial.then_some(&topics.retry);
+        for topic in [&topics.raw, &topics.enriched, &topics.dead_letter]
+            .into_iter()
+            .chain(retry)
+        {
             match admin.partitions(topic).await {
                 Ok(_) => {}
                 Err(missing @ tributary_kafka::TopicError::Missing { .. }) => {
@@ -312,6 +364,11 @@ mod tests {
         std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
+    fn only(outputs: Vec<Output>) -> Output {
+        assert_eq!(outputs.len(), 1, "one output");
+        outputs.into_iter().next().expect("one")
+    }
+
     fn dead_letter(output: &Output) -> DeadLetter {
         serde_json::from_slice(&output.payload).expect("a dead-letter record")
     }
@@ -321,10 +378,13 @@ mod tests {
         let enricher = Enricher::new(EnricherConfig::default()).expect("builds");
         let topics = &enricher.config.topics;
 
-        let output = enricher
+        let outputs = enricher
             .process(&incoming("pipedrive", &fixture("v2/deal-change.json")))
-            .await
-            .expect("something to write");
+            .await;
+        // No API configured: asking again later cannot help, so no retry.
+        let [output] = &outputs[..] else {
+            panic!("one output, not {}", outputs.len())
+        };
         assert_eq!(output.topic, topics.enriched);
         assert_eq!(output.key, "acme:x:deal:1");
         let event: Value = serde_json::from_slice(&output.payload).expect("flat JSON");
@@ -334,10 +394,11 @@ mod tests {
         // No API configured for the tenant: what the webhook carries, marked partial.
         assert_eq!(event["pipeline_enrichment_status"], "partial");
 
-        let output = enricher
-            .process(&incoming("pipedrive", b"{\"meta\":"))
-            .await
-            .expect("something to write");
+        let output = only(
+            enricher
+                .process(&incoming("pipedrive", b"{\"meta\":"))
+                .await,
+        );
         assert_eq!(output.topic, topics.dead_letter);
         let letter = dead_letter(&output);
         assert_eq!(
@@ -346,10 +407,7 @@ mod tests {
         );
         assert_eq!(letter.source.as_deref(), Some("pipedrive"));
 
-        let output = enricher
-            .process(&incoming("salesforce", b"[]"))
-            .await
-            .expect("something to write");
+        let output = only(enricher.process(&incoming("salesforce", b"[]")).await);
         assert_eq!(output.topic, topics.dead_letter);
         let letter = dead_letter(&output);
         assert_eq!(letter.reason, "unknown_source");
@@ -374,19 +432,100 @@ mod tests {
             let output = enricher
                 .process(&incoming_of("pipedrive", &note, keys(object)))
                 .await;
-            assert!(output.is_none(), "{object} is ignored");
+            assert!(output.is_empty(), "{object} is ignored");
         }
         // Ignored only where the platform says so: a HubSpot note feeds a dashboard.
         let output = enricher
             .process(&incoming_of("hubspot", b"{}", keys("note")))
             .await;
-        assert!(output.is_some());
+        assert_eq!(output.len(), 1);
         // An object no one listed still needs a person.
-        let output = enricher
-            .process(&incoming_of("pipedrive", &note, keys("invoice")))
-            .await
-            .expect("something to write");
+        let output = only(
+            enricher
+                .process(&incoming_of("pipedrive", &note, keys("invoice")))
+                .await,
+        );
         let event: Value = serde_json::from_slice(&output.payload).expect("json");
         assert_eq!(event["pipeline_source"], "pipedrive");
+    }
+
+    #[tokio::test]
+    async fn a_partial_event_an_api_outage_caused_is_retried_later_then_dead_lettered() {
+        // An API that refuses connections: every lookup is unavailable.
+        let config: EnricherConfig = tributary_config::Loader::from_toml_str(
+            r#"
+[enrichment]
+retry_budget_ms = 200
+max_attempts = 2
+backoff_initial_ms = 10
+backoff_max_ms = 20
+
+[enricher]
+partial_retry_attempts = 2
+
+[tenants.acme.pipedrive]
+username = "hook"
+password = "s3cret"
+api_base_url = "http://127.0.0.1:9"
+api_token = "t0ken"
+"#,
+        )
+        .extract()
+        .expect("config");
+        let enricher = Enricher::new(config).expect("builds");
+        let topics = enricher.config.topics.clone();
+        let first = incoming("pipedrive", &fixture("v2/deal-change.json"));
+        let before = chrono::Utc::now().timestamp_micros() as u64;
+        let outputs = enricher.process(&first).await;
+        let [partial, retry] = &outputs[..] else {
+            panic!("the partial event and its retry, not {}", outputs.len())
+        };
+        assert_eq!(partial.topic, topics.enriched);
+        let event: Value = serde_json::from_slice(&partial.payload).expect("json");
+        assert_eq!(event["pipeline_enrichment_status"], "partial");
+        assert_eq!(
+            (retry.topic.as_str(), retry.key.as_str()),
+            (topics.retry.as_str(), "acme:x:deal:1")
+        );
+        let scheduled = RawEvent::decode_from(&retry.payload).expect("an envelope");
+        let plan = scheduled.enrichment_retry.clone().expect("retry fields");
+        assert_eq!(plan.attempt, 1);
+        let delay = plan.not_before_micros - before;
+        assert!(
+            (10_000_000..11_000_000).contains(&delay),
+            "waits the first delay: {delay} µs"
+        );
+        assert!(
+            plan.missing.contains(&"stage".to_owned()),
+            "{:?}",
+            plan.missing
+        );
+        assert_eq!(scheduled.event_id, "e-1", "the same event, enriched again");
+
+        // Partial again: only the next retry (the first copy is as good).
+        let again = Incoming {
+            topic: topics.retry.clone(),
+            key: Some(retry.key.clone().into_bytes()),
+            payload: retry.payload.clone(),
+            ..first
+        };
+        let retry = only(enricher.process(&again).await);
+        assert_eq!(retry.topic, topics.retry);
+        let plan = RawEvent::decode_from(&retry.payload)
+            .expect("an envelope")
+            .enrichment_retry
+            .expect("retry fields");
+        assert_eq!(plan.attempt, 2);
+
+        // Out of attempts: a person has to look at it.
+        let last = Incoming {
+            payload: retry.payload.clone(),
+            ..again
+        };
+        let letter = dead_letter(&only(enricher.process(&last).await));
+        assert_eq!(letter.reason, "enrichment_incomplete");
+        assert_eq!(letter.event_id.as_deref(), Some("e-1"));
+        assert_eq!(letter.original_topic, topics.retry);
+        assert!(letter.errors[0].message.contains("stage"), "{letter:?}");
     }
 }

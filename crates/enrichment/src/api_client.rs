@@ -41,6 +41,17 @@ pub enum ApiError {
         status: u16,
         body: String,
     },
+    /// The tenant has no access to this API configured: nothing was asked.
+    #[error("{api} not configured: {reason}")]
+    NotConfigured { api: &'static str, reason: String },
+}
+
+impl ApiError {
+    /// Asking again later may succeed: the API was down, slow or over its
+    /// budget. A refusal or a missing configuration stays as it is.
+    pub fn may_pass(&self) -> bool {
+        matches!(self, ApiError::Unavailable { .. })
+    }
 }
 
 /// Retry and breaker settings, from `[enrichment]`.

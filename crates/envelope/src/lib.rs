@@ -13,7 +13,7 @@ mod generated {
 pub mod dead_letter;
 
 pub use dead_letter::{DeadLetter, DeadLetterError};
-pub use generated::{EventKeys, Header, RawEvent, Verdict, Warning};
+pub use generated::{EnrichmentRetry, EventKeys, Header, RawEvent, Verdict, Warning};
 
 /// The envelope version this build writes and the only one it reads.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -94,6 +94,7 @@ mod tests {
                 attempt: 2,
                 occurred_at_micros: 1_699_999_999_000_000,
             }),
+            enrichment_retry: None,
         }
     }
 

@@ -47,20 +47,27 @@ pub struct Enriched {
     pub payload: Vec<u8>,
     /// Every lookup succeeded (`pipeline_enrichment_status` is `complete`).
     pub complete: bool,
+    /// The lookups that failed (`pipeline_enrichment_missing`).
+    pub missing: Vec<&'static str>,
+    /// A failed lookup may succeed if asked again later (the API was down
+    /// or over budget), so the event is worth enriching again.
+    pub may_heal: bool,
 }
 
 impl Enriched {
-    /// Serialises a finished record (see [`put_pipeline_fields`]).
-    pub fn from_record(record: &FlatRecord) -> Result<Self, EnrichFailure> {
-        let complete = record
-            .get("pipeline_enrichment_status")
-            .and_then(|status| status.as_str())
-            == Some("complete");
+    /// Serialises a finished record (see [`put_pipeline_fields`]) whose
+    /// failed lookups are `missing`.
+    pub fn from_record(record: &FlatRecord, missing: Missing) -> Result<Self, EnrichFailure> {
         let payload = record.to_json_bytes().map_err(|collision| EnrichFailure {
             reason: FailureReason::FlattenCollision,
             message: collision.to_string(),
         })?;
-        Ok(Enriched { payload, complete })
+        Ok(Enriched {
+            payload,
+            complete: missing.is_empty(),
+            may_heal: missing.may_heal,
+            missing: missing.names,
+        })
     }
 }
 
@@ -102,7 +109,11 @@ impl EnrichFailure {
 
 /// The lookups that failed for one event, in the order they were noticed.
 #[derive(Debug, Default)]
-pub struct Missing(Vec<&'static str>);
+pub struct Missing {
+    names: Vec<&'static str>,
+    /// One of them failed for a reason that may pass.
+    may_heal: bool,
+}
 
 impl Missing {
     /// The lookup's value, or `None` with `what` noted as missing.
@@ -112,8 +123,9 @@ impl Missing {
             Err(err) => {
                 tracing::debug!(what, error = %err, "lookup failed; the event will be partial");
                 internal_events::missing(what);
-                if !self.0.contains(&what) {
-                    self.0.push(what);
+                self.may_heal |= err.may_pass();
+                if !self.names.contains(&what) {
+                    self.names.push(what);
                 }
                 None
             }
@@ -121,7 +133,7 @@ impl Missing {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.names.is_empty()
     }
 }
 
@@ -151,7 +163,7 @@ pub fn put_pipeline_fields(record: &mut FlatRecord, raw: &RawEvent, missing: &Mi
         "partial"
     };
     record.put("pipeline_enrichment_status", status);
-    record.put("pipeline_enrichment_missing", missing.0.clone())
+    record.put("pipeline_enrichment_missing", missing.names.clone())
 }
 
 #[cfg(test)]
@@ -187,8 +199,10 @@ mod tests {
         assert_eq!(missing.note("stage", Ok(3)), Some(3));
         let mut record = FlatRecord::new();
         put_pipeline_fields(&mut record, &raw(), &missing);
-        let enriched = Enriched::from_record(&record).expect("no collision");
+        let enriched = Enriched::from_record(&record, missing).expect("no collision");
         assert!(!enriched.complete);
+        assert_eq!(enriched.missing, ["person"]);
+        assert!(enriched.may_heal, "an unavailable API may come back");
         let event: Value = serde_json::from_slice(&enriched.payload).expect("json");
         assert_eq!(event["pipeline_enrichment_status"], "partial");
         assert_eq!(event["pipeline_enrichment_missing"], json!(["person"]));
@@ -196,7 +210,51 @@ mod tests {
 
         let mut record = FlatRecord::new();
         put_pipeline_fields(&mut record, &raw(), &Missing::default());
-        assert!(Enriched::from_record(&record).expect("unique").complete);
+        let enriched = Enriched::from_record(&record, Missing::default()).expect("unique");
+        assert!(enriched.complete && !enriched.may_heal);
+    }
+
+    #[test]
+    fn only_a_lookup_that_may_pass_makes_a_partial_event_worth_enriching_again() {
+        let refused = |missing: &mut Missing| {
+            missing.note::<()>(
+                "person",
+                Err(ApiError::Refused {
+                    api: "x",
+                    status: 401,
+                    body: "bad token".into(),
+                }),
+            )
+        };
+        let unconfigured = |missing: &mut Missing| {
+            missing.note::<()>(
+                "stage",
+                Err(ApiError::NotConfigured {
+                    api: "x",
+                    reason: "no token".into(),
+                }),
+            )
+        };
+        let mut missing = Missing::default();
+        refused(&mut missing);
+        unconfigured(&mut missing);
+        let mut record = FlatRecord::new();
+        put_pipeline_fields(&mut record, &raw(), &missing);
+        let enriched = Enriched::from_record(&record, missing).expect("unique");
+        assert!(!enriched.complete && !enriched.may_heal);
+
+        let mut missing = Missing::default();
+        refused(&mut missing);
+        missing.note::<()>(
+            "organization",
+            Err(ApiError::Unavailable {
+                api: "x",
+                reason: "429 past the budget".into(),
+            }),
+        );
+        let enriched = Enriched::from_record(&record, missing).expect("unique");
+        assert!(enriched.may_heal);
+        assert_eq!(enriched.missing, ["person", "organization"]);
     }
 
     #[test]
@@ -204,7 +262,7 @@ mod tests {
         let mut record = FlatRecord::new();
         record.put("deal_id", 1);
         record.put("deal_id", 2);
-        let failure = Enriched::from_record(&record).expect_err("collision");
+        let failure = Enriched::from_record(&record, Missing::default()).expect_err("collision");
         assert_eq!(failure.reason.code(), "flatten_collision");
         assert!(failure.message.contains("deal_id"), "{failure}");
     }

@@ -94,8 +94,8 @@ impl SourceEnricher for HubSpotEnricher {
                 }
                 Err(err) => return Err(EnrichFailure::unreadable_body(err.to_string())),
             };
-            let record = self.enrich_event(raw, &element).await?;
-            Enriched::from_record(&record)
+            let (record, missing) = self.enrich_event(raw, &element).await?;
+            Enriched::from_record(&record, missing)
         })
     }
 }
@@ -132,7 +132,7 @@ impl HubSpotEnricher {
         &self,
         raw: &RawEvent,
         element: &Map<String, Value>,
-    ) -> Result<FlatRecord, EnrichFailure> {
+    ) -> Result<(FlatRecord, Missing), EnrichFailure> {
         let keys = raw.keys.clone().unwrap_or_default();
         let event = Event {
             object: keys.object.clone(),
@@ -189,7 +189,7 @@ impl HubSpotEnricher {
         }
         pii::apply(&policy.pii, policy.pii_salt.as_ref(), &mut record);
         put_pipeline_fields(&mut record, raw, &missing);
-        Ok(record)
+        Ok((record, missing))
     }
 
     /// The record's fields and what is joined to it.
@@ -297,7 +297,7 @@ impl HubSpotEnricher {
 }
 
 fn no_access() -> tributary_enrichment::api_client::ApiError {
-    tributary_enrichment::api_client::ApiError::Unavailable {
+    tributary_enrichment::api_client::ApiError::NotConfigured {
         api: "hubspot",
         reason: "no access_token configured for the tenant".into(),
     }

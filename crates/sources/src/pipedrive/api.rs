@@ -259,7 +259,7 @@ impl PipedriveApi {
     fn tenant(&self, tenant: &str) -> Result<&TenantApi, ApiError> {
         self.tenants
             .get(tenant)
-            .ok_or_else(|| ApiError::Unavailable {
+            .ok_or_else(|| ApiError::NotConfigured {
                 api: "pipedrive",
                 reason: format!("no api_base_url/api_token configured for tenant {tenant}"),
             })

@@ -95,7 +95,8 @@ impl SourceEnricher for PipedriveEnricher {
         Box::pin(async move {
             let event = super::parse(&raw.body)
                 .map_err(|err| EnrichFailure::unreadable_body(err.to_string()))?;
-            Enriched::from_record(&self.enrich_event(raw, event).await)
+            let (record, missing) = self.enrich_event(raw, event).await;
+            Enriched::from_record(&record, missing)
         })
     }
 }
@@ -119,7 +120,11 @@ impl PipedriveEnricher {
 
     /// The enriched event for one raw webhook. Takes the event by value so
     /// its text moves into the record instead of being copied.
-    pub async fn enrich_event(&self, raw: &RawEvent, mut event: PipedriveEvent) -> FlatRecord {
+    pub async fn enrich_event(
+        &self,
+        raw: &RawEvent,
+        mut event: PipedriveEvent,
+    ) -> (FlatRecord, Missing) {
         let default_policy = TenantEnrichment::default();
         let (tenant, policy) = match self.tenants.get(&raw.tenant) {
             Some((name, policy)) => (name.clone(), policy),
@@ -158,7 +163,7 @@ impl PipedriveEnricher {
         }
         pii::apply(&policy.pii, policy.pii_salt.as_ref(), &mut record);
         put_pipeline_fields(&mut record, raw, &missing);
-        record
+        (record, missing)
     }
 
     async fn deal(
