@@ -298,6 +298,72 @@ async fn invalid_events_are_dead_lettered_with_every_error_and_the_rest_load() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_clickhouse_refuses_is_dead_lettered_alone_and_the_rest_of_its_batch_loads() {
+    let brokers = broker::shared_brokers();
+    let topics = Topics::create(&brokers, 1).await;
+    let db = TestDatabase::create("activator_refused").await;
+    let activator = ActivatorProcess::start(
+        &brokers,
+        &topics,
+        &db.settings,
+        &tributary_tests::unique("refused"),
+        "",
+    )
+    .await;
+    // A check an operator added on the server: ClickHouse refuses any insert
+    // holding a deal titled "poison", and with it the rest of the block.
+    db.execute(
+        "CREATE MATERIALIZED VIEW tributary.refuse_poison ENGINE = Null AS \
+         SELECT throwIf(title = 'poison') AS refused FROM tributary.deal_changes",
+    )
+    .await;
+    let history = deal_history("acme", 30, 1_741_000_000_000_000);
+    let mut events: Vec<Value> = history.iter().map(DealChange::to_json).collect();
+    let poisoned = events.len() / 3;
+    events[poisoned]["deal_title"] = json!("poison");
+    let poison_id = events[poisoned]["pipeline_event_id"].clone();
+    // Written at once, so the refused event is read in a batch with others.
+    produce_events(&brokers, &topics.enriched, &events).await;
+    wait_for(&db, LOADED, json!(events.len() - 1), || {
+        activator.service.log()
+    })
+    .await;
+
+    let letters = read_json(&brokers, &topics.dead_letter, 1, Duration::from_secs(30));
+    assert_eq!(letters.len(), 1, "{}", activator.service.log());
+    let letter = &letters[0].1;
+    assert_eq!(letter["reason"], "clickhouse_refused");
+    assert_eq!(letter["event_id"], poison_id);
+    assert_eq!(letter["original_offset"], json!(poisoned));
+    assert_eq!(letter["original_by_reference"], true);
+    assert!(
+        letter["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Code: 395") && m.contains("throwIf")),
+        "ClickHouse's own words: {letter:#}"
+    );
+    let poison_log = format!(
+        "SELECT count() AS n FROM tributary.event_log FINAL WHERE event_id = '{}'",
+        poison_id.as_str().unwrap_or_default()
+    );
+    let loaded = db.query(&poison_log).await;
+    assert_eq!(
+        loaded,
+        vec![json!({"n": 0})],
+        "the refused event is not half loaded"
+    );
+    // Nothing stalls: a later event loads, and nothing is dead-lettered twice.
+    let later = deal_history("acme", 31, 1_742_000_000_000_000)
+        .last()
+        .map(DealChange::to_json)
+        .expect("an event");
+    produce_events(&brokers, &topics.enriched, &[later]).await;
+    wait_for(&db, LOADED, json!(events.len()), || activator.service.log()).await;
+    let letters = read_json(&brokers, &topics.dead_letter, 2, Duration::from_secs(2));
+    assert_eq!(letters.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_stopped_mid_stream_then_restarted_loses_and_doubles_nothing() {
     let brokers = broker::shared_brokers();
     let topics = Topics::create(&brokers, 3).await;

@@ -108,9 +108,22 @@ pub fn event_log_row(fields: &EventLogFields<'_>) -> Vec<u8> {
     out
 }
 
+/// Where an accepted event was read, to dead-letter it if ClickHouse
+/// refuses its rows.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub partition: i32,
+    pub offset: i64,
+    /// The message key.
+    pub key: String,
+    pub source: String,
+}
+
 /// An event that passed its template, mapped into rows.
+#[derive(Clone)]
 pub struct Accepted {
     pub key: EventKey,
+    pub origin: Origin,
     pub complete: bool,
     pub enriched_at_micro: i64,
     pub received_at_micro: i64,
@@ -185,6 +198,46 @@ impl Batch {
 
     pub fn keys(&self) -> Vec<EventKey> {
         self.accepted.iter().map(|a| a.key.clone()).collect()
+    }
+
+    /// Accepted events (one per event id).
+    pub fn accepted_len(&self) -> usize {
+        self.accepted.len()
+    }
+
+    /// A batch of the accepted events in `range` alone: no dead letters, no
+    /// offsets (the whole batch commits them).
+    pub fn subset(&self, range: std::ops::Range<usize>) -> Batch {
+        let mut part = Batch::default();
+        for event in &self.accepted[range] {
+            part.messages += 1;
+            part.accept(event.clone());
+        }
+        part
+    }
+
+    /// The dead letter of the batch's only accepted event, whose rows
+    /// ClickHouse refused with `error`. Its original is referred to on the
+    /// enriched topic (`topic`), not copied: the rows hold it already.
+    pub fn refused(&self, topic: &str, error: &str) -> Option<(String, DeadLetter)> {
+        let [event] = &self.accepted[..] else {
+            return None;
+        };
+        let letter = DeadLetter {
+            stage: crate::STAGE.into(),
+            reason: "clickhouse_refused".into(),
+            errors: vec![DeadLetterError::new("", error)],
+            event_id: Some(event.key.event_id.clone()),
+            tenant: Some(event.key.tenant.clone()),
+            source: Some(event.origin.source.clone()),
+            original_topic: topic.into(),
+            original_partition: event.origin.partition,
+            original_offset: event.origin.offset,
+            failed_at: Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            original: String::new(),
+            original_by_reference: true,
+        };
+        Some((event.origin.key.clone(), letter))
     }
 
     /// The rows to insert, given what is stored already.
@@ -277,6 +330,7 @@ mod tests {
                 tenant: "acme".into(),
                 event_id: id.into(),
             },
+            origin: Origin::default(),
             complete,
             enriched_at_micro: enriched_at,
             received_at_micro: 1,

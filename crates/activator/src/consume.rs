@@ -236,8 +236,8 @@ async fn load(
     let settings = &activator.config.activator;
     let mut delay = Duration::from_millis(settings.retry_initial_ms);
     loop {
-        match activator.load_batch(clickhouse, batch).await {
-            Ok(_) => break,
+        match activator.load_isolating(clickhouse, batch).await {
+            Ok(()) => break,
             Err((what, err)) => {
                 internal_events::load_failed(what);
                 tracing::warn!(

@@ -230,6 +230,12 @@ impl Activator {
                 tenant: pipeline.tenant.clone(),
                 event_id: pipeline.event_id.clone(),
             },
+            origin: batch::Origin {
+                partition: incoming.partition,
+                offset: incoming.offset,
+                key: incoming.key.clone(),
+                source: pipeline.source.clone(),
+            },
             complete: pipeline.complete,
             enriched_at_micro: pipeline.enriched_at_micro,
             received_at_micro: pipeline.received_at_micro,
@@ -311,8 +317,74 @@ impl Activator {
             }
         }
         internal_events::batch_loaded(rows.inserted.len(), started.elapsed());
-        let mut acks = Vec::with_capacity(batch.dead_letters.len());
-        for (key, letter) in &batch.dead_letters {
+        self.store_dead_letters(&batch.dead_letters).await?;
+        let mut inserted = records;
+        inserted.push(log);
+        inserted.push(ledger);
+        Ok(inserted)
+    }
+
+    /// Loads `batch` as [`Activator::load_batch`] does, but if ClickHouse
+    /// refuses its rows for what they hold (a value a column cannot take),
+    /// halves it until the refused events are found, dead-letters those
+    /// with ClickHouse's error and loads the rest. Any other failure is
+    /// returned as it is: the whole batch is tried again later.
+    pub async fn load_isolating(
+        &self,
+        clickhouse: &ClickHouse,
+        batch: &Batch,
+    ) -> Result<(), (&'static str, anyhow::Error)> {
+        let error = match self.load_batch(clickhouse, batch).await {
+            Ok(_) => return Ok(()),
+            Err(failure) => match refused_rows(&failure.1) {
+                Some(_) if batch.accepted_len() > 0 => failure,
+                _ => return Err(failure),
+            },
+        };
+        tracing::warn!(
+            events = batch.accepted_len(),
+            error = format!("{:#}", error.1),
+            "ClickHouse refused a batch's rows; finding the events it refuses"
+        );
+        let mut refused = Vec::new();
+        let whole = 0..batch.accepted_len();
+        let mut parts = vec![whole];
+        while let Some(range) = parts.pop() {
+            let part = batch.subset(range.clone());
+            let failure = match self.load_batch(clickhouse, &part).await {
+                Ok(_) => continue,
+                Err(failure) => failure,
+            };
+            let Some(why) = refused_rows(&failure.1) else {
+                return Err(failure);
+            };
+            if range.len() > 1 {
+                let middle = range.start + range.len() / 2;
+                parts.push(middle..range.end);
+                parts.push(range.start..middle);
+            } else if let Some(letter) = part.refused(&self.config.topics.enriched, &why) {
+                internal_events::dead_lettered("clickhouse_refused");
+                tracing::warn!(
+                    event_id = letter.1.event_id.as_deref().unwrap_or_default(),
+                    partition = letter.1.original_partition,
+                    offset = letter.1.original_offset,
+                    error = %why,
+                    "ClickHouse refuses an event's rows; it goes to the dead-letter topic"
+                );
+                refused.push(letter);
+            }
+        }
+        refused.extend(batch.dead_letters.iter().cloned());
+        self.store_dead_letters(&refused).await
+    }
+
+    /// Produces `letters` to the dead-letter topic and waits until stored.
+    async fn store_dead_letters(
+        &self,
+        letters: &[(String, DeadLetter)],
+    ) -> Result<(), (&'static str, anyhow::Error)> {
+        let mut acks = Vec::with_capacity(letters.len());
+        for (key, letter) in letters {
             let ack = self
                 .producer
                 .enqueue(&self.config.topics.dead_letter, key, &letter.to_json())
@@ -322,10 +394,7 @@ impl Activator {
         for ack in acks {
             ack.await.map_err(|e| ("dead_letter", e.into()))?;
         }
-        let mut inserted = records;
-        inserted.push(log);
-        inserted.push(ledger);
-        Ok(inserted)
+        Ok(())
     }
 
     /// `/metrics`, `/healthz` and `/readyz` (ClickHouse answers, migrations
@@ -427,5 +496,78 @@ impl Activator {
         tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await??;
         tracing::info!("activator stopped; every committed offset has its rows in ClickHouse");
         Ok(())
+    }
+}
+
+/// ClickHouse's exception codes for a value the target cannot take or a
+/// check of the data failing: the same rows would fail again, whenever sent.
+const REFUSED_ROW_CODES: &[u32] = &[
+    6,   // CANNOT_PARSE_TEXT
+    26,  // CANNOT_PARSE_QUOTED_STRING
+    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    38,  // CANNOT_PARSE_DATE
+    41,  // CANNOT_PARSE_DATETIME
+    53,  // TYPE_MISMATCH
+    69,  // ARGUMENT_OUT_OF_BOUND (e.g. a decimal too big)
+    70,  // CANNOT_CONVERT_TYPE
+    72,  // CANNOT_PARSE_NUMBER
+    117, // INCORRECT_DATA
+    131, // TOO_LARGE_STRING_SIZE
+    321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    395, // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO (a check in a view)
+    407, // DECIMAL_OVERFLOW
+    469, // VIOLATED_CONSTRAINT
+];
+
+/// ClickHouse's message, if `error` is ClickHouse refusing the rows
+/// themselves rather than being down, overloaded or misconfigured.
+fn refused_rows(error: &anyhow::Error) -> Option<String> {
+    let clickhouse::error::Error::BadResponse(text) = error
+        .chain()
+        .find_map(|e| e.downcast_ref::<clickhouse::error::Error>())?
+    else {
+        return None;
+    };
+    let code: u32 = text
+        .split_once("Code: ")?
+        .1
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()?;
+    REFUSED_ROW_CODES
+        .contains(&code)
+        .then(|| text.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(text: &str) -> anyhow::Error {
+        anyhow::Error::new(clickhouse::error::Error::BadResponse(text.into()))
+            .context("inserting into deal_changes")
+    }
+
+    #[test]
+    fn only_clickhouse_refusing_the_rows_themselves_isolates_them() {
+        // 18.16's wording, then a modern server's.
+        let old = "Code: 69, e.displayText() = DB::Exception: Decimal value is too big: (while read the value of key amount), e.what() = DB::Exception";
+        assert_eq!(refused_rows(&response(old)).as_deref(), Some(old));
+        let modern = "Code: 395. DB::Exception: Value passed to 'throwIf' function is non-zero. (FUNCTION_THROW_IF_VALUE_IS_NON_ZERO) (version 24.8.1.1)";
+        assert!(refused_rows(&response(modern)).is_some());
+        // Down, overloaded or misconfigured: the same rows may load later.
+        for transient in [
+            "Code: 252, e.displayText() = DB::Exception: Too many parts (300)",
+            "Code: 241. DB::Exception: Memory limit (total) exceeded",
+            "Code: 60. DB::Exception: Table tributary.deal_changes does not exist",
+            "Code: 516. DB::Exception: default: Authentication failed",
+            "no code at all",
+        ] {
+            assert_eq!(refused_rows(&response(transient)), None, "{transient}");
+        }
+        let network = anyhow::Error::new(clickhouse::error::Error::Network("reset".into()));
+        assert_eq!(refused_rows(&network), None);
     }
 }
