@@ -340,3 +340,110 @@ async fn the_same_events_again_and_shuffled_leave_every_panel_unchanged() {
         assert_matches_world("loaded out of order", &world, scope, &shuffled);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_health_panels_count_partial_events_and_what_they_miss() {
+    let world = World::generate(WorldConfig::sample(SEED));
+    let mut events: Vec<Value> = world
+        .enriched_events()
+        .into_iter()
+        .filter(|e| e["pipeline_tenant"] == "north")
+        .take(12)
+        .collect();
+    // Five partial events: all miss the stage, the first two the person too.
+    for (i, event) in events.iter_mut().take(5).enumerate() {
+        event["pipeline_enrichment_status"] = json!("partial");
+        event["pipeline_enrichment_missing"] = if i < 2 {
+            json!(["stage", "person"])
+        } else {
+            json!(["stage"])
+        };
+    }
+    // The first one's complete copy arrives later: it is partial no more.
+    let mut healed = world
+        .enriched_events()
+        .into_iter()
+        .find(|e| e["pipeline_event_id"] == events[0]["pipeline_event_id"])
+        .expect("the same event");
+    healed["pipeline_enriched_at_micro"] = json!(
+        events[0]["pipeline_enriched_at_micro"]
+            .as_i64()
+            .unwrap_or_default()
+            + 1
+    );
+    let received = |i: usize| {
+        events[i]["pipeline_received_at_micro"]
+            .as_i64()
+            .expect("time")
+    };
+    let oldest =
+        |range: std::ops::Range<usize>| range.map(received).min().expect("events") / 1_000_000;
+    let (oldest_partial, oldest_person) = (oldest(1..5), oldest(1..2));
+
+    let db = TestDatabase::create("pipeline_health").await;
+    let mut loads =
+        load_in_process(&db.settings, &world.tenants_toml(), &payloads(&events), 100).await;
+    loads.extend(
+        load_in_process(
+            &db.settings,
+            &world.tenants_toml(),
+            &payloads(&[healed]),
+            100,
+        )
+        .await,
+    );
+    let mut chdb = Chdb::open();
+    chdb.apply_migrations();
+    for load in &loads {
+        for inserted in load {
+            chdb.insert_json_each_row(&inserted.target.default_name(), &inserted.rows);
+        }
+    }
+
+    let scope = Scope {
+        from: START,
+        to: START + DAY,
+        tenant: "north".into(),
+        pipeline: None,
+    };
+    let panels = dashboard::pipeline_health_panels().expect("the shipped dashboard parses");
+    let statements: Vec<String> = panels
+        .iter()
+        .map(|p| dashboard::expand(&p.sql, &scope).expect("expands"))
+        .collect();
+    let modern = chdb.run(&statements);
+    let time = |seconds: i64| {
+        chrono::DateTime::from_timestamp(seconds, 0)
+            .expect("a time")
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    for (engine, rows) in [
+        ("ClickHouse 18.16", {
+            let mut all = Vec::new();
+            for sql in &statements {
+                all.push(db.query(sql).await);
+            }
+            all
+        }),
+        ("chdb", modern),
+    ] {
+        let stat = &rows[0][0];
+        assert_eq!(stat["partial_events"], 4, "{engine}: {stat}");
+        assert_eq!(stat["events"], 12, "{engine}: {stat}");
+        let age = stat["oldest_partial_age_seconds"].as_i64().expect("age");
+        let expected_age = chrono::Utc::now().timestamp() - oldest_partial;
+        assert!(
+            (expected_age - 5..=expected_age + 5).contains(&age),
+            "{engine}: age {age}, want about {expected_age}"
+        );
+        assert_eq!(
+            rows[1],
+            vec![
+                json!({"missing": "stage", "events": 4, "oldest_received": time(oldest_partial)}),
+                json!({"missing": "person", "events": 1, "oldest_received": time(oldest_person)}),
+            ],
+            "{engine}"
+        );
+    }
+}

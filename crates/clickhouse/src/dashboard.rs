@@ -1,5 +1,5 @@
-//! The "Sales operations" dashboard as Grafana provisions it
-//! (`deploy/grafana/dashboards/sales-operations.json`), and the expansion of
+//! The "Sales operations" and "Pipeline health" dashboards as Grafana
+//! provisions them (`deploy/grafana/dashboards/`), and the expansion of
 //! its variables and the ClickHouse data source's time macros, so tests, the
 //! demo's report and operators run exactly the SQL the panels run
 //! ([`run_panels`] runs them all and returns their rows as JSON).
@@ -11,6 +11,10 @@ use crate::ClickHouseSettings;
 /// The dashboard definition Grafana provisions.
 pub const SALES_OPERATIONS_JSON: &str =
     include_str!("../../../deploy/grafana/dashboards/sales-operations.json");
+
+/// The operators' dashboard: partial events per tenant, what they miss.
+pub const PIPELINE_HEALTH_JSON: &str =
+    include_str!("../../../deploy/grafana/dashboards/pipeline-health.json");
 
 /// One panel's query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +54,11 @@ pub enum DashboardError {
 /// Every panel with a query, in the dashboard's order.
 pub fn sales_operations_panels() -> Result<Vec<Panel>, DashboardError> {
     panels(SALES_OPERATIONS_JSON)
+}
+
+/// Every panel of the "Pipeline health" dashboard.
+pub fn pipeline_health_panels() -> Result<Vec<Panel>, DashboardError> {
+    panels(PIPELINE_HEALTH_JSON)
 }
 
 /// The panels of a Grafana dashboard definition.
