@@ -246,6 +246,67 @@ async fn a_slow_body_gets_408_and_requests_beyond_the_limit_get_503() {
 }
 
 #[tokio::test]
+async fn slow_headers_and_idle_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let brokers = broker::shared_brokers();
+    let topic = broker::unique_topic(&brokers, "raw-slow-headers", 1).await;
+    let collector = Collector::start(&brokers, &topic, "header_read_timeout_ms = 1000").await;
+    let address = collector.base.trim_start_matches("http://").to_owned();
+    // Reads until the server closes (`Some` with what it sent) or 6 s pass.
+    async fn until_closed(stream: &mut tokio::net::TcpStream) -> Option<String> {
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(6);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, stream.read(&mut buffer)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&seen).into_owned()),
+                Ok(Ok(n)) => seen.extend_from_slice(&buffer[..n]),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    // Headers trickling in, never finished: the connection is closed.
+    let mut slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connects");
+    let started = Instant::now();
+    slow.write_all(
+        format!("POST /webhooks/pipedrive/acme HTTP/1.1\r\nHost: {address}\r\n").as_bytes(),
+    )
+    .await
+    .expect("writes");
+    let closed = until_closed(&mut slow).await;
+    assert!(
+        closed.is_some(),
+        "a connection with unfinished headers stays open"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A kept-alive connection gets its answer, then is closed when idle.
+    let mut idle = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connects");
+    idle.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n\r\n").as_bytes())
+        .await
+        .expect("writes");
+    let answered = until_closed(&mut idle).await.expect("closed once idle");
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+
+    // Requests that keep coming are served as before.
+    let (status, reply) = collector
+        .post(&fixtures::pipedrive("v2/deal-change.json"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+}
+
+#[tokio::test]
 async fn the_client_address_is_kept_when_configured() {
     let brokers = broker::shared_brokers();
     let topic = broker::unique_topic(&brokers, "raw-client-ip", 1).await;

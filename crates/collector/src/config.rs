@@ -39,6 +39,11 @@ pub struct CollectorSettings {
     /// How long a request's body may take to arrive, in milliseconds;
     /// a slower one is answered `408` and its connection closed.
     pub body_read_timeout_ms: u64,
+    /// How long a client may take to send a request's headers, and a
+    /// kept-alive connection may sit idle before its next request, in
+    /// milliseconds; then the connection is closed. A slow client cannot
+    /// hold a connection open.
+    pub header_read_timeout_ms: u64,
     /// Requests handled at once, at most; beyond it `503` with `Retry-After`,
     /// so a flood cannot hold the collector's memory.
     pub max_requests_in_flight: usize,
@@ -57,6 +62,7 @@ impl Default for CollectorSettings {
             retry_after_seconds: 5,
             drain_timeout_seconds: 10,
             body_read_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
             max_requests_in_flight: 1_024,
             keep_client_ip: false,
         }

@@ -168,6 +168,8 @@ impl Collector {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let address: SocketAddr = listener.local_addr()?;
+        let header_timeout =
+            Duration::from_millis(self.config.collector.header_read_timeout_ms.max(1));
         tracing::info!(%address, sources = ?self.state.sources.names().collect::<Vec<_>>(), "collector listening");
         // The admin listener stops with the webhooks' server.
         let (stopped, admin_stop) = tokio::sync::watch::channel(false);
@@ -178,21 +180,22 @@ impl Collector {
                     .with_context(|| format!("binding the admin listener {admin_address}"))?;
                 tracing::info!(address = %admin_address, "admin endpoints listening");
                 let mut admin_stop = admin_stop;
-                let server = axum::serve(admin_listener, self.admin_router())
-                    .with_graceful_shutdown(async move {
+                let server = serve_http1(
+                    admin_listener,
+                    self.admin_router(),
+                    header_timeout,
+                    async move {
                         let _ = admin_stop.wait_for(|stop| *stop).await;
-                    });
-                Some(tokio::spawn(async move { server.await }))
+                    },
+                );
+                Some(tokio::spawn(server))
             }
             None => None,
         };
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("http server")?;
+        serve_http1(listener, self.router(), header_timeout, shutdown).await;
         let _ = stopped.send(true);
         if let Some(admin) = admin {
-            admin.await?.context("admin http server")?;
+            admin.await.context("admin http server")?;
         }
         let drain = Duration::from_secs(u64::from(self.state.settings.drain_timeout_seconds));
         let producer = self.state.producer.clone();
@@ -202,6 +205,50 @@ impl Collector {
         tracing::info!("collector stopped; every accepted event is stored");
         Ok(())
     }
+}
+
+/// Serves `router` over HTTP/1.1 on `listener` until `shutdown`, then lets
+/// the requests in progress finish. A client must send a request's headers
+/// within `header_timeout`, and a kept-alive connection must start its next
+/// request within it, or the connection is closed: a slow or idle client
+/// cannot hold a connection (axum's own `serve` sets no such limit).
+async fn serve_http1(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors and the like: pass, then go on.
+                tracing::warn!(error = %err, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let connection =
+            graceful.watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, error = %err, "connection closed");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 #[cfg(test)]
