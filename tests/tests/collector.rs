@@ -307,6 +307,73 @@ async fn slow_headers_and_idle_connections_are_closed() {
 }
 
 #[tokio::test]
+async fn wrong_basic_credentials_are_answered_without_waiting_for_the_body() {
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let brokers = broker::shared_brokers();
+    let topic = broker::unique_topic(&brokers, "raw-early-auth", 1).await;
+    let collector = Collector::start(&brokers, &topic, "body_read_timeout_ms = 8000").await;
+    let address = collector.base.trim_start_matches("http://").to_owned();
+    let ask = |credentials: String, path: &'static str| {
+        let address = address.clone();
+        async move {
+            // Headers and a tenth of the body, then nothing more.
+            let mut stream = tokio::net::TcpStream::connect(&address)
+                .await
+                .expect("connects");
+            let started = Instant::now();
+            stream
+                .write_all(
+                    format!(
+                        "POST {path} HTTP/1.1\r\nHost: {address}\r\n\
+                         Authorization: Basic {credentials}\r\nContent-Type: application/json\r\n\
+                         Content-Length: 100\r\n\r\n{{\"meta\":"
+                    )
+                    .as_bytes(),
+                )
+                .await
+                .expect("writes");
+            let mut answer = vec![0u8; 2048];
+            let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut answer))
+                .await
+                .expect("an answer")
+                .expect("reads");
+            (
+                String::from_utf8_lossy(&answer[..n]).into_owned(),
+                started.elapsed(),
+            )
+        }
+    };
+    let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    for (credentials, path) in [
+        (encode(&format!("{USER}:wrong")), "/webhooks/pipedrive/acme"),
+        (
+            encode(&format!("{USER}:{PASSWORD}")),
+            "/webhooks/pipedrive/nobody",
+        ),
+    ] {
+        let (answer, took) = ask(credentials, path).await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
+        assert!(
+            took < Duration::from_secs(3),
+            "{path}: answered after {took:?}"
+        );
+    }
+    let (answer, took) = ask(encode("x:y"), "/webhooks/nosuchtool/acme").await;
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    // The right credentials still wait for the body, as they must.
+    let (answer, took) = ask(
+        encode(&format!("{USER}:{PASSWORD}")),
+        "/webhooks/pipedrive/acme",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(took >= Duration::from_secs(8), "{took:?}");
+}
+
+#[tokio::test]
 async fn the_client_address_is_kept_when_configured() {
     let brokers = broker::shared_brokers();
     let topic = broker::unique_topic(&brokers, "raw-client-ip", 1).await;

@@ -57,21 +57,74 @@ async fn handle(
         return refuse(source, &path_tenant, busy);
     };
     let (parts, body) = request.into_parts();
+    let Some(source) = source else {
+        drain_briefly(body, state.settings.max_body_bytes).await;
+        internal_events::rejected(UNKNOWN_SOURCE, "unknown_source");
+        return Rejection::UnknownSource(source_name).into_response();
+    };
+    // Credentials carried in headers are checked before the body is read.
+    if let Some(tenant) = &tenant
+        && source.credentials_in_headers()
+    {
+        let headers_only = WebhookRequest {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            body: &Bytes::new(),
+        };
+        if let Err(rejection) = check_credentials(source, tenant, &headers_only) {
+            // A short, bounded drain, so the client reads the answer
+            // rather than a reset connection; nothing of it is kept.
+            drain_briefly(body, state.settings.max_body_bytes).await;
+            return refuse(Some(source), &path_tenant, rejection);
+        }
+    }
     // Read (or drain) the body before answering anything: a peer whose
     // upload is left unread gets a reset connection instead of our answer.
     let read = read_body(body, &parts.headers, state.settings.max_body_bytes);
     let timeout = std::time::Duration::from_millis(state.settings.body_read_timeout_ms.max(1));
     let Ok(body) = tokio::time::timeout(timeout, read).await else {
-        return refuse(source, &path_tenant, Rejection::BodyTimeout { timeout });
-    };
-    let Some(source) = source else {
-        internal_events::rejected(UNKNOWN_SOURCE, "unknown_source");
-        return Rejection::UnknownSource(source_name).into_response();
+        return refuse(
+            Some(source),
+            &path_tenant,
+            Rejection::BodyTimeout { timeout },
+        );
     };
     match accept(state, source, tenant, parts, body, received_at_micros).await {
         Ok(response) => response,
         Err(rejection) => refuse(Some(source), &path_tenant, rejection),
     }
+}
+
+/// The delivery's credentials or signature, checked by its source.
+fn check_credentials(
+    source: &dyn WebhookSource,
+    tenant: &str,
+    webhook: &WebhookRequest<'_>,
+) -> Result<(), Rejection> {
+    let authenticated = source
+        .authenticate(tenant, webhook)
+        .map_err(|failure| match failure {
+            AuthFailure::Missing => Rejection::MissingCredentials(None),
+            AuthFailure::Invalid => Rejection::InvalidCredentials(None),
+            AuthFailure::MissingBecause(reason) => Rejection::MissingCredentials(Some(reason)),
+            AuthFailure::InvalidBecause(reason) => Rejection::InvalidCredentials(Some(reason)),
+            AuthFailure::Forbidden(reason) => Rejection::Forbidden(reason),
+        });
+    // An unknown tenant is answered as wrong credentials are (the source
+    // checks them against credentials no one has), so the answers do not
+    // tell which tenants exist; it is counted and logged as what it is.
+    if !source.has_tenant(tenant) {
+        let answer = authenticated
+            .err()
+            .unwrap_or(Rejection::InvalidCredentials(None));
+        return Err(Rejection::UnknownTenant {
+            tenant: tenant.to_owned(),
+            source_name: source.name(),
+            answer: Box::new(answer),
+        });
+    }
+    authenticated
 }
 
 /// The answer to a refused delivery, counted and logged by reason.
@@ -123,29 +176,7 @@ async fn accept(
     };
     internal_events::received(name, body.len());
 
-    let authenticated = source
-        .authenticate(&tenant, &webhook)
-        .map_err(|failure| match failure {
-            AuthFailure::Missing => Rejection::MissingCredentials(None),
-            AuthFailure::Invalid => Rejection::InvalidCredentials(None),
-            AuthFailure::MissingBecause(reason) => Rejection::MissingCredentials(Some(reason)),
-            AuthFailure::InvalidBecause(reason) => Rejection::InvalidCredentials(Some(reason)),
-            AuthFailure::Forbidden(reason) => Rejection::Forbidden(reason),
-        });
-    // An unknown tenant is answered as wrong credentials are (the source
-    // checks them against credentials no one has), so the answers do not
-    // tell which tenants exist; it is counted and logged as what it is.
-    if !source.has_tenant(&tenant) {
-        let answer = authenticated
-            .err()
-            .unwrap_or(Rejection::InvalidCredentials(None));
-        return Err(Rejection::UnknownTenant {
-            tenant,
-            source_name: name,
-            answer: Box::new(answer),
-        });
-    }
-    authenticated?;
+    check_credentials(source, &tenant, &webhook)?;
     if let Some(reply) = source.handshake(&tenant, &webhook) {
         return Ok(reply_response(reply));
     }
@@ -286,6 +317,21 @@ const DRAIN_FACTOR: usize = 8;
 
 /// Reads the body, refusing more than `limit` bytes. An oversized body is
 /// drained (up to `DRAIN_FACTOR` times the limit) so the client can read the 413.
+/// Reads and discards what of `body` arrives within a moment (at most
+/// `DRAIN_FACTOR` times `limit` bytes), before a refusal is answered.
+async fn drain_briefly(mut body: Body, limit: usize) {
+    let drain = async {
+        let mut seen = 0_usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > limit.saturating_mul(DRAIN_FACTOR) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), drain).await;
+}
+
 async fn read_body(mut body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Rejection> {
     let declared = headers
         .get(header::CONTENT_LENGTH)

@@ -188,6 +188,14 @@ pub trait WebhookSource: Send + Sync {
         TenantOf::PathRequired
     }
 
+    /// Whether [`WebhookSource::authenticate`] needs the headers alone
+    /// (credentials such as Basic auth, not a signature over the body): the
+    /// collector then checks them before it reads the body, so a delivery
+    /// that cannot be authentic costs no memory and no wait for its upload.
+    fn credentials_in_headers(&self) -> bool {
+        false
+    }
+
     /// Checks the delivery's credentials or signature. Called only for
     /// configured tenants. Must compare secrets in constant time.
     fn authenticate(&self, tenant: &str, request: &WebhookRequest<'_>) -> Result<(), AuthFailure>;

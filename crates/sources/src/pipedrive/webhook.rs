@@ -105,6 +105,11 @@ impl WebhookSource for Pipedrive {
         self.tenants.contains_key(tenant)
     }
 
+    /// Basic auth: checked before the body is read.
+    fn credentials_in_headers(&self) -> bool {
+        true
+    }
+
     fn authenticate(&self, tenant: &str, request: &WebhookRequest<'_>) -> Result<(), AuthFailure> {
         let header = request
             .headers
