@@ -152,6 +152,16 @@ verify_emails = true
     )
 }
 
+/// The Omni tenant's choice to keep its contacts' data as it comes (the
+/// default masks it).
+pub const OMNI_KEEPS_CONTACTS: &str = "[tenants.omni.pipedrive.pii]
+contact_email = \"keep\"
+contact_first_name = \"keep\"
+contact_last_name = \"keep\"
+contact_phone_number = \"keep\"
+contact_position = \"keep\"
+";
+
 /// The sample account: pipeline "Sales" with stages Lead In (10 %) and
 /// Contact Made (20 %); Jane Doe of Omni Health (small, health) with five
 /// deals averaging 18,700 once deal 5001 is at 22,944 (the API still lists

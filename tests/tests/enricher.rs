@@ -13,9 +13,9 @@ use tributary_fake_apis::{
 };
 use tributary_tests::broker;
 use tributary_tests::enricher::{
-    DealChange, EnricherProcess, JANE, OMNI_TOKEN, Topics, VERIFIER_KEY, deal_change_v1,
-    deal_change_v2, jane_verdict, omni_account, omni_change, omni_tenant, open_deal, read_json,
-    wait_for_event_ids,
+    DealChange, EnricherProcess, JANE, OMNI_KEEPS_CONTACTS, OMNI_TOKEN, Topics, VERIFIER_KEY,
+    deal_change_v1, deal_change_v2, jane_verdict, omni_account, omni_change, omni_tenant,
+    open_deal, read_json, wait_for_event_ids,
 };
 use tributary_tests::raw::pipedrive_envelope;
 
@@ -102,7 +102,7 @@ async fn the_omni_example_comes_out_as_exactly_the_expected_flat_object() {
         &brokers,
         &topics,
         &tributary_tests::unique("omni"),
-        &world.config(""),
+        &(world.config("") + OMNI_KEEPS_CONTACTS),
     )
     .await;
     let sent_at = chrono::Utc::now().timestamp_micros();
@@ -595,8 +595,7 @@ async fn emails_reach_the_verifier_only_for_tenants_that_chose_it() {
     let topics = Topics::create(&brokers, 1).await;
     let world = World::start().await;
     // The tenant's own choice, not the storage policy: kept emails, no verifier.
-    let config = world
-        .config("")
+    let config = (world.config("") + OMNI_KEEPS_CONTACTS)
         .replace("verify_emails = true", "verify_emails = false");
     assert!(config.contains("verify_emails = false"));
     let _enricher = EnricherProcess::start(
@@ -635,7 +634,7 @@ async fn the_pii_policy_hashes_or_drops_contact_fields() {
     let topics = Topics::create(&brokers, 1).await;
     let world = World::start().await;
     let config = world.config("")
-        + "pii_salt = \"pepper\"\n[tenants.omni.pipedrive.pii]\ncontact_email = \"hash\"\ncontact_phone_number = \"drop\"\n";
+        + "pii_salt = \"pepper\"\n[tenants.omni.pipedrive.pii]\ncontact_email = \"hash\"\ncontact_phone_number = \"drop\"\ncontact_first_name = \"keep\"\n";
     let _enricher =
         EnricherProcess::start(&brokers, &topics, &tributary_tests::unique("pii"), &config).await;
     produce_raw(&brokers, &topics.raw, &[deal_change_v1(&omni_change())]).await;
@@ -654,6 +653,9 @@ async fn the_pii_policy_hashes_or_drops_contact_fields() {
     assert_eq!(event["email_validation_email"], hashed);
     assert!(event.get("contact_phone_number").is_none());
     assert_eq!(event["contact_first_name"], "Jane");
+    // What the policy does not name is masked: the safe default.
+    assert_eq!(event["contact_last_name"], "D***");
+    assert_eq!(event["contact_position"], "O***");
     assert_eq!(
         event["email_validation_status"], "valid",
         "validation still ran on the real address"

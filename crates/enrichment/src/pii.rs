@@ -1,4 +1,5 @@
-//! Per-tenant handling of contact data: keep, hash (salted SHA-256) or drop.
+//! Per-tenant handling of contact data: mask (the default), keep, hash
+//! (salted SHA-256) or drop.
 //!
 //! The policy names the enriched event's contact fields, which every
 //! platform fills alike; a platform reads it from its tenant section
@@ -11,8 +12,10 @@ use tributary_config::Secret;
 
 use crate::flatten::FlatRecord;
 
-/// `[tenants.<tenant>.<platform>.pii]`: per contact field, `keep` (default),
-/// `hash` (salted SHA-256, hex) or `drop`.
+/// `[tenants.<tenant>.<platform>.pii]`: per contact field, `mask` (the
+/// default: enough to recognise, not enough to contact), `keep`, `hash`
+/// (salted SHA-256, hex) or `drop`. A tenant that says nothing gets every
+/// field masked; keeping personal data is a choice made explicitly.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PiiPolicy {
@@ -51,7 +54,10 @@ impl PiiPolicy {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PiiAction {
+    /// The first character and a mask; an email keeps its domain, a phone
+    /// number its last two digits.
     #[default]
+    Mask,
     Keep,
     Hash,
     Drop,
@@ -72,6 +78,11 @@ pub fn apply(policy: &PiiPolicy, salt: Option<&Secret>, record: &mut FlatRecord)
     for field in CONTACT_FIELDS {
         match policy.action_for(field) {
             PiiAction::Keep => {}
+            PiiAction::Mask => {
+                if let Some(Value::String(text)) = record.remove(field) {
+                    record.put(*field, mask(field, &text));
+                }
+            }
             PiiAction::Drop => {
                 record.remove(field);
             }
@@ -82,6 +93,26 @@ pub fn apply(policy: &PiiPolicy, salt: Option<&Secret>, record: &mut FlatRecord)
             }
         }
     }
+}
+
+/// `jane.doe@omni.com` → `j***@omni.com`, `Jane` → `J***`, `+1 555 0100`
+/// → `***00`; empty stays empty.
+pub fn mask(field: &str, value: &str) -> String {
+    let value = value.trim();
+    let Some(first) = value.chars().next() else {
+        return String::new();
+    };
+    if field.ends_with("email")
+        && let Some((_, domain)) = value.rsplit_once('@')
+    {
+        return format!("{first}***@{domain}");
+    }
+    if field.ends_with("phone_number") {
+        let digits: Vec<char> = value.chars().filter(char::is_ascii_digit).collect();
+        let last: String = digits[digits.len().saturating_sub(2)..].iter().collect();
+        return format!("***{last}");
+    }
+    format!("{first}***")
 }
 
 /// Hex SHA-256 of salt and value. Emails are lower-cased first so the same
@@ -137,8 +168,42 @@ mod tests {
             "same address, same hash"
         );
         assert!(!record.contains("contact_phone_number"));
-        assert_eq!(record.get("contact_first_name"), Some(&json!("Ana")));
+        assert_eq!(
+            record.get("contact_first_name"),
+            Some(&json!("A***")),
+            "what the policy leaves out is masked"
+        );
         assert_eq!(record.get("deal_id"), Some(&json!(7)));
+    }
+
+    #[test]
+    fn a_tenant_without_a_policy_gets_every_contact_field_masked() {
+        let mut masked = record();
+        apply(&PiiPolicy::default(), None, &mut masked);
+        let text = |field: &str| masked.get(field).and_then(Value::as_str).map(str::to_owned);
+        assert_eq!(text("contact_email").as_deref(), Some("A***@Example.com"));
+        assert_eq!(
+            text("email_validation_email").as_deref(),
+            Some("a***@example.com")
+        );
+        assert_eq!(text("contact_phone_number").as_deref(), Some("***11"));
+        assert_eq!(text("contact_first_name").as_deref(), Some("A***"));
+        assert_eq!(
+            masked.get("deal_id"),
+            Some(&json!(7)),
+            "other fields untouched"
+        );
+
+        let keep: PiiPolicy = serde_json::from_value(json!({
+            "contact_email": "keep", "contact_first_name": "keep", "contact_last_name": "keep",
+            "contact_phone_number": "keep", "contact_position": "keep"
+        }))
+        .expect("policy");
+        let mut kept = record();
+        apply(&keep, None, &mut kept);
+        assert_eq!(kept.get("contact_email"), Some(&json!("Ana@Example.com")));
+        assert_eq!(mask("contact_email", "not an address"), "n***");
+        assert_eq!(mask("contact_last_name", ""), "");
     }
 
     #[test]

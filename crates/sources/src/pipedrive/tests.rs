@@ -654,7 +654,11 @@ fn tenant_settings_check_what_depends_on_what() {
     };
     let ok = with(json!({})).expect("webhook only");
     assert_eq!(ok.requests_per_2s, 20);
-    assert_eq!(ok.pii.action_for("contact_email"), PiiAction::Keep);
+    assert_eq!(
+        ok.pii.action_for("contact_email"),
+        PiiAction::Mask,
+        "personal data is masked unless the tenant chose otherwise"
+    );
     assert!(
         with(json!({"api_base_url": "http://x"}))
             .unwrap_err()
