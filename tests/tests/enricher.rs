@@ -337,7 +337,16 @@ async fn a_thousand_events_for_ten_people_look_each_person_up_once() {
         list_calls <= 10,
         "{list_calls} deal-list lookups for 10 people"
     );
-    assert!(state.calls_to("/api/v2/stages/") <= 2, "stages are cached");
+    // Stages, pipelines and users come as one list each, not one call per id.
+    for (list, path) in [
+        ("stages", "/api/v2/stages"),
+        ("pipelines", "/api/v2/pipelines"),
+        ("users", "/api/v1/users"),
+    ] {
+        let calls = state.calls_to(path);
+        assert_eq!(calls, 1, "{calls} calls for the {list}");
+        assert_eq!(state.calls_to(&format!("{path}/")), 0, "no {list} by id");
+    }
     let verifier_calls = world.verifier.state().calls.len();
     assert!(
         verifier_calls <= 10,

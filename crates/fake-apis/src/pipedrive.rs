@@ -104,6 +104,18 @@ impl FakePipedrive {
                 "/api/v1/users/{id}",
                 get(|s, h, p, r| entity(s, h, p, r, Kind::User)),
             )
+            .route(
+                "/api/v2/stages",
+                get(|s, h, q, r| list(s, h, q, r, Kind::Stage)),
+            )
+            .route(
+                "/api/v2/pipelines",
+                get(|s, h, q, r| list(s, h, q, r, Kind::Pipeline)),
+            )
+            .route(
+                "/api/v1/users",
+                get(|s, h, q, r| list(s, h, q, r, Kind::User)),
+            )
             .route("/api/v2/deals", get(deals))
             .route(
                 "/api/v1/dealFields",
@@ -264,6 +276,75 @@ async fn entity(
             rate,
         ),
     }
+}
+
+/// `GET /api/v2/stages?pipeline_id=&cursor=&limit=` and
+/// `GET /api/v2/pipelines?cursor=&limit=`: cursor-paginated, by id;
+/// `GET /api/v1/users`: every user at once, as v1 answers.
+async fn list(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+    kind: Kind,
+) -> Response {
+    tokio::time::sleep(latency(&state)).await;
+    let (token, rate) = match admit(&state, &headers, &request) {
+        Ok(admitted) => admitted,
+        Err(response) => return *response,
+    };
+    let page_size = state.lock().unwrap_or_else(|p| p.into_inner()).page_size;
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(page_size)
+        .min(page_size)
+        .max(1);
+    let pipeline: Option<i64> = query.get("pipeline_id").and_then(|p| p.parse().ok());
+    let after: i64 = query
+        .get("cursor")
+        .and_then(|c| CURSOR.decode(c).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(i64::MIN);
+    let all: Vec<(i64, Value)> = with_account(&state, &token, |account| {
+        let items = match kind {
+            Kind::Stage => &account.stages,
+            Kind::Pipeline => &account.pipelines,
+            _ => &account.users,
+        };
+        items
+            .iter()
+            .filter(|(_, item)| {
+                pipeline.is_none_or(|p| item.get("pipeline_id").and_then(Value::as_i64) == Some(p))
+            })
+            .map(|(id, item)| (*id, item.clone()))
+            .collect()
+    });
+    if matches!(kind, Kind::User) {
+        let users: Vec<Value> = all.into_iter().map(|(_, user)| user).collect();
+        return with_headers(
+            json!({"success": true, "data": users}),
+            StatusCode::OK,
+            rate,
+        );
+    }
+    let matching: Vec<(i64, Value)> = all
+        .into_iter()
+        .filter(|(id, _)| *id > after)
+        .take(limit + 1)
+        .collect();
+    let has_more = matching.len() > limit;
+    let page: Vec<(i64, Value)> = matching.into_iter().take(limit).collect();
+    let next_cursor = has_more
+        .then(|| page.last().map(|(id, _)| CURSOR.encode(id.to_string())))
+        .flatten();
+    let data: Vec<Value> = page.into_iter().map(|(_, item)| item).collect();
+    with_headers(
+        json!({"success": true, "data": data, "additional_data": {"next_cursor": next_cursor}}),
+        StatusCode::OK,
+        rate,
+    )
 }
 
 /// `GET /api/v2/deals?person_id=&cursor=&limit=`: cursor-paginated, oldest id first.

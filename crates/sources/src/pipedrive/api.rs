@@ -1,8 +1,11 @@
 //! Pipedrive API lookups, per tenant, cached.
 //!
-//! Persons and organizations are cached for `entity_ttl_seconds`; stages,
-//! pipelines, users and field definitions for `definitions_ttl_seconds`; a
-//! 404 for `not_found_ttl_seconds`. Concurrent lookups of one key make one
+//! Persons and organizations are cached for `entity_ttl_seconds`; a 404 for
+//! `not_found_ttl_seconds`. The small sets every event needs (stages,
+//! pipelines, users, field definitions) are fetched whole, one list per
+//! tenant, kept for `definitions_ttl_seconds` and dropped when an event says
+//! one of them changed; an id the list lacks fetches it again, at most once
+//! per `not_found_ttl_seconds`. Concurrent lookups of one key make one
 //! call, and failures are never cached. Each tenant has its own request
 //! budget and circuit breaker. A person's deal list is fetched once per TTL
 //! and then kept current by the deal events themselves.
@@ -161,6 +164,48 @@ impl PersonDeals {
 type Key = (Arc<str>, i64);
 type Found<T> = Option<Arc<T>>;
 
+/// A small set fetched whole per tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SmallSet {
+    Stages,
+    Pipelines,
+    Users,
+}
+
+impl SmallSet {
+    fn endpoint(self) -> &'static str {
+        match self {
+            SmallSet::Stages => "stages",
+            SmallSet::Pipelines => "pipelines",
+            SmallSet::Users => "users",
+        }
+    }
+
+    /// The first page: v2 lists are cursor-paginated, v1's users come at once.
+    fn first_page(self) -> &'static str {
+        match self {
+            SmallSet::Stages => "/api/v2/stages?limit=500",
+            SmallSet::Pipelines => "/api/v2/pipelines?limit=500",
+            SmallSet::Users => "/api/v1/users",
+        }
+    }
+
+    fn of_object(object: &str) -> Option<Self> {
+        match object {
+            "stage" => Some(SmallSet::Stages),
+            "pipeline" => Some(SmallSet::Pipelines),
+            "user" => Some(SmallSet::Users),
+            _ => None,
+        }
+    }
+}
+
+/// Every item of a small set, by id, and when it was fetched.
+struct Listing {
+    items: HashMap<i64, Value>,
+    fetched: Instant,
+}
+
 /// Not-found answers live shorter than found ones.
 struct NotFoundExpiry(Duration);
 
@@ -185,9 +230,9 @@ pub struct PipedriveApi {
     tenants: HashMap<String, TenantApi>,
     persons: Cache<Key, Found<Person>>,
     organizations: Cache<Key, Found<Organization>>,
-    stages: Cache<Key, Found<Stage>>,
-    pipelines: Cache<Key, Found<String>>,
-    users: Cache<Key, Found<String>>,
+    lists: Cache<(Arc<str>, SmallSet), Arc<Listing>>,
+    /// How soon an id missing from a list may fetch the list again.
+    not_found_ttl: Duration,
     fields: Cache<(Arc<str>, FieldKind), Arc<FieldDefinitions>>,
     person_deals: Cache<Key, Arc<Mutex<PersonDeals>>>,
 }
@@ -242,9 +287,11 @@ impl PipedriveApi {
             tenants,
             persons: lookups(capacity, entity_ttl, not_found),
             organizations: lookups(capacity, entity_ttl, not_found),
-            stages: lookups(capacity, definitions_ttl, not_found),
-            pipelines: lookups(capacity, definitions_ttl, not_found),
-            users: lookups(capacity, definitions_ttl, not_found),
+            lists: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(definitions_ttl)
+                .build(),
+            not_found_ttl: not_found,
             fields: Cache::builder()
                 .max_capacity(1_000)
                 .time_to_live(definitions_ttl)
@@ -363,24 +410,76 @@ impl PipedriveApi {
             .map_err(unshare)
     }
 
-    pub async fn stage(&self, tenant: &Arc<str>, id: i64) -> Result<Found<Stage>, ApiError> {
-        let fetch = async {
-            let data = self
-                .get_data(tenant, "stages", &format!("/api/v2/stages/{id}"))
-                .await?;
-            Ok(data.map(|d| {
-                Arc::new(Stage {
-                    name: d.get("name").and_then(Value::as_str).map(str::to_owned),
-                    order_nr: d.get("order_nr").and_then(Value::as_i64),
-                    pipeline_id: d.get("pipeline_id").and_then(Value::as_i64),
-                    deal_probability: d.get("deal_probability").and_then(Value::as_f64),
-                })
-            }))
+    /// Every item of `set` for `tenant`, all pages.
+    async fn fetch_listing(&self, tenant: &str, set: SmallSet) -> Result<Listing, ApiError> {
+        let mut items = HashMap::new();
+        let mut path = set.first_page().to_owned();
+        loop {
+            let body = match self.get(tenant, set.endpoint(), &path).await? {
+                Fetched::Found(body) => body,
+                Fetched::NotFound => break,
+            };
+            for item in body
+                .get("data")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = item.get("id").and_then(Value::as_i64) {
+                    items.insert(id, item.clone());
+                }
+            }
+            let Some(cursor) = body
+                .get("additional_data")
+                .and_then(|a| a.get("next_cursor"))
+                .and_then(Value::as_str)
+            else {
+                break;
+            };
+            path = format!("{}&cursor={cursor}", set.first_page());
+        }
+        Ok(Listing {
+            items,
+            fetched: Instant::now(),
+        })
+    }
+
+    /// Item `id` of `set`, from the tenant's whole list.
+    async fn listed(
+        &self,
+        tenant: &Arc<str>,
+        set: SmallSet,
+        id: i64,
+    ) -> Result<Option<Value>, ApiError> {
+        let key = (tenant.clone(), set);
+        let listing = || {
+            self.lists.try_get_with(key.clone(), async {
+                self.fetch_listing(tenant, set).await.map(Arc::new)
+            })
         };
-        self.stages
-            .try_get_with((tenant.clone(), id), fetch)
-            .await
-            .map_err(unshare)
+        let found = listing().await.map_err(unshare)?;
+        if let Some(item) = found.items.get(&id) {
+            return Ok(Some(item.clone()));
+        }
+        // Not listed: the list may be older than the item.
+        if found.fetched.elapsed() < self.not_found_ttl {
+            return Ok(None);
+        }
+        self.lists.invalidate(&key).await;
+        let found = listing().await.map_err(unshare)?;
+        Ok(found.items.get(&id).cloned())
+    }
+
+    pub async fn stage(&self, tenant: &Arc<str>, id: i64) -> Result<Found<Stage>, ApiError> {
+        let data = self.listed(tenant, SmallSet::Stages, id).await?;
+        Ok(data.map(|d| {
+            Arc::new(Stage {
+                name: d.get("name").and_then(Value::as_str).map(str::to_owned),
+                order_nr: d.get("order_nr").and_then(Value::as_i64),
+                pipeline_id: d.get("pipeline_id").and_then(Value::as_i64),
+                deal_probability: d.get("deal_probability").and_then(Value::as_f64),
+            })
+        }))
     }
 
     pub async fn pipeline_name(
@@ -388,29 +487,11 @@ impl PipedriveApi {
         tenant: &Arc<str>,
         id: i64,
     ) -> Result<Found<String>, ApiError> {
-        let fetch = async {
-            Ok(name_of(
-                self.get_data(tenant, "pipelines", &format!("/api/v2/pipelines/{id}"))
-                    .await?,
-            ))
-        };
-        self.pipelines
-            .try_get_with((tenant.clone(), id), fetch)
-            .await
-            .map_err(unshare)
+        Ok(name_of(self.listed(tenant, SmallSet::Pipelines, id).await?))
     }
 
     pub async fn user_name(&self, tenant: &Arc<str>, id: i64) -> Result<Found<String>, ApiError> {
-        let fetch = async {
-            Ok(name_of(
-                self.get_data(tenant, "users", &format!("/api/v1/users/{id}"))
-                    .await?,
-            ))
-        };
-        self.users
-            .try_get_with((tenant.clone(), id), fetch)
-            .await
-            .map_err(unshare)
+        Ok(name_of(self.listed(tenant, SmallSet::Users, id).await?))
     }
 
     pub async fn fields(
@@ -567,10 +648,11 @@ impl PipedriveApi {
         match object {
             "person" => self.persons.invalidate(&key).await,
             "organization" => self.organizations.invalidate(&key).await,
-            "stage" => self.stages.invalidate(&key).await,
-            "pipeline" => self.pipelines.invalidate(&key).await,
-            "user" => self.users.invalidate(&key).await,
-            _ => {}
+            _ => {
+                if let Some(set) = SmallSet::of_object(object) {
+                    self.lists.invalidate(&(tenant.clone(), set)).await;
+                }
+            }
         }
     }
 }
@@ -592,4 +674,113 @@ pub fn time_micros(text: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(&pipedrive::normalize_time(text))
         .ok()
         .map(|t| t.timestamp_micros())
+}
+
+#[cfg(test)]
+mod tests {
+    use tributary_fake_apis::{FakePipedrive, PipedriveState, Running, shapes};
+
+    use super::*;
+
+    const TOKEN: &str = "pd-token";
+
+    async fn api(not_found_ttl_seconds: u64) -> (Running<PipedriveState>, PipedriveApi) {
+        let mut state = PipedriveState::default();
+        let account = state.account(TOKEN);
+        account.pipelines.insert(1, shapes::pipeline(1, "Sales"));
+        account.pipelines.insert(2, shapes::pipeline(2, "Renewals"));
+        for id in 1..=3 {
+            let stage = shapes::stage(id, 1, id, &format!("Stage {id}"), id * 10);
+            account.stages.insert(id, stage);
+        }
+        account.users.insert(7, shapes::user(7, "Morgan Lee"));
+        // Two pages of stages: the list follows the cursor.
+        state.page_size = 2;
+        let fake = FakePipedrive::start(state).await.expect("the fake starts");
+        let settings = EnrichmentSettings {
+            not_found_ttl_seconds,
+            ..EnrichmentSettings::default()
+        };
+        let api = PipedriveApi::new(
+            vec![TenantAccess {
+                tenant: "acme".into(),
+                base_url: fake.base_url(),
+                token: Secret::new(TOKEN),
+                requests_per_2s: 100,
+            }],
+            &settings,
+            reqwest::Client::new(),
+        );
+        (fake, api)
+    }
+
+    #[tokio::test]
+    async fn stages_pipelines_and_users_are_fetched_whole_once_per_tenant() {
+        let (fake, api) = api(30).await;
+        let tenant: Arc<str> = Arc::from("acme");
+        for id in [1, 2, 3, 1, 3] {
+            let stage = api
+                .stage(&tenant, id)
+                .await
+                .expect("stage")
+                .expect("listed");
+            assert_eq!(stage.name.as_deref(), Some(format!("Stage {id}").as_str()));
+            assert_eq!(stage.pipeline_id, Some(1));
+        }
+        assert_eq!(
+            api.pipeline_name(&tenant, 2)
+                .await
+                .expect("pipeline")
+                .as_deref()
+                .map(String::as_str),
+            Some("Renewals")
+        );
+        assert_eq!(
+            api.user_name(&tenant, 7)
+                .await
+                .expect("user")
+                .as_deref()
+                .map(String::as_str),
+            Some("Morgan Lee")
+        );
+        // Unknown ids within the not-found lifetime: no call at all.
+        assert_eq!(api.stage(&tenant, 99).await.expect("answer"), None);
+        assert_eq!(api.user_name(&tenant, 99).await.expect("answer"), None);
+        let state = fake.state();
+        assert_eq!(state.calls_to("/api/v2/stages?"), 2, "two pages, once");
+        assert_eq!(state.calls_to("/api/v2/pipelines?"), 1);
+        assert_eq!(state.calls_to("/api/v1/users"), 1);
+        assert_eq!(state.calls_to("/api/v2/stages/"), 0, "never one by one");
+    }
+
+    #[tokio::test]
+    async fn a_new_stage_is_found_by_fetching_the_list_again() {
+        let (fake, api) = api(0).await;
+        let tenant: Arc<str> = Arc::from("acme");
+        assert!(api.stage(&tenant, 1).await.expect("stage").is_some());
+        // Added after the list was fetched: a miss fetches it again.
+        fake.state()
+            .account(TOKEN)
+            .stages
+            .insert(4, shapes::stage(4, 1, 4, "Won over", 90));
+        let stage = api
+            .stage(&tenant, 4)
+            .await
+            .expect("stage")
+            .expect("listed now");
+        assert_eq!(stage.name.as_deref(), Some("Won over"));
+        let calls = fake.state().calls_to("/api/v2/stages?");
+        assert_eq!(calls, 4, "two pages, then two pages again");
+
+        // A renamed stage is read again once an event says it changed.
+        fake.state()
+            .account(TOKEN)
+            .stages
+            .insert(2, shapes::stage(2, 1, 2, "Qualified", 20));
+        let cached = api.stage(&tenant, 2).await.expect("stage").expect("listed");
+        assert_eq!(cached.name.as_deref(), Some("Stage 2"), "cached until told");
+        api.invalidate(&tenant, "stage", 2).await;
+        let renamed = api.stage(&tenant, 2).await.expect("stage").expect("listed");
+        assert_eq!(renamed.name.as_deref(), Some("Qualified"));
+    }
 }
