@@ -537,6 +537,62 @@ async fn an_api_outage_gives_partial_events_that_heal_by_themselves_when_it_retu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenants_api_access_is_tried_at_start_and_reported() {
+    let brokers = broker::shared_brokers();
+    let topics = Topics::create(&brokers, 1).await;
+    let world = World::start().await;
+    let others = format!(
+        "[tenants.stale.pipedrive]\nusername = \"hook\"\npassword = \"p\"\napi_base_url = \"{}\"\napi_token = \"revoked\"\n\
+         [tenants.astray.pipedrive]\nusername = \"hook\"\npassword = \"p\"\napi_base_url = \"http://127.0.0.1:9\"\napi_token = \"t\"\n",
+        world.pipedrive.base_url()
+    );
+    let enricher = EnricherProcess::start(
+        &brokers,
+        &topics,
+        &tributary_tests::unique("access"),
+        &(world.config("retry_budget_ms = 1500") + &others),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The line about `tenant` that says `what` (the log may be coloured).
+    let reported = |log: &str, tenant: &str, what: &str| {
+        log.lines()
+            .any(|line| line.contains(what) && line.contains(&format!("\"{tenant}\"")))
+    };
+    loop {
+        let log = enricher.service.log();
+        let all = reported(&log, "omni", "API access works")
+            && reported(&log, "stale", "the API refuses this tenant's access")
+            && reported(&log, "astray", "the API is unreachable for this tenant");
+        if all {
+            assert!(log.contains("401"), "the refusal says how: {log}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every tenant reported:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = reqwest::get(format!("{}/metrics", enricher.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for (tenant, value) in [("omni", 1), ("stale", 0), ("astray", 0)] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("tributary_enricher_api_access_ok")
+                    && l.contains(&format!("tenant=\"{tenant}\""))
+                    && l.ends_with(&format!(" {value}"))),
+            "{tenant}: {metrics}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_input_is_dead_lettered_with_its_reason_and_the_rest_flows() {
     let brokers = broker::shared_brokers();
     let topics = Topics::create(&brokers, 1).await;

@@ -56,3 +56,13 @@ pub fn healed(source: &'static str, attempt: u32) {
     counter!("tributary_enricher_events_healed_total", "source" => source).increment(1);
     histogram!("tributary_enricher_heal_attempts").record(f64::from(attempt));
 }
+
+/// Whether a tenant's API access worked when tried at start (1) or not (0).
+pub fn api_access(source: &'static str, tenant: &str, works: bool) {
+    metrics::gauge!(
+        "tributary_enricher_api_access_ok",
+        "source" => source,
+        "tenant" => tenant.to_owned()
+    )
+    .set(if works { 1.0 } else { 0.0 });
+}

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::Router;
 use tokio::sync::watch;
-use tributary_enrichment::api_client::RetryPolicy;
+use tributary_enrichment::api_client::{ApiError, RetryPolicy};
 use tributary_enrichment::email_validation::EmailValidator;
 use tributary_envelope::{DeadLetter, DeadLetterError, EnrichmentRetry, RawEvent};
 use tributary_kafka::{EventProducer, TopicAdmin};
@@ -277,11 +277,50 @@ impl Enricher {
                 }
             }
         }
+        tokio::spawn(self.clone().check_api_access());
         consume::run(self.clone(), shutdown).await?;
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await??;
         tracing::info!("enricher stopped; every committed offset has its output stored");
         Ok(())
+    }
+}
+
+impl Enricher {
+    /// Tries each tenant's API access once and says, per tenant, whether it
+    /// works: a wrong token or address shows at start, not as partial events
+    /// later. Never stops the enricher: the other tenants are unaffected.
+    async fn check_api_access(self: Arc<Self>) {
+        for (source, enricher) in &self.sources {
+            for check in enricher.check_access().await {
+                let tenant = check.tenant.as_str();
+                match &check.outcome {
+                    Ok(detail) => {
+                        internal_events::api_access(source, tenant, true);
+                        tracing::info!(source, tenant, "API access works: {detail}");
+                    }
+                    Err(ApiError::Refused { status, body, .. }) => {
+                        internal_events::api_access(source, tenant, false);
+                        tracing::error!(
+                            source,
+                            tenant,
+                            status,
+                            answer = %body,
+                            "the API refuses this tenant's access (check tenants.{tenant}.{source}: its token and api_base_url); its events stay partial until it is fixed"
+                        );
+                    }
+                    Err(err) => {
+                        internal_events::api_access(source, tenant, false);
+                        tracing::error!(
+                            source,
+                            tenant,
+                            error = %err,
+                            "the API is unreachable for this tenant (check tenants.{tenant}.{source}.api_base_url); its events are partial and retried meanwhile"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -38,6 +38,21 @@ pub trait SourceEnricher: Send + Sync {
     /// Lookups that fail make the event partial, never an error: an error
     /// means the event cannot be enriched at all and goes to the dead-letter topic.
     fn enrich<'a>(&'a self, raw: &'a RawEvent) -> BoxFuture<'a, Result<Enriched, EnrichFailure>>;
+
+    /// Tries every configured tenant's API access once, with one cheap
+    /// authenticated read, so a wrong token or address shows at start, per
+    /// tenant, rather than as partial events later.
+    fn check_access(&self) -> BoxFuture<'_, Vec<AccessCheck>> {
+        Box::pin(async { Vec::new() })
+    }
+}
+
+/// What one tenant's API access came to when tried.
+#[derive(Debug)]
+pub struct AccessCheck {
+    pub tenant: String,
+    /// What the API answered (e.g. how many users it lists), or why not.
+    pub outcome: Result<String, ApiError>,
 }
 
 /// An enriched event, ready to produce.

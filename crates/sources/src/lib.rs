@@ -33,8 +33,8 @@ use tributary_config::Tenants;
 use tributary_model::Mapping;
 
 pub use enrich::{
-    BoxFuture, BuildSourceEnricher, EnrichFailure, Enriched, EnricherContext, FailureReason,
-    SourceEnricher,
+    AccessCheck, BoxFuture, BuildSourceEnricher, EnrichFailure, Enriched, EnricherContext,
+    FailureReason, SourceEnricher,
 };
 pub use webhook::{
     AuthFailure, BASIC_CHALLENGE, Delivery, JSON_MEDIA_TYPES, Prevalidated, Refusal, RefusalReply,

@@ -428,6 +428,11 @@ impl HubSpotApi {
         HubSpotApi { portals }
     }
 
+    /// Every portal whose API access is configured, by tenant.
+    pub fn portals(&self) -> impl Iterator<Item = (&String, &Arc<Portal>)> {
+        self.portals.iter()
+    }
+
     /// The tenant's portal, if its API access is configured.
     pub fn portal(&self, tenant: &str) -> Option<&Arc<Portal>> {
         self.portals.get(tenant)

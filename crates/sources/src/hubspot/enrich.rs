@@ -25,7 +25,7 @@ use super::api::{HubSpotApi, ObjectType, Portal, PortalAccess, Record};
 use super::{NAME, id_text};
 use crate::SourceConfigError;
 use crate::enrich::{
-    BoxFuture, EnrichFailure, Enriched, EnricherContext, Missing, SourceEnricher,
+    AccessCheck, BoxFuture, EnrichFailure, Enriched, EnricherContext, Missing, SourceEnricher,
     put_pipeline_fields,
 };
 
@@ -96,6 +96,25 @@ impl SourceEnricher for HubSpotEnricher {
             };
             let (record, missing) = self.enrich_event(raw, &element).await?;
             Enriched::from_record(&record, missing)
+        })
+    }
+
+    /// Each portal's access, tried by listing its owners (which the
+    /// enrichment needs anyway, so the answer is cached).
+    fn check_access(&self) -> BoxFuture<'_, Vec<AccessCheck>> {
+        Box::pin(async {
+            let mut checks = Vec::new();
+            for (tenant, portal) in self.api.portals() {
+                let outcome = portal
+                    .owners()
+                    .await
+                    .map(|owners| format!("the token is accepted; {} owners listed", owners.len()));
+                checks.push(AccessCheck {
+                    tenant: tenant.clone(),
+                    outcome,
+                });
+            }
+            checks
         })
     }
 }

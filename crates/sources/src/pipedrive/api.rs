@@ -410,6 +410,33 @@ impl PipedriveApi {
             .map_err(unshare)
     }
 
+    /// Each configured tenant's access, tried with one read of its users.
+    pub async fn check_access(&self) -> Vec<(String, Result<String, ApiError>)> {
+        let mut checks = Vec::new();
+        for (tenant, api) in &self.tenants {
+            let path = SmallSet::Users.first_page();
+            let outcome = match self.get(tenant, "users", path).await {
+                Ok(Fetched::Found(body)) => Ok(format!(
+                    "the token is accepted; {} users listed",
+                    body.get("data")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                )),
+                Ok(Fetched::NotFound) => Err(ApiError::Refused {
+                    api: "pipedrive",
+                    status: 404,
+                    body: format!(
+                        "{}{path} does not exist: is api_base_url right?",
+                        api.base_url
+                    ),
+                }),
+                Err(err) => Err(err),
+            };
+            checks.push((tenant.clone(), outcome));
+        }
+        checks
+    }
+
     /// Every item of `set` for `tenant`, all pages.
     async fn fetch_listing(&self, tenant: &str, set: SmallSet) -> Result<Listing, ApiError> {
         let mut items = HashMap::new();

@@ -25,7 +25,7 @@ use super::{
 };
 use crate::SourceConfigError;
 use crate::enrich::{
-    BoxFuture, EnrichFailure, Enriched, EnricherContext, Missing, SourceEnricher,
+    AccessCheck, BoxFuture, EnrichFailure, Enriched, EnricherContext, Missing, SourceEnricher,
     put_pipeline_fields,
 };
 
@@ -97,6 +97,17 @@ impl SourceEnricher for PipedriveEnricher {
                 .map_err(|err| EnrichFailure::unreadable_body(err.to_string()))?;
             let (record, missing) = self.enrich_event(raw, event).await;
             Enriched::from_record(&record, missing)
+        })
+    }
+
+    fn check_access(&self) -> BoxFuture<'_, Vec<AccessCheck>> {
+        Box::pin(async {
+            self.api
+                .check_access()
+                .await
+                .into_iter()
+                .map(|(tenant, outcome)| AccessCheck { tenant, outcome })
+                .collect()
         })
     }
 }
