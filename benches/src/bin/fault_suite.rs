@@ -35,7 +35,7 @@ struct Args {
     #[arg(long, default_value_t = 2_026)]
     seed: u64,
     /// Webhooks posted per second.
-    #[arg(long, default_value_t = 25.0)]
+    #[arg(long, default_value_t = 8.0)]
     rate: f64,
     /// Services SIGKILLed and restarted during the stream.
     #[arg(long, default_value_t = 20)]
@@ -87,10 +87,14 @@ async fn main() -> anyhow::Result<()> {
     let pipeline = Arc::new(Pipeline::start(&world, options).await?);
 
     // The schedule: the broker and ClickHouse outages at fixed points, the
-    // bursts spread out, the kills at random moments outside the outages
-    // (a service restarted then could not become ready until they end).
+    // bursts spread out, the kills at random moments. No kill while the
+    // broker is down, and no activator kill while ClickHouse is: a service
+    // restarted then cannot become ready until the outage ends.
     let at = |share: f64| stream.mul_f64(share);
-    let broker_window = (at(0.25), at(0.25) + Duration::from_secs(args.broker_down_seconds + 15));
+    let broker_window = (
+        at(0.25),
+        at(0.25) + Duration::from_secs(args.broker_down_seconds + 15),
+    );
     let clickhouse_window = (
         at(0.5),
         at(0.5) + Duration::from_secs(args.clickhouse_down_seconds + 15),
@@ -109,10 +113,13 @@ async fn main() -> anyhow::Result<()> {
     let mut kills = 0;
     while kills < args.kills {
         let moment = at(rng.random_range(0.02..0.95));
-        if inside(moment, broker_window) || inside(moment, clickhouse_window) {
+        let stage = stages[rng.random_range(0..3)];
+        if inside(moment, broker_window)
+            || (stage == Stage::Activator && inside(moment, clickhouse_window))
+        {
             continue;
         }
-        schedule.push((moment, Fault::Kill(stages[rng.random_range(0..3)])));
+        schedule.push((moment, Fault::Kill(stage)));
         kills += 1;
     }
     schedule.sort_by_key(|(moment, _)| *moment);
@@ -120,7 +127,11 @@ async fn main() -> anyhow::Result<()> {
     let sender = {
         let (pipeline, world, deliveries) = (pipeline.clone(), world.clone(), deliveries.clone());
         let rate = args.rate;
-        tokio::spawn(async move { pipeline.send(&world, deliveries, Some(rate), 16, |_| {}).await })
+        tokio::spawn(async move {
+            pipeline
+                .send(&world, deliveries, Some(rate), 16, |_| {})
+                .await
+        })
     };
     let stream_started = Instant::now();
     let mut survived = std::collections::BTreeMap::<String, usize>::new();
@@ -146,7 +157,10 @@ async fn main() -> anyhow::Result<()> {
                     broker.resume();
                     broker
                 }));
-                format!("broker stopped for {} s and started", args.broker_down_seconds)
+                format!(
+                    "broker stopped for {} s and started",
+                    args.broker_down_seconds
+                )
             }
             Fault::ClickHouseOutage => {
                 let mut server = clickhouse.take().expect("one ClickHouse outage");
@@ -175,7 +189,10 @@ async fn main() -> anyhow::Result<()> {
                 "API burst (60 429s, then 4 s of 503s)".into()
             }
         };
-        println!("  {:>6.1} s  {name}", stream_started.elapsed().as_secs_f64());
+        println!(
+            "  {:>6.1} s  {name}",
+            stream_started.elapsed().as_secs_f64()
+        );
         *survived.entry(name).or_default() += 1;
     }
 

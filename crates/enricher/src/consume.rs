@@ -382,9 +382,10 @@ async fn lane(
     while let Some(incoming) = receiver.recv().await {
         // After a failed output nothing more is produced in this session; what
         // is left stays uncommitted and is read again by the next one.
-        if session.failed.load(Ordering::Relaxed) || *stopping.borrow() {
+        if session.failed.load(Ordering::Relaxed) {
             continue;
         }
+        // A retry not yet due is left uncommitted when the session stops.
         if delayed && let Some(wait) = retry_wait(&incoming) {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
