@@ -293,20 +293,7 @@ async fn list(
         Ok(admitted) => admitted,
         Err(response) => return *response,
     };
-    let page_size = state.lock().unwrap_or_else(|p| p.into_inner()).page_size;
-    let limit = query
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(page_size)
-        .min(page_size)
-        .max(1);
     let pipeline: Option<i64> = query.get("pipeline_id").and_then(|p| p.parse().ok());
-    let after: i64 = query
-        .get("cursor")
-        .and_then(|c| CURSOR.decode(c).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(i64::MIN);
     let all: Vec<(i64, Value)> = with_account(&state, &token, |account| {
         let items = match kind {
             Kind::Stage => &account.stages,
@@ -329,7 +316,27 @@ async fn list(
             rate,
         );
     }
-    let matching: Vec<(i64, Value)> = all
+    with_headers(cursor_page(&state, &query, all), StatusCode::OK, rate)
+}
+
+/// One page of an API v2 list: of `items` (ascending ids), at most `limit`
+/// (capped at the page size) after the `cursor`, with the next cursor when
+/// more follow.
+fn cursor_page(state: &Shared, query: &HashMap<String, String>, items: Vec<(i64, Value)>) -> Value {
+    let page_size = state.lock().unwrap_or_else(|p| p.into_inner()).page_size;
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(page_size)
+        .min(page_size)
+        .max(1);
+    let after: i64 = query
+        .get("cursor")
+        .and_then(|c| CURSOR.decode(c).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(i64::MIN);
+    let matching: Vec<(i64, Value)> = items
         .into_iter()
         .filter(|(id, _)| *id > after)
         .take(limit + 1)
@@ -340,11 +347,7 @@ async fn list(
         .then(|| page.last().map(|(id, _)| CURSOR.encode(id.to_string())))
         .flatten();
     let data: Vec<Value> = page.into_iter().map(|(_, item)| item).collect();
-    with_headers(
-        json!({"success": true, "data": data, "additional_data": {"next_cursor": next_cursor}}),
-        StatusCode::OK,
-        rate,
-    )
+    json!({"success": true, "data": data, "additional_data": {"next_cursor": next_cursor}})
 }
 
 /// `GET /api/v2/deals?person_id=&cursor=&limit=`: cursor-paginated, oldest id first.
@@ -359,48 +362,19 @@ async fn deals(
         Ok(admitted) => admitted,
         Err(response) => return *response,
     };
-    let page_size = state.lock().unwrap_or_else(|p| p.into_inner()).page_size;
-    let limit = query
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(page_size)
-        .min(page_size)
-        .max(1);
     let person: Option<i64> = query.get("person_id").and_then(|p| p.parse().ok());
-    let after: i64 = query
-        .get("cursor")
-        .and_then(|c| CURSOR.decode(c).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(i64::MIN);
-    let matching: Vec<Value> = with_account(&state, &token, |account| {
+    let matching: Vec<(i64, Value)> = with_account(&state, &token, |account| {
         account
             .deals
-            .range(after.saturating_add(1)..)
-            .map(|(_, deal)| deal)
-            .filter(|deal| {
+            .iter()
+            .filter(|(_, deal)| {
                 person.is_none_or(|p| deal.get("person_id").and_then(Value::as_i64) == Some(p))
             })
-            .filter(|deal| deal.get("is_deleted").and_then(Value::as_bool) != Some(true))
-            .take(limit + 1)
-            .cloned()
+            .filter(|(_, deal)| deal.get("is_deleted").and_then(Value::as_bool) != Some(true))
+            .map(|(id, deal)| (*id, deal.clone()))
             .collect()
     });
-    let has_more = matching.len() > limit;
-    let page: Vec<Value> = matching.into_iter().take(limit).collect();
-    let next_cursor = has_more
-        .then(|| {
-            page.last()
-                .and_then(|d| d.get("id"))
-                .and_then(Value::as_i64)
-        })
-        .flatten()
-        .map(|id| CURSOR.encode(id.to_string()));
-    with_headers(
-        json!({"success": true, "data": page, "additional_data": {"next_cursor": next_cursor}}),
-        StatusCode::OK,
-        rate,
-    )
+    with_headers(cursor_page(&state, &query, matching), StatusCode::OK, rate)
 }
 
 /// `GET /api/v1/{deal,person,organization}Fields?start=&limit=`: offset-paginated.

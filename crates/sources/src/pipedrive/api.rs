@@ -414,20 +414,22 @@ impl PipedriveApi {
     pub async fn check_access(&self) -> Vec<(String, Result<String, ApiError>)> {
         let mut checks = Vec::new();
         for (tenant, api) in &self.tenants {
-            let path = SmallSet::Users.first_page();
-            let outcome = match self.get(tenant, "users", path).await {
-                Ok(Fetched::Found(body)) => Ok(format!(
-                    "the token is accepted; {} users listed",
-                    body.get("data")
-                        .and_then(Value::as_array)
-                        .map_or(0, Vec::len)
-                )),
-                Ok(Fetched::NotFound) => Err(ApiError::Refused {
+            let outcome = match self.fetch_listing(tenant, SmallSet::Users).await {
+                Ok(Some(users)) => {
+                    let detail =
+                        format!("the token is accepted; {} users listed", users.items.len());
+                    // Kept: enrichment needs this very list.
+                    let key = (Arc::from(tenant.as_str()), SmallSet::Users);
+                    self.lists.insert(key, Arc::new(users)).await;
+                    Ok(detail)
+                }
+                Ok(None) => Err(ApiError::Refused {
                     api: "pipedrive",
                     status: 404,
                     body: format!(
-                        "{}{path} does not exist: is api_base_url right?",
-                        api.base_url
+                        "{}{} does not exist: is api_base_url right?",
+                        api.base_url,
+                        SmallSet::Users.first_page()
                     ),
                 }),
                 Err(err) => Err(err),
@@ -437,13 +439,19 @@ impl PipedriveApi {
         checks
     }
 
-    /// Every item of `set` for `tenant`, all pages.
-    async fn fetch_listing(&self, tenant: &str, set: SmallSet) -> Result<Listing, ApiError> {
+    /// Every item of `set` for `tenant`, all pages; `None` when the list
+    /// itself is not found (404).
+    async fn fetch_listing(
+        &self,
+        tenant: &str,
+        set: SmallSet,
+    ) -> Result<Option<Listing>, ApiError> {
         let mut items = HashMap::new();
         let mut path = set.first_page().to_owned();
         loop {
             let body = match self.get(tenant, set.endpoint(), &path).await? {
                 Fetched::Found(body) => body,
+                Fetched::NotFound if items.is_empty() => return Ok(None),
                 Fetched::NotFound => break,
             };
             for item in body
@@ -465,10 +473,10 @@ impl PipedriveApi {
             };
             path = format!("{}&cursor={cursor}", set.first_page());
         }
-        Ok(Listing {
+        Ok(Some(Listing {
             items,
             fetched: Instant::now(),
-        })
+        }))
     }
 
     /// Item `id` of `set`, from the tenant's whole list.
@@ -481,7 +489,11 @@ impl PipedriveApi {
         let key = (tenant.clone(), set);
         let listing = || {
             self.lists.try_get_with(key.clone(), async {
-                self.fetch_listing(tenant, set).await.map(Arc::new)
+                let listing = self.fetch_listing(tenant, set).await?;
+                Ok(Arc::new(listing.unwrap_or_else(|| Listing {
+                    items: HashMap::new(),
+                    fetched: Instant::now(),
+                })))
             })
         };
         let found = listing().await.map_err(unshare)?;
