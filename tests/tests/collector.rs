@@ -2337,3 +2337,50 @@ async fn any_body_under_the_limit_is_stored_and_any_over_it_gets_413() {
     let kept = RawEvent::decode_from(&letter.original_bytes().expect("base64")).expect("envelope");
     assert_eq!(kept.body, broken);
 }
+
+#[tokio::test]
+async fn an_idle_collector_stores_again_after_the_broker_restarts() {
+    let mut private = PrivateBroker::start();
+    let brokers = private.brokers();
+    let topic = broker::unique_topic(&brokers, "raw-restart", 3).await;
+    let collector = Collector::start(&brokers, &topic, "").await;
+    let (status, before) = collector
+        .post(&fixtures::pipedrive("v1/deal-added.json"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{before}");
+
+    // No delivery while the broker is away: the producer learns of the outage
+    // only from its connections, not from a failed send.
+    private.stop();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    private.resume();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let (status, reply) = collector
+            .post(&fixtures::pipedrive("v1/deal-updated.json"))
+            .await;
+        if status == StatusCode::ACCEPTED {
+            break reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no delivery stored after the broker's restart: {status} {reply}\n{}",
+            collector.service.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // Its producer id is from before the restart, which the local broker
+    // panics on: the client was replaced rather than used again.
+    let log = collector.service.log();
+    assert!(
+        log.contains("every broker connection was lost"),
+        "the producer client was not replaced:\n{log}"
+    );
+    let records = broker::read_topic(&brokers, &topic, 2, Duration::from_secs(10));
+    let stored: BTreeSet<String> = records.iter().map(|r| decode(r).event_id).collect();
+    for reply in [&before, &after] {
+        let id = reply["event_id"].as_str().expect("event id");
+        assert!(stored.contains(id), "accepted event {id} is stored");
+    }
+}

@@ -49,6 +49,7 @@ impl Tributary {
                     "TRIBUTARY_TOPICS__DEAD_LETTER".into(),
                     topics.dead_letter.clone(),
                 ),
+                ("TRIBUTARY_TOPICS__RETRY".into(), topics.retry.clone()),
             ],
             dir: tempfile::tempdir().expect("temp dir"),
         }
@@ -978,7 +979,15 @@ mod status {
         produce_to_partition(&brokers, &topics.raw, 1, 3).await;
         produce_to_partition(&brokers, &topics.enriched, 0, 4).await;
         produce_to_partition(&brokers, &topics.enriched, 1, 2).await;
+        // Partial events waiting to be enriched again.
+        produce_to_partition(&brokers, &topics.retry, 1, 4).await;
         commit(&brokers, &enricher_group, &topics.raw, &[(0, 2)]);
+        commit(
+            &brokers,
+            &format!("{enricher_group}.retry"),
+            &topics.retry,
+            &[(1, 1)],
+        );
         commit(
             &brokers,
             &activator_group,
@@ -1044,6 +1053,17 @@ mod status {
         // No commit: everything the partition holds is still to be read.
         assert_eq!(rows["1"], ["-", "3", "3"], "{run:?}");
         assert_eq!(totals, ["8", "6"], "{run:?}");
+        let (rows, totals) = lag_table(stdout, "re-enrichment");
+        assert!(
+            stdout.contains(&format!(
+                "re-enrichment: group {enricher_group}.retry on {}",
+                topics.retry
+            )),
+            "{run:?}"
+        );
+        assert_eq!(rows["0"], ["-", "0", "0"], "{run:?}");
+        assert_eq!(rows["1"], ["1", "4", "3"], "{run:?}");
+        assert_eq!(totals, ["4", "3"], "{run:?}");
         let (rows, totals) = lag_table(stdout, "activator");
         assert_eq!(rows["0"], ["4", "4", "0"], "{run:?}");
         assert_eq!(rows["1"], ["1", "2", "1"], "{run:?}");

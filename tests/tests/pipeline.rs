@@ -269,7 +269,7 @@ async fn each_service_killed_at_a_random_moment_and_restarted_loses_and_doubles_
         tokio::time::sleep(Duration::from_secs_f64(at - elapsed)).await;
         elapsed = at;
         run.pipeline
-            .kill_and_restart(stage)
+            .kill_and_restart(stage, Duration::from_secs(60))
             .await
             .unwrap_or_else(|e| panic!("restarting the {}: {e:#}", stage.name()));
     }
@@ -353,7 +353,7 @@ async fn a_dead_letter_redriven_after_its_cause_is_fixed_is_counted_exactly_once
     // The fix: a new template version; the activator compiles templates at start.
     std::fs::write(folder.join("2.json"), &original).expect("fixed template");
     pipeline
-        .kill_and_restart(Stage::Activator)
+        .kill_and_restart(Stage::Activator, Duration::from_secs(60))
         .await
         .expect("the activator restarts");
     let read = pipeline

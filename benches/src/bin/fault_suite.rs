@@ -51,6 +51,9 @@ struct Args {
     api_bursts: usize,
 }
 
+/// Seconds after the broker's restart before the next kill (see the kills).
+const BROKER_SETTLE_SECONDS: u64 = 20;
+
 #[derive(Debug, Clone, Copy)]
 enum Fault {
     Kill(Stage),
@@ -87,21 +90,11 @@ async fn main() -> anyhow::Result<()> {
     let pipeline = Arc::new(Pipeline::start(&world, options).await?);
 
     // The schedule: the broker and ClickHouse outages at fixed points, the
-    // bursts spread out, the kills at random moments. No kill while the
-    // broker is down, and no activator kill while ClickHouse is: a service
-    // restarted then cannot become ready until the outage ends.
+    // bursts spread out, the kills at random moments (during an outage too).
     let at = |share: f64| stream.mul_f64(share);
-    let broker_window = (
-        at(0.25),
-        at(0.25) + Duration::from_secs(args.broker_down_seconds + 15),
-    );
-    let clickhouse_window = (
-        at(0.5),
-        at(0.5) + Duration::from_secs(args.clickhouse_down_seconds + 15),
-    );
     let mut schedule: Vec<(Duration, Fault)> = vec![
-        (broker_window.0, Fault::BrokerRestart),
-        (clickhouse_window.0, Fault::ClickHouseOutage),
+        (at(0.25), Fault::BrokerRestart),
+        (at(0.5), Fault::ClickHouseOutage),
     ];
     for burst in 0..args.api_bursts {
         let share = (burst as f64 + 0.5) / args.api_bursts as f64;
@@ -109,18 +102,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut rng = StdRng::seed_from_u64(args.seed);
     let stages = [Stage::Collector, Stage::Enricher, Stage::Activator];
-    let inside = |t: Duration, (from, to): (Duration, Duration)| t >= from && t <= to;
-    let mut kills = 0;
-    while kills < args.kills {
+    for _ in 0..args.kills {
         let moment = at(rng.random_range(0.02..0.95));
         let stage = stages[rng.random_range(0..3)];
-        if inside(moment, broker_window)
-            || (stage == Stage::Activator && inside(moment, clickhouse_window))
-        {
-            continue;
-        }
         schedule.push((moment, Fault::Kill(stage)));
-        kills += 1;
     }
     schedule.sort_by_key(|(moment, _)| *moment);
 
@@ -139,13 +124,42 @@ async fn main() -> anyhow::Result<()> {
     let mut broker = Some(broker);
     let mut clickhouse = Some(clickhouse);
     let (mut broker_back, mut clickhouse_back) = (None, None);
+    let mut slowest_restart = 0f64;
+    let mut broker_resumed: Option<Instant> = None;
     for (moment, fault) in schedule {
         tokio::time::sleep(moment.saturating_sub(stream_started.elapsed())).await;
         let name = match fault {
             Fault::Kill(stage) => {
-                pipeline.kill_and_restart(stage).await.map_err(|e| {
-                    anyhow::anyhow!("restarting the {} at {moment:?}: {e:#}", stage.name())
-                })?;
+                // The schedule drifts (each restart is waited for), so a kill
+                // may land in an outage: the restarted service then becomes
+                // ready only once the outage is over. Except right after the
+                // broker restart: the local broker (Tansu 0.6) restores a
+                // group without its static member's session, and a member
+                // that joins within seconds of its restart is never given
+                // partitions. Apache Kafka has no such defect.
+                if let Some(back) = broker_back.take() {
+                    let (restarted, resumed) = back.await?;
+                    broker = Some(restarted);
+                    broker_resumed = Some(resumed);
+                }
+                if let Some(resumed) = broker_resumed {
+                    let settle = Duration::from_secs(BROKER_SETTLE_SECONDS);
+                    tokio::time::sleep(settle.saturating_sub(resumed.elapsed())).await;
+                }
+                let killed = Instant::now();
+                pipeline
+                    .kill_and_restart(stage, Duration::from_secs(180))
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("restarting the {} at {moment:?}: {e:#}", stage.name())
+                    })?;
+                let ready = killed.elapsed().as_secs_f64();
+                slowest_restart = slowest_restart.max(ready);
+                println!(
+                    "  {:>6.1} s  the {} ready again after {ready:.1} s",
+                    stream_started.elapsed().as_secs_f64(),
+                    stage.name()
+                );
                 format!("SIGKILL of the {}", stage.name())
             }
             Fault::BrokerRestart => {
@@ -155,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
                     broker.stop();
                     tokio::time::sleep(down).await;
                     broker.resume();
-                    broker
+                    (broker, Instant::now())
                 }));
                 format!(
                     "broker stopped for {} s and started",
@@ -198,7 +212,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Kept until the end: dropping one stops its server.
     if let Some(back) = broker_back {
-        broker = Some(back.await?);
+        broker = Some(back.await?.0);
     }
     if let Some(back) = clickhouse_back {
         clickhouse = Some(back.await?);
@@ -259,6 +273,7 @@ async fn main() -> anyhow::Result<()> {
         "| panels checked | {panels_checked}, {} differences from the truth |",
         problems.len()
     );
+    println!("| slowest restart to ready | {slowest_restart:.1} s |");
     println!("| run | {:.0} s |", started.elapsed().as_secs_f64());
     for problem in problems.iter().take(20) {
         println!("  {problem}");

@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use tributary_clickhouse::ClickHouseSettings;
-use tributary_config::{KafkaSettings, TopicSettings};
+use tributary_config::{KafkaSettings, TopicSettings, enrichment_retry_group};
 
 use crate::dlq;
 use crate::read::{self, REQUEST_TIMEOUT};
@@ -59,6 +59,11 @@ pub async fn run(config: StatusConfig<'_>, _args: StatusArgs) -> anyhow::Result<
             "enricher",
             config.enricher_group.to_owned(),
             config.topics.raw.clone(),
+        ),
+        (
+            "re-enrichment",
+            enrichment_retry_group(config.enricher_group),
+            config.topics.retry.clone(),
         ),
         (
             "activator",

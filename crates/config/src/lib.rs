@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 pub use secret::{Secret, lenient_string};
 pub use shared::{
     CurrencySettings, KafkaSettings, LogFormat, TENANT_SETTINGS, TelemetrySettings, Tenants,
-    TopicSettings, default_instance_id, is_currency_code,
+    TopicSettings, default_instance_id, enrichment_retry_group, is_currency_code,
 };
 
 /// The environment variable naming the configuration file.

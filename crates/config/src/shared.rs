@@ -110,6 +110,12 @@ impl TopicSettings {
     }
 }
 
+/// The consumer group that reads the retry topic for the enricher group
+/// `enricher_group`: its own, so a waiting retry never holds up the raw topic.
+pub fn enrichment_retry_group(enricher_group: &str) -> String {
+    format!("{enricher_group}.retry")
+}
+
 impl Default for TopicSettings {
     fn default() -> Self {
         TopicSettings {

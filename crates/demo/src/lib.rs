@@ -224,8 +224,9 @@ impl Pipeline {
             self.service(stage).check_alive()?;
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "the {} was given no partitions within {timeout:?}",
-                stage.name()
+                "the {} was given no partitions within {timeout:?}; the end of its log:\n{}",
+                stage.name(),
+                self.service(stage).log_tail(30)
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -265,11 +266,12 @@ impl Pipeline {
         }
     }
 
-    /// SIGKILLs a service, then starts it again and waits until it is ready.
-    pub async fn kill_and_restart(&self, stage: Stage) -> anyhow::Result<()> {
+    /// SIGKILLs a service, then starts it again and waits (up to `timeout`)
+    /// until it is ready.
+    pub async fn kill_and_restart(&self, stage: Stage, timeout: Duration) -> anyhow::Result<()> {
         self.service(stage).kill();
         self.service(stage).restart()?;
-        self.wait_ready(stage, Duration::from_secs(60)).await
+        self.wait_ready(stage, timeout).await
     }
 
     /// Brings the fake APIs up to date with every change up to `change`

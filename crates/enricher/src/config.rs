@@ -58,10 +58,9 @@ pub struct EnricherSettings {
 }
 
 impl EnricherSettings {
-    /// The retry topic's consumer group: its own, so a waiting retry never
-    /// holds up the raw topic.
+    /// The retry topic's consumer group.
     pub fn retry_group_id(&self) -> String {
-        format!("{}.retry", self.group_id)
+        tributary_config::enrichment_retry_group(&self.group_id)
     }
 
     /// How long the `attempt`-th re-enrichment waits (1 for the first).

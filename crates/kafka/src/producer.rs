@@ -1,9 +1,11 @@
 //! A producer that reports plainly whether the broker has an event, and
 //! recovers by itself when the broker comes back.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
@@ -58,17 +60,64 @@ impl ProduceError {
 /// epoch, which the local broker (Tansu 0.6.0) mishandles: its storage panics
 /// and stops serving. With Apache Kafka the replacement is merely a new
 /// producer id. Either way the service recovers without a restart.
+///
+/// A client that lost every broker connection (the broker restarted) is
+/// replaced too before its next event, even when no delivery failed: the
+/// local broker panics on the first event of a producer id it lost track of.
 pub struct EventProducer {
     settings: KafkaSettings,
-    inner: RwLock<Arc<FutureProducer>>,
+    inner: RwLock<Arc<Client>>,
     ack_deadline: Duration,
+}
+
+/// A client and whether it lost every broker connection since it was created.
+struct Client {
+    producer: FutureProducer<BrokerWatch>,
+    all_brokers_lost: Arc<AtomicBool>,
+    created: Instant,
+}
+
+/// A client that lost every broker is replaced only once it is this old, so
+/// a long outage replaces it every so often, not on every event.
+const MIN_AGE_TO_REPLACE: Duration = Duration::from_secs(2);
+
+impl std::ops::Deref for Client {
+    type Target = FutureProducer<BrokerWatch>;
+    fn deref(&self) -> &Self::Target {
+        &self.producer
+    }
+}
+
+/// A client context that notes when every broker connection was lost, and
+/// logs librdkafka's global errors as the default context does.
+struct BrokerWatch {
+    all_brokers_lost: Arc<AtomicBool>,
+}
+
+impl ClientContext for BrokerWatch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.all_brokers_lost.store(true, Ordering::Relaxed);
+        }
+        tracing::error!(target: "librdkafka", "{error}: {reason}");
+    }
+}
+
+fn create_client(settings: &KafkaSettings) -> Result<Client, KafkaError> {
+    let all_brokers_lost = Arc::new(AtomicBool::new(false));
+    let producer = crate::producer_config(settings).create_with_context(BrokerWatch {
+        all_brokers_lost: all_brokers_lost.clone(),
+    })?;
+    Ok(Client {
+        producer,
+        all_brokers_lost,
+        created: Instant::now(),
+    })
 }
 
 impl EventProducer {
     pub fn new(settings: &KafkaSettings) -> Result<Self, ProduceError> {
-        let producer = crate::producer_config(settings)
-            .create::<FutureProducer>()
-            .map_err(ProduceError::Client)?;
+        let producer = create_client(settings).map_err(ProduceError::Client)?;
         Ok(EventProducer {
             settings: settings.clone(),
             inner: RwLock::new(Arc::new(producer)),
@@ -79,11 +128,24 @@ impl EventProducer {
         })
     }
 
-    fn current(&self) -> Arc<FutureProducer> {
+    fn current(&self) -> Arc<Client> {
         match self.inner.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The client to send with: a fresh one if the current one lost every
+    /// broker since it was created.
+    fn sending_client(&self) -> Arc<Client> {
+        let producer = self.current();
+        if !producer.all_brokers_lost.load(Ordering::Relaxed)
+            || producer.created.elapsed() < MIN_AGE_TO_REPLACE
+        {
+            return producer;
+        }
+        self.retire(producer, "every broker connection was lost");
+        self.current()
     }
 
     /// Sends one event and waits for the broker's acknowledgement.
@@ -108,7 +170,7 @@ impl EventProducer {
         impl Future<Output = Result<Delivered, ProduceError>> + Send + 'static + use<>,
         ProduceError,
     > {
-        let producer = self.current();
+        let producer = self.sending_client();
         let record = FutureRecord::to(topic).key(key).payload(payload);
         let delivery = match producer.send_result(record) {
             Ok(delivery) => delivery,
@@ -141,7 +203,7 @@ impl EventProducer {
         })
     }
 
-    fn retire_if_disturbed(&self, failed: Arc<FutureProducer>, err: &KafkaError) {
+    fn retire_if_disturbed(&self, failed: Arc<Client>, err: &KafkaError) {
         if let Some((code, reason)) = failed.client().fatal_error() {
             self.retire(failed, &format!("fatal error {code}: {reason}"));
         } else if err.rdkafka_error_code().is_some_and(disturbs_idempotence) {
@@ -151,7 +213,7 @@ impl EventProducer {
 
     /// Replaces `failed` with a fresh client, once, whoever notices first; the
     /// retired client's pending events fail at once instead of being resent.
-    fn retire(&self, failed: Arc<FutureProducer>, why: &str) {
+    fn retire(&self, failed: Arc<Client>, why: &str) {
         let mut guard = match self.inner.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -159,17 +221,14 @@ impl EventProducer {
         if !Arc::ptr_eq(&guard, &failed) {
             return; // already replaced
         }
-        let fresh = match crate::producer_config(&self.settings).create::<FutureProducer>() {
+        let fresh = match create_client(&self.settings) {
             Ok(fresh) => Arc::new(fresh),
             Err(err) => {
                 tracing::error!(error = %err, "could not create a replacement kafka producer");
                 return;
             }
         };
-        tracing::warn!(
-            reason = why,
-            "replacing the kafka producer client after a failed delivery"
-        );
+        tracing::warn!(reason = why, "replacing the kafka producer client");
         let retired = std::mem::replace(&mut *guard, fresh);
         drop(guard);
         retired.purge(PurgeConfig::default().queue().inflight());
