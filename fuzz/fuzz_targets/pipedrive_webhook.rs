@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = pipedrive::parse(&event.body);
             let _ = source.acknowledge(TENANT, &delivery);
         }
-        Err(Refusal::MalformedJson(_)) => {}
+        Err(Refusal::MalformedJson(_) | Refusal::MalformedXml(_)) => {}
         Err(Refusal::Invalid(violations)) => {
             assert!(!violations.is_empty(), "a refusal names what is wrong");
         }

@@ -612,7 +612,7 @@ async fn undecodable_input_is_dead_lettered_with_its_reason_and_the_rest_flows()
         "omni",
         &serde_json::to_vec(&deal_change_v1(&omni_change())).expect("json"),
     );
-    foreign.source = "salesforce".into();
+    foreign.source = "legacycrm".into();
     broker::produce(
         &brokers,
         &topics.raw,
@@ -622,7 +622,7 @@ async fn undecodable_input_is_dead_lettered_with_its_reason_and_the_rest_flows()
                 b"\x08\x99not an envelope".to_vec(),
             ),
             (key.clone(), good.encode_to_vec()),
-            ("omni:salesforce:deal:1".into(), foreign.encode_to_vec()),
+            ("omni:legacycrm:deal:1".into(), foreign.encode_to_vec()),
         ],
     )
     .await;
@@ -649,7 +649,7 @@ async fn undecodable_input_is_dead_lettered_with_its_reason_and_the_rest_flows()
             assert_eq!(letter.original_offset, 0);
         } else {
             assert_eq!(letter.event_id.as_deref(), Some(foreign.event_id.as_str()));
-            assert_eq!(letter.source.as_deref(), Some("salesforce"));
+            assert_eq!(letter.source.as_deref(), Some("legacycrm"));
         }
     }
 }

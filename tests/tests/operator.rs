@@ -848,7 +848,7 @@ async fn the_enrichers_dead_letters_are_redriven_with_the_failed_messages_key() 
     let garbage = b"\x08\x99not an envelope".to_vec();
     let (_, foreign) = {
         let mut event = RawEvent::decode_from(&envelope("acme", 9).1).expect("envelope");
-        event.source = "salesforce".into();
+        event.source = "legacycrm".into();
         (event.partition_key(), event.encode_to_vec())
     };
     broker::produce(
@@ -856,7 +856,7 @@ async fn the_enrichers_dead_letters_are_redriven_with_the_failed_messages_key() 
         &topics.raw,
         &[
             ("acme:pipedrive:deal:1".into(), garbage.clone()),
-            ("acme:salesforce:deal:9".into(), foreign.clone()),
+            ("acme:legacycrm:deal:9".into(), foreign.clone()),
         ],
     )
     .await;
@@ -892,7 +892,7 @@ async fn the_enrichers_dead_letters_are_redriven_with_the_failed_messages_key() 
     assert_eq!(added.len(), 2);
     assert_eq!(
         key_value(&added[1]),
-        (b"acme:salesforce:deal:9".to_vec(), foreign)
+        (b"acme:legacycrm:deal:9".to_vec(), foreign)
     );
 }
 

@@ -49,6 +49,8 @@ pub enum Rejection {
     UnreadableBody(String),
     #[error("body is not valid JSON: {0}")]
     MalformedJson(String),
+    #[error("body is not the XML message expected: {0}")]
+    MalformedXml(String),
     #[error("the webhook breaks {} rule(s) of its platform", .0.len())]
     InvalidWebhook(Vec<Violation>),
     #[error(
@@ -82,6 +84,7 @@ impl Rejection {
             }
             Rejection::UnreadableBody(_)
             | Rejection::MalformedJson(_)
+            | Rejection::MalformedXml(_)
             | Rejection::InvalidWebhook(_) => StatusCode::BAD_REQUEST,
             Rejection::BrokerUnavailable { .. }
             | Rejection::Overloaded { .. }
@@ -105,6 +108,7 @@ impl Rejection {
             Rejection::BrokerRefusedSize { .. } => "broker_refused_size",
             Rejection::UnreadableBody(_) => "unreadable_body",
             Rejection::MalformedJson(_) => "malformed_json",
+            Rejection::MalformedXml(_) => "malformed_xml",
             Rejection::InvalidWebhook(_) => "invalid_webhook",
             Rejection::BrokerUnavailable { .. } => "broker_unavailable",
             Rejection::Overloaded { .. } => "producer_queue_full",

@@ -229,6 +229,7 @@ async fn accept(
 pub(crate) fn refusal_rejection(refusal: Refusal) -> Rejection {
     match refusal {
         Refusal::MalformedJson(message) => Rejection::MalformedJson(message),
+        Refusal::MalformedXml(message) => Rejection::MalformedXml(message),
         Refusal::Invalid(violations) => Rejection::InvalidWebhook(violations),
     }
 }

@@ -446,14 +446,11 @@ mod tests {
         );
         assert_eq!(letter.source.as_deref(), Some("pipedrive"));
 
-        let output = only(enricher.process(&incoming("salesforce", b"[]")).await);
+        let output = only(enricher.process(&incoming("legacycrm", b"[]")).await);
         assert_eq!(output.topic, topics.dead_letter);
         let letter = dead_letter(&output);
         assert_eq!(letter.reason, "unknown_source");
-        assert!(
-            letter.errors[0].message.contains("salesforce"),
-            "{letter:?}"
-        );
+        assert!(letter.errors[0].message.contains("legacycrm"), "{letter:?}");
         assert_eq!(letter.original_offset, 9);
     }
 

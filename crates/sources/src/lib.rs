@@ -25,6 +25,7 @@ pub mod checks;
 pub mod enrich;
 pub mod hubspot;
 pub mod pipedrive;
+pub mod salesforce;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -44,7 +45,7 @@ pub use webhook::{
 
 /// Every platform, by the name used in `/webhooks/{source}/...`, in
 /// `[tenants.<tenant>.<source>]` and as the raw event's `source`.
-pub const REGISTRY: &[Platform] = &[pipedrive::PLATFORM, hubspot::PLATFORM];
+pub const REGISTRY: &[Platform] = &[pipedrive::PLATFORM, hubspot::PLATFORM, salesforce::PLATFORM];
 
 /// A platform's entry in the registry: its name and how each stage builds
 /// its part of it from configuration (a stage that needs a new part of every
@@ -199,7 +200,13 @@ mod tests {
         assert!(!pipedrive.has_tenant("globex"));
         let hubspot = sources.get("hubspot").expect("registered");
         assert!(!hubspot.has_tenant("acme"));
-        assert!(sources.get("salesforce").is_none());
+        assert!(
+            !sources
+                .get("salesforce")
+                .expect("registered")
+                .has_tenant("acme")
+        );
+        assert!(sources.get("legacycrm").is_none());
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct Warning {
 pub enum Refusal {
     /// The body is not JSON; the parser's message.
     MalformedJson(String),
+    /// The body is not well-formed XML, or not the XML document the
+    /// platform sends; what is wrong.
+    MalformedXml(String),
     /// The body is JSON but breaks the platform's rules.
     Invalid(Vec<Violation>),
 }

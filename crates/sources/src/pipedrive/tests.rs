@@ -25,7 +25,9 @@ fn check(tenant: &str, body: &Value) -> Result<Prevalidated, Vec<Violation>> {
     match prevalidate(tenant, &serde_json::to_vec(body).expect("serializable")) {
         Ok(ok) => Ok(ok),
         Err(Refusal::Invalid(violations)) => Err(violations),
-        Err(Refusal::MalformedJson(message)) => panic!("valid JSON called malformed: {message}"),
+        Err(Refusal::MalformedJson(message) | Refusal::MalformedXml(message)) => {
+            panic!("valid JSON called malformed: {message}")
+        }
     }
 }
 

@@ -1,0 +1,236 @@
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+use tributary_envelope::{EventKeys, RawEvent};
+use tributary_model::{Context, DealStatus, Field, Mapping, Outcome, Record};
+
+use super::SalesforceMapping;
+use crate::salesforce::enrich::SalesforceEnricher;
+use crate::salesforce::tenant_settings;
+
+const ORG: &str = "00D5g000004ABCDEA4";
+
+fn enricher(currency: Option<&str>) -> SalesforceEnricher {
+    let mut section = json!({"organization_id": ORG, "endpoint_secret": "s"});
+    if let Some(currency) = currency {
+        section["currency"] = json!(currency);
+    }
+    SalesforceEnricher::new(HashMap::from([(
+        "acme".to_owned(),
+        tenant_settings(&section).expect("valid"),
+    )]))
+}
+
+/// A notification's bytes as the collector stores them (no envelope).
+fn notification(object: &str, id: &str, fields: &str) -> Bytes {
+    Bytes::from(format!(
+        r#"<Notification><Id>04l5g000000AbCdAAA</Id><sObject xsi:type="sf:{object}" xmlns:sf="urn:sobject.enterprise.soap.sforce.com"><sf:Id>{id}</sf:Id>{fields}</sObject></Notification>"#
+    ))
+}
+
+fn raw(object: &str, id: &str, body: Bytes) -> RawEvent {
+    RawEvent {
+        tenant: "acme".into(),
+        source: "salesforce".into(),
+        event_id: "e-1".into(),
+        received_at_micros: 1_741_096_999_000_000,
+        body,
+        keys: Some(EventKeys {
+            payload_version: "outbound-message".into(),
+            object: object.to_ascii_lowercase(),
+            object_id: id.into(),
+            action: "notified".into(),
+            attempt: 1,
+            occurred_at_micros: 1_741_096_900_123_000,
+        }),
+        ..RawEvent::default()
+    }
+}
+
+fn flat(enricher: &SalesforceEnricher, raw: &RawEvent) -> Map<String, Value> {
+    enricher
+        .flat_event(raw)
+        .expect("enriched")
+        .into_map()
+        .expect("no collision")
+}
+
+fn map(fields: &Map<String, Value>) -> Vec<Record> {
+    let context = Context {
+        tenant: "acme",
+        source: "salesforce",
+        received_at_micro: 1_741_096_999_000_000,
+        missing: &[],
+    };
+    SalesforceMapping
+        .map(&context, fields)
+        .expect("mapped")
+        .records
+}
+
+const OPPORTUNITY: &str = "0065g00000AbCdEAAV";
+
+#[test]
+fn a_won_opportunity_is_a_won_deal_at_its_close_date_with_its_stage() {
+    let body = notification(
+        "Opportunity",
+        OPPORTUNITY,
+        "<sf:AccountId>0015g00000XyZaBAAV</sf:AccountId><sf:Amount>125000.5</sf:Amount><sf:CloseDate>2025-03-04</sf:CloseDate>\
+         <sf:IsClosed>true</sf:IsClosed><sf:IsWon>true</sf:IsWon><sf:LastModifiedDate>2025-03-04T14:01:40.123Z</sf:LastModifiedDate>\
+         <sf:Name>Big &amp; Bold</sf:Name><sf:OwnerId>0055g00000OwNeRAAV</sf:OwnerId><sf:Probability>100.0</sf:Probability>\
+         <sf:StageName>Closed Won</sf:StageName><sf:NextStep xsi:nil=\"true\"/>",
+    );
+    let fields = flat(
+        &enricher(Some("EUR")),
+        &raw("Opportunity", OPPORTUNITY, body),
+    );
+    assert_eq!(fields["event_organization_id"], ORG);
+    assert_eq!(fields["sobject_NextStep"], Value::Null);
+    assert_eq!(fields["pipeline_enrichment_status"], "complete");
+    let records = map(&fields);
+    let deal = records
+        .iter()
+        .find_map(|r| match r {
+            Record::Deal(d) => Some(d),
+            _ => None,
+        })
+        .expect("a deal");
+    assert_eq!(deal.key.account, ORG);
+    assert_eq!(deal.key.id, OPPORTUNITY);
+    assert_eq!(deal.version.at_micro, 1_741_096_900_123_000);
+    assert_eq!(deal.title, Field::Value("Big & Bold".into()));
+    assert_eq!(deal.amount_text, Field::Value("125000.5".into()));
+    assert_eq!(
+        deal.currency,
+        Field::Value("EUR".into()),
+        "the org's currency"
+    );
+    assert_eq!(deal.status, Field::Value(DealStatus::Won));
+    assert_eq!(deal.stage_id, Field::Value("Closed Won".into()));
+    assert_eq!(deal.probability, Field::Value(100.0));
+    assert_eq!(deal.company_id, Field::Value("0015g00000XyZaBAAV".into()));
+    let won_at = deal.won_at.value().expect("won at");
+    assert_eq!(won_at.seconds(), 1_741_046_400, "2025-03-04T00:00:00Z");
+    assert_eq!(deal.lost_at, Field::Null);
+    // Not selected in the message: unknown, so nothing known is blanked.
+    assert_eq!(deal.created_at, Field::Unknown);
+    assert_eq!(deal.marketing_source, Field::Unknown);
+    let stage = records
+        .iter()
+        .find_map(|r| match r {
+            Record::Stage(s) => Some(s),
+            _ => None,
+        })
+        .expect("a stage");
+    assert_eq!(stage.outcome, Outcome::Won);
+    assert_eq!(stage.name, "Closed Won");
+}
+
+#[test]
+fn closed_and_not_won_is_lost_and_the_record_currency_wins() {
+    let body = notification(
+        "Opportunity",
+        OPPORTUNITY,
+        "<sf:CurrencyIsoCode>USD</sf:CurrencyIsoCode><sf:IsClosed>true</sf:IsClosed><sf:IsWon>false</sf:IsWon>\
+         <sf:StageName>Perdue</sf:StageName><sf:CloseDate>2025-02-01</sf:CloseDate>",
+    );
+    let records = map(&flat(
+        &enricher(Some("EUR")),
+        &raw("Opportunity", OPPORTUNITY, body),
+    ));
+    let Some(Record::Deal(deal)) = records.iter().find(|r| matches!(r, Record::Deal(_))) else {
+        panic!("a deal")
+    };
+    assert_eq!(deal.status, Field::Value(DealStatus::Lost));
+    assert_eq!(deal.currency, Field::Value("USD".into()));
+    assert!(deal.lost_at.is_known() && deal.won_at == Field::Null);
+    let Some(Record::Stage(stage)) = records.iter().find(|r| matches!(r, Record::Stage(_))) else {
+        panic!("a stage")
+    };
+    assert_eq!(
+        stage.outcome,
+        Outcome::Lost,
+        "from IsWon/IsClosed, not the name"
+    );
+
+    // Without IsWon and IsClosed the status is unknown: no stage outcome is guessed.
+    let body = notification(
+        "Opportunity",
+        OPPORTUNITY,
+        "<sf:StageName>Closed Won</sf:StageName>",
+    );
+    let records = map(&flat(
+        &enricher(None),
+        &raw("Opportunity", OPPORTUNITY, body),
+    ));
+    let Some(Record::Deal(deal)) = records.iter().find(|r| matches!(r, Record::Deal(_))) else {
+        panic!("a deal")
+    };
+    assert_eq!(deal.status, Field::Unknown);
+    assert_eq!(deal.currency, Field::Unknown);
+    assert!(!records.iter().any(|r| matches!(r, Record::Stage(_))));
+}
+
+#[test]
+fn contacts_pass_on_no_personal_data_and_accounts_their_domain() {
+    let contact_id = "0035g00000CoNtAAAV";
+    let body = notification(
+        "Contact",
+        contact_id,
+        "<sf:AccountId>0015g00000XyZaBAAV</sf:AccountId><sf:Email>jane@example.com</sf:Email>\
+         <sf:FirstName>Jane</sf:FirstName><sf:Phone>+1 555 0100</sf:Phone>",
+    );
+    let fields = flat(&enricher(None), &raw("Contact", contact_id, body));
+    let text = serde_json::to_string(&fields).expect("json");
+    for personal in ["jane@example.com", "Jane", "555"] {
+        assert!(!text.contains(personal), "{personal} in {text}");
+    }
+    assert_eq!(fields["sobject_AccountId"], "0015g00000XyZaBAAV");
+    let Some(Record::Contact(contact)) = map(&fields).into_iter().next() else {
+        panic!("a contact")
+    };
+    assert_eq!(
+        contact.company_id,
+        Field::Value("0015g00000XyZaBAAV".into())
+    );
+
+    let account_id = "0015g00000XyZaBAAV";
+    let body = notification(
+        "Account",
+        account_id,
+        "<sf:Name>Acme</sf:Name><sf:Website>https://www.Acme.com/about</sf:Website>",
+    );
+    let Some(Record::Company(company)) =
+        map(&flat(&enricher(None), &raw("Account", account_id, body)))
+            .into_iter()
+            .next()
+    else {
+        panic!("a company")
+    };
+    assert_eq!(company.domain, Field::Value("acme.com".into()));
+    assert_eq!(company.name, Field::Value("Acme".into()));
+}
+
+#[test]
+fn an_unreadable_notification_or_unknown_object_is_refused_with_why() {
+    let broken = raw(
+        "Opportunity",
+        OPPORTUNITY,
+        Bytes::from_static(b"<Notification><Id>"),
+    );
+    let failure = enricher(None).flat_event(&broken).expect_err("unreadable");
+    assert_eq!(failure.reason.code(), "unreadable_body");
+    let task = notification("Task", "00T5g00000TaSkAAAV", "");
+    let fields = flat(&enricher(None), &raw("Task", "00T5g00000TaSkAAAV", task));
+    let context = Context {
+        tenant: "acme",
+        source: "salesforce",
+        received_at_micro: 0,
+        missing: &[],
+    };
+    let err = SalesforceMapping
+        .map(&context, &fields)
+        .expect_err("no mapping");
+    assert!(err.to_string().contains("task"), "{err}");
+}
