@@ -238,6 +238,14 @@ pub fn id_text(value: &Value) -> Result<String, String> {
     }
 }
 
+/// A company's domain from its website as people type it:
+/// `https://www.Acme.com/about` is `acme.com`.
+pub fn domain_of_website(site: &str) -> String {
+    let rest = site.split_once("://").map_or(site, |(_, rest)| rest);
+    let host = rest.split(['/', '?', '#', ':']).next().unwrap_or(rest);
+    host.trim_start_matches("www.").to_ascii_lowercase()
+}
+
 /// A strict boolean (see [`Flat::flag`]).
 pub fn flag(value: &Value) -> Result<bool, String> {
     match value {

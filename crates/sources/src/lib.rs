@@ -22,6 +22,7 @@
 //! `tributary-enrichment`.
 
 pub mod checks;
+pub mod dynamics;
 pub mod enrich;
 pub mod hubspot;
 pub mod pipedrive;
@@ -45,7 +46,12 @@ pub use webhook::{
 
 /// Every platform, by the name used in `/webhooks/{source}/...`, in
 /// `[tenants.<tenant>.<source>]` and as the raw event's `source`.
-pub const REGISTRY: &[Platform] = &[pipedrive::PLATFORM, hubspot::PLATFORM, salesforce::PLATFORM];
+pub const REGISTRY: &[Platform] = &[
+    pipedrive::PLATFORM,
+    hubspot::PLATFORM,
+    salesforce::PLATFORM,
+    dynamics::PLATFORM,
+];
 
 /// A platform's entry in the registry: its name and how each stage builds
 /// its part of it from configuration (a stage that needs a new part of every

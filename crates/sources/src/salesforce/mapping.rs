@@ -13,7 +13,7 @@
 //! lost opportunity is won or lost at the start of that day (UTC).
 
 use serde_json::{Map, Value};
-use tributary_model::flat::Flat;
+use tributary_model::flat::{Flat, domain_of_website};
 use tributary_model::{
     Company, Contact, Context, Deal, DealStatus, Field, Key, Mapped, Mapping, MappingError,
     Outcome, Pipeline, Record, Stage, Timestamp, User, Version,
@@ -215,20 +215,13 @@ fn account_record(event: &Event<'_>) -> Result<Company, MappingError> {
     let mut company = Company::new(event.key(event.object_id.clone()), event.version);
     company.deleted = event.flag("IsDeleted")?;
     company.name = event.text("Name")?;
-    company.domain = event.text("Website")?.map(|site| domain_of(&site));
+    company.domain = event.text("Website")?.map(|site| domain_of_website(&site));
     company.owner_id = event.text("OwnerId")?;
     company.industry = event.text("Industry")?;
     company.size = event.text("NumberOfEmployees")?;
     company.created_at = event.time("CreatedDate")?;
     company.updated_at = event.time("LastModifiedDate")?;
     Ok(company)
-}
-
-/// `https://www.acme.com/about` -> `acme.com`.
-fn domain_of(site: &str) -> String {
-    let rest = site.split_once("://").map_or(site, |(_, rest)| rest);
-    let host = rest.split(['/', '?', '#', ':']).next().unwrap_or(rest);
-    host.trim_start_matches("www.").to_ascii_lowercase()
 }
 
 fn contact(event: &Event<'_>) -> Result<Contact, MappingError> {

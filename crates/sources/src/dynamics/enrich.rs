@@ -1,0 +1,128 @@
+//! A Dynamics 365 `RemoteExecutionContext` in, the flat `dynamics-crm`
+//! event out.
+//!
+//! The record's attributes come from the step's post image (every attribute
+//! the image was registered with, after the change) over the target (what
+//! the operation set), as plain values (`attr_<logical name>`; a reference's
+//! id, with `_name` and `_type`). A `Win` or `Lose` carries its
+//! `OpportunityClose` (`close_<attribute>`) and the new status. Contacts and
+//! leads keep only their relations, state and times: the rest may be
+//! personal data.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+use tributary_enrichment::flatten::FlatRecord;
+use tributary_envelope::RawEvent;
+
+use super::context::{self, keyed};
+use super::{DynamicsTenant, NAME, tenant_settings, webhook};
+use crate::enrich::{Missing, put_pipeline_fields};
+use crate::{
+    BoxFuture, EnrichFailure, Enriched, EnricherContext, SourceConfigError, SourceEnricher,
+};
+
+const PERSON_ATTRIBUTES: &[&str] = &[
+    "contactid",
+    "leadid",
+    "parentcustomerid",
+    "parentaccountid",
+    "ownerid",
+    "statecode",
+    "statuscode",
+    "createdon",
+    "modifiedon",
+    "leadsourcecode",
+];
+
+pub struct DynamicsEnricher {
+    tenants: HashMap<String, DynamicsTenant>,
+}
+
+pub fn build(context: &EnricherContext<'_>) -> Result<Box<dyn SourceEnricher>, SourceConfigError> {
+    let mut tenants = HashMap::new();
+    for (tenant, section) in &context.tenants {
+        let settings = tenant_settings(section).map_err(|reason| SourceConfigError::Tenant {
+            tenant: (*tenant).to_owned(),
+            source_name: NAME,
+            reason,
+        })?;
+        tenants.insert((*tenant).to_owned(), settings);
+    }
+    Ok(Box::new(DynamicsEnricher { tenants }))
+}
+
+impl SourceEnricher for DynamicsEnricher {
+    fn enrich<'a>(&'a self, raw: &'a RawEvent) -> BoxFuture<'a, Result<Enriched, EnrichFailure>> {
+        Box::pin(async move {
+            let record = self.flat_event(raw)?;
+            Enriched::from_record(&record, Missing::default())
+        })
+    }
+}
+
+impl DynamicsEnricher {
+    pub fn new(tenants: HashMap<String, DynamicsTenant>) -> Self {
+        DynamicsEnricher { tenants }
+    }
+
+    pub fn flat_event(&self, raw: &RawEvent) -> Result<FlatRecord, EnrichFailure> {
+        let body: Map<String, Value> = serde_json::from_slice(&raw.body)
+            .map_err(|err| EnrichFailure::unreadable_body(format!("not a context: {err}")))?;
+        let settings = self.tenants.get(&raw.tenant).ok_or_else(|| {
+            EnrichFailure::unreadable_body(format!(
+                "tenant {:?} has no [tenants.{}.dynamics] section",
+                raw.tenant, raw.tenant
+            ))
+        })?;
+        let keys = raw.keys.clone().unwrap_or_default();
+        let mut record = FlatRecord::new();
+        record.put("event_object", keys.object.as_str());
+        record.put("event_action", keys.action.as_str());
+        record.put("event_object_id", keys.object_id.as_str());
+        record.put("event_organization_id", settings.organization_id.as_str());
+        let at = webhook::version_micros(&body)
+            .and_then(|m| u64::try_from(m).ok())
+            .unwrap_or(raw.received_at_micros);
+        record.put("event_timestamp_micro", at);
+        if let Some(depth) = body.get("Depth").and_then(Value::as_i64) {
+            record.put("event_depth", depth);
+        }
+        if let Some(currency) = &settings.currency {
+            record.put("event_default_currency", currency.as_str());
+        }
+        let parameters = body.get("InputParameters");
+        let mut attributes = Map::new();
+        let image = keyed(body.get("PostEntityImages"), "PostImage").or_else(|| {
+            body.get("PostEntityImages")?
+                .as_array()?
+                .first()?
+                .get("value")
+        });
+        // The target first, then the post image over it: the image holds the
+        // state after the whole operation.
+        for entity in [keyed(parameters, "Target"), image].into_iter().flatten() {
+            if entity.get("Attributes").is_some() {
+                attributes.extend(context::attributes(entity));
+            }
+        }
+        let personal = matches!(keys.object.as_str(), "contact" | "lead");
+        for (name, value) in attributes {
+            let base = name.trim_end_matches("_name").trim_end_matches("_type");
+            if personal && !PERSON_ATTRIBUTES.contains(&base) {
+                continue;
+            }
+            record.put(format!("attr_{name}"), value);
+        }
+        if let Some(close) = keyed(parameters, "OpportunityClose") {
+            for (name, value) in context::attributes(close) {
+                record.put(format!("close_{name}"), value);
+            }
+        }
+        if let Some(status) = keyed(parameters, "Status") {
+            record.put("event_status_code", context::plain(status));
+        }
+        put_pipeline_fields(&mut record, raw, &Missing::default());
+        Ok(record)
+    }
+}

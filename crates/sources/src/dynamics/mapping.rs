@@ -1,0 +1,276 @@
+//! Dynamics 365's enriched events (the flat `dynamics-crm` shape) into the
+//! canonical model.
+//!
+//! The account is the Dataverse organization; versions are the record's
+//! `modifiedon`. Only the attributes the context carries are known: an
+//! `Update` whose step has no post image carries just what changed, so
+//! nothing else is blanked. An opportunity's status is its `statecode`
+//! (0 open, 1 won, 2 lost), or the message itself for `Win` and `Lose`;
+//! its stage the business process stage's name (`stepname`), else its
+//! sales stage option (`salesstagecode`); won or lost at its
+//! `actualclosedate` (a `Win` or `Lose`: the close's `actualend`). A
+//! `Delete` is a tombstone.
+
+use serde_json::{Map, Value};
+use tributary_model::flat::{Flat, domain_of_website};
+use tributary_model::{
+    Company, Contact, Context, Deal, DealStatus, Field, Key, Mapped, Mapping, MappingError,
+    Outcome, Pipeline, Record, Stage, Timestamp, User, Version,
+};
+
+pub struct DynamicsMapping;
+
+/// The one pipeline opportunities are in.
+pub const PIPELINE_ID: &str = "opportunities";
+
+struct Event<'a> {
+    flat: Flat<'a>,
+    context: &'a Context<'a>,
+    account: String,
+    action: String,
+    object_id: String,
+    version: Version,
+}
+
+impl Event<'_> {
+    fn key(&self) -> Key {
+        Key {
+            tenant: self.context.tenant.to_owned(),
+            source: self.context.source.to_owned(),
+            account: self.account.clone(),
+            id: self.object_id.clone(),
+        }
+    }
+
+    fn text(&self, name: &str) -> Result<Field<String>, MappingError> {
+        self.flat.text_or_empty(&format!("attr_{name}"))
+    }
+
+    /// An option set's value, or a number, as text (`salesstagecode`: `"1"`).
+    fn code(&self, name: &str) -> Result<Field<String>, MappingError> {
+        let key = format!("attr_{name}");
+        Ok(match self.flat.raw(&key) {
+            None => Field::Unknown,
+            Some(Value::Null) => Field::Null,
+            Some(Value::Number(n)) => Field::Value(n.to_string()),
+            Some(Value::String(s)) => Field::Value(s.clone()),
+            Some(other) => {
+                return Err(MappingError::new(
+                    key,
+                    format!("expected an option value, got {other}"),
+                ));
+            }
+        })
+    }
+
+    fn time(&self, name: &str) -> Result<Field<Timestamp>, MappingError> {
+        self.flat.time_or_empty(&format!("attr_{name}"))
+    }
+
+    fn deleted(&self) -> Field<bool> {
+        if self.action == "Delete" {
+            Field::Value(true)
+        } else {
+            Field::Unknown
+        }
+    }
+}
+
+impl Mapping for DynamicsMapping {
+    fn map(
+        &self,
+        context: &Context<'_>,
+        fields: &Map<String, Value>,
+    ) -> Result<Mapped, MappingError> {
+        let flat = Flat::new(fields);
+        let object = Flat::required("event_object", flat.text("event_object")?)?;
+        let action = Flat::required("event_action", flat.text("event_action")?)?;
+        let account = Flat::required("event_organization_id", flat.id("event_organization_id")?)?;
+        let object_id = Flat::required("event_object_id", flat.id("event_object_id")?)?;
+        let at_micro = Flat::required(
+            "event_timestamp_micro",
+            flat.integer("event_timestamp_micro")?,
+        )?;
+        let event = Event {
+            flat,
+            context,
+            account,
+            action,
+            object_id,
+            version: Version {
+                at_micro,
+                received_micro: context.received_at_micro,
+            },
+        };
+        let mut records = Vec::new();
+        let canonical = match object.as_str() {
+            "opportunity" => {
+                opportunity(&event, &mut records)?;
+                "deal"
+            }
+            "account" => {
+                let mut company = Company::new(event.key(), event.version);
+                company.deleted = event.deleted();
+                company.name = event.text("name")?;
+                company.domain = event
+                    .text("websiteurl")?
+                    .map(|site| domain_of_website(&site));
+                company.owner_id = event.text("ownerid")?;
+                company.created_at = event.time("createdon")?;
+                company.updated_at = event.time("modifiedon")?;
+                records.push(Record::Company(company));
+                "company"
+            }
+            "contact" => {
+                let mut contact = Contact::new(event.key(), event.version);
+                contact.deleted = event.deleted();
+                contact.company_id = event.text("parentcustomerid")?;
+                contact.owner_id = event.text("ownerid")?;
+                contact.created_at = event.time("createdon")?;
+                contact.updated_at = event.time("modifiedon")?;
+                records.push(Record::Contact(contact));
+                "contact"
+            }
+            "systemuser" => {
+                let mut user = User::new(event.key(), event.version);
+                user.deleted = event.deleted();
+                user.name = event.text("fullname")?;
+                user.email = event.text("internalemailaddress")?;
+                user.active = event
+                    .flat
+                    .flag("attr_isdisabled")?
+                    .map(|disabled| !disabled);
+                user.updated_at = event.time("modifiedon")?;
+                records.push(Record::User(user));
+                "user"
+            }
+            other => {
+                return Err(MappingError::new(
+                    "event_object",
+                    format!("no mapping for Dynamics entity {other:?}"),
+                ));
+            }
+        };
+        Ok(Mapped {
+            account: event.account.clone(),
+            object: canonical.to_owned(),
+            remote_id: event.object_id.clone(),
+            action: event.action.clone(),
+            version: event.version,
+            records,
+        })
+    }
+}
+
+fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError> {
+    let flat = &event.flat;
+    let mut deal = Deal::new(event.key(), event.version);
+    deal.deleted = event.deleted();
+    if event.action == "Delete" {
+        records.push(Record::Deal(deal));
+        return Ok(());
+    }
+    deal.title = event.text("name")?;
+    deal.amount = flat.amount("attr_estimatedvalue")?;
+    deal.amount_text = match flat.raw("attr_estimatedvalue") {
+        Some(Value::Number(n)) => Field::Value(n.to_string()),
+        Some(Value::String(s)) => Field::Value(s.clone()),
+        Some(Value::Null) => Field::Null,
+        _ => Field::Unknown,
+    };
+    if deal.amount.is_known() {
+        deal.currency = flat.text("event_default_currency")?;
+    }
+    deal.status = match event.action.as_str() {
+        "Win" => Field::Value(DealStatus::Won),
+        "Lose" => Field::Value(DealStatus::Lost),
+        _ => match event.code("statecode")? {
+            Field::Value(code) => match code.as_str() {
+                "0" => Field::Value(DealStatus::Open),
+                "1" => Field::Value(DealStatus::Won),
+                "2" => Field::Value(DealStatus::Lost),
+                other => {
+                    return Err(MappingError::new(
+                        "attr_statecode",
+                        format!("{other:?} is not 0 (open), 1 (won) or 2 (lost)"),
+                    ));
+                }
+            },
+            Field::Null => Field::Null,
+            Field::Unknown => Field::Unknown,
+        },
+    };
+    deal.stage_id = match event.text("stepname")? {
+        Field::Unknown => event.code("salesstagecode")?,
+        known => known,
+    };
+    if deal.stage_id.is_known() {
+        deal.pipeline_id = Field::Value(PIPELINE_ID.into());
+    }
+    deal.probability = flat.number("attr_closeprobability")?;
+    deal.expected_close_date = flat.date_or_empty("attr_estimatedclosedate")?;
+    deal.created_at = event.time("createdon")?;
+    deal.updated_at = event.time("modifiedon")?;
+    deal.owner_id = event.text("ownerid")?;
+    deal.company_id = match event.text("parentaccountid")? {
+        Field::Unknown => event.text("customerid")?,
+        known => known,
+    };
+    deal.contact_id = event.text("parentcontactid")?;
+    let closed_at = match flat.time_or_empty("close_actualend")? {
+        Field::Unknown => match flat.date_or_empty("attr_actualclosedate")? {
+            Field::Value(date) => Field::Value(
+                date.and_hms_opt(0, 0, 0)
+                    .ok_or_else(|| MappingError::new("attr_actualclosedate", "no midnight"))
+                    .and_then(|t| {
+                        Timestamp::from_seconds(t.and_utc().timestamp())
+                            .map_err(|reason| MappingError::new("attr_actualclosedate", reason))
+                    })?,
+            ),
+            other => other.map(|_| Timestamp::EPOCH),
+        },
+        known => known,
+    };
+    (deal.won_at, deal.lost_at, deal.closed_at) = match deal.status {
+        Field::Value(DealStatus::Won) => (closed_at.clone(), Field::Null, closed_at),
+        Field::Value(DealStatus::Lost) => (Field::Null, closed_at.clone(), closed_at),
+        Field::Value(DealStatus::Open) => (Field::Null, Field::Null, Field::Null),
+        _ => (Field::Unknown, Field::Unknown, Field::Unknown),
+    };
+    if let (Field::Value(stage), Field::Value(status)) = (&deal.stage_id, &deal.status) {
+        let outcome = match status {
+            DealStatus::Won => Outcome::Won,
+            DealStatus::Lost => Outcome::Lost,
+            DealStatus::Open => Outcome::Open,
+        };
+        // A closed opportunity keeps the stage it was in; only an open one
+        // says its stage is an open stage.
+        if outcome == Outcome::Open {
+            records.push(Record::Stage(Stage {
+                key: Key {
+                    id: stage.clone(),
+                    ..event.key()
+                },
+                version: event.version.at_micro,
+                pipeline_id: PIPELINE_ID.into(),
+                name: stage.clone(),
+                display_order: 0,
+                probability: None,
+                outcome,
+                archived: false,
+            }));
+            records.push(Record::Pipeline(Pipeline {
+                key: Key {
+                    id: PIPELINE_ID.into(),
+                    ..event.key()
+                },
+                version: 0,
+                name: "Opportunities".into(),
+                display_order: 0,
+                archived: false,
+            }));
+        }
+    }
+    records.push(Record::Deal(deal));
+    Ok(())
+}

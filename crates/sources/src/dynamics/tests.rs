@@ -1,0 +1,447 @@
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tributary_envelope::{EventKeys, RawEvent};
+use tributary_model::{Context, DealStatus, Field, Mapping, Record};
+
+use super::context::{attributes, guid, plain, wcf_date_millis};
+use super::enrich::DynamicsEnricher;
+use super::mapping::DynamicsMapping;
+use super::*;
+use crate::{AuthFailure, Refusal, WebhookRequest, WebhookSource};
+
+const ORG: &str = "9f2a1c34-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
+const OPPORTUNITY: &str = "3a5b7c9d-1e2f-4a6b-8c0d-2e4f6a8b0c1d";
+const ACCOUNT: &str = "7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e";
+
+fn entity_type(kind: &str) -> String {
+    format!("{kind}:http://schemas.microsoft.com/xrm/2011/Contracts")
+}
+
+/// A context as a webhook step on the opportunity posts it (Microsoft's
+/// documented shape: key/value lists and WCF values).
+fn context(
+    message: &str,
+    target: Value,
+    post_image: Option<Value>,
+    extra_parameters: Vec<Value>,
+) -> Value {
+    let mut parameters = vec![json!({"key": "Target", "value": target})];
+    parameters.extend(extra_parameters);
+    json!({
+        "BusinessUnitId": "f0bf3c9a-8150-e711-811d-e0071b6ac1f1",
+        "CorrelationId": "39499111-e689-4be4-9d3a-7f5f0a5a8e2c",
+        "Depth": 1,
+        "InitiatingUserId": "77dfe2c9-3c5e-4b55-a6d8-d43c1b2c6a51",
+        "InputParameters": parameters,
+        "IsExecutingOffline": false,
+        "IsInTransaction": false,
+        "IsOfflinePlayback": false,
+        "IsolationMode": 1,
+        "MessageName": message,
+        "Mode": 1,
+        "OperationCreatedOn": "/Date(1741096900000+0000)/",
+        "OperationId": "c8a1b2d3-e4f5-4a6b-9c7d-8e9f0a1b2c3d",
+        "OrganizationId": ORG,
+        "OrganizationName": "contoso",
+        "OutputParameters": [],
+        "ParentContext": null,
+        "PostEntityImages": post_image.map_or(json!([]), |image| json!([{"key": "PostImage", "value": image}])),
+        "PreEntityImages": [],
+        "PrimaryEntityId": OPPORTUNITY,
+        "PrimaryEntityName": "opportunity",
+        "RequestId": "2f3e4d5c-6b7a-4988-a7b6-c5d4e3f2a1b0",
+        "SecondaryEntityName": "none",
+        "SharedVariables": [],
+        "Stage": 40,
+        "UserId": "77dfe2c9-3c5e-4b55-a6d8-d43c1b2c6a51"
+    })
+}
+
+fn opportunity_entity(attributes: Vec<(&str, Value)>) -> Value {
+    json!({
+        "__type": entity_type("Entity"),
+        "Attributes": attributes.into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+        "EntityState": null,
+        "FormattedValues": [],
+        "Id": OPPORTUNITY,
+        "KeyAttributes": [],
+        "LogicalName": "opportunity",
+        "RelatedEntities": [],
+        "RowVersion": "1234567"
+    })
+}
+
+fn full_opportunity(statecode: i64, modified_ms: i64) -> Value {
+    opportunity_entity(vec![
+        ("opportunityid", json!(OPPORTUNITY)),
+        ("name", json!("Fabrikam renewal")),
+        (
+            "estimatedvalue",
+            json!({"__type": entity_type("Money"), "Value": 1200.5}),
+        ),
+        (
+            "statecode",
+            json!({"__type": entity_type("OptionSetValue"), "Value": statecode}),
+        ),
+        ("stepname", json!("3-Propose")),
+        ("closeprobability", json!(40)),
+        ("estimatedclosedate", json!("/Date(1743379200000)/")),
+        (
+            "parentaccountid",
+            json!({"__type": entity_type("EntityReference"), "Id": ACCOUNT.to_ascii_uppercase(), "KeyAttributes": [], "LogicalName": "account", "Name": "Fabrikam", "RowVersion": null}),
+        ),
+        (
+            "ownerid",
+            json!({"__type": entity_type("EntityReference"), "Id": "77dfe2c9-3c5e-4b55-a6d8-d43c1b2c6a51", "LogicalName": "systemuser", "Name": "Ada Rep"}),
+        ),
+        ("modifiedon", json!(format!("/Date({modified_ms})/"))),
+    ])
+}
+
+fn source(auth: Value) -> Dynamics {
+    let mut section = json!({"organization_id": ORG.to_ascii_uppercase(), "secret": "k3y"});
+    if let Value::Object(extra) = auth {
+        section.as_object_mut().unwrap().extend(extra);
+    }
+    Dynamics::from_sections(vec![("acme", &section)]).expect("valid settings")
+}
+
+fn request<'a>(
+    uri: &'a http::Uri,
+    headers: &'a http::HeaderMap,
+    body: &'a Bytes,
+) -> WebhookRequest<'a> {
+    WebhookRequest {
+        method: &http::Method::POST,
+        uri,
+        headers,
+        body,
+    }
+}
+
+#[test]
+fn wcf_values_read_as_plain_values() {
+    assert_eq!(
+        wcf_date_millis("/Date(1506384247000)/"),
+        Some(1_506_384_247_000)
+    );
+    assert_eq!(
+        wcf_date_millis("/Date(1506384247000+0000)/"),
+        Some(1_506_384_247_000)
+    );
+    assert_eq!(wcf_date_millis("/Date(-1000)/"), Some(-1000));
+    assert_eq!(wcf_date_millis("/Date()/"), None);
+    assert_eq!(wcf_date_millis("2025-01-01"), None);
+    assert_eq!(plain(&json!({"Value": 3})), json!(3));
+    assert_eq!(
+        plain(&json!("/Date(0)/")),
+        json!("1970-01-01T00:00:00.000Z")
+    );
+    assert_eq!(
+        guid("{3A5B7C9D-1E2F-4A6B-8C0D-2E4F6A8B0C1D}").as_deref(),
+        Some(OPPORTUNITY)
+    );
+    assert_eq!(guid("3a5b7c9d1e2f4a6b8c0d2e4f6a8b0c1d"), None);
+    let attrs = attributes(&full_opportunity(0, 1_741_096_900_000));
+    assert_eq!(attrs["parentaccountid"], ACCOUNT);
+    assert_eq!(attrs["parentaccountid_name"], "Fabrikam");
+    assert_eq!(attrs["parentaccountid_type"], "account");
+    assert_eq!(attrs["estimatedvalue"], json!(1200.5));
+    assert_eq!(attrs["statecode"], json!(0));
+}
+
+#[test]
+fn settings_name_where_the_key_travels() {
+    assert!(tenant_settings(&json!({"organization_id": ORG, "secret": "k"})).is_ok());
+    let err = tenant_settings(&json!({"organization_id": "contoso", "secret": "k"}))
+        .expect_err("not a GUID");
+    assert!(err.contains("GUID"), "{err}");
+    let err = tenant_settings(&json!({"organization_id": ORG, "secret": "k", "auth": "header"}))
+        .expect_err("header without a name");
+    assert!(err.contains("key_name"), "{err}");
+    let err = tenant_settings(&json!({"organization_id": ORG, "secret": "k", "key_name": "x"}))
+        .expect_err("a webhook key has no name");
+    assert!(err.contains("key_name"), "{err}");
+    let err = tenant_settings(&json!({"organization_id": ORG, "secret": ""})).expect_err("empty");
+    assert!(err.contains("secret"), "{err}");
+    let shown = format!(
+        "{:?}",
+        tenant_settings(&json!({"organization_id": ORG, "secret": "hunter2"})).unwrap()
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+#[test]
+fn each_authentication_the_registration_offers_is_checked() {
+    let body = Bytes::from(
+        serde_json::to_vec(&context("Update", full_opportunity(0, 1), None, vec![])).unwrap(),
+    );
+    let none = http::HeaderMap::new();
+    let check = |source: &Dynamics, uri: &str, headers: &http::HeaderMap| {
+        let uri: http::Uri = uri.parse().unwrap();
+        source.authenticate("acme", &request(&uri, headers, &body))
+    };
+    let key = source(json!({}));
+    assert_eq!(
+        check(&key, "/webhooks/dynamics/acme?code=k3y", &none),
+        Ok(())
+    );
+    assert!(matches!(
+        check(&key, "/webhooks/dynamics/acme", &none),
+        Err(AuthFailure::MissingBecause(_))
+    ));
+    assert!(matches!(
+        check(&key, "/webhooks/dynamics/acme?code=nope", &none),
+        Err(AuthFailure::InvalidBecause(_))
+    ));
+    let header = source(json!({"auth": "header", "key_name": "X-Tributary-Key"}));
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-tributary-key", "k3y".parse().unwrap());
+    assert_eq!(check(&header, "/webhooks/dynamics/acme", &headers), Ok(()));
+    assert!(matches!(
+        check(&header, "/webhooks/dynamics/acme?code=k3y", &none),
+        Err(AuthFailure::MissingBecause(_))
+    ));
+    let query = source(json!({"auth": "query", "key_name": "token"}));
+    assert_eq!(
+        check(&query, "/webhooks/dynamics/acme?token=k3y", &none),
+        Ok(())
+    );
+    // Another organization's context on the tenant's address.
+    let mut foreign = context("Update", full_opportunity(0, 1), None, vec![]);
+    foreign["OrganizationId"] = json!("00000000-1111-2222-3333-444444444444");
+    let foreign = Bytes::from(serde_json::to_vec(&foreign).unwrap());
+    let uri: http::Uri = "/webhooks/dynamics/acme?code=k3y".parse().unwrap();
+    assert!(matches!(
+        key.authenticate("acme", &request(&uri, &none, &foreign)),
+        Err(AuthFailure::Forbidden(_))
+    ));
+}
+
+#[test]
+fn a_context_is_one_event_identified_by_its_execution() {
+    let source = source(json!({}));
+    let uri: http::Uri = "/webhooks/dynamics/acme?code=k3y".parse().unwrap();
+    let mut headers = http::HeaderMap::new();
+    let body = Bytes::from(
+        serde_json::to_vec(&context(
+            "Update",
+            full_opportunity(0, 1_741_096_950_000),
+            Some(full_opportunity(0, 1_741_096_950_000)),
+            vec![],
+        ))
+        .unwrap(),
+    );
+    let delivery = source
+        .split("acme", &request(&uri, &headers, &body))
+        .expect("accepted");
+    let keys = &delivery.events[0].keys;
+    assert_eq!(keys.object, "opportunity");
+    assert_eq!(keys.object_id, OPPORTUNITY);
+    assert_eq!(keys.action, "Update");
+    assert_eq!(
+        keys.occurred_at_micros, 1_741_096_950_000_000,
+        "the record's modifiedon"
+    );
+    assert!(keys.warnings.is_empty());
+    let again = source
+        .split("acme", &request(&uri, &headers, &body))
+        .expect("accepted");
+    assert_eq!(
+        again.events[0].keys.event_id, keys.event_id,
+        "a retry is the same event"
+    );
+    let mut other = context("Update", full_opportunity(0, 1), None, vec![]);
+    other["OperationId"] = json!("d9b2c3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e");
+    let other = Bytes::from(serde_json::to_vec(&other).unwrap());
+    let other = source
+        .split("acme", &request(&uri, &headers, &other))
+        .expect("accepted");
+    assert_ne!(other.events[0].keys.event_id, keys.event_id);
+
+    headers.insert(SIZE_EXCEEDED_HEADER, "true".parse().unwrap());
+    let mut stripped = context("Update", full_opportunity(0, 1), None, vec![]);
+    stripped["InputParameters"] = json!([]);
+    let stripped = Bytes::from(serde_json::to_vec(&stripped).unwrap());
+    let delivery = source
+        .split("acme", &request(&uri, &headers, &stripped))
+        .expect("accepted");
+    let keys = &delivery.events[0].keys;
+    assert_eq!(keys.warnings[0].code, "message_size_exceeded");
+    assert_eq!(
+        keys.occurred_at_micros, 1_741_096_900_000_000,
+        "the operation's time"
+    );
+}
+
+#[test]
+fn what_is_not_a_context_is_refused_with_every_reason() {
+    let source = source(json!({}));
+    let uri: http::Uri = "/webhooks/dynamics/acme?code=k3y".parse().unwrap();
+    let headers = http::HeaderMap::new();
+    let split = |body: &[u8]| {
+        source.split(
+            "acme",
+            &request(&uri, &headers, &Bytes::copy_from_slice(body)),
+        )
+    };
+    assert!(matches!(
+        split(b"{not json"),
+        Err(Refusal::MalformedJson(_))
+    ));
+    assert!(matches!(split(b"[1]"), Err(Refusal::Invalid(_))));
+    match split(br#"{"MessageName": 3, "PrimaryEntityId": "abc", "OrganizationId": "x", "InputParameters": {}}"#) {
+        Err(Refusal::Invalid(violations)) => {
+            let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+            assert_eq!(fields, ["MessageName", "PrimaryEntityName", "PrimaryEntityId", "OrganizationId", "InputParameters"]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn enriched(body: &Value) -> serde_json::Map<String, Value> {
+    let source = source(json!({}));
+    let uri: http::Uri = "/webhooks/dynamics/acme?code=k3y".parse().unwrap();
+    let headers = http::HeaderMap::new();
+    let bytes = Bytes::from(serde_json::to_vec(body).unwrap());
+    let delivery = source
+        .split("acme", &request(&uri, &headers, &bytes))
+        .expect("accepted");
+    let keys = &delivery.events[0].keys;
+    let raw = RawEvent {
+        tenant: "acme".into(),
+        source: NAME.into(),
+        event_id: keys.event_id.clone(),
+        received_at_micros: 1_741_097_000_000_000,
+        body: bytes,
+        keys: Some(EventKeys {
+            payload_version: keys.payload_version.clone(),
+            object: keys.object.clone(),
+            object_id: keys.object_id.clone(),
+            action: keys.action.clone(),
+            attempt: 1,
+            occurred_at_micros: keys.occurred_at_micros,
+        }),
+        ..RawEvent::default()
+    };
+    let settings =
+        tenant_settings(&json!({"organization_id": ORG, "secret": "k3y", "currency": "GBP"}))
+            .unwrap();
+    DynamicsEnricher::new(HashMap::from([("acme".to_owned(), settings)]))
+        .flat_event(&raw)
+        .expect("enriched")
+        .into_map()
+        .expect("no collision")
+}
+
+fn deal(fields: &serde_json::Map<String, Value>) -> tributary_model::Deal {
+    let context = Context {
+        tenant: "acme",
+        source: NAME,
+        received_at_micro: 1,
+        missing: &[],
+    };
+    DynamicsMapping
+        .map(&context, fields)
+        .expect("mapped")
+        .records
+        .into_iter()
+        .find_map(|r| match r {
+            Record::Deal(d) => Some(d),
+            _ => None,
+        })
+        .expect("a deal")
+}
+
+#[test]
+fn an_update_maps_the_post_image_into_a_deal() {
+    let fields = enriched(&context(
+        "Update",
+        opportunity_entity(vec![("stepname", json!("3-Propose"))]),
+        Some(full_opportunity(0, 1_741_096_950_000)),
+        vec![],
+    ));
+    assert_eq!(fields["attr_parentaccountid_name"], "Fabrikam");
+    let deal = deal(&fields);
+    assert_eq!(deal.key.account, ORG);
+    assert_eq!(deal.version.at_micro, 1_741_096_950_000_000);
+    assert_eq!(deal.title, Field::Value("Fabrikam renewal".into()));
+    assert_eq!(deal.amount_text, Field::Value("1200.5".into()));
+    assert_eq!(deal.currency, Field::Value("GBP".into()));
+    assert_eq!(deal.status, Field::Value(DealStatus::Open));
+    assert_eq!(deal.stage_id, Field::Value("3-Propose".into()));
+    assert_eq!(
+        deal.company_id,
+        Field::Value(ACCOUNT.into()),
+        "GUIDs in lower case"
+    );
+    assert_eq!(deal.probability, Field::Value(40.0));
+
+    // A step without an image carries what changed only: the rest stays unknown.
+    let fields = enriched(&context(
+        "Update",
+        opportunity_entity(vec![("name", json!("Renamed"))]),
+        None,
+        vec![],
+    ));
+    let deal = self::deal(&fields);
+    assert_eq!(deal.title, Field::Value("Renamed".into()));
+    assert_eq!(deal.status, Field::Unknown);
+    assert_eq!(deal.amount, Field::Unknown);
+    assert_eq!(deal.currency, Field::Unknown);
+}
+
+#[test]
+fn win_lose_and_delete_say_the_outcome() {
+    let close = json!({"key": "OpportunityClose", "value": {
+        "__type": entity_type("Entity"),
+        "Attributes": [
+            {"key": "opportunityid", "value": {"__type": entity_type("EntityReference"), "Id": OPPORTUNITY, "LogicalName": "opportunity", "Name": null}},
+            {"key": "actualend", "value": "/Date(1741132800000)/"},
+            {"key": "actualrevenue", "value": {"Value": 1300}}
+        ],
+        "Id": "00000000-0000-0000-0000-000000000000",
+        "LogicalName": "opportunityclose"
+    }});
+    let status =
+        json!({"key": "Status", "value": {"__type": entity_type("OptionSetValue"), "Value": 3}});
+    let mut win = context(
+        "Win",
+        json!(null),
+        None,
+        vec![close.clone(), status.clone()],
+    );
+    win["InputParameters"] = json!([close, status]);
+    let deal = deal(&enriched(&win));
+    assert_eq!(deal.status, Field::Value(DealStatus::Won));
+    assert_eq!(
+        deal.won_at.value().map(|t| t.seconds()),
+        Some(1_741_132_800)
+    );
+    assert_eq!(deal.lost_at, Field::Null);
+
+    let lost = deal_of(2);
+    assert_eq!(lost.status, Field::Value(DealStatus::Lost));
+
+    let mut delete = context(
+        "Delete",
+        json!({"__type": entity_type("EntityReference"), "Id": OPPORTUNITY, "LogicalName": "opportunity"}),
+        None,
+        vec![],
+    );
+    delete["PostEntityImages"] = json!([]);
+    let deal = self::deal(&enriched(&delete));
+    assert_eq!(deal.deleted, Field::Value(true));
+    assert_eq!(deal.title, Field::Unknown, "a delete blanks nothing");
+}
+
+fn deal_of(statecode: i64) -> tributary_model::Deal {
+    deal(&enriched(&context(
+        "Update",
+        full_opportunity(statecode, 2),
+        Some(full_opportunity(statecode, 2)),
+        vec![],
+    )))
+}
