@@ -28,6 +28,7 @@ pub mod hubspot;
 pub mod pipedrive;
 pub mod salesforce;
 pub mod webhook;
+pub mod zoho;
 
 use std::collections::BTreeMap;
 
@@ -51,6 +52,7 @@ pub const REGISTRY: &[Platform] = &[
     hubspot::PLATFORM,
     salesforce::PLATFORM,
     dynamics::PLATFORM,
+    zoho::PLATFORM,
 ];
 
 /// A platform's entry in the registry: its name and how each stage builds

@@ -1,0 +1,152 @@
+//! Zoho CRM's enriched events (the flat `zoho-crm` shape) into the
+//! canonical model.
+//!
+//! The account is the org. A notification's values are the fields that
+//! changed, at Zoho's `server_time`: only those are known, so nothing else
+//! is blanked. A deal's stage is its `Stage`; whether a stage is won or lost
+//! is its deal category, which only the CRM's stage definitions say, so the
+//! status stays unknown here rather than guessed from the stage's name. A
+//! `delete` is a tombstone.
+
+use serde_json::{Map, Value};
+use tributary_model::flat::{Flat, domain_of_website};
+use tributary_model::{
+    Company, Contact, Context, Deal, Field, Key, Mapped, Mapping, MappingError, Version,
+};
+
+pub struct ZohoMapping;
+
+pub const PIPELINE_ID: &str = "deals";
+
+struct Event<'a> {
+    flat: Flat<'a>,
+    context: &'a Context<'a>,
+    account: String,
+    object_id: String,
+    action: String,
+    version: Version,
+}
+
+impl Event<'_> {
+    fn key(&self) -> Key {
+        Key {
+            tenant: self.context.tenant.to_owned(),
+            source: self.context.source.to_owned(),
+            account: self.account.clone(),
+            id: self.object_id.clone(),
+        }
+    }
+
+    fn text(&self, name: &str) -> Result<Field<String>, MappingError> {
+        self.flat.text_or_empty(&format!("field_{name}"))
+    }
+
+    fn id(&self, name: &str) -> Result<Field<String>, MappingError> {
+        self.flat.id(&format!("field_{name}"))
+    }
+
+    fn deleted(&self) -> Field<bool> {
+        match self.action.as_str() {
+            "delete" => Field::Value(true),
+            "insert" => Field::Value(false),
+            _ => Field::Unknown,
+        }
+    }
+}
+
+impl Mapping for ZohoMapping {
+    fn map(
+        &self,
+        context: &Context<'_>,
+        fields: &Map<String, Value>,
+    ) -> Result<Mapped, MappingError> {
+        let flat = Flat::new(fields);
+        let object = Flat::required("event_object", flat.text("event_object")?)?;
+        let action = Flat::required("event_action", flat.text("event_action")?)?;
+        let account = Flat::required("event_org_id", flat.id("event_org_id")?)?;
+        let object_id = Flat::required("event_object_id", flat.id("event_object_id")?)?;
+        let at_micro = Flat::required(
+            "event_timestamp_micro",
+            flat.integer("event_timestamp_micro")?,
+        )?;
+        let event = Event {
+            flat,
+            context,
+            account,
+            object_id,
+            action,
+            version: Version {
+                at_micro,
+                received_micro: context.received_at_micro,
+            },
+        };
+        let records = match object.as_str() {
+            "deal" => {
+                let mut deal = Deal::new(event.key(), event.version);
+                deal.deleted = event.deleted();
+                deal.title = event.text("Deal_Name")?;
+                deal.amount = event.flat.amount("field_Amount")?;
+                deal.amount_text = match event.flat.raw("field_Amount") {
+                    Some(Value::Number(n)) => Field::Value(n.to_string()),
+                    Some(Value::String(s)) => Field::Value(s.clone()),
+                    Some(Value::Null) => Field::Null,
+                    _ => Field::Unknown,
+                };
+                deal.currency = match event.text("Currency")? {
+                    Field::Unknown if deal.amount.is_known() => {
+                        event.flat.text("event_default_currency")?
+                    }
+                    known => known,
+                };
+                deal.stage_id = event.text("Stage")?;
+                if deal.stage_id.is_known() {
+                    deal.pipeline_id = Field::Value(PIPELINE_ID.into());
+                }
+                deal.probability = event.flat.number("field_Probability")?;
+                deal.expected_close_date = event.flat.date_or_empty("field_Closing_Date")?;
+                deal.owner_id = event.id("Owner")?;
+                deal.company_id = event.id("Account_Name")?;
+                deal.contact_id = event.id("Contact_Name")?;
+                deal.marketing_source = event.text("Lead_Source")?;
+                deal.created_at = event.flat.time_or_empty("field_Created_Time")?;
+                deal.updated_at = event.flat.time_or_empty("field_Modified_Time")?;
+                vec![tributary_model::Record::Deal(deal)]
+            }
+            "account" => {
+                let mut company = Company::new(event.key(), event.version);
+                company.deleted = event.deleted();
+                company.name = event.text("Account_Name")?;
+                company.domain = event.text("Website")?.map(|site| domain_of_website(&site));
+                company.owner_id = event.id("Owner")?;
+                company.industry = event.text("Industry")?;
+                vec![tributary_model::Record::Company(company)]
+            }
+            "contact" => {
+                let mut contact = Contact::new(event.key(), event.version);
+                contact.deleted = event.deleted();
+                contact.company_id = event.id("Account_Name")?;
+                contact.owner_id = event.id("Owner")?;
+                vec![tributary_model::Record::Contact(contact)]
+            }
+            other => {
+                return Err(MappingError::new(
+                    "event_object",
+                    format!("no mapping for Zoho object {other:?}"),
+                ));
+            }
+        };
+        let canonical = if object == "account" {
+            "company"
+        } else {
+            object.as_str()
+        };
+        Ok(Mapped {
+            account: event.account.clone(),
+            object: canonical.to_owned(),
+            remote_id: event.object_id.clone(),
+            action: event.action.clone(),
+            version: event.version,
+            records,
+        })
+    }
+}

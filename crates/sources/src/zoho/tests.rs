@@ -1,0 +1,239 @@
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tributary_envelope::{EventKeys, RawEvent};
+use tributary_model::{Context, Field, Mapping, Record};
+
+use super::enrich::ZohoEnricher;
+use super::mapping::ZohoMapping;
+use super::*;
+use crate::{AuthFailure, Refusal, WebhookRequest, WebhookSource};
+
+const DEAL: &str = "5725767000003000010";
+const OTHER: &str = "5725767000003000011";
+
+fn section() -> Value {
+    json!({"org_id": "60012345678", "channel_ids": ["1000000068001"], "token": "tok-3n", "currency": "INR"})
+}
+
+fn source() -> Zoho {
+    let section = section();
+    Zoho::from_sections(vec![("acme", &section)]).expect("valid settings")
+}
+
+/// Zoho's documented notification, with two records and their values. The
+/// ids are written as JSON numbers where Zoho may send numbers.
+fn notification(operation: &str, with_values: bool) -> String {
+    let values = if with_values {
+        format!(
+            r#","affected_fields":[{{"{DEAL}":["Stage","Amount"]}}],"affected_values":[{{"record_id":"{DEAL}","values":{{"Stage":"Closed Won","Amount":125000.75,"Owner":{{"id":"5725767000000411001","name":"Ada Rep"}},"Deal_Name":"Big deal"}}}},{{"record_id":{OTHER},"values":{{"Stage":"Negotiation"}}}}]"#
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"{{"server_time":1718115953625,"module":"Deals","operation":"{operation}","ids":["{DEAL}",{OTHER}]{values},"channel_id":1000000068001,"token":"tok-3n","resource_uri":"https://www.zohoapis.com/crm/v2/Deals","query_params":{{}}}}"#
+    )
+}
+
+fn request<'a>(
+    uri: &'a http::Uri,
+    headers: &'a http::HeaderMap,
+    body: &'a Bytes,
+) -> WebhookRequest<'a> {
+    WebhookRequest {
+        method: &http::Method::POST,
+        uri,
+        headers,
+        body,
+    }
+}
+
+#[test]
+fn settings_need_channels_and_a_token_of_zohos_length() {
+    assert!(tenant_settings(&section()).is_ok());
+    let mut long = section();
+    long["token"] = json!("x".repeat(51));
+    assert!(tenant_settings(&long).expect_err("too long").contains("50"));
+    let mut none = section();
+    none["channel_ids"] = json!([]);
+    assert!(
+        tenant_settings(&none)
+            .expect_err("no channel")
+            .contains("channel_ids")
+    );
+    let shown = format!("{:?}", tenant_settings(&section()).unwrap());
+    assert!(!shown.contains("tok-3n"), "{shown}");
+}
+
+#[test]
+fn the_channel_token_and_id_authenticate_a_notification() {
+    let source = source();
+    let uri: http::Uri = "/webhooks/zoho/acme".parse().unwrap();
+    let headers = http::HeaderMap::new();
+    let check = |body: String, tenant: &str| {
+        let body = Bytes::from(body);
+        source.authenticate(tenant, &request(&uri, &headers, &body))
+    };
+    assert_eq!(check(notification("update", true), "acme"), Ok(()));
+    assert!(matches!(
+        check(
+            notification("update", true).replace("tok-3n", "nope"),
+            "acme"
+        ),
+        Err(AuthFailure::InvalidBecause(_))
+    ));
+    assert!(matches!(
+        check(notification("update", true), "globex"),
+        Err(AuthFailure::InvalidBecause(_))
+    ));
+    assert!(matches!(
+        check(
+            notification("update", true).replace(r#","token":"tok-3n""#, ""),
+            "acme"
+        ),
+        Err(AuthFailure::MissingBecause(_))
+    ));
+    assert!(matches!(
+        check(
+            notification("update", true).replace("1000000068001", "1000000068999"),
+            "acme"
+        ),
+        Err(AuthFailure::Forbidden(_))
+    ));
+}
+
+#[test]
+fn each_id_is_an_event_with_its_nineteen_digits() {
+    let source = source();
+    let uri: http::Uri = "/webhooks/zoho/acme".parse().unwrap();
+    let headers = http::HeaderMap::new();
+    let body = Bytes::from(notification("update", true));
+    let delivery = source
+        .split("acme", &request(&uri, &headers, &body))
+        .expect("accepted");
+    let ids: Vec<&str> = delivery
+        .events
+        .iter()
+        .map(|e| e.keys.object_id.as_str())
+        .collect();
+    assert_eq!(ids, [DEAL, OTHER], "a number id keeps every digit");
+    assert_eq!(delivery.events[0].keys.object, "deal");
+    assert_eq!(
+        delivery.events[0].keys.occurred_at_micros,
+        1_718_115_953_625_000
+    );
+    assert_ne!(
+        delivery.events[0].keys.event_id,
+        delivery.events[1].keys.event_id
+    );
+    let again = source
+        .split("acme", &request(&uri, &headers, &body))
+        .expect("accepted");
+    assert_eq!(
+        again.events[0].keys.event_id,
+        delivery.events[0].keys.event_id
+    );
+}
+
+#[test]
+fn an_unknown_module_or_operation_is_refused_with_every_reason() {
+    let source = source();
+    let uri: http::Uri = "/webhooks/zoho/acme".parse().unwrap();
+    let headers = http::HeaderMap::new();
+    let body = Bytes::from(
+        notification("merge", false)
+            .replace(r#""module":"Deals""#, r#""module":"Invoices""#)
+            .replace(&format!(r#""{DEAL}""#), "12.5"),
+    );
+    match source.split("acme", &request(&uri, &headers, &body)) {
+        Err(Refusal::Invalid(violations)) => {
+            let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+            assert_eq!(fields, ["module", "operation", "ids[0]"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let broken = Bytes::from_static(b"{\"ids\":");
+    assert!(matches!(
+        source.split("acme", &request(&uri, &headers, &broken)),
+        Err(Refusal::MalformedJson(_))
+    ));
+}
+
+fn enrich(body: &str, id: &str, operation: &str) -> (serde_json::Map<String, Value>, bool) {
+    let raw = RawEvent {
+        tenant: "acme".into(),
+        source: NAME.into(),
+        event_id: "e".into(),
+        received_at_micros: 1,
+        body: Bytes::from(body.to_owned()),
+        keys: Some(EventKeys {
+            payload_version: "notification".into(),
+            object: "deal".into(),
+            object_id: id.into(),
+            action: operation.into(),
+            attempt: 1,
+            occurred_at_micros: 1_718_115_953_625_000,
+        }),
+        ..RawEvent::default()
+    };
+    let enricher = ZohoEnricher::new(HashMap::from([(
+        "acme".to_owned(),
+        tenant_settings(&section()).unwrap(),
+    )]));
+    let (record, missing) = enricher.flat_event(&raw).expect("enriched");
+    (record.into_map().expect("unique"), missing.is_empty())
+}
+
+fn deal(fields: &serde_json::Map<String, Value>) -> tributary_model::Deal {
+    let context = Context {
+        tenant: "acme",
+        source: NAME,
+        received_at_micro: 1,
+        missing: &[],
+    };
+    match ZohoMapping
+        .map(&context, fields)
+        .expect("mapped")
+        .records
+        .remove(0)
+    {
+        Record::Deal(deal) => deal,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_records_affected_values_map_into_a_deal_and_the_status_is_not_guessed() {
+    let (fields, complete) = enrich(&notification("update", true), DEAL, "update");
+    assert!(complete);
+    assert_eq!(fields["field_Owner"], "5725767000000411001");
+    assert_eq!(fields["field_Owner_name"], "Ada Rep");
+    let deal = deal(&fields);
+    assert_eq!(deal.key.account, "60012345678");
+    assert_eq!(deal.key.id, DEAL);
+    assert_eq!(deal.stage_id, Field::Value("Closed Won".into()));
+    assert_eq!(deal.amount_text, Field::Value("125000.75".into()));
+    assert_eq!(deal.currency, Field::Value("INR".into()));
+    assert_eq!(deal.owner_id, Field::Value("5725767000000411001".into()));
+    assert_eq!(
+        deal.status,
+        Field::Unknown,
+        "a stage's name says nothing of its category"
+    );
+    assert_eq!(deal.deleted, Field::Unknown);
+
+    let (fields, _) = enrich(&notification("update", true), OTHER, "update");
+    let other = self::deal(&fields);
+    assert_eq!(other.stage_id, Field::Value("Negotiation".into()));
+    assert_eq!(other.amount, Field::Unknown, "only what changed is known");
+
+    // Without values the event is partial, missing the record; a delete needs none.
+    let (fields, complete) = enrich(&notification("update", false), DEAL, "update");
+    assert!(!complete);
+    assert_eq!(fields["pipeline_enrichment_missing"], json!(["record"]));
+    let (fields, complete) = enrich(&notification("delete", false), DEAL, "delete");
+    assert!(complete);
+    assert_eq!(self::deal(&fields).deleted, Field::Value(true));
+}

@@ -1,0 +1,117 @@
+//! Zoho CRM notifications through the whole pipeline: a channel's
+//! notifications in at the collector (its token and channel id), one event
+//! per record id with its 19 digits intact, into the canonical model.
+#![cfg(all(feature = "kafka-broker-tests", feature = "clickhouse-tests"))]
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tributary_demo::Pipeline;
+use tributary_tests::broker;
+use tributary_tests::clickhouse::TestDatabase;
+use tributary_tests::enricher::Topics;
+use tributary_world::{World, WorldConfig};
+
+const CHANNEL: &str = "1000000068001";
+const TOKEN: &str = "channel-token";
+const BIG: &str = "5725767000003000010";
+const SMALL: &str = "5725767000003000011";
+
+fn notification(time: u64, operation: &str, values: &str) -> String {
+    // The second id is a JSON number: it must keep every digit.
+    format!(
+        r#"{{"server_time":{time},"module":"Deals","operation":"{operation}","ids":["{BIG}",{SMALL}],"affected_values":[{values}],"channel_id":{CHANNEL},"token":"{TOKEN}","resource_uri":"https://www.zohoapis.com/crm/v2/Deals","query_params":{{}}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_load_each_record_once_with_its_ids_intact() {
+    let world = World::generate(WorldConfig::small(7));
+    let topics = Topics::create(&broker::shared_brokers(), 3).await;
+    let db = TestDatabase::create("zoho").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut options = tributary_tests::pipeline::options(&topics, &db, dir.path());
+    options.extra_config = format!(
+        "[tenants.orbit.zoho]\norg_id = \"60012345678\"\nchannel_ids = [\"{CHANNEL}\"]\ntoken = \"{TOKEN}\"\ncurrency = \"INR\"\n"
+    );
+    let pipeline = Pipeline::start(&world, options)
+        .await
+        .expect("the pipeline starts");
+    let http = reqwest::Client::new();
+    let url = format!("{}/webhooks/zoho/orbit", pipeline.collector_url);
+    let post = |body: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let response = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("an answer");
+            (
+                response.status().as_u16(),
+                response.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let created = notification(
+        1_718_100_000_000,
+        "insert",
+        &format!(
+            r#"{{"record_id":"{BIG}","values":{{"Deal_Name":"Big","Stage":"Qualification","Amount":900000.5}}}},{{"record_id":{SMALL},"values":{{"Deal_Name":"Small","Stage":"Qualification","Amount":10}}}}"#
+        ),
+    );
+    for _ in 0..2 {
+        let (status, body) = post(created.clone()).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let moved = notification(
+        1_718_200_000_000,
+        "update",
+        &format!(
+            r#"{{"record_id":"{BIG}","values":{{"Stage":"Negotiation"}}}},{{"record_id":{SMALL},"values":{{"Stage":"Proposal"}}}}"#
+        ),
+    );
+    let (status, body) = post(moved).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = post(created.replace(TOKEN, "stolen")).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = post(created.replace("\"Deals\"", "\"Invoices\"")).await;
+    assert_eq!(status, 400, "{body}");
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let rows = db
+            .query("SELECT count() AS n FROM tributary.event_log FINAL WHERE source = 'zoho'")
+            .await;
+        if rows[0]["n"].as_u64() == Some(4) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "zoho events loaded: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let deals = db
+        .query(
+            "SELECT id, title, toFloat64(amount) AS amount, currency, stage_id FROM tributary.deals_resolved \
+             WHERE source = 'zoho' ORDER BY id",
+        )
+        .await;
+    let deal = |id: &str| -> &Value {
+        deals
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {deals:?}"))
+    };
+    assert_eq!(deals.len(), 2, "{deals:?}");
+    assert_eq!(deal(BIG)["stage_id"], "Negotiation");
+    assert_eq!(
+        deal(BIG)["title"],
+        "Big",
+        "an update of the stage keeps the name"
+    );
+    assert_eq!(deal(BIG)["amount"], 900000.5);
+    assert_eq!(deal(BIG)["currency"], "INR");
+    assert_eq!(deal(SMALL)["stage_id"], "Proposal");
+    pipeline.stop();
+}
