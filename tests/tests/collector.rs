@@ -584,7 +584,7 @@ async fn every_rejection_has_its_status_and_nothing_reaches_the_topic() {
     let cases: Vec<Case<'_>> = vec![
         (
             "unknown source",
-            "/webhooks/salesforce/acme",
+            "/webhooks/legacycrm/acme",
             good,
             json,
             &valid,

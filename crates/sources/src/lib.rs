@@ -25,6 +25,7 @@ pub mod checks;
 pub mod dynamics;
 pub mod enrich;
 pub mod hubspot;
+pub mod mapped;
 pub mod pipedrive;
 pub mod salesforce;
 pub mod webhook;

@@ -9,7 +9,7 @@
 //! leads keep only their relations, state and times: the rest may be
 //! personal data.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 use tributary_enrichment::flatten::FlatRecord;
@@ -18,6 +18,7 @@ use tributary_envelope::RawEvent;
 use super::context::{self, keyed};
 use super::{DynamicsTenant, NAME, tenant_settings, webhook};
 use crate::enrich::{Missing, put_pipeline_fields};
+use crate::mapped::tenants_by_name;
 use crate::{
     BoxFuture, EnrichFailure, Enriched, EnricherContext, SourceConfigError, SourceEnricher,
 };
@@ -36,19 +37,11 @@ const PERSON_ATTRIBUTES: &[&str] = &[
 ];
 
 pub struct DynamicsEnricher {
-    tenants: HashMap<String, DynamicsTenant>,
+    tenants: BTreeMap<String, DynamicsTenant>,
 }
 
 pub fn build(context: &EnricherContext<'_>) -> Result<Box<dyn SourceEnricher>, SourceConfigError> {
-    let mut tenants = HashMap::new();
-    for (tenant, section) in &context.tenants {
-        let settings = tenant_settings(section).map_err(|reason| SourceConfigError::Tenant {
-            tenant: (*tenant).to_owned(),
-            source_name: NAME,
-            reason,
-        })?;
-        tenants.insert((*tenant).to_owned(), settings);
-    }
+    let tenants = tenants_by_name(NAME, &context.tenants, tenant_settings)?;
     Ok(Box::new(DynamicsEnricher { tenants }))
 }
 
@@ -62,7 +55,7 @@ impl SourceEnricher for DynamicsEnricher {
 }
 
 impl DynamicsEnricher {
-    pub fn new(tenants: HashMap<String, DynamicsTenant>) -> Self {
+    pub fn new(tenants: BTreeMap<String, DynamicsTenant>) -> Self {
         DynamicsEnricher { tenants }
     }
 

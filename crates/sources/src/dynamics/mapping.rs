@@ -15,8 +15,10 @@ use serde_json::{Map, Value};
 use tributary_model::flat::{Flat, domain_of_website};
 use tributary_model::{
     Company, Contact, Context, Deal, DealStatus, Field, Key, Mapped, Mapping, MappingError,
-    Outcome, Pipeline, Record, Stage, Timestamp, User, Version,
+    Outcome, Pipeline, Record, Stage, Timestamp, User,
 };
+
+use crate::mapped::EventHeader;
 
 pub struct DynamicsMapping;
 
@@ -25,21 +27,12 @@ pub const PIPELINE_ID: &str = "opportunities";
 
 struct Event<'a> {
     flat: Flat<'a>,
-    context: &'a Context<'a>,
-    account: String,
-    action: String,
-    object_id: String,
-    version: Version,
+    header: EventHeader,
 }
 
 impl Event<'_> {
     fn key(&self) -> Key {
-        Key {
-            tenant: self.context.tenant.to_owned(),
-            source: self.context.source.to_owned(),
-            account: self.account.clone(),
-            id: self.object_id.clone(),
-        }
+        self.header.record_key()
     }
 
     fn text(&self, name: &str) -> Result<Field<String>, MappingError> {
@@ -68,7 +61,7 @@ impl Event<'_> {
     }
 
     fn deleted(&self) -> Field<bool> {
-        if self.action == "Delete" {
+        if self.header.action == "Delete" {
             Field::Value(true)
         } else {
             Field::Unknown
@@ -83,33 +76,16 @@ impl Mapping for DynamicsMapping {
         fields: &Map<String, Value>,
     ) -> Result<Mapped, MappingError> {
         let flat = Flat::new(fields);
-        let object = Flat::required("event_object", flat.text("event_object")?)?;
-        let action = Flat::required("event_action", flat.text("event_action")?)?;
-        let account = Flat::required("event_organization_id", flat.id("event_organization_id")?)?;
-        let object_id = Flat::required("event_object_id", flat.id("event_object_id")?)?;
-        let at_micro = Flat::required(
-            "event_timestamp_micro",
-            flat.integer("event_timestamp_micro")?,
-        )?;
-        let event = Event {
-            flat,
-            context,
-            account,
-            action,
-            object_id,
-            version: Version {
-                at_micro,
-                received_micro: context.received_at_micro,
-            },
-        };
+        let header = EventHeader::read(&flat, context, "event_organization_id")?;
+        let event = Event { flat, header };
         let mut records = Vec::new();
-        let canonical = match object.as_str() {
+        let canonical = match event.header.object.as_str() {
             "opportunity" => {
                 opportunity(&event, &mut records)?;
                 "deal"
             }
             "account" => {
-                let mut company = Company::new(event.key(), event.version);
+                let mut company = Company::new(event.key(), event.header.version);
                 company.deleted = event.deleted();
                 company.name = event.text("name")?;
                 company.domain = event
@@ -122,7 +98,7 @@ impl Mapping for DynamicsMapping {
                 "company"
             }
             "contact" => {
-                let mut contact = Contact::new(event.key(), event.version);
+                let mut contact = Contact::new(event.key(), event.header.version);
                 contact.deleted = event.deleted();
                 contact.company_id = event.text("parentcustomerid")?;
                 contact.owner_id = event.text("ownerid")?;
@@ -132,7 +108,7 @@ impl Mapping for DynamicsMapping {
                 "contact"
             }
             "systemuser" => {
-                let mut user = User::new(event.key(), event.version);
+                let mut user = User::new(event.key(), event.header.version);
                 user.deleted = event.deleted();
                 user.name = event.text("fullname")?;
                 user.email = event.text("internalemailaddress")?;
@@ -151,12 +127,13 @@ impl Mapping for DynamicsMapping {
                 ));
             }
         };
+        let header = event.header;
         Ok(Mapped {
-            account: event.account.clone(),
+            account: header.account,
             object: canonical.to_owned(),
-            remote_id: event.object_id.clone(),
-            action: event.action.clone(),
-            version: event.version,
+            remote_id: header.object_id,
+            action: header.action,
+            version: header.version,
             records,
         })
     }
@@ -164,9 +141,9 @@ impl Mapping for DynamicsMapping {
 
 fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError> {
     let flat = &event.flat;
-    let mut deal = Deal::new(event.key(), event.version);
+    let mut deal = Deal::new(event.key(), event.header.version);
     deal.deleted = event.deleted();
-    if event.action == "Delete" {
+    if event.header.action == "Delete" {
         records.push(Record::Deal(deal));
         return Ok(());
     }
@@ -181,7 +158,7 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
     if deal.amount.is_known() {
         deal.currency = flat.text("event_default_currency")?;
     }
-    deal.status = match event.action.as_str() {
+    deal.status = match event.header.action.as_str() {
         "Win" => Field::Value(DealStatus::Won),
         "Lose" => Field::Value(DealStatus::Lost),
         _ => match event.code("statecode")? {
@@ -251,7 +228,7 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
                     id: stage.clone(),
                     ..event.key()
                 },
-                version: event.version.at_micro,
+                version: event.header.version.at_micro,
                 pipeline_id: PIPELINE_ID.into(),
                 name: stage.clone(),
                 display_order: 0,

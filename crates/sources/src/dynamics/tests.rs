@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -329,7 +329,7 @@ fn enriched(body: &Value) -> serde_json::Map<String, Value> {
     let settings =
         tenant_settings(&json!({"organization_id": ORG, "secret": "k3y", "currency": "GBP"}))
             .unwrap();
-    DynamicsEnricher::new(HashMap::from([("acme".to_owned(), settings)]))
+    DynamicsEnricher::new(BTreeMap::from([("acme".to_owned(), settings)]))
         .flat_event(&raw)
         .expect("enriched")
         .into_map()
@@ -444,4 +444,22 @@ fn deal_of(statecode: i64) -> tributary_model::Deal {
         Some(full_opportunity(statecode, 2)),
         vec![],
     )))
+}
+
+#[test]
+fn the_fixture_context_is_accepted_and_maps_into_an_open_deal() {
+    let fixture = include_str!("../../../../tests/fixtures/dynamics/opportunity-update.json");
+    let body: Value = serde_json::from_str(fixture).expect("JSON");
+    let source = source(json!({}));
+    let uri: http::Uri = "/webhooks/dynamics/acme?code=k3y".parse().unwrap();
+    let headers = http::HeaderMap::new();
+    let bytes = Bytes::from(fixture.to_owned());
+    assert_eq!(
+        source.authenticate("acme", &request(&uri, &headers, &bytes)),
+        Ok(())
+    );
+    let deal = deal(&enriched(&body));
+    assert_eq!(deal.status, Field::Value(DealStatus::Open));
+    assert_eq!(deal.stage_id, Field::Value("3-Propose".into()));
+    assert_eq!(deal.title, Field::Value("Fabrikam renewal".into()));
 }

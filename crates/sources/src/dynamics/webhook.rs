@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::context::{self, guid, keyed, wcf_date_millis};
 use super::{DynamicsTenant, NAME, tenant_settings};
+use crate::mapped::tenants_by_name;
 use crate::{
     AuthFailure, Delivery, Prevalidated, Refusal, SourceConfigError, Violation, Warning,
     WebhookRequest, WebhookSource,
@@ -53,16 +54,7 @@ pub fn build(sections: Vec<(&str, &Value)>) -> Result<Box<dyn WebhookSource>, So
 
 impl Dynamics {
     pub fn from_sections(sections: Vec<(&str, &Value)>) -> Result<Self, SourceConfigError> {
-        let mut tenants = BTreeMap::new();
-        for (tenant, section) in sections {
-            let settings =
-                tenant_settings(section).map_err(|reason| SourceConfigError::Tenant {
-                    tenant: tenant.to_owned(),
-                    source_name: NAME,
-                    reason,
-                })?;
-            tenants.insert(tenant.to_owned(), settings);
-        }
+        let tenants = tenants_by_name(NAME, &sections, tenant_settings)?;
         Ok(Dynamics {
             tenants,
             no_one: Secret::new(Uuid::new_v4().to_string()),

@@ -8,7 +8,7 @@
 //! leads keep only their relations and times: their names, emails, phones
 //! and addresses are personal data and are not passed on.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use tributary_enrichment::flatten::FlatRecord;
 use tributary_envelope::RawEvent;
@@ -16,6 +16,7 @@ use tributary_envelope::RawEvent;
 use super::outbound::read_notification_bytes;
 use super::{NAME, SalesforceTenant, tenant_settings};
 use crate::enrich::{Missing, put_pipeline_fields};
+use crate::mapped::tenants_by_name;
 use crate::{
     BoxFuture, EnrichFailure, Enriched, EnricherContext, SourceConfigError, SourceEnricher,
 };
@@ -39,19 +40,11 @@ const PERSON_FIELDS: &[&str] = &[
 ];
 
 pub struct SalesforceEnricher {
-    tenants: HashMap<String, SalesforceTenant>,
+    tenants: BTreeMap<String, SalesforceTenant>,
 }
 
 pub fn build(context: &EnricherContext<'_>) -> Result<Box<dyn SourceEnricher>, SourceConfigError> {
-    let mut tenants = HashMap::new();
-    for (tenant, section) in &context.tenants {
-        let settings = tenant_settings(section).map_err(|reason| SourceConfigError::Tenant {
-            tenant: (*tenant).to_owned(),
-            source_name: NAME,
-            reason,
-        })?;
-        tenants.insert((*tenant).to_owned(), settings);
-    }
+    let tenants = tenants_by_name(NAME, &context.tenants, tenant_settings)?;
     Ok(Box::new(SalesforceEnricher { tenants }))
 }
 
@@ -65,7 +58,7 @@ impl SourceEnricher for SalesforceEnricher {
 }
 
 impl SalesforceEnricher {
-    pub fn new(tenants: HashMap<String, SalesforceTenant>) -> Self {
+    pub fn new(tenants: BTreeMap<String, SalesforceTenant>) -> Self {
         SalesforceEnricher { tenants }
     }
 

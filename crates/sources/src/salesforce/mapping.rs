@@ -16,8 +16,10 @@ use serde_json::{Map, Value};
 use tributary_model::flat::{Flat, domain_of_website};
 use tributary_model::{
     Company, Contact, Context, Deal, DealStatus, Field, Key, Mapped, Mapping, MappingError,
-    Outcome, Pipeline, Record, Stage, Timestamp, User, Version,
+    Outcome, Pipeline, Record, Stage, Timestamp, User,
 };
+
+use crate::mapped::EventHeader;
 
 /// The mapping the activator uses for Salesforce events.
 pub struct SalesforceMapping;
@@ -28,20 +30,12 @@ const PIPELINE_NAME: &str = "Opportunities";
 
 struct Event<'a> {
     flat: Flat<'a>,
-    context: &'a Context<'a>,
-    account: String,
-    object_id: String,
-    version: Version,
+    header: EventHeader,
 }
 
 impl Event<'_> {
     fn key(&self, id: impl Into<String>) -> Key {
-        Key {
-            tenant: self.context.tenant.to_owned(),
-            source: self.context.source.to_owned(),
-            account: self.account.clone(),
-            id: id.into(),
-        }
+        self.header.key(id)
     }
 
     fn field(name: &str) -> String {
@@ -68,26 +62,10 @@ impl Mapping for SalesforceMapping {
         fields: &Map<String, Value>,
     ) -> Result<Mapped, MappingError> {
         let flat = Flat::new(fields);
-        let object = Flat::required("event_object", flat.text("event_object")?)?;
-        let action = Flat::required("event_action", flat.text("event_action")?)?;
-        let account = Flat::required("event_organization_id", flat.id("event_organization_id")?)?;
-        let object_id = Flat::required("event_object_id", flat.id("event_object_id")?)?;
-        let at_micro = Flat::required(
-            "event_timestamp_micro",
-            flat.integer("event_timestamp_micro")?,
-        )?;
-        let event = Event {
-            flat,
-            context,
-            account,
-            object_id,
-            version: Version {
-                at_micro,
-                received_micro: context.received_at_micro,
-            },
-        };
+        let header = EventHeader::read(&flat, context, "event_organization_id")?;
+        let event = Event { flat, header };
         let mut records = Vec::new();
-        let canonical = match object.as_str() {
+        let canonical = match event.header.object.as_str() {
             "opportunity" => {
                 opportunity(&event, &mut records)?;
                 "deal"
@@ -111,12 +89,13 @@ impl Mapping for SalesforceMapping {
                 ));
             }
         };
+        let header = event.header;
         Ok(Mapped {
-            account: event.account.clone(),
+            account: header.account,
             object: canonical.to_owned(),
-            remote_id: event.object_id.clone(),
-            action,
-            version: event.version,
+            remote_id: header.object_id,
+            action: header.action,
+            version: header.version,
             records,
         })
     }
@@ -133,7 +112,7 @@ fn day_start(date: chrono::NaiveDate) -> Result<Timestamp, String> {
 
 fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError> {
     let flat = &event.flat;
-    let mut deal = Deal::new(event.key(event.object_id.clone()), event.version);
+    let mut deal = Deal::new(event.header.record_key(), event.header.version);
     deal.deleted = event.flag("IsDeleted")?;
     deal.title = event.text("Name")?;
     deal.amount = flat.amount_or_empty(&Event::field("Amount"))?;
@@ -190,7 +169,7 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
         if let Some(outcome) = outcome {
             records.push(Record::Stage(Stage {
                 key: event.key(stage.clone()),
-                version: event.version.at_micro,
+                version: event.header.version.at_micro,
                 pipeline_id: PIPELINE_ID.into(),
                 name: stage.clone(),
                 display_order: 0,
@@ -212,7 +191,7 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
 }
 
 fn account_record(event: &Event<'_>) -> Result<Company, MappingError> {
-    let mut company = Company::new(event.key(event.object_id.clone()), event.version);
+    let mut company = Company::new(event.header.record_key(), event.header.version);
     company.deleted = event.flag("IsDeleted")?;
     company.name = event.text("Name")?;
     company.domain = event.text("Website")?.map(|site| domain_of_website(&site));
@@ -225,7 +204,7 @@ fn account_record(event: &Event<'_>) -> Result<Company, MappingError> {
 }
 
 fn contact(event: &Event<'_>) -> Result<Contact, MappingError> {
-    let mut contact = Contact::new(event.key(event.object_id.clone()), event.version);
+    let mut contact = Contact::new(event.header.record_key(), event.header.version);
     contact.deleted = event.flag("IsDeleted")?;
     contact.company_id = event.text("AccountId")?;
     contact.owner_id = event.text("OwnerId")?;
@@ -235,7 +214,7 @@ fn contact(event: &Event<'_>) -> Result<Contact, MappingError> {
 }
 
 fn user(event: &Event<'_>) -> Result<User, MappingError> {
-    let mut user = User::new(event.key(event.object_id.clone()), event.version);
+    let mut user = User::new(event.header.record_key(), event.header.version);
     user.name = event.text("Name")?;
     user.email = event.text("Email")?;
     user.active = event.flag("IsActive")?;

@@ -336,3 +336,31 @@ fn answers_are_soap() {
             .contains("soapenv:Server")
     );
 }
+
+#[test]
+fn the_fixture_message_gives_an_opportunity_and_an_account() {
+    let fixture =
+        include_str!("../../../../tests/fixtures/salesforce/opportunity-outbound-message.xml");
+    let source = source();
+    let uri: http::Uri = "/webhooks/salesforce/acme?secret=s3cret".parse().unwrap();
+    let headers = http::HeaderMap::new();
+    let body = Bytes::from(fixture.to_owned());
+    assert_eq!(
+        source.authenticate("acme", &request(&uri, &headers, &body)),
+        Ok(())
+    );
+    let delivery = source
+        .split("acme", &request(&uri, &headers, &body))
+        .expect("accepted");
+    let objects: Vec<&str> = delivery
+        .events
+        .iter()
+        .map(|e| e.keys.object.as_str())
+        .collect();
+    assert_eq!(objects, ["opportunity", "account"]);
+    // The account's time is its SystemModstamp.
+    assert_eq!(
+        delivery.events[1].keys.occurred_at_micros,
+        1_741_096_901_000_000
+    );
+}

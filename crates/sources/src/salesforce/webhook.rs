@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use super::outbound::{self, Notification, read_message};
 use super::{NAME, SalesforceTenant, id_18, same_id, tenant_settings};
+use crate::mapped::tenants_by_name;
 use crate::{
     AuthFailure, Delivery, Prevalidated, Refusal, RefusalReply, RejectedElement, Reply,
     SourceConfigError, SplitEvent, Violation, Warning, WebhookRequest, WebhookSource,
@@ -58,16 +59,7 @@ pub fn build(sections: Vec<(&str, &Value)>) -> Result<Box<dyn WebhookSource>, So
 
 impl Salesforce {
     pub fn from_sections(sections: Vec<(&str, &Value)>) -> Result<Self, SourceConfigError> {
-        let mut tenants = BTreeMap::new();
-        for (tenant, section) in sections {
-            let settings =
-                tenant_settings(section).map_err(|reason| SourceConfigError::Tenant {
-                    tenant: tenant.to_owned(),
-                    source_name: NAME,
-                    reason,
-                })?;
-            tenants.insert(tenant.to_owned(), settings);
-        }
+        let tenants = tenants_by_name(NAME, &sections, tenant_settings)?;
         Ok(Salesforce {
             tenants,
             no_one: Secret::new(Uuid::new_v4().to_string()),

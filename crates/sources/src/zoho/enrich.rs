@@ -7,7 +7,7 @@
 //! without values for a record that still exists gives a partial event
 //! missing `record`. Contacts keep only their relations and times.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 use tributary_enrichment::api_client::ApiError;
@@ -17,6 +17,7 @@ use tributary_envelope::RawEvent;
 use super::{NAME, ZohoTenant, tenant_settings};
 use crate::checks::id_text;
 use crate::enrich::{Missing, put_pipeline_fields};
+use crate::mapped::tenants_by_name;
 use crate::{
     BoxFuture, EnrichFailure, Enriched, EnricherContext, SourceConfigError, SourceEnricher,
 };
@@ -30,19 +31,11 @@ const PERSON_FIELDS: &[&str] = &[
 ];
 
 pub struct ZohoEnricher {
-    tenants: HashMap<String, ZohoTenant>,
+    tenants: BTreeMap<String, ZohoTenant>,
 }
 
 pub fn build(context: &EnricherContext<'_>) -> Result<Box<dyn SourceEnricher>, SourceConfigError> {
-    let mut tenants = HashMap::new();
-    for (tenant, section) in &context.tenants {
-        let settings = tenant_settings(section).map_err(|reason| SourceConfigError::Tenant {
-            tenant: (*tenant).to_owned(),
-            source_name: NAME,
-            reason,
-        })?;
-        tenants.insert((*tenant).to_owned(), settings);
-    }
+    let tenants = tenants_by_name(NAME, &context.tenants, tenant_settings)?;
     Ok(Box::new(ZohoEnricher { tenants }))
 }
 
@@ -56,7 +49,7 @@ impl SourceEnricher for ZohoEnricher {
 }
 
 impl ZohoEnricher {
-    pub fn new(tenants: HashMap<String, ZohoTenant>) -> Self {
+    pub fn new(tenants: BTreeMap<String, ZohoTenant>) -> Self {
         ZohoEnricher { tenants }
     }
 

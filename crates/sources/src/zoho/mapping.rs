@@ -10,9 +10,9 @@
 
 use serde_json::{Map, Value};
 use tributary_model::flat::{Flat, domain_of_website};
-use tributary_model::{
-    Company, Contact, Context, Deal, Field, Key, Mapped, Mapping, MappingError, Version,
-};
+use tributary_model::{Company, Contact, Context, Deal, Field, Key, Mapped, Mapping, MappingError};
+
+use crate::mapped::EventHeader;
 
 pub struct ZohoMapping;
 
@@ -20,21 +20,12 @@ pub const PIPELINE_ID: &str = "deals";
 
 struct Event<'a> {
     flat: Flat<'a>,
-    context: &'a Context<'a>,
-    account: String,
-    object_id: String,
-    action: String,
-    version: Version,
+    header: EventHeader,
 }
 
 impl Event<'_> {
     fn key(&self) -> Key {
-        Key {
-            tenant: self.context.tenant.to_owned(),
-            source: self.context.source.to_owned(),
-            account: self.account.clone(),
-            id: self.object_id.clone(),
-        }
+        self.header.record_key()
     }
 
     fn text(&self, name: &str) -> Result<Field<String>, MappingError> {
@@ -46,7 +37,7 @@ impl Event<'_> {
     }
 
     fn deleted(&self) -> Field<bool> {
-        match self.action.as_str() {
+        match self.header.action.as_str() {
             "delete" => Field::Value(true),
             "insert" => Field::Value(false),
             _ => Field::Unknown,
@@ -61,28 +52,12 @@ impl Mapping for ZohoMapping {
         fields: &Map<String, Value>,
     ) -> Result<Mapped, MappingError> {
         let flat = Flat::new(fields);
-        let object = Flat::required("event_object", flat.text("event_object")?)?;
-        let action = Flat::required("event_action", flat.text("event_action")?)?;
-        let account = Flat::required("event_org_id", flat.id("event_org_id")?)?;
-        let object_id = Flat::required("event_object_id", flat.id("event_object_id")?)?;
-        let at_micro = Flat::required(
-            "event_timestamp_micro",
-            flat.integer("event_timestamp_micro")?,
-        )?;
-        let event = Event {
-            flat,
-            context,
-            account,
-            object_id,
-            action,
-            version: Version {
-                at_micro,
-                received_micro: context.received_at_micro,
-            },
-        };
+        let header = EventHeader::read(&flat, context, "event_org_id")?;
+        let event = Event { flat, header };
+        let object = event.header.object.clone();
         let records = match object.as_str() {
             "deal" => {
-                let mut deal = Deal::new(event.key(), event.version);
+                let mut deal = Deal::new(event.key(), event.header.version);
                 deal.deleted = event.deleted();
                 deal.title = event.text("Deal_Name")?;
                 deal.amount = event.flat.amount("field_Amount")?;
@@ -113,7 +88,7 @@ impl Mapping for ZohoMapping {
                 vec![tributary_model::Record::Deal(deal)]
             }
             "account" => {
-                let mut company = Company::new(event.key(), event.version);
+                let mut company = Company::new(event.key(), event.header.version);
                 company.deleted = event.deleted();
                 company.name = event.text("Account_Name")?;
                 company.domain = event.text("Website")?.map(|site| domain_of_website(&site));
@@ -122,7 +97,7 @@ impl Mapping for ZohoMapping {
                 vec![tributary_model::Record::Company(company)]
             }
             "contact" => {
-                let mut contact = Contact::new(event.key(), event.version);
+                let mut contact = Contact::new(event.key(), event.header.version);
                 contact.deleted = event.deleted();
                 contact.company_id = event.id("Account_Name")?;
                 contact.owner_id = event.id("Owner")?;
@@ -140,12 +115,13 @@ impl Mapping for ZohoMapping {
         } else {
             object.as_str()
         };
+        let header = event.header;
         Ok(Mapped {
-            account: event.account.clone(),
+            account: header.account,
             object: canonical.to_owned(),
-            remote_id: event.object_id.clone(),
-            action: event.action.clone(),
-            version: event.version,
+            remote_id: header.object_id,
+            action: header.action,
+            version: header.version,
             records,
         })
     }

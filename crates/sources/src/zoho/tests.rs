@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -178,7 +178,7 @@ fn enrich(body: &str, id: &str, operation: &str) -> (serde_json::Map<String, Val
         }),
         ..RawEvent::default()
     };
-    let enricher = ZohoEnricher::new(HashMap::from([(
+    let enricher = ZohoEnricher::new(BTreeMap::from([(
         "acme".to_owned(),
         tenant_settings(&section()).unwrap(),
     )]));
@@ -236,4 +236,27 @@ fn a_records_affected_values_map_into_a_deal_and_the_status_is_not_guessed() {
     let (fields, complete) = enrich(&notification("delete", false), DEAL, "delete");
     assert!(complete);
     assert_eq!(self::deal(&fields).deleted, Field::Value(true));
+}
+
+#[test]
+fn the_fixture_notification_is_accepted_with_both_ids() {
+    let fixture = include_str!("../../../../tests/fixtures/zoho/deals-update.json");
+    let section = json!({"org_id": "600", "channel_ids": ["1000000068001"], "token": "tok"});
+    let source = Zoho::from_sections(vec![("acme", &section)]).expect("valid");
+    let uri: http::Uri = "/webhooks/zoho/acme".parse().unwrap();
+    let headers = http::HeaderMap::new();
+    let body = Bytes::from(fixture.to_owned());
+    assert_eq!(
+        source.authenticate("acme", &request(&uri, &headers, &body)),
+        Ok(())
+    );
+    let delivery = source
+        .split("acme", &request(&uri, &headers, &body))
+        .expect("accepted");
+    let ids: Vec<&str> = delivery
+        .events
+        .iter()
+        .map(|e| e.keys.object_id.as_str())
+        .collect();
+    assert_eq!(ids, [DEAL, OTHER]);
 }

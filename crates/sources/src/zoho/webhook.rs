@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::{NAME, ZohoTenant, object_of_module, tenant_settings};
 use crate::checks::id_text;
+use crate::mapped::tenants_by_name;
 use crate::{
     AuthFailure, Delivery, Prevalidated, Refusal, SourceConfigError, SplitEvent, Violation,
     WebhookRequest, WebhookSource,
@@ -41,16 +42,7 @@ pub fn build(sections: Vec<(&str, &Value)>) -> Result<Box<dyn WebhookSource>, So
 
 impl Zoho {
     pub fn from_sections(sections: Vec<(&str, &Value)>) -> Result<Self, SourceConfigError> {
-        let mut tenants = BTreeMap::new();
-        for (tenant, section) in sections {
-            let settings =
-                tenant_settings(section).map_err(|reason| SourceConfigError::Tenant {
-                    tenant: tenant.to_owned(),
-                    source_name: NAME,
-                    reason,
-                })?;
-            tenants.insert(tenant.to_owned(), settings);
-        }
+        let tenants = tenants_by_name(NAME, &sections, tenant_settings)?;
         Ok(Zoho {
             tenants,
             no_one: Secret::new(Uuid::new_v4().to_string()),

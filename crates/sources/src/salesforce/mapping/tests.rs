@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -16,7 +16,7 @@ fn enricher(currency: Option<&str>) -> SalesforceEnricher {
     if let Some(currency) = currency {
         section["currency"] = json!(currency);
     }
-    SalesforceEnricher::new(HashMap::from([(
+    SalesforceEnricher::new(BTreeMap::from([(
         "acme".to_owned(),
         tenant_settings(&section).expect("valid"),
     )]))

@@ -1,0 +1,86 @@
+//! What every enriched event of the webhook platforms that carry their
+//! records (Salesforce, Dynamics 365, Zoho CRM) starts with, read once for
+//! its mapping: the object, the action, the account, the record's id and
+//! the version, and the tenant settings each stage reads per platform.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use tributary_model::flat::Flat;
+use tributary_model::{Context, Key, MappingError, Version};
+
+use crate::SourceConfigError;
+
+/// The `event_*` fields every such event has.
+#[derive(Debug, Clone)]
+pub struct EventHeader {
+    pub object: String,
+    pub action: String,
+    /// The platform account (org) the record belongs to.
+    pub account: String,
+    pub object_id: String,
+    /// The platform's time (`event_timestamp_micro`), receipt breaking ties.
+    pub version: Version,
+    tenant: String,
+    source: String,
+}
+
+impl EventHeader {
+    /// Reads the header; `account_field` names the platform's account field.
+    pub fn read(
+        flat: &Flat<'_>,
+        context: &Context<'_>,
+        account_field: &str,
+    ) -> Result<Self, MappingError> {
+        Ok(EventHeader {
+            object: Flat::required("event_object", flat.text("event_object")?)?,
+            action: Flat::required("event_action", flat.text("event_action")?)?,
+            account: Flat::required(account_field, flat.id(account_field)?)?,
+            object_id: Flat::required("event_object_id", flat.id("event_object_id")?)?,
+            version: Version {
+                at_micro: Flat::required(
+                    "event_timestamp_micro",
+                    flat.integer("event_timestamp_micro")?,
+                )?,
+                received_micro: context.received_at_micro,
+            },
+            tenant: context.tenant.to_owned(),
+            source: context.source.to_owned(),
+        })
+    }
+
+    /// The key of the record `id` in the event's account.
+    pub fn key(&self, id: impl Into<String>) -> Key {
+        Key {
+            tenant: self.tenant.clone(),
+            source: self.source.clone(),
+            account: self.account.clone(),
+            id: id.into(),
+        }
+    }
+
+    /// The key of the event's own record.
+    pub fn record_key(&self) -> Key {
+        self.key(self.object_id.clone())
+    }
+}
+
+/// Every tenant's settings for `source_name`, each read and checked by `read`.
+pub fn tenants_by_name<T>(
+    source_name: &'static str,
+    sections: &[(&str, &Value)],
+    read: impl Fn(&Value) -> Result<T, String>,
+) -> Result<BTreeMap<String, T>, SourceConfigError> {
+    sections
+        .iter()
+        .map(|(tenant, section)| {
+            read(section)
+                .map(|settings| ((*tenant).to_owned(), settings))
+                .map_err(|reason| SourceConfigError::Tenant {
+                    tenant: (*tenant).to_owned(),
+                    source_name,
+                    reason,
+                })
+        })
+        .collect()
+}
