@@ -31,3 +31,71 @@ pub fn options(topics: &Topics, db: &TestDatabase, work_dir: &Path) -> Options {
     options.group_prefix = crate::unique("pipeline");
     options
 }
+
+/// A pipeline of its own (topics, groups, database) for one source's
+/// end-to-end test: the small simulated world's tenants, plus the tenant
+/// sections in `extra_config`.
+pub struct SourcePipeline {
+    pub pipeline: tributary_demo::Pipeline,
+    pub db: TestDatabase,
+    _topics: Topics,
+    _dir: tempfile::TempDir,
+}
+
+impl SourcePipeline {
+    pub async fn start(database: &str, extra_config: String) -> Self {
+        let world = tributary_world::World::generate(tributary_world::WorldConfig::small(7));
+        let topics = Topics::create(&broker::shared_brokers(), 3).await;
+        let db = TestDatabase::create(database).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut options = options(&topics, &db, dir.path());
+        options.extra_config = extra_config;
+        let pipeline = tributary_demo::Pipeline::start(&world, options)
+            .await
+            .expect("the pipeline starts");
+        SourcePipeline {
+            pipeline,
+            db,
+            _topics: topics,
+            _dir: dir,
+        }
+    }
+
+    /// Waits until `source` has exactly `events` distinct events in ClickHouse.
+    pub async fn wait_for_events(&self, source: &str, events: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let rows = self
+                .db
+                .query(&format!(
+                    "SELECT count() AS n FROM tributary.event_log FINAL WHERE source = '{source}'"
+                ))
+                .await;
+            if rows[0]["n"].as_u64() == Some(events) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{source} events loaded: {rows:?}, {events} expected"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
+    /// The deals of `source` as the dashboards resolve them (`columns` of
+    /// `deals_resolved`), by id.
+    pub async fn deals(
+        &self,
+        source: &str,
+        columns: &str,
+    ) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.db
+            .query(&format!(
+                "SELECT id, {columns} FROM tributary.deals_resolved WHERE source = '{source}' ORDER BY id"
+            ))
+            .await
+            .into_iter()
+            .map(|row| (row["id"].as_str().unwrap_or_default().to_owned(), row))
+            .collect()
+    }
+}

@@ -4,14 +4,8 @@
 //! into the canonical model, with retries and a late, older update.
 #![cfg(all(feature = "kafka-broker-tests", feature = "clickhouse-tests"))]
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
-use tributary_demo::Pipeline;
-use tributary_tests::broker;
-use tributary_tests::clickhouse::TestDatabase;
-use tributary_tests::enricher::Topics;
-use tributary_world::{World, WorldConfig};
+use tributary_tests::pipeline::SourcePipeline;
 
 const ORG: &str = "9f2a1c34-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
 const KEY: &str = "webhook-key-from-the-registration";
@@ -61,17 +55,10 @@ fn update(operation: &str, id: &str, stage: &str, statecode: i64, modified_ms: i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_steps_load_each_opportunity_once_at_its_latest_state() {
-    let world = World::generate(WorldConfig::small(7));
-    let topics = Topics::create(&broker::shared_brokers(), 3).await;
-    let db = TestDatabase::create("dynamics").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut options = tributary_tests::pipeline::options(&topics, &db, dir.path());
-    options.extra_config = format!(
-        "[tenants.contoso.dynamics]\norganization_id = \"{ORG}\"\nsecret = \"{KEY}\"\ncurrency = \"GBP\"\n"
-    );
-    let pipeline = Pipeline::start(&world, options)
-        .await
-        .expect("the pipeline starts");
+    let run = SourcePipeline::start("dynamics", format!(
+            "[tenants.contoso.dynamics]\norganization_id = \"{ORG}\"\nsecret = \"{KEY}\"\ncurrency = \"GBP\"\n"
+        )).await;
+    let pipeline = &run.pipeline;
     let http = reqwest::Client::new();
     let url = format!(
         "{}/webhooks/dynamics/contoso?code={KEY}",
@@ -126,34 +113,11 @@ async fn webhook_steps_load_each_opportunity_once_at_its_latest_state() {
     .await;
     assert_eq!(status, 401, "{body}");
 
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let rows = db
-            .query("SELECT count() AS n FROM tributary.event_log FINAL WHERE source = 'dynamics'")
-            .await;
-        if rows[0]["n"].as_u64() == Some(4) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dynamics events loaded: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let deals = db
-        .query(
-            "SELECT id, account, toFloat64(amount) AS amount, currency, stage_id, status, \
-             toString(won_at) AS won_at FROM tributary.deals_resolved \
-             WHERE source = 'dynamics' ORDER BY id",
-        )
-        .await;
+    run.wait_for_events("dynamics", 4).await;
+    let deals = run.deals("dynamics", "account, toFloat64(amount) AS amount, currency, stage_id, status, toString(won_at) AS won_at").await;
     assert_eq!(deals.len(), 2, "{deals:?}");
-    let deal = |id: &str| -> &Value {
-        deals
-            .iter()
-            .find(|d| d["id"] == id)
-            .unwrap_or_else(|| panic!("{id} in {deals:?}"))
-    };
+    let deal =
+        |id: &str| -> &Value { deals.get(id).unwrap_or_else(|| panic!("{id} in {deals:?}")) };
     assert_eq!(
         deal(WON)["status"],
         "won",

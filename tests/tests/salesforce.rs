@@ -5,14 +5,8 @@
 //! out-of-order delivery.
 #![cfg(all(feature = "kafka-broker-tests", feature = "clickhouse-tests"))]
 
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
-use tributary_demo::Pipeline;
-use tributary_tests::broker;
-use tributary_tests::clickhouse::TestDatabase;
-use tributary_tests::enricher::Topics;
-use tributary_world::{World, WorldConfig};
+use tributary_tests::pipeline::SourcePipeline;
 
 const ORG: &str = "00D5g000004ABCDEA4";
 const SECRET: &str = "om-endpoint-secret";
@@ -82,17 +76,10 @@ async fn post(http: &reqwest::Client, url: &str, body: String) -> Answer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_messages_load_each_opportunity_once_at_its_latest_state() {
-    let world = World::generate(WorldConfig::small(7));
-    let topics = Topics::create(&broker::shared_brokers(), 3).await;
-    let db = TestDatabase::create("salesforce").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut options = tributary_tests::pipeline::options(&topics, &db, dir.path());
-    options.extra_config = format!(
-        "[tenants.summit.salesforce]\norganization_id = \"00D5g000004ABCD\"\nendpoint_secret = \"{SECRET}\"\ncurrency = \"EUR\"\n"
-    );
-    let pipeline = Pipeline::start(&world, options)
-        .await
-        .expect("the pipeline starts");
+    let run = SourcePipeline::start("salesforce", format!(
+            "[tenants.summit.salesforce]\norganization_id = \"00D5g000004ABCD\"\nendpoint_secret = \"{SECRET}\"\ncurrency = \"EUR\"\n"
+        )).await;
+    let pipeline = &run.pipeline;
     let http = reqwest::Client::new();
     let url = format!(
         "{}/webhooks/salesforce/summit?secret={SECRET}",
@@ -212,34 +199,11 @@ async fn outbound_messages_load_each_opportunity_once_at_its_latest_state() {
     );
 
     // Four distinct notifications reach ClickHouse, each once.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let rows = db
-            .query("SELECT count() AS n FROM tributary.event_log FINAL WHERE source = 'salesforce'")
-            .await;
-        if rows[0]["n"].as_u64() == Some(4) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "salesforce events loaded: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let deals = db
-        .query(
-            "SELECT id, account, title, toFloat64(amount) AS amount, currency, stage_id, status, \
-             toString(won_at) AS won_at FROM tributary.deals_resolved \
-             WHERE source = 'salesforce' ORDER BY id",
-        )
-        .await;
+    run.wait_for_events("salesforce", 4).await;
+    let deals = run.deals("salesforce", "account, title, toFloat64(amount) AS amount, currency, stage_id, status, toString(won_at) AS won_at").await;
     assert_eq!(deals.len(), 2, "{deals:?}");
-    let deal = |id: &str| -> &Value {
-        deals
-            .iter()
-            .find(|d| d["id"] == id)
-            .unwrap_or_else(|| panic!("{id} in {deals:?}"))
-    };
+    let deal =
+        |id: &str| -> &Value { deals.get(id).unwrap_or_else(|| panic!("{id} in {deals:?}")) };
     assert_eq!(
         deal(won)["status"],
         "won",
@@ -252,7 +216,7 @@ async fn outbound_messages_load_each_opportunity_once_at_its_latest_state() {
     assert_eq!(deal(won)["amount"], 48000.25);
     assert_eq!(deal(open)["status"], "open");
     assert_eq!(deal(open)["stage_id"], "Qualification");
-    let stages = db
+    let stages = run.db
         .query("SELECT name, outcome FROM tributary.stages FINAL WHERE source = 'salesforce' ORDER BY name")
         .await;
     let won_stage = stages

@@ -3,14 +3,8 @@
 //! per record id with its 19 digits intact, into the canonical model.
 #![cfg(all(feature = "kafka-broker-tests", feature = "clickhouse-tests"))]
 
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
-use tributary_demo::Pipeline;
-use tributary_tests::broker;
-use tributary_tests::clickhouse::TestDatabase;
-use tributary_tests::enricher::Topics;
-use tributary_world::{World, WorldConfig};
+use tributary_tests::pipeline::SourcePipeline;
 
 const CHANNEL: &str = "1000000068001";
 const TOKEN: &str = "channel-token";
@@ -26,17 +20,10 @@ fn notification(time: u64, operation: &str, values: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_load_each_record_once_with_its_ids_intact() {
-    let world = World::generate(WorldConfig::small(7));
-    let topics = Topics::create(&broker::shared_brokers(), 3).await;
-    let db = TestDatabase::create("zoho").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut options = tributary_tests::pipeline::options(&topics, &db, dir.path());
-    options.extra_config = format!(
-        "[tenants.orbit.zoho]\norg_id = \"60012345678\"\nchannel_ids = [\"{CHANNEL}\"]\ntoken = \"{TOKEN}\"\ncurrency = \"INR\"\n"
-    );
-    let pipeline = Pipeline::start(&world, options)
-        .await
-        .expect("the pipeline starts");
+    let run = SourcePipeline::start("zoho", format!(
+            "[tenants.orbit.zoho]\norg_id = \"60012345678\"\nchannel_ids = [\"{CHANNEL}\"]\ntoken = \"{TOKEN}\"\ncurrency = \"INR\"\n"
+        )).await;
+    let pipeline = &run.pipeline;
     let http = reqwest::Client::new();
     let url = format!("{}/webhooks/zoho/orbit", pipeline.collector_url);
     let post = |body: String| {
@@ -80,30 +67,16 @@ async fn notifications_load_each_record_once_with_its_ids_intact() {
     let (status, body) = post(created.replace("\"Deals\"", "\"Invoices\"")).await;
     assert_eq!(status, 400, "{body}");
 
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let rows = db
-            .query("SELECT count() AS n FROM tributary.event_log FINAL WHERE source = 'zoho'")
-            .await;
-        if rows[0]["n"].as_u64() == Some(4) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "zoho events loaded: {rows:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let deals = db
-        .query(
-            "SELECT id, title, toFloat64(amount) AS amount, currency, stage_id FROM tributary.deals_resolved \
-             WHERE source = 'zoho' ORDER BY id",
+    run.wait_for_events("zoho", 4).await;
+    let deals = run
+        .deals(
+            "zoho",
+            "title, toFloat64(amount) AS amount, currency, stage_id",
         )
         .await;
-    let deal = |id: &str| -> &Value {
-        deals
-            .iter()
-            .find(|d| d["id"] == id)
-            .unwrap_or_else(|| panic!("{id} in {deals:?}"))
-    };
     assert_eq!(deals.len(), 2, "{deals:?}");
+    let deal =
+        |id: &str| -> &Value { deals.get(id).unwrap_or_else(|| panic!("{id} in {deals:?}")) };
     assert_eq!(deal(BIG)["stage_id"], "Negotiation");
     assert_eq!(
         deal(BIG)["title"],
