@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Uri};
-use tributary_sources::{WebhookRequest, WebhookSource, pipedrive};
+use tributary_sources::{WebhookRequest, WebhookSource, pipedrive, salesforce};
 
 /// The collector's Pipedrive source for tenant `acme` (`hook` / `s3cret`).
 fn pipedrive_source() -> Box<dyn WebhookSource> {
@@ -55,4 +55,42 @@ fn pipedrive_time_with_a_multibyte_character_at_the_seconds_end_is_kept_as_given
         pipedrive::normalize_time("2025-03-06T10:00:00.004Z"),
         "2025-03-06T10:00:00Z"
     );
+}
+
+/// An Outbound Message preceded by a UTF-8 byte-order mark: the XML reader
+/// skips the mark and counts positions after it, so every notification's
+/// bytes were cut three bytes early and could not be read again alone
+/// (`salesforce_outbound`).
+#[test]
+fn salesforce_notifications_after_a_byte_order_mark_are_cut_whole() {
+    let section =
+        serde_json::json!({"organization_id": "00D5g000004ABCD", "endpoint_secret": "s3cret"});
+    let platform = tributary_sources::platform(salesforce::NAME).expect("registered");
+    let source = (platform.webhook)(vec![("acme", &section)]).expect("valid settings");
+    let mut body = b"\xEF\xBB\xBF".to_vec();
+    body.extend_from_slice(include_bytes!(
+        "../../../tests/fixtures/salesforce/opportunity-outbound-message.xml"
+    ));
+    let body = Bytes::from(body);
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    let uri = Uri::from_static("/webhooks/salesforce/acme?secret=s3cret");
+    let request = WebhookRequest {
+        method: &Method::POST,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    source.authenticate("acme", &request).expect("authentic");
+    let delivery = source.split("acme", &request).expect("accepted");
+    assert_eq!(delivery.events.len(), 2);
+    for event in &delivery.events {
+        assert!(
+            event.body.starts_with(b"<Notification>"),
+            "{:?}",
+            event.body
+        );
+        assert!(event.body.ends_with(b"</Notification>"), "{:?}", event.body);
+        salesforce::outbound::read_notification_bytes(&event.body).expect("readable alone");
+    }
 }

@@ -14,6 +14,8 @@ use quick_xml::events::{BytesStart, Event};
 
 /// `xmlns` of `<notifications>` and of the acknowledgement.
 pub const OUTBOUND_NAMESPACE: &str = "http://soap.sforce.com/2005/09/outbound";
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// `xmlns` of the SOAP 1.1 envelope.
 pub const SOAP_NAMESPACE: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 
@@ -132,6 +134,13 @@ pub fn read_message(body: &[u8]) -> Result<OutboundMessage, String> {
     }
     if !seen_notifications {
         return Err("the SOAP body holds no <notifications>".into());
+    }
+    // The reader counts positions after a byte-order mark it skipped.
+    if body.starts_with(UTF8_BOM) {
+        for notification in &mut message.notifications {
+            let span = &mut notification.span;
+            *span = span.start + UTF8_BOM.len()..span.end + UTF8_BOM.len();
+        }
     }
     Ok(message)
 }
