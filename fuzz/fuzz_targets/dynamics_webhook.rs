@@ -79,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
                 ..RawEvent::default()
             };
             // An error from either is a dead letter, never a panic.
-            if let Ok(record) = ENRICHER.flat_event(&raw)
+            if let Ok((record, _)) = ENRICHER.flat_event(&raw)
                 && let Ok(fields) = record.into_map()
             {
                 let context = Context { tenant: TENANT, source: dynamics::NAME, received_at_micro: 1, missing: &[] };

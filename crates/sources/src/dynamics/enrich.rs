@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
+use tributary_enrichment::api_client::ApiError;
 use tributary_enrichment::flatten::FlatRecord;
 use tributary_envelope::RawEvent;
 
@@ -48,10 +49,31 @@ pub fn build(context: &EnricherContext<'_>) -> Result<Box<dyn SourceEnricher>, S
 impl SourceEnricher for DynamicsEnricher {
     fn enrich<'a>(&'a self, raw: &'a RawEvent) -> BoxFuture<'a, Result<Enriched, EnrichFailure>> {
         Box::pin(async move {
-            let record = self.flat_event(raw)?;
-            Enriched::from_record(&record, Missing::default())
+            let (record, missing) = self.flat_event(raw)?;
+            Enriched::from_record(&record, missing)
         })
     }
+}
+
+/// A context Dataverse stripped of its images and parameters (over 256 KB)
+/// carries ids only: the record is missing until it is read from the Web
+/// API, which is not done here.
+fn stripped_record(raw: &RawEvent) -> Missing {
+    let mut missing = Missing::default();
+    if raw
+        .warnings
+        .iter()
+        .any(|w| w.code == "message_size_exceeded")
+    {
+        missing.note::<()>(
+            "record",
+            Err(ApiError::NotConfigured {
+                api: "dynamics",
+                reason: "the context was over 256 KB and arrived without its attributes; records are not read from the Web API".into(),
+            }),
+        );
+    }
+    missing
 }
 
 impl DynamicsEnricher {
@@ -59,7 +81,8 @@ impl DynamicsEnricher {
         DynamicsEnricher { tenants }
     }
 
-    pub fn flat_event(&self, raw: &RawEvent) -> Result<FlatRecord, EnrichFailure> {
+    /// The flat event of a raw context, and the lookups it misses.
+    pub fn flat_event(&self, raw: &RawEvent) -> Result<(FlatRecord, Missing), EnrichFailure> {
         let body: Map<String, Value> = serde_json::from_slice(&raw.body)
             .map_err(|err| EnrichFailure::unreadable_body(format!("not a context: {err}")))?;
         let settings = self.tenants.get(&raw.tenant).ok_or_else(|| {
@@ -115,7 +138,8 @@ impl DynamicsEnricher {
         if let Some(status) = keyed(parameters, "Status") {
             record.put("event_status_code", context::plain(status));
         }
-        put_pipeline_fields(&mut record, raw, &Missing::default());
-        Ok(record)
+        let missing = stripped_record(raw);
+        put_pipeline_fields(&mut record, raw, &missing);
+        Ok((record, missing))
     }
 }

@@ -302,15 +302,28 @@ fn what_is_not_a_context_is_refused_with_every_reason() {
 }
 
 fn enriched(body: &Value) -> serde_json::Map<String, Value> {
+    enriched_with(body, &http::HeaderMap::new())
+}
+
+fn enriched_with(body: &Value, headers: &http::HeaderMap) -> serde_json::Map<String, Value> {
     let source = source(json!({}));
     let uri: http::Uri = "/webhooks/dynamics/acme?code=k3y".parse().unwrap();
-    let headers = http::HeaderMap::new();
     let bytes = Bytes::from(serde_json::to_vec(body).unwrap());
     let delivery = source
-        .split("acme", &request(&uri, &headers, &bytes))
+        .split("acme", &request(&uri, headers, &bytes))
         .expect("accepted");
     let keys = &delivery.events[0].keys;
+    let warnings = keys
+        .warnings
+        .iter()
+        .map(|w| tributary_envelope::Warning {
+            code: w.code.into(),
+            field: w.field.clone(),
+            message: w.message.clone(),
+        })
+        .collect();
     let raw = RawEvent {
+        warnings,
         tenant: "acme".into(),
         source: NAME.into(),
         event_id: keys.event_id.clone(),
@@ -332,6 +345,7 @@ fn enriched(body: &Value) -> serde_json::Map<String, Value> {
     DynamicsEnricher::new(BTreeMap::from([("acme".to_owned(), settings)]))
         .flat_event(&raw)
         .expect("enriched")
+        .0
         .into_map()
         .expect("no collision")
 }
@@ -462,4 +476,17 @@ fn the_fixture_context_is_accepted_and_maps_into_an_open_deal() {
     assert_eq!(deal.status, Field::Value(DealStatus::Open));
     assert_eq!(deal.stage_id, Field::Value("3-Propose".into()));
     assert_eq!(deal.title, Field::Value("Fabrikam renewal".into()));
+}
+
+#[test]
+fn a_context_stripped_for_size_is_partial_missing_the_record() {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(SIZE_EXCEEDED_HEADER, "true".parse().unwrap());
+    let mut stripped = context("Update", full_opportunity(0, 1), None, vec![]);
+    stripped["InputParameters"] = json!([]);
+    let fields = enriched_with(&stripped, &headers);
+    assert_eq!(fields["pipeline_enrichment_status"], "partial");
+    assert_eq!(fields["pipeline_enrichment_missing"], json!(["record"]));
+    let whole = enriched(&context("Update", full_opportunity(0, 1), None, vec![]));
+    assert_eq!(whole["pipeline_enrichment_status"], "complete");
 }
