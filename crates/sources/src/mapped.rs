@@ -1,7 +1,7 @@
-//! What every enriched event of the webhook platforms that carry their
-//! records (Salesforce, Dynamics 365, Zoho CRM) starts with, read once for
-//! its mapping: the object, the action, the account, the record's id and
-//! the version, and the tenant settings each stage reads per platform.
+//! What the enriched events of platforms whose deliveries carry their
+//! records start with, read once for their mappings: the object, the
+//! action, the account, the record's id and the version; and the tenant
+//! settings each stage reads per platform.
 
 use std::collections::BTreeMap;
 
