@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Uri};
-use tributary_sources::{WebhookRequest, WebhookSource, pipedrive, salesforce};
+use tributary_sources::{WebhookRequest, WebhookSource, dynamics, pipedrive, salesforce};
 
 /// The collector's Pipedrive source for tenant `acme` (`hook` / `s3cret`).
 fn pipedrive_source() -> Box<dyn WebhookSource> {
@@ -93,4 +93,31 @@ fn salesforce_notifications_after_a_byte_order_mark_are_cut_whole() {
         assert!(event.body.ends_with(b"</Notification>"), "{:?}", event.body);
         salesforce::outbound::read_notification_bytes(&event.body).expect("readable alone");
     }
+}
+
+/// A Dynamics context whose `OperationCreatedOn` is a `/Date(ms)/` too large
+/// to be microseconds: converting it overflowed (`dynamics_webhook`). It is
+/// accepted, ordered by its receipt and warned so.
+#[test]
+fn dynamics_operation_time_past_the_microsecond_range_is_not_a_time() {
+    let section = serde_json::json!({"organization_id": "9f2a1c34-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "secret": "k3y"});
+    let platform = tributary_sources::platform(dynamics::NAME).expect("registered");
+    let source = (platform.webhook)(vec![("acme", &section)]).expect("valid settings");
+    let body = Bytes::from_static(
+        br#"{"MessageName":"Update","PrimaryEntityName":"opportunity","PrimaryEntityId":"3a5b7c9d-1e2f-4a6b-8c0d-2e4f6a8b0c1d","OrganizationId":"9f2a1c34-5b6d-4e7f-8a9b-0c1d2e3f4a5b","OperationCreatedOn":"/Date(9223372036854775807)/"}"#,
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let uri = Uri::from_static("/webhooks/dynamics/acme?code=k3y");
+    let request = WebhookRequest {
+        method: &Method::POST,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    source.authenticate("acme", &request).expect("authentic");
+    let delivery = source.split("acme", &request).expect("accepted");
+    let keys = &delivery.events[0].keys;
+    assert_eq!(keys.occurred_at_micros, 0);
+    assert_eq!(keys.warnings[0].code, "no_modification_time");
 }

@@ -163,7 +163,7 @@ pub fn version_micros(body: &Map<String, Value>) -> Option<i64> {
         body.get("OperationCreatedOn")
             .and_then(Value::as_str)
             .and_then(wcf_date_millis)
-            .map(|ms| ms * 1000)
+            .and_then(|ms| ms.checked_mul(1000))
     })
 }
 
