@@ -73,6 +73,27 @@ impl<'a> Flat<'a> {
         }
     }
 
+    /// A date as the start of its day (UTC), treating the empty string as
+    /// null: the time of platforms that date an event by its day.
+    pub fn day_start_or_empty(&self, key: &str) -> Read<Timestamp> {
+        Ok(match self.date_or_empty(key)? {
+            Field::Value(date) => Field::Value(
+                Timestamp::day_start(date).map_err(|reason| MappingError::new(key, reason))?,
+            ),
+            Field::Null => Field::Null,
+            Field::Unknown => Field::Unknown,
+        })
+    }
+
+    /// A number's text exactly as sent: a JSON number's digits, or a string.
+    pub fn number_text(&self, key: &str) -> Read<String> {
+        self.read(key, |value| match value {
+            Value::Number(n) => Ok(n.to_string()),
+            Value::String(s) => Ok(s.clone()),
+            other => Err(format!("expected a number, got {other}")),
+        })
+    }
+
     /// A time, treating the empty string as null (a cleared property).
     pub fn time_or_empty(&self, key: &str) -> Read<Timestamp> {
         match self.fields.get(key) {

@@ -152,6 +152,15 @@ impl Timestamp {
         Timestamp::from_seconds(micros.div_euclid(1_000_000))
     }
 
+    /// The start of a calendar day, UTC.
+    pub fn day_start(date: NaiveDate) -> Result<Timestamp, String> {
+        let seconds = date
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp())
+            .ok_or_else(|| format!("{date} has no midnight"))?;
+        Timestamp::from_seconds(seconds)
+    }
+
     pub fn seconds(self) -> i64 {
         self.0
     }

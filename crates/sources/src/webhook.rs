@@ -22,6 +22,15 @@ pub struct WebhookRequest<'a> {
     pub body: &'a Bytes,
 }
 
+impl WebhookRequest<'_> {
+    /// A query parameter's value, percent-decoded.
+    pub fn query_parameter(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.uri.query()?.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+}
+
 /// Why a delivery was not authenticated. The first four answer 401 (the
 /// metric label says whether anything was presented), `Forbidden` 403.
 /// Reasons are told to the sender: they name headers and checks, never a secret.

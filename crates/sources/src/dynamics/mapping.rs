@@ -149,12 +149,7 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
     }
     deal.title = event.text("name")?;
     deal.amount = flat.amount("attr_estimatedvalue")?;
-    deal.amount_text = match flat.raw("attr_estimatedvalue") {
-        Some(Value::Number(n)) => Field::Value(n.to_string()),
-        Some(Value::String(s)) => Field::Value(s.clone()),
-        Some(Value::Null) => Field::Null,
-        _ => Field::Unknown,
-    };
+    deal.amount_text = flat.number_text("attr_estimatedvalue")?;
     if deal.amount.is_known() {
         deal.currency = flat.text("event_default_currency")?;
     }
@@ -195,17 +190,7 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
     };
     deal.contact_id = event.text("parentcontactid")?;
     let closed_at = match flat.time_or_empty("close_actualend")? {
-        Field::Unknown => match flat.date_or_empty("attr_actualclosedate")? {
-            Field::Value(date) => Field::Value(
-                date.and_hms_opt(0, 0, 0)
-                    .ok_or_else(|| MappingError::new("attr_actualclosedate", "no midnight"))
-                    .and_then(|t| {
-                        Timestamp::from_seconds(t.and_utc().timestamp())
-                            .map_err(|reason| MappingError::new("attr_actualclosedate", reason))
-                    })?,
-            ),
-            other => other.map(|_| Timestamp::EPOCH),
-        },
+        Field::Unknown => flat.day_start_or_empty("attr_actualclosedate")?,
         known => known,
     };
     (deal.won_at, deal.lost_at, deal.closed_at) = match deal.status {

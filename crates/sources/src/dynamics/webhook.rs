@@ -62,12 +62,6 @@ impl Dynamics {
     }
 }
 
-fn query_value(request: &WebhookRequest<'_>, name: &str) -> Option<String> {
-    form_urlencoded::parse(request.uri.query()?.as_bytes())
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
-}
-
 impl WebhookSource for Dynamics {
     fn name(&self) -> &'static str {
         NAME
@@ -88,7 +82,7 @@ impl WebhookSource for Dynamics {
                 .get(name.as_str())
                 .map(|value| value.as_bytes().to_vec())
         } else {
-            query_value(request, &name).map(String::into_bytes)
+            request.query_parameter(&name).map(String::into_bytes)
         };
         let where_ = if in_header {
             "header"

@@ -173,7 +173,7 @@ impl WebhookSource for HubSpot {
                 Ok(delivery)
             }
             DeliveryBody::Workflow(record) => {
-                let declared = query_parameter(request.uri, WORKFLOW_OBJECT_PARAMETER);
+                let declared = request.query_parameter(WORKFLOW_OBJECT_PARAMETER);
                 let record = read_workflow_record(record.get(), declared.as_deref())
                     .map_err(Refusal::Invalid)?;
                 // The record's own modification time when it carries one, else when HubSpot sent it.
@@ -315,15 +315,10 @@ fn signed_uri(settings: &HubSpotTenant, request: &WebhookRequest<'_>) -> String 
 fn workflow_secret(request: &WebhookRequest<'_>) -> Option<Vec<u8>> {
     match request.headers.get(WORKFLOW_SECRET_HEADER) {
         Some(value) => Some(value.as_bytes().to_vec()),
-        None => query_parameter(request.uri, WORKFLOW_SECRET_PARAMETER).map(String::into_bytes),
+        None => request
+            .query_parameter(WORKFLOW_SECRET_PARAMETER)
+            .map(String::into_bytes),
     }
-}
-
-/// A query parameter's value, percent-decoded.
-fn query_parameter(uri: &http::Uri, name: &str) -> Option<String> {
-    form_urlencoded::parse(uri.query()?.as_bytes())
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
 }
 
 /// The keys of a valid app-webhook event.

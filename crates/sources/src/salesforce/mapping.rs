@@ -101,15 +101,6 @@ impl Mapping for SalesforceMapping {
     }
 }
 
-/// A closing date as the start of its day, UTC.
-fn day_start(date: chrono::NaiveDate) -> Result<Timestamp, String> {
-    let seconds = date
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc().timestamp())
-        .ok_or_else(|| format!("{date} has no midnight"))?;
-    Timestamp::from_seconds(seconds)
-}
-
 fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError> {
     let flat = &event.flat;
     let mut deal = Deal::new(event.header.record_key(), event.header.version);
@@ -143,14 +134,7 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
     deal.contact_id = event.text("ContactId")?;
     deal.marketing_source = event.text("LeadSource")?;
     deal.marketing_campaign = event.text("CampaignId")?;
-    let closed_on = match &deal.expected_close_date {
-        Field::Value(date) => Field::Value(
-            day_start(*date)
-                .map_err(|reason| MappingError::new(Event::field("CloseDate"), reason))?,
-        ),
-        Field::Null => Field::Null,
-        Field::Unknown => Field::Unknown,
-    };
+    let closed_on = flat.day_start_or_empty(&Event::field("CloseDate"))?;
     (deal.won_at, deal.lost_at, deal.closed_at) = match deal.status {
         Field::Value(DealStatus::Won) => (closed_on.clone(), Field::Null, closed_on),
         Field::Value(DealStatus::Lost) => (Field::Null, closed_on.clone(), closed_on),

@@ -67,14 +67,6 @@ impl Salesforce {
     }
 }
 
-/// The secret in the request's query string, if any.
-fn presented_secret(request: &WebhookRequest<'_>) -> Option<String> {
-    let query = request.uri.query()?;
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(name, _)| name == ENDPOINT_SECRET_PARAMETER)
-        .map(|(_, value)| value.into_owned())
-}
-
 /// The event id of a notification: the same on every delivery of it.
 pub fn notification_event_id(organization_id: &str, notification_id: &str) -> String {
     Uuid::new_v5(
@@ -96,7 +88,7 @@ impl WebhookSource for Salesforce {
     fn authenticate(&self, tenant: &str, request: &WebhookRequest<'_>) -> Result<(), AuthFailure> {
         let settings = self.tenants.get(tenant);
         let expected = settings.map_or(&self.no_one, |s| &s.endpoint_secret);
-        let Some(presented) = presented_secret(request) else {
+        let Some(presented) = request.query_parameter(ENDPOINT_SECRET_PARAMETER) else {
             return Err(AuthFailure::MissingBecause(format!(
                 "the endpoint URL carries no ?{ENDPOINT_SECRET_PARAMETER}=: add the tenant's endpoint_secret to the Outbound Message's endpoint URL"
             )));

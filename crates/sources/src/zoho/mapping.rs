@@ -61,12 +61,7 @@ impl Mapping for ZohoMapping {
                 deal.deleted = event.deleted();
                 deal.title = event.text("Deal_Name")?;
                 deal.amount = event.flat.amount("field_Amount")?;
-                deal.amount_text = match event.flat.raw("field_Amount") {
-                    Some(Value::Number(n)) => Field::Value(n.to_string()),
-                    Some(Value::String(s)) => Field::Value(s.clone()),
-                    Some(Value::Null) => Field::Null,
-                    _ => Field::Unknown,
-                };
+                deal.amount_text = event.flat.number_text("field_Amount")?;
                 deal.currency = match event.text("Currency")? {
                     Field::Unknown if deal.amount.is_known() => {
                         event.flat.text("event_default_currency")?
