@@ -139,6 +139,43 @@ pub struct RequestBudget {
     limiter: governor::DefaultDirectRateLimiter,
     blocked_until: Mutex<Option<Instant>>,
     headers: RateLimitHeaders,
+    allocation: Option<Allocation>,
+}
+
+/// A long-window request allocation an API reports on its answers (such as
+/// Salesforce's rolling 24-hour `Sforce-Limit-Info: api-usage=25/15000`),
+/// shared with everything else the customer runs against it: Tributary
+/// stops at its `share` rather than exhausting it for everyone.
+#[derive(Debug, Clone, Copy)]
+pub struct Allocation {
+    /// The header that reports it.
+    pub header: &'static str,
+    /// `(used, limit)` from the header's value.
+    pub read: fn(&str) -> Option<(u64, u64)>,
+    /// The share of `limit` this client may use, in (0, 1].
+    pub share: f64,
+    /// How long no request is sent once the share is used, before one
+    /// request looks again (the window rolls, so usage falls by itself).
+    pub pause: Duration,
+}
+
+impl Allocation {
+    /// How long to pause when `headers` say the share is used up.
+    fn used_up(&self, headers: &HeaderMap) -> Option<Duration> {
+        let value = headers.get(self.header)?.to_str().ok()?;
+        let (used, limit) = (self.read)(value)?;
+        (limit > 0 && used as f64 >= self.share * limit as f64).then(|| {
+            tracing::warn!(
+                header = self.header,
+                used,
+                limit,
+                share = self.share,
+                pause_s = self.pause.as_secs(),
+                "the API allocation's share for Tributary is used; lookups pause"
+            );
+            self.pause
+        })
+    }
 }
 
 impl RequestBudget {
@@ -158,7 +195,14 @@ impl RequestBudget {
             limiter: RateLimiter::direct(quota),
             blocked_until: Mutex::new(None),
             headers: RateLimitHeaders::RESET_SECONDS,
+            allocation: None,
         }
+    }
+
+    /// Stops at a share of the allocation the API reports.
+    pub fn with_allocation(mut self, allocation: Allocation) -> Self {
+        self.allocation = Some(allocation);
+        self
     }
 
     /// Reads the API's rate-limit headers under these names.
@@ -206,6 +250,9 @@ impl RequestBudget {
     /// Reads the rate-limit headers of a successful answer: when the window
     /// is used up, waits for its reset. Returns that wait.
     pub fn observe(&self, headers: &HeaderMap) -> Option<Duration> {
+        if let Some(pause) = self.allocation.and_then(|a| a.used_up(headers)) {
+            return self.wait_for(pause);
+        }
         self.wait_for(self.headers.exhausted_for(headers, false)?)
     }
 
@@ -329,6 +376,12 @@ impl ApiClient {
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// No request for `wait`: the API said, other than with a 429, that its
+    /// limit is reached (Salesforce's 403 `REQUEST_LIMIT_EXCEEDED`).
+    pub fn pause(&self, wait: Duration) {
+        self.budget.block_until(Instant::now() + wait);
     }
 
     /// Sends a request (a GET, or a POST that reads, like a batch read) and
@@ -633,6 +686,37 @@ mod tests {
         let mut retry = HeaderMap::new();
         retry.insert("retry-after", "3".parse().expect("header"));
         assert_eq!(retry_after(&retry), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn requests_pause_once_the_share_of_the_allocation_is_used() {
+        fn usage(value: &str) -> Option<(u64, u64)> {
+            let (used, limit) = value.strip_prefix("api-usage=")?.split_once('/')?;
+            Some((used.parse().ok()?, limit.parse().ok()?))
+        }
+        let budget = RequestBudget::new(10, Duration::from_secs(2)).with_allocation(Allocation {
+            header: "sforce-limit-info",
+            read: usage,
+            share: 0.5,
+            pause: Duration::from_secs(600),
+        });
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "sforce-limit-info",
+            "api-usage=499/1000".parse().expect("header"),
+        );
+        assert_eq!(budget.observe(&headers), None, "under the share");
+        assert!(budget.blocked_until().is_none());
+        headers.insert(
+            "sforce-limit-info",
+            "api-usage=500/1000".parse().expect("header"),
+        );
+        assert_eq!(budget.observe(&headers), Some(Duration::from_secs(600)));
+        assert!(
+            budget
+                .blocked_until()
+                .is_some_and(|u| u > Instant::now() + Duration::from_secs(590))
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod email;
 pub mod hubspot;
 mod pipedrive;
+pub mod salesforce;
 pub mod shapes;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 pub use email::{EmailVerifier, EmailVerifierState};
 pub use hubspot::{FakeHubSpot, HubSpotPortal, HubSpotState};
 pub use pipedrive::{Account, FakePipedrive, PipedriveState, field_definition};
+pub use salesforce::{FakeSalesforce, SalesforceOrg, SalesforceState};
 
 /// One call a fake API answered.
 #[derive(Debug, Clone)]

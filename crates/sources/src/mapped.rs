@@ -84,3 +84,18 @@ pub fn tenants_by_name<T>(
         })
         .collect()
 }
+
+/// An absolute http(s) address without query or fragment.
+pub fn check_http_url(key: &str, url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.contains(['?', '#']) => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "{key} must be an http(s) address without query or fragment, got {url:?}"
+        )),
+    }
+}

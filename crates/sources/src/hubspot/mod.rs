@@ -162,9 +162,9 @@ pub fn check_tenant(settings: &HubSpotTenant) -> Result<(), String> {
                 .into(),
         );
     }
-    check_http_url("api_base_url", &settings.api_base_url)?;
+    crate::mapped::check_http_url("api_base_url", &settings.api_base_url)?;
     if let Some(url) = &settings.public_url {
-        check_http_url("public_url", url)?;
+        crate::mapped::check_http_url("public_url", url)?;
     }
     if settings.requests_per_10s == 0 {
         return Err("requests_per_10s must be at least 1".into());
@@ -176,21 +176,6 @@ pub fn check_tenant(settings: &HubSpotTenant) -> Result<(), String> {
         return Err("pii_salt must be set when a contact field is hashed".into());
     }
     Ok(())
-}
-
-/// An absolute http(s) address without query or fragment.
-fn check_http_url(key: &str, url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.contains(['?', '#']) => {
-            Ok(())
-        }
-        _ => Err(format!(
-            "{key} must be an http(s) address without query or fragment, got {url:?}"
-        )),
-    }
 }
 
 pub(crate) fn is_digits(text: &str) -> bool {

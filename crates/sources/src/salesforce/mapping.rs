@@ -10,13 +10,15 @@
 //! its stage is the `StageName` (Salesforce's stages are org-wide picklist
 //! values, so the stage's outcome is the same for every opportunity in it).
 //! Salesforce dates a closed opportunity by its `CloseDate`, so a won or
-//! lost opportunity is won or lost at the start of that day (UTC).
+//! lost opportunity is won or lost at the start of that day (UTC). A message
+//! that selects neither `IsWon` nor `IsClosed` takes the outcome from the
+//! stage's definition, when the enricher read it from the REST API.
 
 use serde_json::{Map, Value};
 use tributary_model::flat::{Flat, domain_of_website};
 use tributary_model::{
     Company, Contact, Context, Deal, DealStatus, Field, Key, Mapped, Mapping, MappingError,
-    Outcome, Pipeline, Record, Stage, Timestamp, User,
+    Outcome, Pipeline, Record, Stage, Timestamp, User, Version,
 };
 
 use crate::mapped::EventHeader;
@@ -72,10 +74,12 @@ impl Mapping for SalesforceMapping {
             }
             "account" => {
                 records.push(Record::Company(account_record(&event)?));
+                owner(&event, &mut records)?;
                 "company"
             }
             "contact" => {
                 records.push(Record::Contact(contact(&event)?));
+                owner(&event, &mut records)?;
                 "contact"
             }
             "user" => {
@@ -118,7 +122,14 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
     if deal.stage_id.is_known() {
         deal.pipeline_id = Field::Value(PIPELINE_ID.into());
     }
-    deal.status = match (event.flag("IsWon")?, event.flag("IsClosed")?) {
+    // The stage's definition, when the enricher read it from the API.
+    let stage_won = flat.flag("stage_is_won")?;
+    let stage_closed = flat.flag("stage_is_closed")?;
+    let (won, closed) = match (event.flag("IsWon")?, event.flag("IsClosed")?) {
+        (Field::Unknown, Field::Unknown) => (stage_won.clone(), stage_closed.clone()),
+        known => known,
+    };
+    deal.status = match (won, closed) {
         (Field::Value(true), _) => Field::Value(DealStatus::Won),
         (Field::Value(false), Field::Value(true)) => Field::Value(DealStatus::Lost),
         (_, Field::Value(false)) => Field::Value(DealStatus::Open),
@@ -142,24 +153,45 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
         _ => (Field::Unknown, Field::Unknown, Field::Unknown),
     };
     if let Field::Value(stage) = &deal.stage_id {
-        let outcome = match deal.status {
-            Field::Value(DealStatus::Won) => Some(Outcome::Won),
-            Field::Value(DealStatus::Lost) => Some(Outcome::Lost),
-            Field::Value(DealStatus::Open) => Some(Outcome::Open),
+        // The stage's outcome is the stage's own (IsWon and IsClosed follow
+        // it). Its order, default probability and label come from its
+        // definition, which the enricher reads when it has the API; without
+        // it the stage is named by its value, in no particular order.
+        let outcome = match (stage_won, stage_closed, &deal.status) {
+            (Field::Value(true), _, _) => Some(Outcome::Won),
+            (Field::Value(false), Field::Value(true), _) => Some(Outcome::Lost),
+            (Field::Value(false), Field::Value(false), _) => Some(Outcome::Open),
+            (_, _, Field::Value(DealStatus::Won)) => Some(Outcome::Won),
+            (_, _, Field::Value(DealStatus::Lost)) => Some(Outcome::Lost),
+            (_, _, Field::Value(DealStatus::Open)) => Some(Outcome::Open),
             _ => None,
         };
-        // The stage's outcome is the stage's own (IsWon and IsClosed follow
-        // it); its order and default probability are not in the message.
         if let Some(outcome) = outcome {
+            let defined = flat.integer("stage_sort_order")?.value().copied();
+            // A definition is as of its read; a stage known only from an
+            // opportunity is version 0, so any definition replaces it.
+            let version = match defined {
+                Some(_) => flat
+                    .integer("pipeline_enriched_at_micro")?
+                    .value()
+                    .copied()
+                    .unwrap_or(event.header.version.at_micro),
+                None => 0,
+            };
             records.push(Record::Stage(Stage {
                 key: event.key(stage.clone()),
-                version: event.header.version.at_micro,
+                version,
                 pipeline_id: PIPELINE_ID.into(),
-                name: stage.clone(),
-                display_order: 0,
-                probability: None,
+                name: flat
+                    .text("stage_label")?
+                    .value()
+                    .cloned()
+                    .unwrap_or_else(|| stage.clone()),
+                display_order: defined.unwrap_or(0),
+                probability: flat.number("stage_default_probability")?.value().copied(),
                 outcome,
-                archived: false,
+                // An inactive stage is one the org no longer offers.
+                archived: flat.flag("stage_is_active")?.value() == Some(&false),
             }));
             records.push(Record::Pipeline(Pipeline {
                 key: event.key(PIPELINE_ID),
@@ -171,6 +203,26 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
         }
     }
     records.push(Record::Deal(deal));
+    owner(event, records)?;
+    Ok(())
+}
+
+/// The record's owner, when the enricher read it: as it was at enrichment.
+fn owner(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError> {
+    let flat = &event.flat;
+    if let (Field::Value(id), Field::Value(name)) =
+        (event.text("OwnerId")?, flat.text("owner_name")?)
+    {
+        let read_at = flat.integer("pipeline_enriched_at_micro")?.value().copied();
+        let version = Version {
+            at_micro: read_at.unwrap_or(event.header.version.at_micro),
+            received_micro: event.header.version.received_micro,
+        };
+        let mut user = User::new(event.key(id), version);
+        user.name = Field::Value(name);
+        user.active = flat.flag("owner_is_active")?;
+        records.push(Record::User(user));
+    }
     Ok(())
 }
 

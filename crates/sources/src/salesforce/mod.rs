@@ -2,6 +2,7 @@
 //! notifications) from the collector to the canonical model.
 //!
 //! - [`outbound`]: reading a message and writing the acknowledgement and faults;
+//! - [`api`]: the REST API (stage definitions, owners, records a message lacks);
 //! - `webhook.rs`: what the collector does with a message (the endpoint's
 //!   secret, the org check, one event per notification);
 //! - [`enrich`]: a notification in, the flat `salesforce-crm` event out;
@@ -10,8 +11,10 @@
 //!
 //! Tenant settings, `[tenants.<tenant>.salesforce]` (see [`SalesforceTenant`]):
 //! the org the tenant is, the secret its Outbound Message endpoint URL
-//! carries, and the org's currency when it has only one.
+//! carries, the org's currency when it has only one, and optionally the
+//! REST API's address and token.
 
+pub mod api;
 pub mod enrich;
 pub mod mapping;
 pub mod outbound;
@@ -56,11 +59,61 @@ pub struct SalesforceTenant {
     /// `CurrencyIsoCode`: every record of a single-currency org.
     #[serde(default)]
     pub currency: Option<String>,
+    /// The org's address for the REST API, e.g.
+    /// `https://acme.my.salesforce.com`. With `access_token`, the enricher
+    /// reads stage definitions, owners, and fields a message lacks; without
+    /// them events carry what the messages carry.
+    #[serde(default)]
+    pub instance_url: Option<String>,
+    #[serde(default)]
+    pub access_token: Option<Secret>,
+    /// The REST API version, e.g. `62.0`.
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+    /// Requests per rolling 10 seconds Tributary sends the org.
+    #[serde(default = "default_requests_per_10s")]
+    pub requests_per_10s: u32,
+    /// The share of the org's 24-hour API allocation Tributary may use
+    /// (read from `Sforce-Limit-Info`); above it lookups pause.
+    #[serde(default = "default_api_allocation_share")]
+    pub api_allocation_share: f64,
 }
+
+/// The REST API version used unless a tenant says otherwise.
+pub const DEFAULT_API_VERSION: &str = "62.0";
+
+fn default_api_version() -> String {
+    DEFAULT_API_VERSION.to_owned()
+}
+
+fn default_requests_per_10s() -> u32 {
+    100
+}
+
+fn default_api_allocation_share() -> f64 {
+    0.5
+}
+
+/// Settings of features this version does not have, and what to use instead.
+const NOT_AVAILABLE: &[(&str, &str)] = &[
+    (
+        "pubsub_url",
+        "Change Data Capture through the Pub/Sub API is not available in this version; use Outbound Messages",
+    ),
+    (
+        "change_events",
+        "Change Data Capture through the Pub/Sub API is not available in this version; use Outbound Messages",
+    ),
+];
 
 /// Reads and checks one tenant's section; the org id comes back in its
 /// 18-character form.
 pub fn tenant_settings(section: &Value) -> Result<SalesforceTenant, String> {
+    for (key, instead) in NOT_AVAILABLE {
+        if section.get(key).is_some() {
+            return Err(format!("{key}: {instead}"));
+        }
+    }
     let mut settings: SalesforceTenant =
         serde_json::from_value(section.clone()).map_err(|e| e.to_string())?;
     settings.organization_id = id_18(&settings.organization_id).ok_or_else(|| {
@@ -82,10 +135,52 @@ pub fn tenant_settings(section: &Value) -> Result<SalesforceTenant, String> {
             "currency {currency:?} is not an ISO 4217 code such as \"USD\""
         ));
     }
+    check_api_settings(&mut settings)?;
     if settings.endpoint_secret.is_empty() {
         return Err("endpoint_secret must be set: Salesforce does not sign Outbound Messages, so the endpoint URL carries a secret (?secret=...)".into());
     }
     Ok(settings)
+}
+
+/// The REST settings: both of address and token or neither, a version
+/// such as `62.0` (a leading `v` is dropped), limits in range.
+fn check_api_settings(settings: &mut SalesforceTenant) -> Result<(), String> {
+    match (&settings.instance_url, &settings.access_token) {
+        (Some(url), Some(token)) => {
+            crate::mapped::check_http_url("instance_url", url)?;
+            if token.is_empty() {
+                return Err("access_token must not be empty; leave out instance_url and access_token to run without the REST API".into());
+            }
+        }
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err("instance_url is set without access_token: the REST API needs both".into());
+        }
+        (None, Some(_)) => {
+            return Err("access_token is set without instance_url: the REST API needs both".into());
+        }
+    }
+    let version = settings.api_version.trim_start_matches('v').to_owned();
+    let valid = version.split_once('.').is_some_and(|(major, minor)| {
+        super::hubspot::is_digits(major) && super::hubspot::is_digits(minor)
+    });
+    if !valid {
+        return Err(format!(
+            "api_version {:?} is not a REST API version such as \"{DEFAULT_API_VERSION}\"",
+            settings.api_version
+        ));
+    }
+    settings.api_version = version;
+    if settings.requests_per_10s == 0 {
+        return Err("requests_per_10s must be at least 1".into());
+    }
+    if !(settings.api_allocation_share > 0.0 && settings.api_allocation_share <= 1.0) {
+        return Err(format!(
+            "api_allocation_share must be a share in (0, 1], such as 0.5; got {}",
+            settings.api_allocation_share
+        ));
+    }
+    Ok(())
 }
 
 /// Whether two ids (15 or 18 characters) name the same record: the first 15

@@ -101,6 +101,47 @@ fn settings_need_an_org_id_and_a_secret() {
 }
 
 #[test]
+fn rest_settings_come_in_pairs_with_a_version_and_a_share() {
+    let with = |extra: Value| {
+        let mut section = json!({"organization_id": ORG, "endpoint_secret": "x"});
+        for (key, value) in extra.as_object().expect("object") {
+            section[key] = value.clone();
+        }
+        tenant_settings(&section)
+    };
+    let settings = with(json!({
+        "instance_url": "https://acme.my.salesforce.com", "access_token": "00D!tok",
+        "api_version": "v61.0"
+    }))
+    .expect("valid");
+    assert_eq!(settings.api_version, "61.0");
+    assert_eq!(settings.api_allocation_share, 0.5);
+    assert!(!format!("{settings:?}").contains("00D!tok"));
+    let refused = [
+        (
+            json!({"instance_url": "https://acme.my.salesforce.com"}),
+            "without access_token",
+        ),
+        (json!({"access_token": "t"}), "without instance_url"),
+        (
+            json!({"instance_url": "acme.my.salesforce.com", "access_token": "t"}),
+            "instance_url must be an http(s) address",
+        ),
+        (json!({"api_version": "latest"}), "api_version \"latest\""),
+        (json!({"api_allocation_share": 1.5}), "api_allocation_share"),
+        (json!({"requests_per_10s": 0}), "requests_per_10s"),
+        (
+            json!({"pubsub_url": "https://api.pubsub.salesforce.com:7443"}),
+            "Change Data Capture",
+        ),
+    ];
+    for (extra, expected) in refused {
+        let err = with(extra.clone()).expect_err("refused");
+        assert!(err.contains(expected), "{extra}: {err}");
+    }
+}
+
+#[test]
 fn a_message_is_read_with_its_notifications_fields_and_spans() {
     let body = message(
         ORG,

@@ -1,0 +1,360 @@
+//! Enrichment through the org's REST API, against the fake Salesforce.
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+use tributary_enrichment::EnrichmentSettings;
+use tributary_envelope::{EventKeys, RawEvent};
+use tributary_fake_apis::{FakeSalesforce, Running, SalesforceState};
+use tributary_model::{Context, DealStatus, Field, Mapping, Outcome, Record};
+
+use super::build;
+use crate::salesforce::mapping::SalesforceMapping;
+use crate::{EnricherContext, SourceEnricher};
+
+const ORG: &str = "00D5g000004ABCDEA4";
+const TOKEN: &str = "00D5g000004ABCD!session";
+const OPPORTUNITY: &str = "0065g00000AbCdEAAV";
+const OWNER: &str = "0055g00000OwNeRAAA";
+
+/// An org with four stages, a user and one opportunity last modified at
+/// `modified` (REST's date-time form).
+async fn fake_org(modified: &str) -> Running<SalesforceState> {
+    let mut state = SalesforceState::default();
+    let org = state.org(TOKEN);
+    org.put_stage("Prospecting", 1, 10.0, false, false);
+    org.put_stage("Negotiation/Review", 2, 90.0, false, false);
+    org.put_stage("Closed Won", 3, 100.0, true, true);
+    org.put_stage("Closed Lost", 4, 0.0, false, true);
+    org.put(
+        "User",
+        json!({"Id": OWNER, "Name": "Dana Reyes", "IsActive": true, "Email": "dana@example.com"}),
+    );
+    org.put(
+        "Opportunity",
+        json!({
+            "Id": OPPORTUNITY, "Name": "Renewal", "Amount": 48000.25, "StageName": "Closed Won",
+            "IsWon": true, "IsClosed": true, "IsDeleted": false, "Probability": 100,
+            "CloseDate": "2025-03-04", "CreatedDate": "2025-02-01T09:00:00.000+0000",
+            "LastModifiedDate": modified, "SystemModstamp": modified,
+            "OwnerId": OWNER, "AccountId": "0015g00000AcCoUAAA", "LeadSource": "Web"
+        }),
+    );
+    FakeSalesforce::start(state).await.expect("fake Salesforce")
+}
+
+fn settings() -> EnrichmentSettings {
+    EnrichmentSettings {
+        max_attempts: 2,
+        retry_budget_ms: 2_000,
+        backoff_initial_ms: 10,
+        backoff_max_ms: 50,
+        ..EnrichmentSettings::default()
+    }
+}
+
+fn enricher(fake: &Running<SalesforceState>, token: &str) -> Box<dyn SourceEnricher> {
+    let section = json!({
+        "organization_id": ORG, "endpoint_secret": "s", "currency": "USD",
+        "instance_url": fake.base_url(), "access_token": token,
+    });
+    let settings = settings();
+    build(&EnricherContext {
+        tenants: vec![("acme", &section)],
+        settings: &settings,
+        http: reqwest::Client::new(),
+        email: None,
+    })
+    .expect("valid settings")
+}
+
+/// An opportunity notification with these `<sf:Field>value</sf:Field>`s.
+fn raw(fields: &[(&str, &str)], occurred_at_micros: u64) -> RawEvent {
+    let fields: String = fields
+        .iter()
+        .map(|(name, value)| format!("<sf:{name}>{value}</sf:{name}>"))
+        .collect();
+    RawEvent {
+        tenant: "acme".into(),
+        source: "salesforce".into(),
+        event_id: "e-1".into(),
+        received_at_micros: 1_741_200_000_000_000,
+        body: Bytes::from(format!(
+            r#"<Notification><Id>04l5g000000AbCdAAA</Id><sObject xsi:type="sf:Opportunity" xmlns:sf="urn:sobject.enterprise.soap.sforce.com"><sf:Id>{OPPORTUNITY}</sf:Id>{fields}</sObject></Notification>"#
+        )),
+        keys: Some(EventKeys {
+            payload_version: "outbound-message".into(),
+            object: "opportunity".into(),
+            object_id: OPPORTUNITY.into(),
+            action: "notified".into(),
+            attempt: 1,
+            occurred_at_micros,
+        }),
+        ..RawEvent::default()
+    }
+}
+
+/// Every field the dashboards read, as a message selecting them sends them.
+fn full_message(stage: &str, modified: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("Name", "Renewal".into()),
+        ("Amount", "48000.25".into()),
+        ("StageName", stage.into()),
+        ("IsWon", "false".into()),
+        ("IsClosed", "false".into()),
+        ("IsDeleted", "false".into()),
+        ("Probability", "90".into()),
+        ("CloseDate", "2025-03-04".into()),
+        ("CreatedDate", "2025-02-01T09:00:00.000Z".into()),
+        ("LastModifiedDate", modified.into()),
+        ("SystemModstamp", modified.into()),
+        ("OwnerId", OWNER.into()),
+        ("AccountId", "0015g00000AcCoUAAA".into()),
+        ("LeadSource", "Web".into()),
+    ]
+}
+
+fn as_pairs<'a>(fields: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    fields.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+fn fields_of(enriched: &crate::Enriched) -> Map<String, Value> {
+    serde_json::from_slice(&enriched.payload).expect("JSON")
+}
+
+fn map(fields: &Map<String, Value>) -> Vec<Record> {
+    let context = Context {
+        tenant: "acme",
+        source: "salesforce",
+        received_at_micro: 1_741_200_000_000_000,
+        missing: &[],
+    };
+    SalesforceMapping
+        .map(&context, fields)
+        .expect("mapped")
+        .records
+}
+
+#[tokio::test]
+async fn a_full_message_gets_its_stage_definition_and_owner_from_two_cached_reads() {
+    let fake = fake_org("2025-03-04T16:30:00.000+0000").await;
+    let enricher = enricher(&fake, TOKEN);
+    let message = full_message("Negotiation/Review", "2025-03-04T16:30:00.000Z");
+    for _ in 0..3 {
+        let enriched = enricher
+            .enrich(&raw(&as_pairs(&message), 1_741_105_800_000_000))
+            .await
+            .expect("enriched");
+        assert!(enriched.complete, "{:?}", enriched.missing);
+        let fields = fields_of(&enriched);
+        assert_eq!(fields["stage_sort_order"], json!(2));
+        assert_eq!(fields["stage_default_probability"], json!(90.0));
+        assert_eq!(fields["stage_is_closed"], json!(false));
+        assert_eq!(fields["owner_name"], json!("Dana Reyes"));
+        // The message's values stand: nothing was read to fill them in.
+        assert_eq!(fields["sobject_StageName"], json!("Negotiation/Review"));
+        let records = map(&fields);
+        let stage = records
+            .iter()
+            .find_map(|r| match r {
+                Record::Stage(stage) => Some(stage),
+                _ => None,
+            })
+            .expect("a stage");
+        assert_eq!(
+            (stage.display_order, stage.probability, stage.outcome),
+            (2, Some(90.0), Outcome::Open)
+        );
+        assert!(stage.version > 0, "a definition replaces a bare stage");
+        let user = records
+            .iter()
+            .find_map(|r| match r {
+                Record::User(user) => Some(user),
+                _ => None,
+            })
+            .expect("the owner");
+        assert_eq!(user.name, Field::Value("Dana Reyes".into()));
+        assert_eq!(user.active, Field::Value(true));
+    }
+    let state = fake.state();
+    assert_eq!(
+        state.calls_to("/services/data/v62.0/query"),
+        1,
+        "{:?}",
+        state.calls
+    );
+    assert_eq!(state.calls_to("/services/data/v62.0/sobjects/User/"), 1);
+    assert_eq!(
+        state.calls_to("/services/data/v62.0/sobjects/Opportunity/"),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_thin_message_is_filled_in_and_a_newer_read_carries_its_own_version() {
+    let fake = fake_org("2025-03-04T16:30:00.000+0000").await;
+    let enricher = enricher(&fake, TOKEN);
+
+    // Same version as the record: the missing fields are filled in.
+    let same = raw(
+        &[
+            ("StageName", "Closed Won"),
+            ("LastModifiedDate", "2025-03-04T16:30:00.000Z"),
+        ],
+        1_741_105_800_000_000,
+    );
+    let fields = fields_of(&enricher.enrich(&same).await.expect("enriched"));
+    assert_eq!(fields["sobject_Amount"], json!("48000.25"));
+    assert_eq!(fields["sobject_IsWon"], json!("true"));
+    assert_eq!(
+        fields["sobject_CreatedDate"],
+        json!("2025-02-01T09:00:00.000Z")
+    );
+    assert_eq!(
+        fields["event_timestamp_micro"],
+        json!(1_741_105_800_000_000_i64)
+    );
+    let records = map(&fields);
+    let deal = records
+        .iter()
+        .find_map(|r| match r {
+            Record::Deal(deal) => Some(deal),
+            _ => None,
+        })
+        .expect("a deal");
+    assert_eq!(deal.status, Field::Value(DealStatus::Won));
+    assert_eq!(deal.owner_id, Field::Value(OWNER.into()));
+
+    // An older message (the stage it had then): the record has moved on, so
+    // the event is the record's newer version, whole.
+    let older = raw(
+        &[
+            ("StageName", "Prospecting"),
+            ("Amount", "1000"),
+            ("LastModifiedDate", "2025-03-01T10:00:00.000Z"),
+        ],
+        1_740_823_200_000_000,
+    );
+    let fields = fields_of(&enricher.enrich(&older).await.expect("enriched"));
+    assert_eq!(fields["sobject_StageName"], json!("Closed Won"));
+    assert_eq!(fields["sobject_Amount"], json!("48000.25"));
+    assert_eq!(
+        fields["sobject_LastModifiedDate"],
+        json!("2025-03-04T16:30:00.000Z")
+    );
+    assert_eq!(
+        fields["event_timestamp_micro"],
+        json!(1_741_105_800_000_000_i64)
+    );
+    assert_eq!(fields["stage_is_won"], json!(true));
+}
+
+#[tokio::test]
+async fn a_deleted_opportunity_keeps_the_message_as_it_is() {
+    let fake = fake_org("2025-03-04T16:30:00.000+0000").await;
+    fake.state().org(TOKEN).delete("Opportunity", OPPORTUNITY);
+    let enricher = enricher(&fake, TOKEN);
+    let enriched = enricher
+        .enrich(&raw(
+            &[
+                ("StageName", "Closed Lost"),
+                ("IsDeleted", "true"),
+                ("LastModifiedDate", "2025-03-05T08:00:00.000Z"),
+            ],
+            1_741_161_600_000_000,
+        ))
+        .await
+        .expect("enriched");
+    assert!(enriched.complete, "{:?}", enriched.missing);
+    let fields = fields_of(&enriched);
+    assert_eq!(fields["sobject_IsDeleted"], json!("true"));
+    assert!(!fields.contains_key("sobject_Amount"));
+    // The outcome comes from the stage's definition: the message selected
+    // neither IsWon nor IsClosed.
+    let records = map(&fields);
+    let deal = records
+        .iter()
+        .find_map(|r| match r {
+            Record::Deal(deal) => Some(deal),
+            _ => None,
+        })
+        .expect("a deal");
+    assert_eq!(deal.status, Field::Value(DealStatus::Lost));
+    assert_eq!(deal.deleted, Field::Value(true));
+}
+
+#[tokio::test]
+async fn lookups_pause_at_the_share_of_the_allocation_and_events_are_partial_until_they_heal() {
+    let fake = fake_org("2025-03-04T16:30:00.000+0000").await;
+    {
+        let mut state = fake.state();
+        let org = state.org(TOKEN);
+        org.api_limit = 1_000;
+        // The next answer reports 500/1000: half, Tributary's default share.
+        org.api_used = 499;
+    }
+    let enricher = enricher(&fake, TOKEN);
+    let message = full_message("Closed Won", "2025-03-04T16:30:00.000Z");
+    let first = enricher
+        .enrich(&raw(&as_pairs(&message), 1_741_105_800_000_000))
+        .await
+        .expect("enriched");
+    // The stage query was answered (and said the share is used); the owner
+    // lookup then waits for the pause, past its retry budget.
+    assert!(!first.complete);
+    assert_eq!(first.missing, ["owner"]);
+    assert!(
+        first.may_heal,
+        "an allocation renews: worth enriching again"
+    );
+    assert_eq!(fields_of(&first)["stage_sort_order"], json!(3));
+    assert_eq!(
+        fake.state().calls.len(),
+        1,
+        "nothing sent after the share is used"
+    );
+}
+
+#[tokio::test]
+async fn an_exceeded_limit_is_a_pause_not_a_refusal() {
+    let fake = fake_org("2025-03-04T16:30:00.000+0000").await;
+    {
+        let mut state = fake.state();
+        let org = state.org(TOKEN);
+        org.api_limit = 10;
+        org.api_used = 10;
+    }
+    let enricher = enricher(&fake, TOKEN);
+    let message = full_message("Closed Won", "2025-03-04T16:30:00.000Z");
+    let enriched = enricher
+        .enrich(&raw(&as_pairs(&message), 1_741_105_800_000_000))
+        .await
+        .expect("enriched");
+    assert_eq!(enriched.missing, ["opportunity_stages", "owner"]);
+    assert!(enriched.may_heal);
+    let state = fake.state();
+    assert_eq!(state.calls.len(), 1, "{:?}", state.calls);
+    assert_eq!(state.calls[0].status, 403);
+}
+
+#[tokio::test]
+async fn a_wrong_token_shows_at_the_access_check_and_is_not_retried() {
+    let fake = fake_org("2025-03-04T16:30:00.000+0000").await;
+    let enricher = enricher(&fake, "someone-else");
+    let checks = enricher.check_access().await;
+    assert_eq!(checks.len(), 1);
+    let err = checks[0].outcome.as_ref().expect_err("refused");
+    assert!(err.to_string().contains("INVALID_SESSION_ID"), "{err}");
+    let enriched = enricher
+        .enrich(&raw(
+            &as_pairs(&full_message("Closed Won", "2025-03-04T16:30:00.000Z")),
+            1_741_105_800_000_000,
+        ))
+        .await
+        .expect("enriched");
+    assert!(!enriched.complete && !enriched.may_heal);
+    let calls = fake.state().calls.len();
+    assert_eq!(
+        calls, 3,
+        "one call each for the check, the stages and the owner"
+    );
+}
