@@ -5,11 +5,46 @@
 //! out-of-order delivery.
 #![cfg(all(feature = "kafka-broker-tests", feature = "clickhouse-tests"))]
 
-use serde_json::Value;
+use serde_json::{Value, json};
+use tributary_fake_apis::{FakeSalesforce, Running, SalesforceState};
 use tributary_tests::pipeline::SourcePipeline;
 
 const ORG: &str = "00D5g000004ABCDEA4";
 const SECRET: &str = "om-endpoint-secret";
+const TOKEN: &str = "00D5g000004ABCD!rest-session";
+const OWNER: &str = "0055g00000OwNeRAAA";
+
+/// The org's REST API: its stages, the owner, and the won opportunity at
+/// its latest version.
+async fn fake_org(won: &str) -> Running<SalesforceState> {
+    let mut state = SalesforceState::default();
+    let org = state.org(TOKEN);
+    for (order, (name, probability, won, closed)) in [
+        ("Prospecting", 10.0, false, false),
+        ("Qualification", 20.0, false, false),
+        ("Negotiation", 80.0, false, false),
+        ("Closed Won", 100.0, true, true),
+        ("Closed Lost", 0.0, false, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        org.put_stage(name, order as i64 + 1, probability, won, closed);
+    }
+    org.put("User", json!({"Id": OWNER, "Name": "Dana Reyes", "IsActive": true}));
+    org.put(
+        "Opportunity",
+        json!({
+            "Id": won, "Name": format!("Renewal {won}"), "Amount": 48000.25, "StageName": "Closed Won",
+            "IsWon": true, "IsClosed": true, "IsDeleted": false, "Probability": 100,
+            "CloseDate": "2025-03-04", "CreatedDate": "2025-03-01T10:00:00.000+0000",
+            "LastModifiedDate": "2025-03-04T16:30:00.000+0000",
+            "SystemModstamp": "2025-03-04T16:30:00.000+0000",
+            "OwnerId": OWNER, "AccountId": null, "LeadSource": "Web"
+        }),
+    );
+    FakeSalesforce::start(state).await.expect("fake Salesforce")
+}
 
 /// An Outbound Message of opportunities: (notification id, record id,
 /// stage, won, closed, last modified).
@@ -38,6 +73,7 @@ fn message(org: &str, notifications: &[(&str, &str, &str, bool, bool, &str)]) ->
      <sf:IsWon>{won}</sf:IsWon>
      <sf:LastModifiedDate>{modified}</sf:LastModifiedDate>
      <sf:Name>Renewal {record}</sf:Name>
+     <sf:OwnerId>{OWNER}</sf:OwnerId>
      <sf:StageName>{stage}</sf:StageName>
     </sObject>
    </Notification>"#
@@ -76,16 +112,22 @@ async fn post(http: &reqwest::Client, url: &str, body: String) -> Answer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_messages_load_each_opportunity_once_at_its_latest_state() {
-    let run = SourcePipeline::start("salesforce", format!(
-            "[tenants.summit.salesforce]\norganization_id = \"00D5g000004ABCD\"\nendpoint_secret = \"{SECRET}\"\ncurrency = \"EUR\"\n"
-        )).await;
+    let (won, open) = ("0065g00000AbCdEAAV", "0065g00000AbCdFAAV");
+    let api = fake_org(won).await;
+    let run = SourcePipeline::start(
+        "salesforce",
+        format!(
+            "[tenants.summit.salesforce]\norganization_id = \"00D5g000004ABCD\"\nendpoint_secret = \"{SECRET}\"\ncurrency = \"EUR\"\ninstance_url = \"{}\"\naccess_token = \"{TOKEN}\"\n",
+            api.base_url()
+        ),
+    )
+    .await;
     let pipeline = &run.pipeline;
     let http = reqwest::Client::new();
     let url = format!(
         "{}/webhooks/salesforce/summit?secret={SECRET}",
         pipeline.collector_url
     );
-    let (won, open) = ("0065g00000AbCdEAAV", "0065g00000AbCdFAAV");
 
     // Created, then the same message again (Salesforce retries until acknowledged).
     let first = message(
@@ -216,13 +258,53 @@ async fn outbound_messages_load_each_opportunity_once_at_its_latest_state() {
     assert_eq!(deal(won)["amount"], 48000.25);
     assert_eq!(deal(open)["status"], "open");
     assert_eq!(deal(open)["stage_id"], "Qualification");
-    let stages = run.db
-        .query("SELECT name, outcome FROM tributary.stages FINAL WHERE source = 'salesforce' ORDER BY name")
+    // Stages in the org's order with their default probabilities, read once
+    // from the REST API; the owner by name. The won opportunity's earlier
+    // messages (Prospecting, Negotiation) lacked fields, so the REST read
+    // filled them in with the record's newer version: Closed Won.
+    let versions = run
+        .db
+        .query(&format!("SELECT count() AS events FROM tributary.event_log FINAL WHERE source = 'salesforce' AND remote_id = '{won}' AND version_micro = 1741105800000000"))
         .await;
-    let won_stage = stages
+    assert_eq!(versions[0]["events"], 3, "{versions:?}");
+    let stages = run.db
+        .query("SELECT name, outcome, display_order, probability FROM tributary.stages FINAL WHERE source = 'salesforce' ORDER BY display_order")
+        .await;
+    let described: Vec<(String, String, i64, f64)> = stages
         .iter()
-        .find(|s| s["name"] == "Closed Won")
-        .expect("Closed Won stage");
-    assert_eq!(won_stage["outcome"], "won", "{stages:?}");
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_owned(),
+                s["outcome"].as_str().unwrap_or_default().to_owned(),
+                s["display_order"].as_i64().unwrap_or(-1),
+                s["probability"].as_f64().unwrap_or(-1.0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [
+            ("Qualification".to_owned(), "open".to_owned(), 2, 20.0),
+            ("Closed Won".to_owned(), "won".to_owned(), 4, 100.0),
+        ],
+        "{stages:?}"
+    );
+    let owners = run
+        .db
+        .query("SELECT id, name FROM tributary.users_resolved WHERE source = 'salesforce'")
+        .await;
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!(owners[0]["id"], OWNER);
+    assert_eq!(owners[0]["name"], "Dana Reyes");
+    let complete = run
+        .db
+        .query("SELECT count() AS partial FROM tributary.event_log WHERE source = 'salesforce' AND enrichment_status != 'complete'")
+        .await;
+    assert_eq!(complete[0]["partial"], 0, "{complete:?}");
+    {
+        let state = api.state();
+        assert_eq!(state.calls_to("/services/data/v62.0/query"), 1, "stages are read once");
+        assert_eq!(state.calls_to("/services/data/v62.0/sobjects/User/"), 1, "the owner once");
+    }
     pipeline.stop();
 }
