@@ -108,6 +108,7 @@ fn default_keys() -> Vec<(String, Value)> {
     }
     // Secrets are not serialized; they have no default but are documented.
     keys.push(("enrichment.email_validation.api_key".into(), Value::Null));
+    keys.push(("enrichment.token_store.key".into(), Value::Null));
     keys.push(("clickhouse.password".into(), Value::Null));
     keys
 }

@@ -31,7 +31,10 @@ async fn fake_org(won: &str) -> Running<SalesforceState> {
     {
         org.put_stage(name, order as i64 + 1, probability, won, closed);
     }
-    org.put("User", json!({"Id": OWNER, "Name": "Dana Reyes", "IsActive": true}));
+    org.put(
+        "User",
+        json!({"Id": OWNER, "Name": "Dana Reyes", "IsActive": true}),
+    );
     org.put(
         "Opportunity",
         json!({
@@ -303,8 +306,16 @@ async fn outbound_messages_load_each_opportunity_once_at_its_latest_state() {
     assert_eq!(complete[0]["partial"], 0, "{complete:?}");
     {
         let state = api.state();
-        assert_eq!(state.calls_to("/services/data/v62.0/query"), 1, "stages are read once");
-        assert_eq!(state.calls_to("/services/data/v62.0/sobjects/User/"), 1, "the owner once");
+        assert_eq!(
+            state.calls_to("/services/data/v62.0/query"),
+            1,
+            "stages are read once"
+        );
+        assert_eq!(
+            state.calls_to("/services/data/v62.0/sobjects/User/"),
+            1,
+            "the owner once"
+        );
     }
     pipeline.stop();
 }

@@ -2,7 +2,8 @@
 //! rate limits with retries and a circuit breaker ([`api_client`]), the flat
 //! event under construction ([`flatten`]) and its custom fields
 //! ([`custom_fields`]), the contact-data policy ([`pii`]),
-//! email validation ([`email_validation`]), the `[enrichment]` settings and
+//! email validation ([`email_validation`]), OAuth 2.0 access tokens and the
+//! store of rotated refresh tokens ([`oauth`]), the `[enrichment]` settings and
 //! the metrics of this work. A platform's own lookups and its join into a flat
 //! event live in its folder of `tributary-sources`.
 
@@ -11,6 +12,7 @@ pub mod custom_fields;
 pub mod email_validation;
 pub mod flatten;
 pub mod internal_events;
+pub mod oauth;
 pub mod pii;
 mod settings;
 

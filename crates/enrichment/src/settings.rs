@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use tributary_config::Secret;
 
+use crate::oauth::TokenStoreSettings;
+
 /// `[enrichment]`: the API lookups.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -32,6 +34,8 @@ pub struct EnrichmentSettings {
     /// Entries per cache, at most.
     pub cache_max_entries: u64,
     pub email_validation: EmailValidationSettings,
+    /// Where rotated OAuth refresh tokens are kept, encrypted.
+    pub token_store: TokenStoreSettings,
 }
 
 impl Default for EnrichmentSettings {
@@ -49,6 +53,7 @@ impl Default for EnrichmentSettings {
             not_found_ttl_seconds: 30,
             cache_max_entries: 100_000,
             email_validation: EmailValidationSettings::default(),
+            token_store: TokenStoreSettings::default(),
         }
     }
 }

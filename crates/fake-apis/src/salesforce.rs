@@ -11,6 +11,13 @@
 //!   `batch_size` with `nextRecordsUrl` to
 //!   `GET /services/data/v{version}/query/{locator}`.
 //!
+//! - `POST /services/oauth2/token`: the refresh-token grant (client id and
+//!   secret in the form or as Basic credentials; the refresh token rotated
+//!   on every use when the app says so) and the JWT bearer grant (an RS256
+//!   assertion verified with the connected app's public key, `iss` the
+//!   client id, `aud` `https://login.salesforce.com`, `exp` within 3
+//!   minutes, `sub` a known user). Errors as `{"error", "error_description"}`.
+//!
 //! Every answer to a known token counts against the org's API allocation
 //! and says so in `Sforce-Limit-Info: api-usage=N/M`; past the allocation
 //! Salesforce answers 403 `REQUEST_LIMIT_EXCEEDED`. An unknown token gets
@@ -98,10 +105,31 @@ impl SalesforceOrg {
     }
 }
 
+/// A connected app the token endpoint knows.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectedApp {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Refresh tokens that work, each to the org (its key in `orgs`) it
+    /// signs in to.
+    pub refresh_tokens: HashMap<String, String>,
+    /// Whether each use of a refresh token gives a new one and voids it.
+    pub rotate_refresh_tokens: bool,
+    /// The JWT bearer grant: the certificate's public key (PKCS#1 DER) and
+    /// users, each to their org's key.
+    pub public_key: Option<Vec<u8>>,
+    pub users: HashMap<String, String>,
+    /// Access tokens issued so far.
+    pub issued: u64,
+}
+
 /// The fake's state: orgs by access token, behaviour, and the call log.
 #[derive(Debug, Default)]
 pub struct SalesforceState {
     pub orgs: HashMap<String, SalesforceOrg>,
+    /// Access tokens the token endpoint issued, each to its org's key.
+    pub sessions: HashMap<String, String>,
+    pub app: Option<ConnectedApp>,
     pub behaviour: Behaviour,
     pub calls: Vec<Call>,
     /// Rows per query batch (Salesforce's default is 2,000).
@@ -124,6 +152,11 @@ impl SalesforceState {
     pub fn org(&mut self, token: &str) -> &mut SalesforceOrg {
         self.orgs.entry(token.to_owned()).or_default()
     }
+
+    /// Every issued access token stops working (sessions time out).
+    pub fn expire_sessions(&mut self) {
+        self.sessions.clear();
+    }
 }
 
 pub struct FakeSalesforce;
@@ -144,6 +177,7 @@ impl FakeSalesforce {
             )
             .route("/services/data/{version}/query", get(query))
             .route("/services/data/{version}/query/{locator}", get(more))
+            .route("/services/oauth2/token", axum::routing::post(token))
             .with_state(shared.clone());
         serve(router, shared).await
     }
@@ -189,7 +223,10 @@ fn admit(
         .to_owned();
     let outcome = match gate(&mut state.behaviour, &mut state.window) {
         Gate::Refuse(response) => Err(Box::new(response)),
-        Gate::Pass { .. } => match state.orgs.get_mut(&token) {
+        Gate::Pass { .. } => match state
+            .orgs
+            .get_mut(state.sessions.get(&token).unwrap_or(&token))
+        {
             None => Err(Box::new(error(
                 StatusCode::UNAUTHORIZED,
                 "INVALID_SESSION_ID",
@@ -209,6 +246,7 @@ fn admit(
                     }
                     Err(Box::new(refused))
                 } else {
+                    let token = state.sessions.get(&token).cloned().unwrap_or(token);
                     Ok(Admitted { token, usage })
                 }
             }
@@ -480,6 +518,163 @@ async fn more(
         + rows.len();
     let body = page(state, &version, rows, total);
     answer(&admitted, StatusCode::OK, body)
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
+}
+
+/// The token endpoint.
+async fn token(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<HashMap<String, String>>,
+) -> Response {
+    let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+    let state = &mut *guard;
+    let answer = issue(state, &headers, &form);
+    state.calls.push(Call {
+        at: Instant::now(),
+        path: "/services/oauth2/token".into(),
+        status: answer.status().as_u16(),
+    });
+    answer
+}
+
+fn issue(
+    state: &mut SalesforceState,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Response {
+    use base64::Engine;
+    let Some(app) = state.app.as_mut() else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client_id",
+            "client identifier invalid",
+        );
+    };
+    let org = match form.get("grant_type").map(String::as_str) {
+        Some("refresh_token") => {
+            let basic = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Basic "))
+                .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+                .and_then(|v| String::from_utf8(v).ok());
+            let (id, secret) = match &basic {
+                Some(pair) => pair
+                    .split_once(':')
+                    .map(|(a, b)| (a.to_owned(), b.to_owned())),
+                None => form
+                    .get("client_id")
+                    .cloned()
+                    .zip(form.get("client_secret").cloned()),
+            }
+            .unwrap_or_default();
+            if id != app.client_id || secret != app.client_secret {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_client",
+                    "invalid client credentials",
+                );
+            }
+            let presented = form.get("refresh_token").cloned().unwrap_or_default();
+            let Some(org) = app.refresh_tokens.get(&presented).cloned() else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "expired access/refresh token",
+                );
+            };
+            org
+        }
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
+            match verify_assertion(
+                app,
+                form.get("assertion")
+                    .map(String::as_str)
+                    .unwrap_or_default(),
+            ) {
+                Ok(org) => org,
+                Err(description) => {
+                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", &description);
+                }
+            }
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant type not supported",
+            );
+        }
+    };
+    app.issued += 1;
+    let access_token = format!("00D5g000004ABCD!AQ0AQ.session{}", app.issued);
+    let mut body = json!({
+        "access_token": access_token,
+        "signature": "fake-signature",
+        "scope": "api refresh_token",
+        "instance_url": "https://acme.my.salesforce.com",
+        "id": "https://login.salesforce.com/id/00D5g000004ABCDEA4/0055g00000OwNeRAAA",
+        "token_type": "Bearer",
+        "issued_at": chrono::Utc::now().timestamp_millis().to_string(),
+    });
+    if form.get("grant_type").map(String::as_str) == Some("refresh_token")
+        && app.rotate_refresh_tokens
+    {
+        let presented = form.get("refresh_token").cloned().unwrap_or_default();
+        app.refresh_tokens.remove(&presented);
+        let rotated = format!("5Aep861.rotated{}", app.issued);
+        app.refresh_tokens.insert(rotated.clone(), org.clone());
+        body["refresh_token"] = json!(rotated);
+    }
+    state.sessions.insert(access_token, org);
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// The org of a valid JWT bearer assertion, or why it is not valid.
+fn verify_assertion(app: &ConnectedApp, assertion: &str) -> Result<String, String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let [header, claims, signature] = parts.as_slice() else {
+        return Err("invalid assertion".into());
+    };
+    let key = app
+        .public_key
+        .as_ref()
+        .ok_or("no certificate for the app")?;
+    let signature = b64.decode(signature).map_err(|_| "invalid assertion")?;
+    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, key)
+        .verify(format!("{header}.{claims}").as_bytes(), &signature)
+        .map_err(|_| "invalid assertion signature")?;
+    let claims: Value = b64
+        .decode(claims)
+        .ok()
+        .and_then(|c| serde_json::from_slice(&c).ok())
+        .ok_or("invalid assertion")?;
+    if claims["iss"] != app.client_id.as_str() {
+        return Err("invalid client credentials".into());
+    }
+    if claims["aud"] != "https://login.salesforce.com" {
+        return Err("audience is invalid".into());
+    }
+    let now = chrono::Utc::now().timestamp();
+    let exp = claims["exp"].as_i64().unwrap_or(0);
+    if exp < now || exp > now + 300 {
+        return Err("expired authorization code".into());
+    }
+    let user = claims["sub"].as_str().unwrap_or_default();
+    app.users
+        .get(user)
+        .cloned()
+        .ok_or_else(|| "user hasn't approved this consumer".into())
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use tributary_enrichment::EnrichmentSettings;
 use tributary_enrichment::api_client::{
     Allocation, ApiClient, ApiError, Fetched, RequestBudget, RetryPolicy,
 };
+use tributary_enrichment::oauth::{ClientAuth, OAuthTokens, TokenStore};
 
 use super::SalesforceTenant;
 
@@ -112,27 +113,52 @@ pub fn soap_text(value: &Value) -> Option<String> {
     }
 }
 
+/// How requests are authorized.
+enum Credentials {
+    /// A fixed access token from the settings.
+    Fixed(Secret),
+    /// OAuth 2.0: renewed before expiry and on `401`.
+    OAuth(Box<OAuthTokens>),
+}
+
 /// One org's REST API.
 pub struct OrgApi {
     client: ApiClient,
     instance_url: String,
     version: String,
-    token: Secret,
+    credentials: Credentials,
     stages: Cache<(), Arc<Vec<StageDefinition>>>,
     owners: Cache<String, Option<Owner>>,
 }
 
 impl OrgApi {
-    /// The org's API, when the tenant's section configures it.
+    /// The org's API, when the tenant's section configures it. OAuth with a
+    /// refresh token needs `store`: the rotated token must outlive the process.
     pub fn for_tenant(
+        tenant: &str,
         settings: &SalesforceTenant,
         enrichment: &EnrichmentSettings,
         http: reqwest::Client,
-    ) -> Option<OrgApi> {
-        let (instance_url, token) = (
-            settings.instance_url.as_ref()?,
-            settings.access_token.clone()?,
-        );
+        store: Option<Arc<TokenStore>>,
+    ) -> Result<Option<OrgApi>, String> {
+        let Some(instance_url) = &settings.instance_url else {
+            return Ok(None);
+        };
+        let policy = RetryPolicy::from_settings(enrichment);
+        let credentials = match (&settings.access_token, &settings.oauth) {
+            (Some(token), _) => Credentials::Fixed(token.clone()),
+            (None, Some(oauth)) => Credentials::OAuth(Box::new(OAuthTokens::new(
+                API,
+                tenant,
+                oauth.clone(),
+                // Salesforce's examples send the client's id and secret in the form.
+                ClientAuth::Body,
+                policy.clone(),
+                http.clone(),
+                store,
+            )?)),
+            (None, None) => return Ok(None),
+        };
         let budget = RequestBudget::new(settings.requests_per_10s, Duration::from_secs(10))
             .with_allocation(Allocation {
                 header: LIMIT_INFO_HEADER,
@@ -141,17 +167,24 @@ impl OrgApi {
                 pause: ALLOCATION_PAUSE,
             });
         let ttl = Duration::from_secs(enrichment.definitions_ttl_seconds.max(1));
-        Some(OrgApi {
-            client: ApiClient::new(API, http, RetryPolicy::from_settings(enrichment), budget),
+        Ok(Some(OrgApi {
+            client: ApiClient::new(API, http, policy, budget),
             instance_url: instance_url.trim_end_matches('/').to_owned(),
             version: settings.api_version.clone(),
-            token,
+            credentials,
             stages: Cache::builder().time_to_live(ttl).build(),
             owners: Cache::builder()
                 .max_capacity(enrichment.cache_max_entries)
                 .time_to_live(ttl)
                 .build(),
-        })
+        }))
+    }
+
+    async fn token(&self) -> Result<Secret, ApiError> {
+        match &self.credentials {
+            Credentials::Fixed(token) => Ok(token.clone()),
+            Credentials::OAuth(tokens) => tokens.access_token().await,
+        }
     }
 
     fn data_url(&self, rest: &str) -> String {
@@ -161,25 +194,42 @@ impl OrgApi {
         )
     }
 
-    /// A GET with the org's budget and retries. Salesforce answers an
-    /// exhausted allocation with 403 `REQUEST_LIMIT_EXCEEDED`: lookups pause
-    /// and the failure may pass.
+    /// A GET with the org's budget and retries, authorized with a current
+    /// token: under OAuth a `401` renews the token and asks once more.
+    /// Salesforce answers an exhausted allocation with 403
+    /// `REQUEST_LIMIT_EXCEEDED`: lookups pause and the failure may pass.
     async fn get(
         &self,
         endpoint: &'static str,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Fetched, ApiError> {
-        match self.client.get_json(endpoint, request).await {
-            Err(ApiError::Refused {
-                status: 403, body, ..
-            }) if body.contains("REQUEST_LIMIT_EXCEEDED") => {
-                self.client.pause(ALLOCATION_PAUSE);
-                Err(ApiError::Unavailable {
-                    api: API,
-                    reason: format!("the org's API request limit is exceeded: {body}"),
-                })
+        let mut renewed = false;
+        loop {
+            let token = self.token().await?;
+            let answer = self
+                .client
+                .get_json(endpoint, || request().bearer_auth(token.expose()))
+                .await;
+            match answer {
+                Err(ApiError::Refused { status: 401, .. })
+                    if !renewed && matches!(self.credentials, Credentials::OAuth(_)) =>
+                {
+                    if let Credentials::OAuth(tokens) = &self.credentials {
+                        tokens.rejected(&token).await;
+                    }
+                    renewed = true;
+                }
+                Err(ApiError::Refused {
+                    status: 403, body, ..
+                }) if body.contains("REQUEST_LIMIT_EXCEEDED") => {
+                    self.client.pause(ALLOCATION_PAUSE);
+                    return Err(ApiError::Unavailable {
+                        api: API,
+                        reason: format!("the org's API request limit is exceeded: {body}"),
+                    });
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -192,23 +242,13 @@ impl OrgApi {
             let answer = match &next {
                 None => {
                     self.get(endpoint, || {
-                        self.client
-                            .http()
-                            .get(&first)
-                            .query(&[("q", soql)])
-                            .bearer_auth(self.token.expose())
+                        self.client.http().get(&first).query(&[("q", soql)])
                     })
                     .await?
                 }
                 Some(path) => {
                     let url = format!("{}{path}", self.instance_url);
-                    self.get(endpoint, || {
-                        self.client
-                            .http()
-                            .get(&url)
-                            .bearer_auth(self.token.expose())
-                    })
-                    .await?
+                    self.get(endpoint, || self.client.http().get(&url)).await?
                 }
             };
             let Fetched::Found(answer) = answer else {
@@ -274,7 +314,6 @@ impl OrgApi {
                     .http()
                     .get(&url)
                     .query(&[("fields", fields.as_str())])
-                    .bearer_auth(self.token.expose())
             })
             .await?;
         Ok(match answer {

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tributary_enrichment::flatten::FlatRecord;
+use tributary_enrichment::oauth::TokenStore;
 use tributary_envelope::RawEvent;
 
 use super::api::{OrgApi, StageDefinition, parse_datetime, soap_text};
@@ -82,13 +83,31 @@ pub struct SalesforceEnricher {
 
 pub fn build(context: &EnricherContext<'_>) -> Result<Box<dyn SourceEnricher>, SourceConfigError> {
     let tenants = tenants_by_name(NAME, &context.tenants, tenant_settings)?;
-    let apis = tenants
-        .iter()
-        .filter_map(|(tenant, settings)| {
-            let api = OrgApi::for_tenant(settings, context.settings, context.http.clone())?;
-            Some((tenant.clone(), Arc::new(api)))
-        })
-        .collect();
+    let refusal = |tenant: &str, reason: String| SourceConfigError::Tenant {
+        tenant: tenant.to_owned(),
+        source_name: NAME,
+        reason,
+    };
+    let mut store = None;
+    if let Some((tenant, _)) = tenants.iter().find(|(_, t)| t.oauth.is_some()) {
+        store = TokenStore::open(&context.settings.token_store)
+            .map_err(|err| refusal(tenant, err.to_string()))?
+            .map(Arc::new);
+    }
+    let mut apis = BTreeMap::new();
+    for (tenant, settings) in &tenants {
+        let api = OrgApi::for_tenant(
+            tenant,
+            settings,
+            context.settings,
+            context.http.clone(),
+            store.clone(),
+        )
+        .map_err(|reason| refusal(tenant, reason))?;
+        if let Some(api) = api {
+            apis.insert(tenant.clone(), Arc::new(api));
+        }
+    }
     Ok(Box::new(SalesforceEnricher { tenants, apis }))
 }
 

@@ -23,6 +23,7 @@ mod webhook;
 use serde::Deserialize;
 use serde_json::Value;
 use tributary_config::Secret;
+use tributary_enrichment::oauth::OAuthSettings;
 
 use crate::{Platform, TemplateRoute};
 
@@ -67,6 +68,11 @@ pub struct SalesforceTenant {
     pub instance_url: Option<String>,
     #[serde(default)]
     pub access_token: Option<Secret>,
+    /// OAuth 2.0 instead of a fixed `access_token`
+    /// (`[tenants.<tenant>.salesforce.oauth]`): a connected app's JWT bearer
+    /// grant or a refresh token.
+    #[serde(default)]
+    pub oauth: Option<OAuthSettings>,
     /// The REST API version, e.g. `62.0`.
     #[serde(default = "default_api_version")]
     pub api_version: String,
@@ -145,19 +151,33 @@ pub fn tenant_settings(section: &Value) -> Result<SalesforceTenant, String> {
 /// The REST settings: both of address and token or neither, a version
 /// such as `62.0` (a leading `v` is dropped), limits in range.
 fn check_api_settings(settings: &mut SalesforceTenant) -> Result<(), String> {
-    match (&settings.instance_url, &settings.access_token) {
-        (Some(url), Some(token)) => {
-            crate::mapped::check_http_url("instance_url", url)?;
-            if token.is_empty() {
-                return Err("access_token must not be empty; leave out instance_url and access_token to run without the REST API".into());
-            }
+    let credentials = match (&settings.access_token, &settings.oauth) {
+        (Some(_), Some(_)) => {
+            return Err("set access_token or [oauth], not both".into());
         }
-        (None, None) => {}
-        (Some(_), None) => {
-            return Err("instance_url is set without access_token: the REST API needs both".into());
+        (Some(token), None) if token.is_empty() => {
+            return Err("access_token must not be empty; leave out instance_url and access_token to run without the REST API".into());
         }
-        (None, Some(_)) => {
-            return Err("access_token is set without instance_url: the REST API needs both".into());
+        (None, Some(oauth)) => {
+            oauth.grant()?;
+            true
+        }
+        (token, _) => token.is_some(),
+    };
+    match (&settings.instance_url, credentials) {
+        (Some(url), true) => crate::mapped::check_http_url("instance_url", url)?,
+        (None, false) => {}
+        (Some(_), false) => {
+            return Err(
+                "instance_url is set without access_token or [oauth]: the REST API needs both"
+                    .into(),
+            );
+        }
+        (None, true) => {
+            return Err(
+                "access_token or [oauth] is set without instance_url: the REST API needs both"
+                    .into(),
+            );
         }
     }
     let version = settings.api_version.trim_start_matches('v').to_owned();

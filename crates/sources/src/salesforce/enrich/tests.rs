@@ -358,3 +358,206 @@ async fn a_wrong_token_shows_at_the_access_check_and_is_not_retried() {
         "one call each for the check, the stages and the owner"
     );
 }
+
+mod oauth {
+    use std::collections::HashMap;
+
+    use base64::Engine;
+    use tributary_config::Secret;
+    use tributary_enrichment::oauth::{TokenStoreSettings, rsa_public_key};
+    use tributary_fake_apis::salesforce::ConnectedApp;
+
+    use super::*;
+
+    const KEY_PEM: &str =
+        include_str!("../../../../../tests/fixtures/oauth/test-connected-app-key.pem");
+    const CLIENT_ID: &str = "3MVG9-tributary-app";
+    const INITIAL: &str = "5Aep861.initial";
+
+    fn store(dir: &std::path::Path, key: u8) -> TokenStoreSettings {
+        TokenStoreSettings {
+            dir: Some(dir.to_owned()),
+            key: Some(Secret::new(
+                base64::engine::general_purpose::STANDARD.encode([key; 32]),
+            )),
+        }
+    }
+
+    fn build_with(
+        fake: &Running<SalesforceState>,
+        oauth: Value,
+        token_store: TokenStoreSettings,
+    ) -> Result<Box<dyn SourceEnricher>, crate::SourceConfigError> {
+        let section = json!({
+            "organization_id": ORG, "endpoint_secret": "s", "currency": "USD",
+            "instance_url": fake.base_url(), "oauth": oauth,
+        });
+        let settings = EnrichmentSettings {
+            token_store,
+            ..settings()
+        };
+        build(&EnricherContext {
+            tenants: vec![("acme", &section)],
+            settings: &settings,
+            http: reqwest::Client::new(),
+            email: None,
+        })
+    }
+
+    fn refresh_settings(fake: &Running<SalesforceState>) -> Value {
+        json!({
+            "token_url": format!("{}/services/oauth2/token", fake.base_url()),
+            "client_id": CLIENT_ID, "client_secret": "app-secret", "refresh_token": INITIAL,
+        })
+    }
+
+    /// A message lacking fields: each one reads the opportunity.
+    fn thin() -> RawEvent {
+        raw(
+            &[
+                ("StageName", "Closed Won"),
+                ("LastModifiedDate", "2025-03-04T16:30:00.000Z"),
+            ],
+            1_741_105_800_000_000,
+        )
+    }
+
+    async fn rotating_app() -> Running<SalesforceState> {
+        let fake = fake_org("2025-03-04T16:30:00.000+0000").await;
+        fake.state().app = Some(ConnectedApp {
+            client_id: CLIENT_ID.into(),
+            client_secret: "app-secret".into(),
+            refresh_tokens: HashMap::from([(INITIAL.into(), TOKEN.into())]),
+            rotate_refresh_tokens: true,
+            ..ConnectedApp::default()
+        });
+        fake
+    }
+
+    #[tokio::test]
+    async fn rotated_refresh_tokens_are_stored_encrypted_and_survive_a_restart() {
+        let fake = rotating_app().await;
+        let dir = tempfile::tempdir().expect("dir");
+        let enricher =
+            build_with(&fake, refresh_settings(&fake), store(dir.path(), 1)).expect("built");
+        let first = enricher.enrich(&thin()).await.expect("enriched");
+        assert!(first.complete, "{:?}", first.missing);
+        {
+            let state = fake.state();
+            let app = state.app.as_ref().expect("app");
+            assert!(!app.refresh_tokens.contains_key(INITIAL), "rotated away");
+            assert_eq!(app.issued, 1);
+        }
+        // The session times out: a 401 renews the token once, and the
+        // lookup succeeds.
+        fake.state().expire_sessions();
+        let second = enricher.enrich(&thin()).await.expect("enriched");
+        assert!(second.complete, "{:?}", second.missing);
+        assert_eq!(fake.state().app.as_ref().expect("app").issued, 2);
+
+        // The stored token is encrypted: no token text in the directory.
+        for entry in std::fs::read_dir(dir.path()).expect("dir") {
+            let bytes = std::fs::read(entry.expect("entry").path()).expect("file");
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains("5Aep861"), "{text}");
+        }
+
+        // A restart with the same settings (whose refresh token is void
+        // now) continues with the stored one.
+        drop(enricher);
+        let restarted =
+            build_with(&fake, refresh_settings(&fake), store(dir.path(), 1)).expect("built");
+        let after = restarted.enrich(&thin()).await.expect("enriched");
+        assert!(after.complete, "{:?}", after.missing);
+        assert_eq!(fake.state().app.as_ref().expect("app").issued, 3);
+
+        // Under another key the store cannot be read: said at start.
+        let err = build_with(&fake, refresh_settings(&fake), store(dir.path(), 2))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("cannot be decrypted"), "{err}");
+        // Without a store a refresh token is refused at start too.
+        let err = build_with(
+            &fake,
+            refresh_settings(&fake),
+            TokenStoreSettings::default(),
+        )
+        .err()
+        .expect("refused");
+        assert!(err.to_string().contains("token_store"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_new_authorization_in_the_settings_replaces_the_stored_token() {
+        let fake = rotating_app().await;
+        let dir = tempfile::tempdir().expect("dir");
+        let enricher =
+            build_with(&fake, refresh_settings(&fake), store(dir.path(), 1)).expect("built");
+        assert!(enricher.enrich(&thin()).await.expect("enriched").complete);
+        drop(enricher);
+        // The tenant authorizes anew: a new refresh token in the settings.
+        fake.state()
+            .app
+            .as_mut()
+            .expect("app")
+            .refresh_tokens
+            .insert("5Aep861.reauthorized".into(), TOKEN.into());
+        let mut settings = refresh_settings(&fake);
+        settings["refresh_token"] = json!("5Aep861.reauthorized");
+        let enricher = build_with(&fake, settings, store(dir.path(), 1)).expect("built");
+        let enriched = enricher.enrich(&thin()).await.expect("enriched");
+        assert!(enriched.complete, "{:?}", enriched.missing);
+        let state = fake.state();
+        let app = state.app.as_ref().expect("app");
+        assert!(!app.refresh_tokens.contains_key("5Aep861.reauthorized"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_refresh_token_says_to_authorize_again_and_is_not_retried() {
+        let fake = rotating_app().await;
+        let dir = tempfile::tempdir().expect("dir");
+        let mut settings = refresh_settings(&fake);
+        settings["refresh_token"] = json!("5Aep861.revoked");
+        let enricher = build_with(&fake, settings, store(dir.path(), 1)).expect("built");
+        let checks = enricher.check_access().await;
+        let err = checks[0].outcome.as_ref().expect_err("refused");
+        assert!(
+            err.to_string().contains("invalid_grant") && err.to_string().contains("authorize"),
+            "{err}"
+        );
+        let enriched = enricher.enrich(&thin()).await.expect("enriched");
+        assert!(!enriched.complete && !enriched.may_heal);
+        assert_eq!(fake.state().calls_to("/services/data/"), 0);
+    }
+
+    #[tokio::test]
+    async fn the_jwt_bearer_grant_signs_in_with_the_apps_key() {
+        let fake = fake_org("2025-03-04T16:30:00.000+0000").await;
+        fake.state().app = Some(ConnectedApp {
+            client_id: CLIENT_ID.into(),
+            public_key: Some(rsa_public_key(&Secret::new(KEY_PEM)).expect("public key")),
+            users: HashMap::from([("integration@acme.example".into(), TOKEN.into())]),
+            ..ConnectedApp::default()
+        });
+        let oauth = json!({
+            "token_url": format!("{}/services/oauth2/token", fake.base_url()),
+            "audience": "https://login.salesforce.com",
+            "client_id": CLIENT_ID, "private_key": KEY_PEM, "username": "integration@acme.example",
+        });
+        // No refresh token, so no store is needed.
+        let enricher =
+            build_with(&fake, oauth.clone(), TokenStoreSettings::default()).expect("built");
+        let enriched = enricher.enrich(&thin()).await.expect("enriched");
+        assert!(enriched.complete, "{:?}", enriched.missing);
+        let mut stranger = oauth;
+        stranger["username"] = json!("someone@else.example");
+        let enricher = build_with(&fake, stranger, TokenStoreSettings::default()).expect("built");
+        let err = enricher
+            .check_access()
+            .await
+            .remove(0)
+            .outcome
+            .expect_err("refused");
+        assert!(err.to_string().contains("invalid_grant"), "{err}");
+    }
+}
