@@ -319,3 +319,108 @@ async fn outbound_messages_load_each_opportunity_once_at_its_latest_state() {
     }
     pipeline.stop();
 }
+
+/// Change Data Capture: the collector subscribes to the fake Pub/Sub API,
+/// and the changes load as deal changes; a collector killed and restarted
+/// resumes from its checkpoint, reading nothing twice and skipping nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_events_load_and_a_restarted_collector_resumes_from_its_checkpoint() {
+    use apache_avro::types::Value as Avro;
+    use tributary_fake_apis::salesforce_pubsub::{
+        Change, FakePubSub, OPPORTUNITY_CHANGE_EVENT_SCHEMA, OPPORTUNITY_SCHEMA_ID, PubSubState,
+        encode,
+    };
+    use tributary_salesforce_pubsub::ReplayPreset;
+
+    const CHANNEL: &str = "/data/OpportunityChangeEvent";
+    let opportunity = "0065g00000CdCeEAAV";
+    let api = fake_org(opportunity).await;
+    let mut state = PubSubState {
+        keepalive: std::time::Duration::from_millis(500),
+        ..PubSubState::default()
+    };
+    state.tokens.insert(TOKEN.into());
+    let pubsub = FakePubSub::start(state).await.expect("fake Pub/Sub");
+    let schema = apache_avro::Schema::parse_str(OPPORTUNITY_CHANGE_EVENT_SCHEMA).expect("schema");
+    let publish = |change: Change| {
+        pubsub.publish(CHANNEL, OPPORTUNITY_SCHEMA_ID, encode(&schema, &change));
+    };
+    let run = SourcePipeline::start(
+        "salesforce_cdc",
+        format!(
+            "[tenants.summit.salesforce]\norganization_id = \"00D5g000004ABCD\"\nendpoint_secret = \"{SECRET}\"\ncurrency = \"EUR\"\ninstance_url = \"{}\"\naccess_token = \"{TOKEN}\"\npubsub_url = \"{}\"\nchange_events = [\"{CHANNEL}\"]\nchange_events_start = \"earliest\"\n",
+            api.base_url(),
+            pubsub.url()
+        ),
+    )
+    .await;
+    publish(Change {
+        change_type: "CREATE",
+        record_ids: vec![opportunity.into()],
+        commit_timestamp_ms: 1_741_000_000_000,
+        fields: vec![
+            ("Name", Some(Avro::String("Expansion".into()))),
+            ("Amount", Some(Avro::Double(12_000.0))),
+            ("StageName", Some(Avro::String("Prospecting".into()))),
+            ("IsWon", Some(Avro::Boolean(false))),
+            ("IsClosed", Some(Avro::Boolean(false))),
+            ("CloseDate", Some(Avro::Int(20_151))),
+            ("OwnerId", Some(Avro::String(OWNER.into()))),
+            ("CreatedDate", Some(Avro::Long(1_741_000_000_000))),
+        ],
+    });
+    publish(Change {
+        change_type: "UPDATE",
+        record_ids: vec![opportunity.into()],
+        commit_timestamp_ms: 1_741_105_800_000,
+        fields: vec![
+            ("StageName", Some(Avro::String("Closed Won".into()))),
+            ("IsWon", Some(Avro::Boolean(true))),
+            ("IsClosed", Some(Avro::Boolean(true))),
+        ],
+    });
+    run.wait_for_events("salesforce", 2).await;
+    let deals = run
+        .deals("salesforce", "title, toFloat64(amount) AS amount, currency, stage_id, status, toString(won_at) AS won_at")
+        .await;
+    let deal = &deals[opportunity];
+    assert_eq!(deal["status"], "won", "{deals:?}");
+    assert_eq!(
+        deal["title"], "Expansion",
+        "kept from the creation: the update did not blank it"
+    );
+    assert_eq!(deal["amount"], 12_000.0);
+    assert_eq!(deal["won_at"], "2025-03-04 00:00:00");
+
+    // Killed and restarted: the next change arrives once, nothing again.
+    run.pipeline
+        .kill_and_restart(
+            tributary_demo::Stage::Collector,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .expect("the collector restarts");
+    publish(Change {
+        change_type: "UPDATE",
+        record_ids: vec![opportunity.into()],
+        commit_timestamp_ms: 1_741_106_000_000,
+        fields: vec![("Amount", Some(Avro::Double(15_500.0)))],
+    });
+    run.wait_for_events("salesforce", 3).await;
+    let deals = run
+        .deals("salesforce", "toFloat64(amount) AS amount, status")
+        .await;
+    assert_eq!(deals[opportunity]["amount"], 15_500.0);
+    assert_eq!(deals[opportunity]["status"], "won");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let loaded = run
+        .db
+        .query("SELECT count() AS events, uniqExact(event_id) AS distinct_events FROM tributary.event_log FINAL WHERE source = 'salesforce'")
+        .await;
+    assert_eq!(loaded[0]["events"], 3, "{loaded:?}");
+    let state = pubsub.state();
+    let presets: Vec<ReplayPreset> = state.subscriptions.iter().map(|s| s.preset).collect();
+    assert_eq!(presets.first(), Some(&ReplayPreset::Earliest));
+    assert_eq!(presets.last(), Some(&ReplayPreset::Custom), "{presets:?}");
+    run.pipeline.stop();
+}

@@ -1,6 +1,7 @@
 //! The collector's configuration: the shared sections plus `[collector]`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tributary_config::{KafkaSettings, TelemetrySettings, Tenants, TopicSettings};
@@ -51,6 +52,11 @@ pub struct CollectorSettings {
     /// `x-real-ip`) with each event. A client IP is personal data: off
     /// unless configured.
     pub keep_client_ip: bool,
+    /// Where pull subscriptions (Salesforce Change Data Capture) keep their
+    /// positions, one small file each; required when a tenant has one. On
+    /// a volume that outlives the container: without it a restart starts
+    /// each subscription anew.
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 impl Default for CollectorSettings {
@@ -64,6 +70,7 @@ impl Default for CollectorSettings {
             body_read_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
             max_requests_in_flight: 1_024,
+            checkpoint_dir: None,
             keep_client_ip: false,
         }
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod delivery;
 mod error;
 mod internal_events;
+mod pull;
 mod webhook;
 
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use axum::routing::post;
 use tokio::net::TcpListener;
 use tributary_kafka::{EventProducer, TopicAdmin, TopicError};
 use tributary_sources::Sources;
+use tributary_sources::pull::{Checkpoints, PullSource};
 use tributary_telemetry::{ReadinessCheck, ops_router};
 
 pub use config::{CollectorConfig, CollectorSettings};
@@ -70,6 +72,9 @@ pub(crate) struct AppState {
 pub struct Collector {
     state: Arc<AppState>,
     config: CollectorConfig,
+    /// The pull subscriptions and where they keep their positions.
+    subscriptions: std::sync::Mutex<Vec<Box<dyn PullSource>>>,
+    checkpoints: Option<Checkpoints>,
 }
 
 impl Collector {
@@ -95,6 +100,19 @@ impl Collector {
             // Not fatal: /readyz reports it and deliveries get 503 until the broker is back.
             Err(err) => tracing::warn!(error = %err, "broker not reachable at startup"),
         }
+        let subscriptions =
+            tributary_sources::pull_sources(&config.tenants, reqwest::Client::new())?;
+        let checkpoints = match (&config.collector.checkpoint_dir, subscriptions.is_empty()) {
+            (_, true) => None,
+            (Some(dir), false) => Some(
+                Checkpoints::open(dir)
+                    .with_context(|| format!("[collector] checkpoint_dir {}", dir.display()))?,
+            ),
+            (None, false) => anyhow::bail!(
+                "[collector] checkpoint_dir must be set: {} pull subscription(s) (Salesforce Change Data Capture) keep their positions there",
+                subscriptions.len()
+            ),
+        };
         // Only batches with malformed elements need it: they get 503 until it exists.
         if let Err(missing @ TopicError::Missing { .. }) =
             admin.partitions(&config.topics.dead_letter).await
@@ -113,6 +131,8 @@ impl Collector {
                 )),
             }),
             config,
+            subscriptions: std::sync::Mutex::new(subscriptions),
+            checkpoints,
         })
     }
 
@@ -171,6 +191,18 @@ impl Collector {
         let header_timeout =
             Duration::from_millis(self.config.collector.header_read_timeout_ms.max(1));
         tracing::info!(%address, sources = ?self.state.sources.names().collect::<Vec<_>>(), "collector listening");
+        let subscriptions = std::mem::take(
+            &mut *self
+                .subscriptions
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        let pulls = pull::start(
+            subscriptions,
+            self.checkpoints.clone(),
+            self.state.producer.clone(),
+            &self.state.topic,
+        );
         // The admin listener stops with the webhooks' server.
         let (stopped, admin_stop) = tokio::sync::watch::channel(false);
         let admin = match self.config.collector.admin_listen {
@@ -194,6 +226,9 @@ impl Collector {
         };
         serve_http1(listener, self.router(), header_timeout, shutdown).await;
         let _ = stopped.send(true);
+        for pull in &pulls {
+            pull.abort();
+        }
         if let Some(admin) = admin {
             admin.await.context("admin http server")?;
         }

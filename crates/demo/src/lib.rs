@@ -553,6 +553,7 @@ log_level = "{log_level}"
 
 [collector]
 listen = "127.0.0.1:{collector}"
+checkpoint_dir = "{checkpoints}"
 
 [enricher]
 listen = "127.0.0.1:{enricher}"
@@ -590,6 +591,7 @@ batch_max_age_ms = {batch_age}
         validation = clickhouse.validation,
         templates = options.templates_dir.display(),
         batch_age = options.batch_max_age_ms,
+        checkpoints = options.work_dir.join("checkpoints").display(),
     );
     for tenant in 0..world.tenants.len() {
         config.push_str(&world.tenant_config(tenant, apis));

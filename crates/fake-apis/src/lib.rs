@@ -7,6 +7,7 @@ mod email;
 pub mod hubspot;
 mod pipedrive;
 pub mod salesforce;
+pub mod salesforce_pubsub;
 pub mod shapes;
 
 use std::net::SocketAddr;

@@ -27,6 +27,7 @@ pub mod enrich;
 pub mod hubspot;
 pub mod mapped;
 pub mod pipedrive;
+pub mod pull;
 pub mod salesforce;
 pub mod webhook;
 pub mod zoho;
@@ -75,7 +76,16 @@ pub struct Platform {
     /// refresh its caches, then counts them as ignored instead of passing
     /// them on, so the dead-letter topic holds only what needs a person.
     pub ignored_objects: &'static [&'static str],
+    /// The collector's subscriptions to what the platform must be asked
+    /// for (Salesforce Change Data Capture), if it has any.
+    pub pull: Option<BuildPullSources>,
 }
+
+/// Builds a platform's pull subscriptions from every tenant's section for it.
+pub type BuildPullSources = fn(
+    tenants: Vec<(&str, &serde_json::Value)>,
+    http: reqwest::Client,
+) -> Result<Vec<Box<dyn pull::PullSource>>, SourceConfigError>;
 
 /// Enriched events of these objects are validated against this template
 /// (`schemas/templates/<template>/<version>.json`).
@@ -170,6 +180,23 @@ impl Sources {
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.by_name.keys().copied()
     }
+}
+
+/// Every registered platform's pull subscriptions, from `[tenants]`.
+pub fn pull_sources(
+    tenants: &Tenants,
+    http: reqwest::Client,
+) -> Result<Vec<Box<dyn pull::PullSource>>, SourceConfigError> {
+    let mut subscriptions = Vec::new();
+    for platform in REGISTRY {
+        if let Some(build) = platform.pull {
+            subscriptions.extend(build(
+                tenants.for_source(platform.name).collect(),
+                http.clone(),
+            )?);
+        }
+    }
+    Ok(subscriptions)
 }
 
 #[cfg(test)]

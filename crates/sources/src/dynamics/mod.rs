@@ -37,6 +37,7 @@ pub const PLATFORM: Platform = Platform {
     }],
     // A step is registered for the entities a tenant chose.
     ignored_objects: &[],
+    pull: None,
 };
 
 /// How the webhook registration authenticates (its "Authentication" choice).

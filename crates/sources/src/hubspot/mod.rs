@@ -56,6 +56,7 @@ pub const PLATFORM: Platform = Platform {
     }],
     // Subscriptions name their objects; the collector refuses any other.
     ignored_objects: &[],
+    pull: None,
 };
 
 /// The CRM API's address.

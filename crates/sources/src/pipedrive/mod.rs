@@ -65,6 +65,7 @@ pub const PLATFORM: Platform = Platform {
         "task",
         "user",
     ],
+    pull: None,
 };
 
 /// `[tenants.<tenant>.pipedrive]`.

@@ -114,11 +114,56 @@ pub fn soap_text(value: &Value) -> Option<String> {
 }
 
 /// How requests are authorized.
-enum Credentials {
+pub(crate) enum Credentials {
     /// A fixed access token from the settings.
     Fixed(Secret),
     /// OAuth 2.0: renewed before expiry and on `401`.
     OAuth(Box<OAuthTokens>),
+}
+
+impl Credentials {
+    /// The tenant's credentials, if it configures any.
+    pub(crate) fn for_tenant(
+        tenant: &str,
+        settings: &SalesforceTenant,
+        policy: &RetryPolicy,
+        http: reqwest::Client,
+        store: Option<Arc<TokenStore>>,
+    ) -> Result<Option<Credentials>, String> {
+        Ok(match (&settings.access_token, &settings.oauth) {
+            (Some(token), _) => Some(Credentials::Fixed(token.clone())),
+            (None, Some(oauth)) => Some(Credentials::OAuth(Box::new(OAuthTokens::new(
+                API,
+                tenant,
+                oauth.clone(),
+                // Salesforce's examples send the client's id and secret in the form.
+                ClientAuth::Body,
+                policy.clone(),
+                http,
+                store,
+            )?))),
+            (None, None) => None,
+        })
+    }
+
+    pub(crate) async fn token(&self) -> Result<Secret, ApiError> {
+        match self {
+            Credentials::Fixed(token) => Ok(token.clone()),
+            Credentials::OAuth(tokens) => tokens.access_token().await,
+        }
+    }
+
+    /// `used` was refused: an OAuth token is renewed on next use; a fixed
+    /// one stays as configured.
+    pub(crate) async fn rejected(&self, used: &Secret) {
+        if let Credentials::OAuth(tokens) = self {
+            tokens.rejected(used).await;
+        }
+    }
+
+    pub(crate) fn renewable(&self) -> bool {
+        matches!(self, Credentials::OAuth(_))
+    }
 }
 
 /// One org's REST API.
@@ -145,19 +190,10 @@ impl OrgApi {
             return Ok(None);
         };
         let policy = RetryPolicy::from_settings(enrichment);
-        let credentials = match (&settings.access_token, &settings.oauth) {
-            (Some(token), _) => Credentials::Fixed(token.clone()),
-            (None, Some(oauth)) => Credentials::OAuth(Box::new(OAuthTokens::new(
-                API,
-                tenant,
-                oauth.clone(),
-                // Salesforce's examples send the client's id and secret in the form.
-                ClientAuth::Body,
-                policy.clone(),
-                http.clone(),
-                store,
-            )?)),
-            (None, None) => return Ok(None),
+        let Some(credentials) =
+            Credentials::for_tenant(tenant, settings, &policy, http.clone(), store)?
+        else {
+            return Ok(None);
         };
         let budget = RequestBudget::new(settings.requests_per_10s, Duration::from_secs(10))
             .with_allocation(Allocation {
@@ -181,10 +217,7 @@ impl OrgApi {
     }
 
     async fn token(&self) -> Result<Secret, ApiError> {
-        match &self.credentials {
-            Credentials::Fixed(token) => Ok(token.clone()),
-            Credentials::OAuth(tokens) => tokens.access_token().await,
-        }
+        self.credentials.token().await
     }
 
     fn data_url(&self, rest: &str) -> String {
@@ -212,11 +245,9 @@ impl OrgApi {
                 .await;
             match answer {
                 Err(ApiError::Refused { status: 401, .. })
-                    if !renewed && matches!(self.credentials, Credentials::OAuth(_)) =>
+                    if !renewed && self.credentials.renewable() =>
                 {
-                    if let Credentials::OAuth(tokens) = &self.credentials {
-                        tokens.rejected(&token).await;
-                    }
+                    self.credentials.rejected(&token).await;
                     renewed = true;
                 }
                 Err(ApiError::Refused {

@@ -22,11 +22,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tributary_enrichment::api_client::ApiError;
 use tributary_enrichment::flatten::FlatRecord;
 use tributary_enrichment::oauth::TokenStore;
 use tributary_envelope::RawEvent;
 
 use super::api::{OrgApi, StageDefinition, parse_datetime, soap_text};
+use super::cdc::PAYLOAD_VERSION_CDC;
 use super::outbound::read_notification_bytes;
 use super::{NAME, SalesforceTenant, tenant_settings};
 use crate::enrich::{Missing, put_pipeline_fields};
@@ -116,8 +118,22 @@ impl SourceEnricher for SalesforceEnricher {
         Box::pin(async move {
             let mut record = self.message_fields(raw)?;
             let mut missing = Missing::default();
-            if let Some(api) = self.apis.get(&raw.tenant) {
-                add_from_api(api, &mut record, &mut missing).await;
+            match self.apis.get(&raw.tenant) {
+                Some(api) => add_from_api(api, &mut record, &mut missing).await,
+                None if raw
+                    .keys
+                    .as_ref()
+                    .is_some_and(|k| k.action.starts_with("gap_")) =>
+                {
+                    missing.note::<()>(
+                        "record",
+                        Err(ApiError::NotConfigured {
+                            api: "salesforce",
+                            reason: "a gap event is re-read through the REST API: set instance_url with access_token or [oauth]".into(),
+                        }),
+                    );
+                }
+                None => {}
             }
             put_pipeline_fields(&mut record, raw, &missing);
             Enriched::from_record(&record, missing)
@@ -163,8 +179,6 @@ impl SalesforceEnricher {
     /// The event's fields from the notification: everything but the
     /// pipeline's own.
     fn message_fields(&self, raw: &RawEvent) -> Result<FlatRecord, EnrichFailure> {
-        let notification = read_notification_bytes(&raw.body)
-            .map_err(|err| EnrichFailure::unreadable_body(format!("not a notification: {err}")))?;
         let settings = self.tenants.get(&raw.tenant).ok_or_else(|| {
             EnrichFailure::unreadable_body(format!(
                 "tenant {:?} has no [tenants.{}.salesforce] section",
@@ -172,23 +186,35 @@ impl SalesforceEnricher {
             ))
         })?;
         let keys = raw.keys.clone().unwrap_or_default();
-        let object = notification
-            .object_type
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .ok_or_else(|| {
-                EnrichFailure::unreadable_body("the notification has no sObject type")
+        let (object, notification_id, fields) = if keys.payload_version == PAYLOAD_VERSION_CDC {
+            change_event_fields(raw, &keys)?
+        } else {
+            let notification = read_notification_bytes(&raw.body).map_err(|err| {
+                EnrichFailure::unreadable_body(format!("not a notification: {err}"))
             })?;
+            let object = notification
+                .object_type
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .ok_or_else(|| {
+                    EnrichFailure::unreadable_body("the notification has no sObject type")
+                })?;
+            (
+                object,
+                notification.id.clone().unwrap_or_default(),
+                notification.fields,
+            )
+        };
         let mut record = FlatRecord::new();
+        if keys.payload_version == PAYLOAD_VERSION_CDC {
+            record.put("event_change_event", true);
+        }
         record.put("event_object", object.as_str());
         record.put("event_action", keys.action.as_str());
         record.put("event_object_id", keys.object_id.as_str());
         record.put("event_organization_id", settings.organization_id.as_str());
-        record.put(
-            "event_notification_id",
-            notification.id.clone().unwrap_or_default(),
-        );
-        // Salesforce's own time when the message carries it, else the receipt.
+        record.put("event_notification_id", notification_id);
+        // Salesforce's own time when the event carries it, else the receipt.
         let at = if keys.occurred_at_micros > 0 {
             keys.occurred_at_micros
         } else {
@@ -199,13 +225,82 @@ impl SalesforceEnricher {
             record.put("event_default_currency", currency.as_str());
         }
         let personal = matches!(object.as_str(), "contact" | "lead");
-        for (field, value) in &notification.fields {
+        for (field, value) in &fields {
             if personal && !PERSON_FIELDS.contains(&field.as_str()) {
                 continue;
             }
             record.put(format!("sobject_{field}"), value.clone());
         }
         Ok(record)
+    }
+}
+
+/// An event's object, its id at Salesforce, and its fields (nil as `None`).
+type EventFields = (String, String, Vec<(String, Option<String>)>);
+
+/// A change event's object, event id and fields (as an Outbound Message
+/// would send them: text, nulls as `None`). A deletion or undeletion says
+/// so in `IsDeleted`; an event that could not be decoded, or a gap too
+/// large to name its records, cannot be enriched and says why.
+fn change_event_fields(
+    raw: &RawEvent,
+    keys: &tributary_envelope::EventKeys,
+) -> Result<EventFields, EnrichFailure> {
+    let body: serde_json::Value = serde_json::from_slice(&raw.body)
+        .map_err(|err| EnrichFailure::unreadable_body(format!("not a change event: {err}")))?;
+    let uuid = body["event_uuid"].as_str().unwrap_or_default().to_owned();
+    if let Some(reason) = body.get("undecodable") {
+        return Err(EnrichFailure::unreadable_body(format!(
+            "change event {uuid} on {} could not be decoded: {reason}",
+            body["channel"]
+        )));
+    }
+    if keys.action == "gap_overflow" {
+        return Err(EnrichFailure::unreadable_body(format!(
+            "gap_overflow on {}: Salesforce sent no changes one by one (over 100,000 records changed in one transaction, committed at {} ms); re-read the {} records changed then, then drop or redrive this event",
+            body["channel"], body["header"]["commitTimestamp"], body["header"]["entityName"]
+        )));
+    }
+    let mut fields: Vec<(String, Option<String>)> = body["fields"]
+        .as_object()
+        .map(|fields| {
+            fields
+                .iter()
+                .map(|(name, value)| (name.clone(), change_event_text(name, value)))
+                .collect()
+        })
+        .unwrap_or_default();
+    match keys.action.as_str() {
+        "delete" => fields.push(("IsDeleted".into(), Some("true".into()))),
+        "undelete" => fields.push(("IsDeleted".into(), Some("false".into()))),
+        _ => {}
+    }
+    Ok((keys.object.clone(), uuid, fields))
+}
+
+/// A change event's value as Outbound Message text. Over the Pub/Sub API a
+/// date field is days since the epoch and a date-time field milliseconds
+/// since it: fields named as dates (`CloseDate`, `CreatedDate`,
+/// `SystemModstamp`, `Renewal_Date__c`...) are written as `YYYY-MM-DD` or
+/// RFC 3339 accordingly.
+pub fn change_event_text(field: &str, value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let base = field.trim_end_matches("__c").trim_end_matches('_');
+    let dated = base.ends_with("Date") || base.ends_with("Modstamp");
+    match value {
+        Value::Null => None,
+        Value::Number(n) if dated && n.is_i64() => {
+            let n = n.as_i64().unwrap_or_default();
+            if n.abs() < 1_000_000 {
+                chrono::DateTime::from_timestamp(n * 86_400, 0)
+                    .map(|t| t.format("%Y-%m-%d").to_string())
+            } else {
+                chrono::DateTime::from_timestamp_millis(n)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            }
+        }
+        Value::String(s) => Some(s.clone()),
+        other => soap_text(other),
     }
 }
 
@@ -223,14 +318,46 @@ async fn add_from_api(api: &OrgApi, record: &mut FlatRecord, missing: &mut Missi
         .and_then(serde_json::Value::as_str)
         .unwrap_or_default()
         .to_owned();
+    let action = record
+        .get("event_action")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if action.starts_with("gap_") {
+        reread_after_gap(api, &object, record, missing).await;
+    }
     if object == "opportunity" {
+        // A change event says exactly what changed: nothing to fill in.
+        let message = !record.contains("event_change_event");
         let lacks_fields = OPPORTUNITY_FIELDS
             .iter()
             .any(|field| !record.contains(&format!("sobject_{field}")));
-        if lacks_fields && let Some(id) = sobject_text(record, "Id").map(str::to_owned) {
+        if message
+            && lacks_fields
+            && let Some(id) = sobject_text(record, "Id").map(str::to_owned)
+        {
             let read = api.record("Opportunity", &id, OPPORTUNITY_FIELDS).await;
             if let Some(Some(current)) = missing.note("opportunity", read) {
                 merge_read(record, &current);
+            }
+        }
+        // A change event that closes an opportunity carries its CloseDate
+        // only if that changed too: the won or lost date is read.
+        let closes = record.contains("sobject_IsWon") || record.contains("sobject_IsClosed");
+        if !message
+            && closes
+            && !record.contains("sobject_CloseDate")
+            && let Some(id) = record
+                .get("event_object_id")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        {
+            let read = api.record("Opportunity", &id, &["CloseDate"]).await;
+            if let Some(Some(current)) = missing.note("close_date", read) {
+                record.put(
+                    "sobject_CloseDate",
+                    current.get("CloseDate").and_then(soap_text),
+                );
             }
         }
         if let Some(stage) = sobject_text(record, "StageName").map(str::to_owned)
@@ -251,6 +378,81 @@ async fn add_from_api(api: &OrgApi, record: &mut FlatRecord, missing: &mut Missi
         if let Some(active) = owner.active {
             record.put("owner_is_active", active);
         }
+    }
+}
+
+/// The fields a gap event's record is read again with, by object.
+fn gap_fields(object: &str) -> Option<(&'static str, &'static [&'static str])> {
+    Some(match object {
+        "opportunity" => ("Opportunity", OPPORTUNITY_FIELDS),
+        "account" => (
+            "Account",
+            &[
+                "Name",
+                "Website",
+                "OwnerId",
+                "Industry",
+                "NumberOfEmployees",
+                "IsDeleted",
+                "CreatedDate",
+                "LastModifiedDate",
+            ],
+        ),
+        "contact" => (
+            "Contact",
+            &[
+                "AccountId",
+                "OwnerId",
+                "IsDeleted",
+                "CreatedDate",
+                "LastModifiedDate",
+            ],
+        ),
+        "user" => ("User", &["Name", "Email", "IsActive", "LastModifiedDate"]),
+        _ => return None,
+    })
+}
+
+/// A gap event (`gap_create`, `gap_update`...) says a record changed but not
+/// how: the record is read as it is now, and the event carries that, at its
+/// `LastModifiedDate` when later than the gap. A record the org no longer
+/// has is deleted.
+async fn reread_after_gap(
+    api: &OrgApi,
+    object: &str,
+    record: &mut FlatRecord,
+    missing: &mut Missing,
+) {
+    let Some((sobject, fields)) = gap_fields(object) else {
+        return;
+    };
+    let Some(id) = record
+        .get("event_object_id")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+    else {
+        return;
+    };
+    match missing.note("record", api.record(sobject, &id, fields).await) {
+        Some(Some(current)) => {
+            merge_read(record, &current);
+            let modified = sobject_text(record, "LastModifiedDate")
+                .and_then(parse_datetime)
+                .map(|t| t.timestamp_micros());
+            let at = record
+                .get("event_timestamp_micro")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(0);
+            if let Some(modified) = modified.filter(|m| *m > at) {
+                record.remove("event_timestamp_micro");
+                record.put("event_timestamp_micro", modified);
+            }
+        }
+        Some(None) => {
+            record.remove("sobject_IsDeleted");
+            record.put("sobject_IsDeleted", "true");
+        }
+        None => {}
     }
 }
 

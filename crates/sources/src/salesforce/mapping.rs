@@ -145,7 +145,15 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
     deal.contact_id = event.text("ContactId")?;
     deal.marketing_source = event.text("LeadSource")?;
     deal.marketing_campaign = event.text("CampaignId")?;
-    let closed_on = flat.day_start_or_empty(&Event::field("CloseDate"))?;
+    let mut closed_on = flat.day_start_or_empty(&Event::field("CloseDate"))?;
+    // A change event that closes an opportunity without its CloseDate
+    // (unchanged, and no REST API to read it) is dated by its commit.
+    if !closed_on.is_known() && flat.flag("event_change_event")?.is_known() {
+        let day = event.header.version.at_micro.div_euclid(86_400_000_000) * 86_400_000_000;
+        closed_on = Timestamp::from_micros(day)
+            .map(Field::Value)
+            .map_err(|reason| MappingError::new("event_timestamp_micro", reason))?;
+    }
     (deal.won_at, deal.lost_at, deal.closed_at) = match deal.status {
         Field::Value(DealStatus::Won) => (closed_on.clone(), Field::Null, closed_on),
         Field::Value(DealStatus::Lost) => (Field::Null, closed_on.clone(), closed_on),

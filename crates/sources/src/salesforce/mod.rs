@@ -15,6 +15,7 @@
 //! REST API's address and token.
 
 pub mod api;
+pub mod cdc;
 pub mod enrich;
 pub mod mapping;
 pub mod outbound;
@@ -43,6 +44,7 @@ pub const PLATFORM: Platform = Platform {
     }],
     // An Outbound Message is defined for the objects a tenant chose.
     ignored_objects: &[],
+    pull: Some(cdc::build),
 };
 
 /// `[tenants.<tenant>.salesforce]`.
@@ -73,6 +75,17 @@ pub struct SalesforceTenant {
     /// grant or a refresh token.
     #[serde(default)]
     pub oauth: Option<OAuthSettings>,
+    /// Change Data Capture through the Pub/Sub API, e.g.
+    /// `https://api.pubsub.salesforce.com:7443`: the collector subscribes to
+    /// `change_events` (needs `instance_url` and a token or the JWT bearer grant).
+    #[serde(default)]
+    pub pubsub_url: Option<String>,
+    /// The channels followed, e.g. `["/data/OpportunityChangeEvent"]`.
+    #[serde(default = "default_change_events")]
+    pub change_events: Vec<String>,
+    /// Where a subscription without a checkpoint starts: `latest` or `earliest`.
+    #[serde(default)]
+    pub change_events_start: cdc::Start,
     /// The REST API version, e.g. `62.0`.
     #[serde(default = "default_api_version")]
     pub api_version: String,
@@ -96,30 +109,17 @@ fn default_requests_per_10s() -> u32 {
     100
 }
 
+fn default_change_events() -> Vec<String> {
+    vec!["/data/OpportunityChangeEvent".into()]
+}
+
 fn default_api_allocation_share() -> f64 {
     0.5
 }
 
-/// Settings of features this version does not have, and what to use instead.
-const NOT_AVAILABLE: &[(&str, &str)] = &[
-    (
-        "pubsub_url",
-        "Change Data Capture through the Pub/Sub API is not available in this version; use Outbound Messages",
-    ),
-    (
-        "change_events",
-        "Change Data Capture through the Pub/Sub API is not available in this version; use Outbound Messages",
-    ),
-];
-
 /// Reads and checks one tenant's section; the org id comes back in its
 /// 18-character form.
 pub fn tenant_settings(section: &Value) -> Result<SalesforceTenant, String> {
-    for (key, instead) in NOT_AVAILABLE {
-        if section.get(key).is_some() {
-            return Err(format!("{key}: {instead}"));
-        }
-    }
     let mut settings: SalesforceTenant =
         serde_json::from_value(section.clone()).map_err(|e| e.to_string())?;
     settings.organization_id = id_18(&settings.organization_id).ok_or_else(|| {
@@ -191,6 +191,31 @@ fn check_api_settings(settings: &mut SalesforceTenant) -> Result<(), String> {
         ));
     }
     settings.api_version = version;
+    if let Some(url) = &settings.pubsub_url {
+        crate::mapped::check_http_url("pubsub_url", url)?;
+        if settings.instance_url.is_none() {
+            return Err("pubsub_url needs instance_url and access_token or [oauth]: every Pub/Sub call names the org's instance".into());
+        }
+        if settings
+            .oauth
+            .as_ref()
+            .is_some_and(|oauth| oauth.refresh_token.is_some())
+        {
+            return Err("pubsub_url with an [oauth] refresh_token: the collector's subscription and the enricher would each rotate the one refresh token; use the JWT bearer grant (private_key, username) or access_token".into());
+        }
+        if settings.change_events.is_empty() {
+            return Err("change_events must name at least one channel, e.g. [\"/data/OpportunityChangeEvent\"]".into());
+        }
+        for channel in &settings.change_events {
+            let valid = channel == "/data/ChangeEvents"
+                || (channel.starts_with("/data/") && channel.ends_with("ChangeEvent"));
+            if !valid {
+                return Err(format!(
+                    "change_events: {channel:?} is not a Change Data Capture channel (\"/data/OpportunityChangeEvent\", \"/data/ChangeEvents\")"
+                ));
+            }
+        }
+    }
     if settings.requests_per_10s == 0 {
         return Err("requests_per_10s must be at least 1".into());
     }

@@ -132,7 +132,7 @@ fn rest_settings_come_in_pairs_with_a_version_and_a_share() {
         (json!({"requests_per_10s": 0}), "requests_per_10s"),
         (
             json!({"pubsub_url": "https://api.pubsub.salesforce.com:7443"}),
-            "Change Data Capture",
+            "pubsub_url needs instance_url",
         ),
     ];
     for (extra, expected) in refused {

@@ -35,6 +35,7 @@ pub const PLATFORM: Platform = Platform {
     }],
     // A channel watches the modules a tenant chose.
     ignored_objects: &[],
+    pull: None,
 };
 
 /// `[tenants.<tenant>.zoho]`.

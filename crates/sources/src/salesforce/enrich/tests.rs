@@ -561,3 +561,225 @@ mod oauth {
         assert!(err.to_string().contains("invalid_grant"), "{err}");
     }
 }
+
+mod change_events {
+    use apache_avro::Schema;
+    use apache_avro::types::Value as Avro;
+    use tributary_fake_apis::salesforce_pubsub::{
+        Change, OPPORTUNITY_CHANGE_EVENT_SCHEMA, OPPORTUNITY_SCHEMA_ID, encode,
+    };
+    use tributary_salesforce_pubsub::{ConsumerEvent, ProducerEvent};
+
+    use super::*;
+    use crate::salesforce::cdc::raw_events;
+
+    fn change_event(change: Change) -> RawEvent {
+        let schema = Schema::parse_str(OPPORTUNITY_CHANGE_EVENT_SCHEMA).expect("schema");
+        let event = ConsumerEvent {
+            event: Some(ProducerEvent {
+                id: "e-42".into(),
+                schema_id: OPPORTUNITY_SCHEMA_ID.into(),
+                payload: encode(&schema, &change),
+                headers: Vec::new(),
+            }),
+            replay_id: vec![0, 0, 0, 42],
+        };
+        raw_events(
+            "acme",
+            ORG,
+            "/data/OpportunityChangeEvent",
+            &event,
+            Ok(&schema),
+            1_741_200_000_000_000,
+        )
+        .remove(0)
+    }
+
+    fn without_api() -> Box<dyn SourceEnricher> {
+        let section = json!({"organization_id": ORG, "endpoint_secret": "s", "currency": "USD"});
+        let settings = settings();
+        build(&EnricherContext {
+            tenants: vec![("acme", &section)],
+            settings: &settings,
+            http: reqwest::Client::new(),
+            email: None,
+        })
+        .expect("valid")
+    }
+
+    fn deal_of(records: &[Record]) -> &tributary_model::Deal {
+        records
+            .iter()
+            .find_map(|r| match r {
+                Record::Deal(deal) => Some(deal),
+                _ => None,
+            })
+            .expect("a deal")
+    }
+
+    #[tokio::test]
+    async fn a_change_event_is_a_deal_change_of_only_its_changed_fields() {
+        let raw = change_event(Change {
+            change_type: "UPDATE",
+            record_ids: vec![OPPORTUNITY.into()],
+            commit_timestamp_ms: 1_741_105_800_000,
+            fields: vec![
+                ("StageName", Some(Avro::String("Closed Won".into()))),
+                ("IsWon", Some(Avro::Boolean(true))),
+                ("IsClosed", Some(Avro::Boolean(true))),
+                ("CloseDate", Some(Avro::Int(20_151))),
+                ("LastModifiedDate", Some(Avro::Long(1_741_105_800_000))),
+                ("LeadSource", None),
+            ],
+        });
+        let enriched = without_api().enrich(&raw).await.expect("enriched");
+        assert!(enriched.complete);
+        let fields = fields_of(&enriched);
+        assert_eq!(fields["sobject_CloseDate"], json!("2025-03-04"));
+        assert_eq!(
+            fields["sobject_LastModifiedDate"],
+            json!("2025-03-04T16:30:00.000Z")
+        );
+        assert_eq!(fields["sobject_LeadSource"], Value::Null);
+        assert_eq!(fields["event_action"], json!("update"));
+        assert_eq!(
+            fields["event_timestamp_micro"],
+            json!(1_741_105_800_000_000_i64)
+        );
+        assert!(
+            !fields.contains_key("sobject_Amount"),
+            "unchanged: not said"
+        );
+        let records = map(&fields);
+        let deal = deal_of(&records);
+        assert_eq!(deal.status, Field::Value(DealStatus::Won));
+        assert_eq!(deal.stage_id, Field::Value("Closed Won".into()));
+        assert_eq!(
+            deal.amount,
+            Field::Unknown,
+            "an update never blanks what it did not change"
+        );
+        assert_eq!(deal.marketing_source, Field::Null);
+        assert!(deal.won_at.is_known());
+    }
+
+    #[tokio::test]
+    async fn a_deletion_is_a_tombstone_and_a_gap_needs_the_api() {
+        let deleted = change_event(Change {
+            change_type: "DELETE",
+            record_ids: vec![OPPORTUNITY.into()],
+            commit_timestamp_ms: 1_741_105_800_000,
+            fields: vec![],
+        });
+        let fields = fields_of(&without_api().enrich(&deleted).await.expect("enriched"));
+        assert_eq!(deal_of(&map(&fields)).deleted, Field::Value(true));
+
+        let gap = change_event(Change {
+            change_type: "GAP_UPDATE",
+            record_ids: vec![OPPORTUNITY.into()],
+            commit_timestamp_ms: 1_741_105_000_000,
+            fields: vec![],
+        });
+        let partial = without_api().enrich(&gap).await.expect("enriched");
+        assert_eq!(partial.missing, ["record"]);
+        assert!(!partial.may_heal);
+
+        // With the API the record is read as it is now.
+        let fake = fake_org("2025-03-04T16:30:00.000+0000").await;
+        let healed = enricher(&fake, TOKEN).enrich(&gap).await.expect("enriched");
+        assert!(healed.complete, "{:?}", healed.missing);
+        let fields = fields_of(&healed);
+        assert_eq!(fields["sobject_StageName"], json!("Closed Won"));
+        assert_eq!(fields["sobject_Amount"], json!("48000.25"));
+        assert_eq!(
+            fields["event_timestamp_micro"],
+            json!(1_741_105_800_000_000_i64),
+            "at the record's LastModifiedDate, later than the gap"
+        );
+        // A change event is never filled in from the API: it says what changed.
+        let update = change_event(Change {
+            change_type: "UPDATE",
+            record_ids: vec![OPPORTUNITY.into()],
+            commit_timestamp_ms: 1_741_105_900_000,
+            fields: vec![("Name", Some(Avro::String("Renewal 2".into())))],
+        });
+        let before = fake
+            .state()
+            .calls_to("/services/data/v62.0/sobjects/Opportunity/");
+        let fields = fields_of(
+            &enricher(&fake, TOKEN)
+                .enrich(&update)
+                .await
+                .expect("enriched"),
+        );
+        assert!(!fields.contains_key("sobject_Amount"));
+        assert_eq!(
+            fake.state()
+                .calls_to("/services/data/v62.0/sobjects/Opportunity/"),
+            before
+        );
+    }
+
+    #[tokio::test]
+    async fn a_win_without_its_close_date_is_dated_by_the_api_else_by_its_commit() {
+        let won = change_event(Change {
+            change_type: "UPDATE",
+            record_ids: vec![OPPORTUNITY.into()],
+            // 2025-03-06T10:13:20Z
+            commit_timestamp_ms: 1_741_256_000_000,
+            fields: vec![
+                ("StageName", Some(Avro::String("Closed Won".into()))),
+                ("IsWon", Some(Avro::Boolean(true))),
+                ("IsClosed", Some(Avro::Boolean(true))),
+            ],
+        });
+        let won_at = |fields: &Map<String, Value>| deal_of(&map(fields)).won_at.clone();
+        let fields = fields_of(&without_api().enrich(&won).await.expect("enriched"));
+        assert_eq!(
+            won_at(&fields),
+            Field::Value(tributary_model::Timestamp::from_seconds(1_741_219_200).expect("time")),
+            "the commit's day"
+        );
+        let fake = fake_org("2025-03-04T16:30:00.000+0000").await;
+        let fields = fields_of(&enricher(&fake, TOKEN).enrich(&won).await.expect("enriched"));
+        assert_eq!(fields["sobject_CloseDate"], json!("2025-03-04"));
+        assert_eq!(
+            won_at(&fields),
+            Field::Value(tributary_model::Timestamp::from_seconds(1_741_046_400).expect("time")),
+            "the CloseDate read from the API"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_event_or_an_overflow_goes_to_the_dead_letter_topic_with_why() {
+        let schema = Schema::parse_str(OPPORTUNITY_CHANGE_EVENT_SCHEMA).expect("schema");
+        let broken = ConsumerEvent {
+            event: Some(ProducerEvent {
+                id: "e-43".into(),
+                schema_id: OPPORTUNITY_SCHEMA_ID.into(),
+                payload: vec![0xff],
+                headers: Vec::new(),
+            }),
+            replay_id: vec![1],
+        };
+        let raw = raw_events(
+            "acme",
+            ORG,
+            "/data/OpportunityChangeEvent",
+            &broken,
+            Ok(&schema),
+            1,
+        )
+        .remove(0);
+        let err = without_api().enrich(&raw).await.expect_err("undecodable");
+        assert!(err.to_string().contains("could not be decoded"), "{err}");
+        let overflow = change_event(Change {
+            change_type: "GAP_OVERFLOW",
+            record_ids: vec![],
+            commit_timestamp_ms: 1_741_105_000_000,
+            fields: vec![],
+        });
+        let err = without_api().enrich(&overflow).await.expect_err("overflow");
+        assert!(err.to_string().contains("gap_overflow"), "{err}");
+    }
+}
