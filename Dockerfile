@@ -12,6 +12,9 @@ RUN apt-get update \
 COPY --from=build /out/ /usr/local/bin/
 # The activator's dashboard templates (activator.templates_dir).
 COPY schemas/templates /usr/share/tributary/templates
+# State the services keep (checkpoints of pull subscriptions, rotated OAuth
+# tokens), owned by the user they run as so a fresh volume is writable.
+RUN install -d -o 65534 -g 65534 /var/lib/tributary /var/lib/tributary/checkpoints /var/lib/tributary/tokens
 USER 65534:65534
 ENV TRIBUTARY_TELEMETRY__LOG_FORMAT=json
 EXPOSE 8080 8081 8082
