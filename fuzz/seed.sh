@@ -3,6 +3,7 @@
 #   pipedrive_webhook    tests/fixtures/pipedrive/**/*.json (v1 and v2 deliveries)
 #   hubspot_webhook      tests/fixtures/hubspot/{app,workflow}/*.json
 #   salesforce_outbound  tests/fixtures/salesforce/*.xml (Outbound Messages)
+#   salesforce_change_event tests/fixtures/salesforce/*.avro (Change Data Capture payloads)
 #   dynamics_webhook     tests/fixtures/dynamics/*.json (execution contexts)
 #   zoho_notification    tests/fixtures/zoho/*.json (notifications)
 #   envelope_decode      those bodies wrapped in raw-topic envelopes (protobuf,
@@ -33,6 +34,7 @@ copy_in() {
 copy_in pipedrive_webhook "$fixtures"/pipedrive/v1/*.json "$fixtures"/pipedrive/v2/*.json
 copy_in hubspot_webhook "$fixtures"/hubspot/app/*.json "$fixtures"/hubspot/workflow/*.json
 copy_in salesforce_outbound "$fixtures"/salesforce/*.xml
+copy_in salesforce_change_event "$fixtures"/salesforce/*.avro
 copy_in dynamics_webhook "$fixtures"/dynamics/*.json
 copy_in zoho_notification "$fixtures"/zoho/*.json
 copy_in enriched_validation "$fuzz"/seeds/enriched_validation/*.json

@@ -1,10 +1,11 @@
 //! OAuth 2.0 access tokens for the APIs that need them, one
 //! [`OAuthTokens`] per tenant and platform.
 //!
-//! Two grants: a refresh token (`grant_type=refresh_token`), and the JWT
+//! Three grants: a refresh token (`grant_type=refresh_token`), the JWT
 //! bearer flow of a connected app (`urn:ietf:params:oauth:grant-type:jwt-bearer`,
 //! an RS256 assertion signed with the app's private key: no refresh token at
-//! all). An access token is used until shortly before it expires, then
+//! all), and client credentials (`grant_type=client_credentials`, an app
+//! acting as itself: Dataverse through Microsoft Entra ID, ServiceTitan). An access token is used until shortly before it expires, then
 //! renewed; a `401` from the API renews it at once. Renewals are one at a
 //! time: callers waiting meanwhile get the renewed token.
 //!
@@ -71,6 +72,10 @@ pub struct OAuthSettings {
     /// (`https://login.salesforce.com`).
     #[serde(default)]
     pub audience: Option<String>,
+    /// The client-credentials grant's `scope`, e.g.
+    /// `https://acme.crm.dynamics.com/.default`.
+    #[serde(default)]
+    pub scope: Option<String>,
     /// Overrides the platform's usual client authentication.
     #[serde(default)]
     pub client_auth: Option<ClientAuth>,
@@ -89,6 +94,7 @@ fn default_lifetime_seconds() -> u64 {
 pub enum Grant {
     RefreshToken,
     JwtBearer,
+    ClientCredentials,
 }
 
 impl OAuthSettings {
@@ -112,7 +118,12 @@ impl OAuthSettings {
         }
         match (&self.refresh_token, &self.private_key) {
             (Some(_), Some(_)) => Err("oauth: set refresh_token (the refresh-token grant) or private_key and username (the JWT bearer grant), not both".into()),
-            (None, None) => Err("oauth: set refresh_token (the refresh-token grant) or private_key and username (the JWT bearer grant)".into()),
+            (None, None) => {
+                if self.client_secret.as_ref().is_none_or(Secret::is_empty) {
+                    return Err("oauth: set refresh_token (the refresh-token grant), private_key and username (the JWT bearer grant), or client_secret alone (the client-credentials grant)".into());
+                }
+                Ok(Grant::ClientCredentials)
+            }
             (Some(token), None) => {
                 if token.is_empty() {
                     return Err("oauth.refresh_token must not be empty".into());
@@ -475,6 +486,13 @@ impl OAuthTokens {
                         .unwrap_or_default(),
                 ),
             ],
+            Grant::ClientCredentials => {
+                let mut form = vec![("grant_type", "client_credentials".to_owned())];
+                if let Some(scope) = &self.settings.scope {
+                    form.push(("scope", scope.clone()));
+                }
+                form
+            }
             Grant::JwtBearer => {
                 let key = self
                     .settings
@@ -501,7 +519,7 @@ impl OAuthTokens {
         };
         // The JWT bearer grant is authenticated by its assertion alone.
         let secret = match self.grant {
-            Grant::RefreshToken => self.settings.client_secret.clone(),
+            Grant::RefreshToken | Grant::ClientCredentials => self.settings.client_secret.clone(),
             Grant::JwtBearer => None,
         };
         if self.client_auth == ClientAuth::Body
@@ -598,6 +616,71 @@ impl OAuthTokens {
             }
             other => other,
         }
+    }
+}
+
+/// How an API's requests are authorized: a fixed token from the settings,
+/// or OAuth 2.0 tokens renewed before expiry and on `401`.
+pub enum Credentials {
+    Fixed(Secret),
+    OAuth(Box<OAuthTokens>),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Fixed(_) => f.write_str("Credentials::Fixed(***)"),
+            Credentials::OAuth(tokens) => tokens.fmt(f),
+        }
+    }
+}
+
+impl Credentials {
+    /// A tenant's credentials for `api` from its `access_token` or `oauth`
+    /// settings (the fixed token first); `None` when it has neither.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        api: &'static str,
+        tenant: &str,
+        access_token: Option<&Secret>,
+        oauth: Option<&OAuthSettings>,
+        default_client_auth: ClientAuth,
+        policy: &RetryPolicy,
+        http: reqwest::Client,
+        store: Option<Arc<TokenStore>>,
+    ) -> Result<Option<Credentials>, String> {
+        Ok(match (access_token, oauth) {
+            (Some(token), _) => Some(Credentials::Fixed(token.clone())),
+            (None, Some(oauth)) => Some(Credentials::OAuth(Box::new(OAuthTokens::new(
+                api,
+                tenant,
+                oauth.clone(),
+                default_client_auth,
+                policy.clone(),
+                http,
+                store,
+            )?))),
+            (None, None) => None,
+        })
+    }
+
+    pub async fn token(&self) -> Result<Secret, ApiError> {
+        match self {
+            Credentials::Fixed(token) => Ok(token.clone()),
+            Credentials::OAuth(tokens) => tokens.access_token().await,
+        }
+    }
+
+    /// `used` was refused: an OAuth token is renewed on next use; a fixed
+    /// one stays as configured.
+    pub async fn rejected(&self, used: &Secret) {
+        if let Credentials::OAuth(tokens) = self {
+            tokens.rejected(used).await;
+        }
+    }
+
+    pub fn renewable(&self) -> bool {
+        matches!(self, Credentials::OAuth(_))
     }
 }
 

@@ -3,6 +3,7 @@
 //! documented rate-limit headers, and can be told to rate-limit, fail or
 //! stall. Every call is logged so tests can count and time them.
 
+pub mod dynamics;
 mod email;
 pub mod hubspot;
 mod pipedrive;

@@ -31,45 +31,8 @@ pub const OPPORTUNITY_SCHEMA_ID: &str = "opportunity-schema-1";
 /// `OpportunityChangeEvent`'s Avro schema, in the form Salesforce publishes
 /// (a header record, then every field optional, in the object's order;
 /// dates as days and date-times as milliseconds since the epoch).
-pub const OPPORTUNITY_CHANGE_EVENT_SCHEMA: &str = r#"{
-  "type": "record", "name": "OpportunityChangeEvent", "namespace": "com.sforce.eventbus",
-  "fields": [
-    {"name": "ChangeEventHeader", "type": {
-      "type": "record", "name": "ChangeEventHeader", "fields": [
-        {"name": "entityName", "type": "string"},
-        {"name": "recordIds", "type": {"type": "array", "items": "string"}},
-        {"name": "changeType", "type": {"type": "enum", "name": "ChangeType", "symbols": ["CREATE", "UPDATE", "DELETE", "UNDELETE", "GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE", "GAP_OVERFLOW", "SNAPSHOT"]}},
-        {"name": "changeOrigin", "type": "string"},
-        {"name": "transactionKey", "type": "string"},
-        {"name": "sequenceNumber", "type": "int"},
-        {"name": "commitTimestamp", "type": "long"},
-        {"name": "commitNumber", "type": "long"},
-        {"name": "commitUser", "type": "string"},
-        {"name": "nulledFields", "type": {"type": "array", "items": "string"}},
-        {"name": "diffFields", "type": {"type": "array", "items": "string"}},
-        {"name": "changedFields", "type": {"type": "array", "items": "string"}}
-      ]}},
-    {"name": "AccountId", "type": ["null", "string"], "default": null},
-    {"name": "IsPrivate", "type": ["null", "boolean"], "default": null},
-    {"name": "Name", "type": ["null", "string"], "default": null},
-    {"name": "Description", "type": ["null", "string"], "default": null},
-    {"name": "StageName", "type": ["null", "string"], "default": null},
-    {"name": "Amount", "type": ["null", "double"], "default": null},
-    {"name": "Probability", "type": ["null", "double"], "default": null},
-    {"name": "CloseDate", "type": ["null", "int"], "default": null},
-    {"name": "Type", "type": ["null", "string"], "default": null},
-    {"name": "LeadSource", "type": ["null", "string"], "default": null},
-    {"name": "IsClosed", "type": ["null", "boolean"], "default": null},
-    {"name": "IsWon", "type": ["null", "boolean"], "default": null},
-    {"name": "ForecastCategory", "type": ["null", "string"], "default": null},
-    {"name": "CampaignId", "type": ["null", "string"], "default": null},
-    {"name": "OwnerId", "type": ["null", "string"], "default": null},
-    {"name": "CreatedDate", "type": ["null", "long"], "default": null},
-    {"name": "CreatedById", "type": ["null", "string"], "default": null},
-    {"name": "LastModifiedDate", "type": ["null", "long"], "default": null},
-    {"name": "LastModifiedById", "type": ["null", "string"], "default": null}
-  ]
-}"#;
+pub const OPPORTUNITY_CHANGE_EVENT_SCHEMA: &str =
+    include_str!("../../../tests/fixtures/salesforce/OpportunityChangeEvent.avsc");
 
 /// One change to publish: the header's facts and the fields it sets
 /// (`None` to null a field). Bitmaps are computed from the schema.

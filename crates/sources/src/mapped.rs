@@ -99,3 +99,36 @@ pub fn check_http_url(key: &str, url: &str) -> Result<(), String> {
         )),
     }
 }
+
+/// An API's access settings: its address (`url_key`) with a fixed
+/// `access_token` or `[oauth]`, both or neither.
+pub fn check_api_access(
+    url_key: &str,
+    url: Option<&String>,
+    access_token: Option<&tributary_config::Secret>,
+    oauth: Option<&tributary_enrichment::oauth::OAuthSettings>,
+) -> Result<(), String> {
+    let credentials = match (access_token, oauth) {
+        (Some(_), Some(_)) => return Err("set access_token or [oauth], not both".into()),
+        (Some(token), None) if token.is_empty() => {
+            return Err(format!(
+                "access_token must not be empty; leave out {url_key} and access_token to run without the API"
+            ));
+        }
+        (None, Some(oauth)) => {
+            oauth.grant()?;
+            true
+        }
+        (token, _) => token.is_some(),
+    };
+    match (url, credentials) {
+        (Some(url), true) => check_http_url(url_key, url),
+        (None, false) => Ok(()),
+        (Some(_), false) => Err(format!(
+            "{url_key} is set without access_token or [oauth]: the API needs both"
+        )),
+        (None, true) => Err(format!(
+            "access_token or [oauth] is set without {url_key}: the API needs both"
+        )),
+    }
+}

@@ -32,6 +32,10 @@ fn settings_choose_one_grant_and_say_what_is_missing() {
     let jwt = settings(json!({"private_key": KEY_PEM, "username": "integration@acme.example"}))
         .expect("valid");
     assert_eq!(jwt.grant(), Ok(Grant::JwtBearer));
+    let app =
+        settings(json!({"client_secret": "s", "scope": "https://acme.crm.dynamics.com/.default"}))
+            .expect("valid");
+    assert_eq!(app.grant(), Ok(Grant::ClientCredentials));
     assert_eq!(jwt.audience(), "https://login.salesforce.com");
     let shown = format!("{refresh:?} {jwt:?}");
     assert!(
@@ -41,6 +45,7 @@ fn settings_choose_one_grant_and_say_what_is_missing() {
 
     let refused = [
         (json!({}), "set refresh_token"),
+        (json!({"client_secret": ""}), "client_secret alone"),
         (
             json!({"refresh_token": "r", "client_secret": "s", "private_key": KEY_PEM, "username": "u"}),
             "not both",

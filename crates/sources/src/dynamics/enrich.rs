@@ -8,6 +8,11 @@
 //! `OpportunityClose` (`close_<attribute>`) and the new status. Contacts and
 //! leads keep only their relations, state and times: the rest may be
 //! personal data.
+//!
+//! A context Dataverse stripped of its images and parameters (over 256 KB,
+//! warned `message_size_exceeded`) carries ids only: with the Web API
+//! configured the record is read whole ([`super::api`]); without it the
+//! event is `partial`, missing `record`.
 
 use std::collections::BTreeMap;
 
@@ -16,12 +21,18 @@ use tributary_enrichment::api_client::ApiError;
 use tributary_enrichment::flatten::FlatRecord;
 use tributary_envelope::RawEvent;
 
+use std::sync::Arc;
+
+use tributary_enrichment::oauth::TokenStore;
+
+use super::api::{WebApi, context_attributes};
 use super::context::{self, keyed};
 use super::{DynamicsTenant, NAME, tenant_settings, webhook};
 use crate::enrich::{Missing, put_pipeline_fields};
 use crate::mapped::tenants_by_name;
 use crate::{
-    BoxFuture, EnrichFailure, Enriched, EnricherContext, SourceConfigError, SourceEnricher,
+    AccessCheck, BoxFuture, EnrichFailure, Enriched, EnricherContext, SourceConfigError,
+    SourceEnricher,
 };
 
 const PERSON_ATTRIBUTES: &[&str] = &[
@@ -39,50 +50,136 @@ const PERSON_ATTRIBUTES: &[&str] = &[
 
 pub struct DynamicsEnricher {
     tenants: BTreeMap<String, DynamicsTenant>,
+    /// The Web API of every organization that configures it, by tenant.
+    apis: BTreeMap<String, WebApi>,
 }
 
 pub fn build(context: &EnricherContext<'_>) -> Result<Box<dyn SourceEnricher>, SourceConfigError> {
     let tenants = tenants_by_name(NAME, &context.tenants, tenant_settings)?;
-    Ok(Box::new(DynamicsEnricher { tenants }))
+    let refusal = |tenant: &str, reason: String| SourceConfigError::Tenant {
+        tenant: tenant.to_owned(),
+        source_name: NAME,
+        reason,
+    };
+    let mut store = None;
+    if let Some((tenant, _)) = tenants.iter().find(|(_, t)| t.oauth.is_some()) {
+        store = TokenStore::open(&context.settings.token_store)
+            .map_err(|err| refusal(tenant, err.to_string()))?
+            .map(Arc::new);
+    }
+    let mut apis = BTreeMap::new();
+    for (tenant, settings) in &tenants {
+        let api = WebApi::for_tenant(
+            tenant,
+            settings,
+            context.settings,
+            context.http.clone(),
+            store.clone(),
+        )
+        .map_err(|reason| refusal(tenant, reason))?;
+        if let Some(api) = api {
+            apis.insert(tenant.clone(), api);
+        }
+    }
+    Ok(Box::new(DynamicsEnricher { tenants, apis }))
 }
 
 impl SourceEnricher for DynamicsEnricher {
     fn enrich<'a>(&'a self, raw: &'a RawEvent) -> BoxFuture<'a, Result<Enriched, EnrichFailure>> {
         Box::pin(async move {
-            let (record, missing) = self.flat_event(raw)?;
+            let mut record = self.context_fields(raw)?;
+            let mut missing = Missing::default();
+            if stripped(raw) {
+                match self.apis.get(&raw.tenant) {
+                    Some(api) => {
+                        let keys = raw.keys.clone().unwrap_or_default();
+                        let read = api.record(&keys.object, &keys.object_id).await;
+                        if let Some(Some(current)) = missing.note("record", read) {
+                            put_attributes(&mut record, &keys.object, context_attributes(&current));
+                        }
+                    }
+                    None => missing = stripped_record(),
+                }
+            }
+            put_pipeline_fields(&mut record, raw, &missing);
             Enriched::from_record(&record, missing)
+        })
+    }
+
+    fn check_access(&self) -> BoxFuture<'_, Vec<AccessCheck>> {
+        Box::pin(async {
+            let mut checks = Vec::new();
+            for (tenant, api) in &self.apis {
+                let outcome = api.who_am_i().await;
+                checks.push(AccessCheck {
+                    tenant: tenant.clone(),
+                    outcome,
+                });
+            }
+            checks
         })
     }
 }
 
-/// A context Dataverse stripped of its images and parameters (over 256 KB)
-/// carries ids only: the record is missing until it is read from the Web
-/// API, which is not done here.
-fn stripped_record(raw: &RawEvent) -> Missing {
-    let mut missing = Missing::default();
-    if raw
-        .warnings
+/// Whether Dataverse stripped the context of its images and parameters.
+fn stripped(raw: &RawEvent) -> bool {
+    raw.warnings
         .iter()
         .any(|w| w.code == "message_size_exceeded")
-    {
-        missing.note::<()>(
-            "record",
-            Err(ApiError::NotConfigured {
-                api: "dynamics",
-                reason: "the context was over 256 KB and arrived without its attributes; records are not read from the Web API".into(),
-            }),
-        );
-    }
+}
+
+/// Without the Web API a stripped context's record stays missing.
+fn stripped_record() -> Missing {
+    let mut missing = Missing::default();
+    missing.note::<()>(
+        "record",
+        Err(ApiError::NotConfigured {
+            api: "dynamics",
+            reason: "the context was over 256 KB and arrived without its attributes; set web_api_url with access_token or [oauth] to read the record".into(),
+        }),
+    );
     missing
 }
 
+/// Puts a record's attributes as `attr_*`; a contact's or lead's only
+/// those that are not personal data.
+fn put_attributes(record: &mut FlatRecord, object: &str, attributes: Map<String, Value>) {
+    let personal = matches!(object, "contact" | "lead");
+    for (name, value) in attributes {
+        let base = name.trim_end_matches("_name").trim_end_matches("_type");
+        if personal && !PERSON_ATTRIBUTES.contains(&base) {
+            continue;
+        }
+        let key = format!("attr_{name}");
+        record.remove(&key);
+        record.put(key, value);
+    }
+}
+
 impl DynamicsEnricher {
+    /// Without the Web API.
     pub fn new(tenants: BTreeMap<String, DynamicsTenant>) -> Self {
-        DynamicsEnricher { tenants }
+        DynamicsEnricher {
+            tenants,
+            apis: BTreeMap::new(),
+        }
     }
 
-    /// The flat event of a raw context, and the lookups it misses.
+    /// The flat event of a raw context without the Web API, and the lookups
+    /// it misses.
     pub fn flat_event(&self, raw: &RawEvent) -> Result<(FlatRecord, Missing), EnrichFailure> {
+        let mut record = self.context_fields(raw)?;
+        let missing = if stripped(raw) {
+            stripped_record()
+        } else {
+            Missing::default()
+        };
+        put_pipeline_fields(&mut record, raw, &missing);
+        Ok((record, missing))
+    }
+
+    /// The event's fields from the context: everything but the pipeline's own.
+    fn context_fields(&self, raw: &RawEvent) -> Result<FlatRecord, EnrichFailure> {
         let body: Map<String, Value> = serde_json::from_slice(&raw.body)
             .map_err(|err| EnrichFailure::unreadable_body(format!("not a context: {err}")))?;
         let settings = self.tenants.get(&raw.tenant).ok_or_else(|| {
@@ -122,14 +219,7 @@ impl DynamicsEnricher {
                 attributes.extend(context::attributes(entity));
             }
         }
-        let personal = matches!(keys.object.as_str(), "contact" | "lead");
-        for (name, value) in attributes {
-            let base = name.trim_end_matches("_name").trim_end_matches("_type");
-            if personal && !PERSON_ATTRIBUTES.contains(&base) {
-                continue;
-            }
-            record.put(format!("attr_{name}"), value);
-        }
+        put_attributes(&mut record, &keys.object, attributes);
         if let Some(close) = keyed(parameters, "OpportunityClose") {
             for (name, value) in context::attributes(close) {
                 record.put(format!("close_{name}"), value);
@@ -138,8 +228,6 @@ impl DynamicsEnricher {
         if let Some(status) = keyed(parameters, "Status") {
             record.put("event_status_code", context::plain(status));
         }
-        let missing = stripped_record(raw);
-        put_pipeline_fields(&mut record, raw, &missing);
-        Ok((record, missing))
+        Ok(record)
     }
 }

@@ -10,6 +10,7 @@
 //!
 //! Tenant settings, `[tenants.<tenant>.dynamics]` (see [`DynamicsTenant`]).
 
+pub mod api;
 pub mod context;
 pub mod enrich;
 pub mod mapping;
@@ -18,6 +19,7 @@ mod webhook;
 use serde::Deserialize;
 use serde_json::Value;
 use tributary_config::Secret;
+use tributary_enrichment::oauth::OAuthSettings;
 
 use crate::{Platform, TemplateRoute};
 
@@ -72,6 +74,26 @@ pub struct DynamicsTenant {
     /// record's currency by reference, not by code.
     #[serde(default)]
     pub currency: Option<String>,
+    /// The organization's address, e.g. `https://acme.crm.dynamics.com`:
+    /// with `access_token` or `oauth`, a context stripped of its record
+    /// (over 256 KB) has the record read from the Web API.
+    #[serde(default)]
+    pub web_api_url: Option<String>,
+    #[serde(default)]
+    pub access_token: Option<Secret>,
+    /// OAuth 2.0, usually the client-credentials grant of an application
+    /// user (`token_url` `https://login.microsoftonline.com/<directory>/oauth2/v2.0/token`,
+    /// `scope` `https://acme.crm.dynamics.com/.default`).
+    #[serde(default)]
+    pub oauth: Option<OAuthSettings>,
+    /// Web API requests per 5 minutes (Dataverse's service protection
+    /// allows 6,000 per user).
+    #[serde(default = "default_requests_per_5min")]
+    pub requests_per_5min: u32,
+}
+
+fn default_requests_per_5min() -> u32 {
+    6_000
 }
 
 impl DynamicsTenant {
@@ -124,6 +146,15 @@ pub fn tenant_settings(section: &Value) -> Result<DynamicsTenant, String> {
         return Err(format!(
             "currency {currency:?} is not an ISO 4217 code such as \"USD\""
         ));
+    }
+    crate::mapped::check_api_access(
+        "web_api_url",
+        settings.web_api_url.as_ref(),
+        settings.access_token.as_ref(),
+        settings.oauth.as_ref(),
+    )?;
+    if settings.requests_per_5min == 0 {
+        return Err("requests_per_5min must be at least 1".into());
     }
     Ok(settings)
 }

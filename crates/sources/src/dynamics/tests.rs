@@ -306,6 +306,20 @@ fn enriched(body: &Value) -> serde_json::Map<String, Value> {
 }
 
 fn enriched_with(body: &Value, headers: &http::HeaderMap) -> serde_json::Map<String, Value> {
+    let raw = raw_event(body, headers);
+    let settings =
+        tenant_settings(&json!({"organization_id": ORG, "secret": "k3y", "currency": "GBP"}))
+            .unwrap();
+    DynamicsEnricher::new(BTreeMap::from([("acme".to_owned(), settings)]))
+        .flat_event(&raw)
+        .expect("enriched")
+        .0
+        .into_map()
+        .expect("no collision")
+}
+
+/// The raw event the collector makes of a context.
+fn raw_event(body: &Value, headers: &http::HeaderMap) -> RawEvent {
     let source = source(json!({}));
     let uri: http::Uri = "/webhooks/dynamics/acme?code=k3y".parse().unwrap();
     let bytes = Bytes::from(serde_json::to_vec(body).unwrap());
@@ -322,7 +336,7 @@ fn enriched_with(body: &Value, headers: &http::HeaderMap) -> serde_json::Map<Str
             message: w.message.clone(),
         })
         .collect();
-    let raw = RawEvent {
+    RawEvent {
         warnings,
         tenant: "acme".into(),
         source: NAME.into(),
@@ -338,16 +352,7 @@ fn enriched_with(body: &Value, headers: &http::HeaderMap) -> serde_json::Map<Str
             occurred_at_micros: keys.occurred_at_micros,
         }),
         ..RawEvent::default()
-    };
-    let settings =
-        tenant_settings(&json!({"organization_id": ORG, "secret": "k3y", "currency": "GBP"}))
-            .unwrap();
-    DynamicsEnricher::new(BTreeMap::from([("acme".to_owned(), settings)]))
-        .flat_event(&raw)
-        .expect("enriched")
-        .0
-        .into_map()
-        .expect("no collision")
+    }
 }
 
 fn deal(fields: &serde_json::Map<String, Value>) -> tributary_model::Deal {
@@ -489,4 +494,160 @@ fn a_context_stripped_for_size_is_partial_missing_the_record() {
     assert_eq!(fields["pipeline_enrichment_missing"], json!(["record"]));
     let whole = enriched(&context("Update", full_opportunity(0, 1), None, vec![]));
     assert_eq!(whole["pipeline_enrichment_status"], "complete");
+}
+
+mod web_api {
+    use tributary_enrichment::EnrichmentSettings;
+    use tributary_fake_apis::Running;
+    use tributary_fake_apis::dynamics::{DataverseState, EntraApp, FakeDataverse};
+
+    use super::*;
+    use crate::{EnricherContext, SourceEnricher};
+
+    const SCOPE: &str = "https://contoso.crm.dynamics.com/.default";
+
+    async fn fake() -> Running<DataverseState> {
+        let mut state = DataverseState {
+            app: Some(EntraApp {
+                directory: "contoso-directory".into(),
+                client_id: "app-id".into(),
+                client_secret: "app-secret".into(),
+                scope: SCOPE.into(),
+                issued: 0,
+            }),
+            ..DataverseState::default()
+        };
+        state.put(
+            "opportunities",
+            OPPORTUNITY,
+            json!({
+                "@odata.etag": "W/\"1234567\"",
+                "opportunityid": OPPORTUNITY,
+                "name": "Fabrikam renewal",
+                "estimatedvalue": 1200.5,
+                "estimatedvalue@OData.Community.Display.V1.FormattedValue": "£1,200.50",
+                "statecode": 1,
+                "statecode@OData.Community.Display.V1.FormattedValue": "Won",
+                "actualclosedate": "2025-03-04",
+                "modifiedon": "2025-03-04T16:30:00Z",
+                "_parentaccountid_value": ACCOUNT,
+                "_parentaccountid_value@OData.Community.Display.V1.FormattedValue": "Fabrikam",
+                "_parentaccountid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "account",
+                "_ownerid_value": "77dfe2c9-3c5e-4b55-a6d8-d43c1b2c6a51",
+                "_ownerid_value@OData.Community.Display.V1.FormattedValue": "Ada Rep",
+                "_ownerid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "systemuser"
+            }),
+        );
+        FakeDataverse::start(state).await.expect("fake Dataverse")
+    }
+
+    fn enricher(fake: &Running<DataverseState>, secret: &str) -> Box<dyn SourceEnricher> {
+        let section = json!({
+            "organization_id": ORG, "secret": "k3y", "currency": "GBP",
+            "web_api_url": fake.base_url(),
+            "oauth": {
+                "token_url": format!("{}/contoso-directory/oauth2/v2.0/token", fake.base_url()),
+                "client_id": "app-id", "client_secret": secret, "scope": SCOPE,
+            },
+        });
+        let settings = EnrichmentSettings {
+            max_attempts: 2,
+            retry_budget_ms: 2_000,
+            backoff_initial_ms: 10,
+            ..EnrichmentSettings::default()
+        };
+        enrich::build(&EnricherContext {
+            tenants: vec![("acme", &section)],
+            settings: &settings,
+            http: reqwest::Client::new(),
+            email: None,
+        })
+        .expect("valid settings")
+    }
+
+    fn stripped() -> RawEvent {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(SIZE_EXCEEDED_HEADER, "true".parse().unwrap());
+        let mut body = context("Update", full_opportunity(0, 1), None, vec![]);
+        body["InputParameters"] = json!([]);
+        raw_event(&body, &headers)
+    }
+
+    #[tokio::test]
+    async fn a_stripped_context_has_its_record_read_with_an_application_users_token() {
+        let fake = fake().await;
+        let enricher = enricher(&fake, "app-secret");
+        let enriched = enricher.enrich(&stripped()).await.expect("enriched");
+        assert!(enriched.complete, "{:?}", enriched.missing);
+        let fields: serde_json::Map<String, Value> =
+            serde_json::from_slice(&enriched.payload).expect("JSON");
+        assert_eq!(fields["attr_name"], "Fabrikam renewal");
+        assert_eq!(fields["attr_parentaccountid_name"], "Fabrikam");
+        assert_eq!(fields["attr_ownerid_type"], "systemuser");
+        let deal = deal(&fields);
+        assert_eq!(deal.status, Field::Value(DealStatus::Won));
+        assert_eq!(deal.title, Field::Value("Fabrikam renewal".into()));
+        assert_eq!(deal.company_id, Field::Value(ACCOUNT.into()));
+        // A second one uses the same token.
+        assert!(
+            enricher
+                .enrich(&stripped())
+                .await
+                .expect("enriched")
+                .complete
+        );
+        let state = fake.state();
+        assert_eq!(state.calls_to("/contoso-directory/oauth2/v2.0/token"), 1);
+        assert_eq!(state.calls_to("/api/data/v9.2/opportunities("), 2);
+        assert!(!format!("{:?}", state.calls).contains("app-secret"));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_client_secret_shows_at_start_and_leaves_the_record_missing() {
+        let fake = fake().await;
+        let enricher = enricher(&fake, "not-the-secret");
+        let checks = enricher.check_access().await;
+        let err = checks[0].outcome.as_ref().expect_err("refused");
+        assert!(err.to_string().contains("invalid_client"), "{err}");
+        let enriched = enricher.enrich(&stripped()).await.expect("enriched");
+        assert_eq!(enriched.missing, ["record"]);
+        assert!(!enriched.may_heal);
+        // With the right secret the start check names the user it acts as.
+        let checks = enrich::build(&EnricherContext {
+            tenants: vec![],
+            settings: &EnrichmentSettings::default(),
+            http: reqwest::Client::new(),
+            email: None,
+        })
+        .expect("no tenants")
+        .check_access()
+        .await;
+        assert!(checks.is_empty());
+        let ok = self::enricher(&fake, "app-secret").check_access().await;
+        assert!(
+            ok[0]
+                .outcome
+                .as_ref()
+                .expect("accepted")
+                .contains("acting as user")
+        );
+    }
+
+    #[test]
+    fn web_api_settings_come_with_a_token_or_oauth() {
+        let err = tenant_settings(&json!({"organization_id": ORG, "secret": "k", "web_api_url": "https://contoso.crm.dynamics.com"}))
+            .expect_err("no credentials");
+        assert!(
+            err.contains("web_api_url is set without access_token"),
+            "{err}"
+        );
+        let err =
+            tenant_settings(&json!({"organization_id": ORG, "secret": "k", "access_token": "t"}))
+                .expect_err("no address");
+        assert!(err.contains("without web_api_url"), "{err}");
+        let settings = tenant_settings(&json!({"organization_id": ORG, "secret": "k", "web_api_url": "https://contoso.crm.dynamics.com", "access_token": "t0k3n"}))
+            .expect("valid");
+        assert_eq!(settings.requests_per_5min, 6_000);
+        assert!(!format!("{settings:?}").contains("t0k3n"));
+    }
 }

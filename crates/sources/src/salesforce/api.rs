@@ -23,7 +23,7 @@ use tributary_enrichment::EnrichmentSettings;
 use tributary_enrichment::api_client::{
     Allocation, ApiClient, ApiError, Fetched, RequestBudget, RetryPolicy,
 };
-use tributary_enrichment::oauth::{ClientAuth, OAuthTokens, TokenStore};
+use tributary_enrichment::oauth::{ClientAuth, Credentials, TokenStore};
 
 use super::SalesforceTenant;
 
@@ -113,57 +113,25 @@ pub fn soap_text(value: &Value) -> Option<String> {
     }
 }
 
-/// How requests are authorized.
-pub(crate) enum Credentials {
-    /// A fixed access token from the settings.
-    Fixed(Secret),
-    /// OAuth 2.0: renewed before expiry and on `401`.
-    OAuth(Box<OAuthTokens>),
-}
-
-impl Credentials {
-    /// The tenant's credentials, if it configures any.
-    pub(crate) fn for_tenant(
-        tenant: &str,
-        settings: &SalesforceTenant,
-        policy: &RetryPolicy,
-        http: reqwest::Client,
-        store: Option<Arc<TokenStore>>,
-    ) -> Result<Option<Credentials>, String> {
-        Ok(match (&settings.access_token, &settings.oauth) {
-            (Some(token), _) => Some(Credentials::Fixed(token.clone())),
-            (None, Some(oauth)) => Some(Credentials::OAuth(Box::new(OAuthTokens::new(
-                API,
-                tenant,
-                oauth.clone(),
-                // Salesforce's examples send the client's id and secret in the form.
-                ClientAuth::Body,
-                policy.clone(),
-                http,
-                store,
-            )?))),
-            (None, None) => None,
-        })
-    }
-
-    pub(crate) async fn token(&self) -> Result<Secret, ApiError> {
-        match self {
-            Credentials::Fixed(token) => Ok(token.clone()),
-            Credentials::OAuth(tokens) => tokens.access_token().await,
-        }
-    }
-
-    /// `used` was refused: an OAuth token is renewed on next use; a fixed
-    /// one stays as configured.
-    pub(crate) async fn rejected(&self, used: &Secret) {
-        if let Credentials::OAuth(tokens) = self {
-            tokens.rejected(used).await;
-        }
-    }
-
-    pub(crate) fn renewable(&self) -> bool {
-        matches!(self, Credentials::OAuth(_))
-    }
+/// The tenant's credentials for the org's APIs, if it configures any.
+pub(crate) fn credentials(
+    tenant: &str,
+    settings: &SalesforceTenant,
+    policy: &RetryPolicy,
+    http: reqwest::Client,
+    store: Option<Arc<TokenStore>>,
+) -> Result<Option<Credentials>, String> {
+    Credentials::new(
+        API,
+        tenant,
+        settings.access_token.as_ref(),
+        settings.oauth.as_ref(),
+        // Salesforce's examples send the client's id and secret in the form.
+        ClientAuth::Body,
+        policy,
+        http,
+        store,
+    )
 }
 
 /// One org's REST API.
@@ -190,9 +158,7 @@ impl OrgApi {
             return Ok(None);
         };
         let policy = RetryPolicy::from_settings(enrichment);
-        let Some(credentials) =
-            Credentials::for_tenant(tenant, settings, &policy, http.clone(), store)?
-        else {
+        let Some(credentials) = credentials(tenant, settings, &policy, http.clone(), store)? else {
             return Ok(None);
         };
         let budget = RequestBudget::new(settings.requests_per_10s, Duration::from_secs(10))

@@ -151,35 +151,12 @@ pub fn tenant_settings(section: &Value) -> Result<SalesforceTenant, String> {
 /// The REST settings: both of address and token or neither, a version
 /// such as `62.0` (a leading `v` is dropped), limits in range.
 fn check_api_settings(settings: &mut SalesforceTenant) -> Result<(), String> {
-    let credentials = match (&settings.access_token, &settings.oauth) {
-        (Some(_), Some(_)) => {
-            return Err("set access_token or [oauth], not both".into());
-        }
-        (Some(token), None) if token.is_empty() => {
-            return Err("access_token must not be empty; leave out instance_url and access_token to run without the REST API".into());
-        }
-        (None, Some(oauth)) => {
-            oauth.grant()?;
-            true
-        }
-        (token, _) => token.is_some(),
-    };
-    match (&settings.instance_url, credentials) {
-        (Some(url), true) => crate::mapped::check_http_url("instance_url", url)?,
-        (None, false) => {}
-        (Some(_), false) => {
-            return Err(
-                "instance_url is set without access_token or [oauth]: the REST API needs both"
-                    .into(),
-            );
-        }
-        (None, true) => {
-            return Err(
-                "access_token or [oauth] is set without instance_url: the REST API needs both"
-                    .into(),
-            );
-        }
-    }
+    crate::mapped::check_api_access(
+        "instance_url",
+        settings.instance_url.as_ref(),
+        settings.access_token.as_ref(),
+        settings.oauth.as_ref(),
+    )?;
     let version = settings.api_version.trim_start_matches('v').to_owned();
     let valid = version.split_once('.').is_some_and(|(major, minor)| {
         super::hubspot::is_digits(major) && super::hubspot::is_digits(minor)

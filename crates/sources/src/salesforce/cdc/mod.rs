@@ -36,11 +36,12 @@ use tributary_salesforce_pubsub::{
     ReplayPreset, SchemaRequest, TENANT_ID_METADATA,
 };
 
-use super::api::Credentials;
+use super::api::credentials;
 use super::{NAME, SalesforceTenant, id_18, tenant_settings};
 use crate::mapped::tenants_by_name;
 use crate::pull::{Checkpoints, PullSink, PullSource};
 use crate::{BoxFuture, SourceConfigError};
+use tributary_enrichment::oauth::Credentials;
 
 /// The payload version of change events on the raw topic.
 pub const PAYLOAD_VERSION_CDC: &str = "cdc";
@@ -79,7 +80,7 @@ pub fn build(
         let policy = RetryPolicy::from_settings(&EnrichmentSettings::default());
         // No token store here: tenant_settings refuses a refresh token with
         // Change Data Capture (the enricher owns a rotating one).
-        let credentials = Credentials::for_tenant(&tenant, &settings, &policy, http.clone(), None)
+        let credentials = credentials(&tenant, &settings, &policy, http.clone(), None)
             .map_err(refusal)?
             .ok_or_else(|| refusal("pubsub_url needs access_token or [oauth]".into()))?;
         let credentials = Arc::new(credentials);

@@ -505,3 +505,30 @@ fn settings_for_change_data_capture_say_what_is_missing() {
     let err = crate::salesforce::tenant_settings(&refresh).expect_err("refresh token");
     assert!(err.contains("JWT bearer"), "{err}");
 }
+
+/// `tests/fixtures/salesforce/opportunity-change-event.avro`: an update of
+/// an opportunity to Closed Won, as the Pub/Sub API delivers its payload
+/// (kept as bytes, so the decoder is held to them, not to an encoder).
+const FIXTURE: &[u8] =
+    include_bytes!("../../../../../tests/fixtures/salesforce/opportunity-change-event.avro");
+
+#[test]
+fn the_fixture_payload_decodes_to_its_change() {
+    let change = decode(&schema(), FIXTURE).expect("decoded");
+    assert_eq!(change.change_type(), "UPDATE");
+    assert_eq!(change.record_ids(), [OPPORTUNITY]);
+    assert_eq!(change.commit_millis(), Some(1_741_105_800_000));
+    assert_eq!(
+        change.changed,
+        [
+            "StageName",
+            "Probability",
+            "IsClosed",
+            "IsWon",
+            "LastModifiedDate"
+        ]
+    );
+    assert_eq!(change.nulled, ["Type"]);
+    assert_eq!(change.fields["Probability"], json!(100.0));
+    assert_eq!(change.fields["Type"], Value::Null);
+}

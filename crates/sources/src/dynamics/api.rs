@@ -1,0 +1,244 @@
+//! The Dataverse Web API (OData v4), per organization: a record read whole
+//! when its webhook context arrived without it (over 256 KB, marked
+//! `x-ms-dynamics-msg-size-exceeded`).
+//!
+//! A read asks for every annotation (`Prefer: odata.include-annotations="*"`)
+//! so a lookup comes with its entity type and name, and is turned into the
+//! attributes a context carries: a lookup `_ownerid_value` becomes
+//! `ownerid` with `ownerid_name` and `ownerid_type`, a date-only value
+//! `YYYY-MM-DD` midnight UTC in RFC 3339, as a context's `/Date(ms)/` reads.
+//! Requests keep to the organization's service-protection limit (6,000 per
+//! user per 5 minutes by default) and `Retry-After` on 429.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tributary_enrichment::EnrichmentSettings;
+use tributary_enrichment::api_client::{ApiClient, ApiError, Fetched, RequestBudget, RetryPolicy};
+use tributary_enrichment::oauth::{ClientAuth, Credentials, TokenStore};
+
+use super::DynamicsTenant;
+
+const API: &str = "dynamics";
+/// The Web API version in paths.
+pub const WEB_API_VERSION: &str = "v9.2";
+
+/// An entity's Web API collection (`opportunity` → `opportunities`).
+pub fn entity_set(logical_name: &str) -> String {
+    match logical_name {
+        "opportunity" => "opportunities".into(),
+        "systemuser" => "systemusers".into(),
+        other if other.ends_with('y') => format!("{}ies", &other[..other.len() - 1]),
+        other if other.ends_with('s') => format!("{other}es"),
+        other => format!("{other}s"),
+    }
+}
+
+/// A Web API record as a context's attributes (see the module's description).
+pub fn context_attributes(record: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (key, value) in record {
+        if key.starts_with('@') || key.contains('@') {
+            continue;
+        }
+        if let Some(name) = key
+            .strip_prefix('_')
+            .and_then(|rest| rest.strip_suffix("_value"))
+        {
+            if value.is_null() {
+                out.insert(name.to_owned(), Value::Null);
+                continue;
+            }
+            out.insert(name.to_owned(), value.clone());
+            let annotation = |suffix: &str| record.get(&format!("{key}@{suffix}")).cloned();
+            if let Some(label) = annotation("OData.Community.Display.V1.FormattedValue") {
+                out.insert(format!("{name}_name"), label);
+            }
+            if let Some(kind) = annotation("Microsoft.Dynamics.CRM.lookuplogicalname") {
+                out.insert(format!("{name}_type"), kind);
+            }
+            continue;
+        }
+        let value = match value {
+            Value::String(text) if is_date_only(text) => {
+                Value::String(format!("{text}T00:00:00.000Z"))
+            }
+            other => other.clone(),
+        };
+        out.insert(key.clone(), value);
+    }
+    out
+}
+
+fn is_date_only(text: &str) -> bool {
+    text.len() == 10 && chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok()
+}
+
+/// One organization's Web API.
+pub struct WebApi {
+    client: ApiClient,
+    base_url: String,
+    credentials: Credentials,
+}
+
+impl WebApi {
+    /// The organization's Web API, when the tenant's section configures it.
+    pub fn for_tenant(
+        tenant: &str,
+        settings: &DynamicsTenant,
+        enrichment: &EnrichmentSettings,
+        http: reqwest::Client,
+        store: Option<Arc<TokenStore>>,
+    ) -> Result<Option<WebApi>, String> {
+        let Some(base_url) = &settings.web_api_url else {
+            return Ok(None);
+        };
+        let policy = RetryPolicy::from_settings(enrichment);
+        let Some(credentials) = Credentials::new(
+            API,
+            tenant,
+            settings.access_token.as_ref(),
+            settings.oauth.as_ref(),
+            // Microsoft Entra ID takes the client's id and secret in the form.
+            ClientAuth::Body,
+            &policy,
+            http.clone(),
+            store,
+        )?
+        else {
+            return Ok(None);
+        };
+        let budget = RequestBudget::new(settings.requests_per_5min, Duration::from_secs(300));
+        Ok(Some(WebApi {
+            client: ApiClient::new(API, http, policy, budget),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            credentials,
+        }))
+    }
+
+    /// `WhoAmI`: the cheapest authenticated call, to try the access at start.
+    pub async fn who_am_i(&self) -> Result<String, ApiError> {
+        let url = format!("{}/api/data/{WEB_API_VERSION}/WhoAmI", self.base_url);
+        match self.get("who_am_i", &url).await? {
+            Some(answer) => Ok(format!(
+                "the token is accepted; acting as user {}",
+                answer.get("UserId").and_then(Value::as_str).unwrap_or("?")
+            )),
+            None => Err(ApiError::Refused {
+                api: API,
+                status: 404,
+                body: "WhoAmI was not found: check web_api_url".into(),
+            }),
+        }
+    }
+
+    /// A record as the Web API has it now, with its annotations; `None` when
+    /// the organization no longer has it.
+    pub async fn record(
+        &self,
+        entity: &str,
+        id: &str,
+    ) -> Result<Option<Map<String, Value>>, ApiError> {
+        let url = format!(
+            "{}/api/data/{WEB_API_VERSION}/{}({id})",
+            self.base_url,
+            entity_set(entity)
+        );
+        self.get("record", &url).await
+    }
+
+    /// A GET of one JSON object; a `401` renews an OAuth token and asks once more.
+    async fn get(
+        &self,
+        endpoint: &'static str,
+        url: &str,
+    ) -> Result<Option<Map<String, Value>>, ApiError> {
+        let mut renewed = false;
+        loop {
+            let token = self.credentials.token().await?;
+            let answer = self
+                .client
+                .get_json(endpoint, || {
+                    self.client
+                        .http()
+                        .get(url)
+                        .bearer_auth(token.expose())
+                        .header("accept", "application/json")
+                        .header("odata-maxversion", "4.0")
+                        .header("odata-version", "4.0")
+                        .header("prefer", "odata.include-annotations=\"*\"")
+                })
+                .await;
+            match answer {
+                Err(ApiError::Refused { status: 401, .. })
+                    if !renewed && self.credentials.renewable() =>
+                {
+                    self.credentials.rejected(&token).await;
+                    renewed = true;
+                }
+                Ok(Fetched::Found(Value::Object(record))) => return Ok(Some(record)),
+                Ok(Fetched::Found(_)) => {
+                    return Err(ApiError::Refused {
+                        api: API,
+                        status: 200,
+                        body: "the Web API answered something other than a record".into(),
+                    });
+                }
+                Ok(Fetched::NotFound) => return Ok(None),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn entity_sets_are_the_plural_collections() {
+        assert_eq!(entity_set("opportunity"), "opportunities");
+        assert_eq!(entity_set("account"), "accounts");
+        assert_eq!(entity_set("contact"), "contacts");
+        assert_eq!(entity_set("systemuser"), "systemusers");
+        assert_eq!(entity_set("activityparty"), "activityparties");
+    }
+
+    #[test]
+    fn a_web_api_record_reads_as_a_contexts_attributes() {
+        let record = json!({
+            "@odata.context": "https://acme.crm.dynamics.com/api/data/v9.2/$metadata#opportunities/$entity",
+            "@odata.etag": "W/\"1234\"",
+            "opportunityid": "5f0c5f2a-3c1b-4f0e-9a57-2b8d3c1e0a11",
+            "name": "Fleet renewal",
+            "estimatedvalue": 48000.25,
+            "estimatedvalue@OData.Community.Display.V1.FormattedValue": "$48,000.25",
+            "statecode": 1,
+            "estimatedclosedate": "2025-03-04",
+            "modifiedon": "2025-03-04T16:30:00Z",
+            "_ownerid_value": "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
+            "_ownerid_value@OData.Community.Display.V1.FormattedValue": "Dana Reyes",
+            "_ownerid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "systemuser",
+            "_parentaccountid_value": null
+        });
+        let attributes = context_attributes(record.as_object().expect("object"));
+        assert_eq!(
+            Value::Object(attributes),
+            json!({
+                "opportunityid": "5f0c5f2a-3c1b-4f0e-9a57-2b8d3c1e0a11",
+                "name": "Fleet renewal",
+                "estimatedvalue": 48000.25,
+                "statecode": 1,
+                "estimatedclosedate": "2025-03-04T00:00:00.000Z",
+                "modifiedon": "2025-03-04T16:30:00Z",
+                "ownerid": "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
+                "ownerid_name": "Dana Reyes",
+                "ownerid_type": "systemuser",
+                "parentaccountid": null
+            })
+        );
+    }
+}
