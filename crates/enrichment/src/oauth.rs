@@ -682,6 +682,26 @@ impl Credentials {
     pub fn renewable(&self) -> bool {
         matches!(self, Credentials::OAuth(_))
     }
+
+    /// Runs `call` with a current token; under OAuth a `401` renews the
+    /// token and runs it once more.
+    pub async fn with_token<T, Call, Answer>(&self, call: Call) -> Result<T, ApiError>
+    where
+        Call: Fn(Secret) -> Answer,
+        Answer: Future<Output = Result<T, ApiError>>,
+    {
+        let mut renewed = false;
+        loop {
+            let token = self.token().await?;
+            match call(token.clone()).await {
+                Err(ApiError::Refused { status: 401, .. }) if !renewed && self.renewable() => {
+                    self.rejected(&token).await;
+                    renewed = true;
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

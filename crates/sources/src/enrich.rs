@@ -1,6 +1,7 @@
 //! The enricher's side of a platform: [`SourceEnricher`], what it is built
 //! from, and the pipeline fields every enriched event ends with.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use tributary_enrichment::api_client::ApiError;
 use tributary_enrichment::email_validation::EmailValidator;
 use tributary_enrichment::flatten::FlatRecord;
 use tributary_enrichment::internal_events;
+use tributary_enrichment::oauth::TokenStore;
 use tributary_envelope::RawEvent;
 
 use crate::SourceConfigError;
@@ -120,6 +122,37 @@ impl EnrichFailure {
             message: message.into(),
         }
     }
+}
+
+/// Every tenant's API client, made by `make` (`None` for a tenant without
+/// API access); the token store is opened once, when a tenant uses OAuth.
+pub fn api_clients<T, A>(
+    source_name: &'static str,
+    tenants: &BTreeMap<String, T>,
+    context: &EnricherContext<'_>,
+    uses_oauth: impl Fn(&T) -> bool,
+    make: impl Fn(&str, &T, Option<Arc<TokenStore>>) -> Result<Option<A>, String>,
+) -> Result<BTreeMap<String, A>, SourceConfigError> {
+    let refusal = |tenant: &str, reason: String| SourceConfigError::Tenant {
+        tenant: tenant.to_owned(),
+        source_name,
+        reason,
+    };
+    let mut store = None;
+    if let Some((tenant, _)) = tenants.iter().find(|(_, t)| uses_oauth(t)) {
+        store = TokenStore::open(&context.settings.token_store)
+            .map_err(|err| refusal(tenant, err.to_string()))?
+            .map(Arc::new);
+    }
+    let mut clients = BTreeMap::new();
+    for (tenant, settings) in tenants {
+        if let Some(client) =
+            make(tenant, settings, store.clone()).map_err(|reason| refusal(tenant, reason))?
+        {
+            clients.insert(tenant.clone(), client);
+        }
+    }
+    Ok(clients)
 }
 
 /// The lookups that failed for one event, in the order they were noticed.

@@ -148,46 +148,39 @@ impl WebApi {
         self.get("record", &url).await
     }
 
-    /// A GET of one JSON object; a `401` renews an OAuth token and asks once more.
+    /// A GET of one JSON object (`None`: not found); a `401` renews an
+    /// OAuth token and asks once more.
     async fn get(
         &self,
         endpoint: &'static str,
         url: &str,
     ) -> Result<Option<Map<String, Value>>, ApiError> {
-        let mut renewed = false;
-        loop {
-            let token = self.credentials.token().await?;
-            let answer = self
-                .client
-                .get_json(endpoint, || {
-                    self.client
-                        .http()
-                        .get(url)
-                        .bearer_auth(token.expose())
-                        .header("accept", "application/json")
-                        .header("odata-maxversion", "4.0")
-                        .header("odata-version", "4.0")
-                        .header("prefer", "odata.include-annotations=\"*\"")
-                })
-                .await;
-            match answer {
-                Err(ApiError::Refused { status: 401, .. })
-                    if !renewed && self.credentials.renewable() =>
-                {
-                    self.credentials.rejected(&token).await;
-                    renewed = true;
-                }
-                Ok(Fetched::Found(Value::Object(record))) => return Ok(Some(record)),
-                Ok(Fetched::Found(_)) => {
-                    return Err(ApiError::Refused {
-                        api: API,
-                        status: 200,
-                        body: "the Web API answered something other than a record".into(),
-                    });
-                }
-                Ok(Fetched::NotFound) => return Ok(None),
-                Err(err) => return Err(err),
-            }
+        let client = &self.client;
+        let answer = self
+            .credentials
+            .with_token(|token| async move {
+                client
+                    .get_json(endpoint, || {
+                        client
+                            .http()
+                            .get(url)
+                            .bearer_auth(token.expose())
+                            .header("accept", "application/json")
+                            .header("odata-maxversion", "4.0")
+                            .header("odata-version", "4.0")
+                            .header("prefer", "odata.include-annotations=\"*\"")
+                    })
+                    .await
+            })
+            .await?;
+        match answer {
+            Fetched::Found(Value::Object(record)) => Ok(Some(record)),
+            Fetched::Found(_) => Err(ApiError::Refused {
+                api: API,
+                status: 200,
+                body: "the Web API answered something other than a JSON object".into(),
+            }),
+            Fetched::NotFound => Ok(None),
         }
     }
 }

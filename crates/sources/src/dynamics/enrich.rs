@@ -21,14 +21,10 @@ use tributary_enrichment::api_client::ApiError;
 use tributary_enrichment::flatten::FlatRecord;
 use tributary_envelope::RawEvent;
 
-use std::sync::Arc;
-
-use tributary_enrichment::oauth::TokenStore;
-
 use super::api::{WebApi, context_attributes};
 use super::context::{self, keyed};
 use super::{DynamicsTenant, NAME, tenant_settings, webhook};
-use crate::enrich::{Missing, put_pipeline_fields};
+use crate::enrich::{Missing, api_clients, put_pipeline_fields};
 use crate::mapped::tenants_by_name;
 use crate::{
     AccessCheck, BoxFuture, EnrichFailure, Enriched, EnricherContext, SourceConfigError,
@@ -56,31 +52,21 @@ pub struct DynamicsEnricher {
 
 pub fn build(context: &EnricherContext<'_>) -> Result<Box<dyn SourceEnricher>, SourceConfigError> {
     let tenants = tenants_by_name(NAME, &context.tenants, tenant_settings)?;
-    let refusal = |tenant: &str, reason: String| SourceConfigError::Tenant {
-        tenant: tenant.to_owned(),
-        source_name: NAME,
-        reason,
-    };
-    let mut store = None;
-    if let Some((tenant, _)) = tenants.iter().find(|(_, t)| t.oauth.is_some()) {
-        store = TokenStore::open(&context.settings.token_store)
-            .map_err(|err| refusal(tenant, err.to_string()))?
-            .map(Arc::new);
-    }
-    let mut apis = BTreeMap::new();
-    for (tenant, settings) in &tenants {
-        let api = WebApi::for_tenant(
-            tenant,
-            settings,
-            context.settings,
-            context.http.clone(),
-            store.clone(),
-        )
-        .map_err(|reason| refusal(tenant, reason))?;
-        if let Some(api) = api {
-            apis.insert(tenant.clone(), api);
-        }
-    }
+    let apis = api_clients(
+        NAME,
+        &tenants,
+        context,
+        |settings| settings.oauth.is_some(),
+        |tenant, settings, store| {
+            WebApi::for_tenant(
+                tenant,
+                settings,
+                context.settings,
+                context.http.clone(),
+                store,
+            )
+        },
+    )?;
     Ok(Box::new(DynamicsEnricher { tenants, apis }))
 }
 

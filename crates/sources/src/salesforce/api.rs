@@ -18,7 +18,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use serde_json::Value;
-use tributary_config::Secret;
 use tributary_enrichment::EnrichmentSettings;
 use tributary_enrichment::api_client::{
     Allocation, ApiClient, ApiError, Fetched, RequestBudget, RetryPolicy,
@@ -182,10 +181,6 @@ impl OrgApi {
         }))
     }
 
-    async fn token(&self) -> Result<Secret, ApiError> {
-        self.credentials.token().await
-    }
-
     fn data_url(&self, rest: &str) -> String {
         format!(
             "{}/services/data/v{}/{rest}",
@@ -202,31 +197,26 @@ impl OrgApi {
         endpoint: &'static str,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Fetched, ApiError> {
-        let mut renewed = false;
-        loop {
-            let token = self.token().await?;
-            let answer = self
-                .client
-                .get_json(endpoint, || request().bearer_auth(token.expose()))
-                .await;
-            match answer {
-                Err(ApiError::Refused { status: 401, .. })
-                    if !renewed && self.credentials.renewable() =>
-                {
-                    self.credentials.rejected(&token).await;
-                    renewed = true;
-                }
-                Err(ApiError::Refused {
-                    status: 403, body, ..
-                }) if body.contains("REQUEST_LIMIT_EXCEEDED") => {
-                    self.client.pause(ALLOCATION_PAUSE);
-                    return Err(ApiError::Unavailable {
-                        api: API,
-                        reason: format!("the org's API request limit is exceeded: {body}"),
-                    });
-                }
-                other => return other,
+        let (client, request) = (&self.client, &request);
+        let answer = self
+            .credentials
+            .with_token(|token| async move {
+                client
+                    .get_json(endpoint, || request().bearer_auth(token.expose()))
+                    .await
+            })
+            .await;
+        match answer {
+            Err(ApiError::Refused {
+                status: 403, body, ..
+            }) if body.contains("REQUEST_LIMIT_EXCEEDED") => {
+                self.client.pause(ALLOCATION_PAUSE);
+                Err(ApiError::Unavailable {
+                    api: API,
+                    reason: format!("the org's API request limit is exceeded: {body}"),
+                })
             }
+            other => other,
         }
     }
 

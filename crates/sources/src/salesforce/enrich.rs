@@ -24,14 +24,13 @@ use std::sync::Arc;
 
 use tributary_enrichment::api_client::ApiError;
 use tributary_enrichment::flatten::FlatRecord;
-use tributary_enrichment::oauth::TokenStore;
 use tributary_envelope::RawEvent;
 
 use super::api::{OrgApi, StageDefinition, parse_datetime, soap_text};
 use super::cdc::PAYLOAD_VERSION_CDC;
 use super::outbound::read_notification_bytes;
 use super::{NAME, SalesforceTenant, tenant_settings};
-use crate::enrich::{Missing, put_pipeline_fields};
+use crate::enrich::{Missing, api_clients, put_pipeline_fields};
 use crate::mapped::tenants_by_name;
 use crate::{
     AccessCheck, BoxFuture, EnrichFailure, Enriched, EnricherContext, SourceConfigError,
@@ -85,31 +84,22 @@ pub struct SalesforceEnricher {
 
 pub fn build(context: &EnricherContext<'_>) -> Result<Box<dyn SourceEnricher>, SourceConfigError> {
     let tenants = tenants_by_name(NAME, &context.tenants, tenant_settings)?;
-    let refusal = |tenant: &str, reason: String| SourceConfigError::Tenant {
-        tenant: tenant.to_owned(),
-        source_name: NAME,
-        reason,
-    };
-    let mut store = None;
-    if let Some((tenant, _)) = tenants.iter().find(|(_, t)| t.oauth.is_some()) {
-        store = TokenStore::open(&context.settings.token_store)
-            .map_err(|err| refusal(tenant, err.to_string()))?
-            .map(Arc::new);
-    }
-    let mut apis = BTreeMap::new();
-    for (tenant, settings) in &tenants {
-        let api = OrgApi::for_tenant(
-            tenant,
-            settings,
-            context.settings,
-            context.http.clone(),
-            store.clone(),
-        )
-        .map_err(|reason| refusal(tenant, reason))?;
-        if let Some(api) = api {
-            apis.insert(tenant.clone(), Arc::new(api));
-        }
-    }
+    let apis = api_clients(
+        NAME,
+        &tenants,
+        context,
+        |settings| settings.oauth.is_some(),
+        |tenant, settings, store| {
+            let api = OrgApi::for_tenant(
+                tenant,
+                settings,
+                context.settings,
+                context.http.clone(),
+                store,
+            )?;
+            Ok(api.map(Arc::new))
+        },
+    )?;
     Ok(Box::new(SalesforceEnricher { tenants, apis }))
 }
 
