@@ -121,3 +121,20 @@ fn dynamics_operation_time_past_the_microsecond_range_is_not_a_time() {
     assert_eq!(keys.occurred_at_micros, 0);
     assert_eq!(keys.warnings[0].code, "no_modification_time");
 }
+
+/// `salesforce_change_event` found that a payload whose array claims 63
+/// million items made the Avro reader reserve 3 GB before reading any of
+/// them; bounded by the largest event, it is refused with why.
+const ARRAY_CLAIMING_MILLIONS_OF_ITEMS: &[u8] = b"\x16\x00\x00\x00\x00\x00\x4f\x16\x4f\x70\x70\x03\xdc\xcf\xcf\x33\x30\x30\x30\x30\x4f\x77\x6c\x65\x73\x66\x6f\x72\x63\x65\x2f\x61\xf0\x69\x2f\x00\x65\x2f\x70\x70\x6f\x72\x74\x75\x6e\x69\x30\x30\x30\x30\x30\x4f\x77\x4e\x00\x00\x61\xf0\x69\x00\x00\x00\x00\x00\x00\x65\x52\x41\x41\x2f";
+
+#[test]
+fn a_change_event_claiming_a_huge_array_is_refused_not_allocated() {
+    let schema = apache_avro::Schema::parse_str(include_str!(
+        "../../../tests/fixtures/salesforce/OpportunityChangeEvent.avsc"
+    ))
+    .expect("schema");
+    let err =
+        tributary_sources::salesforce::cdc::avro::decode(&schema, ARRAY_CLAIMING_MILLIONS_OF_ITEMS)
+            .expect_err("refused");
+    assert!(err.contains("Unable to allocate"), "{err}");
+}

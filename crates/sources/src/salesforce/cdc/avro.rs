@@ -18,6 +18,12 @@ use serde_json::{Map, Value, json};
 /// The `ChangeEventHeader` field, and the record a change is about.
 pub const HEADER_FIELD: &str = "ChangeEventHeader";
 
+/// The largest event the Pub/Sub API delivers (1 MB), and so the longest
+/// string, byte run or array a payload can hold. The Avro reader sizes
+/// arrays from the count the payload claims before reading them: without
+/// this bound a few corrupt bytes ask for gigabytes.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
 /// A decoded change event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
@@ -73,6 +79,14 @@ pub fn decode(schema: &Schema, payload: &[u8]) -> Result<Change, String> {
     let Schema::Record(record) = schema else {
         return Err("the event's schema is not a record".into());
     };
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(format!(
+            "the payload is {} bytes, over the {MAX_PAYLOAD_BYTES} an event can have",
+            payload.len()
+        ));
+    }
+    // Set once for the process; every decode here shares the bound.
+    apache_avro::max_allocation_bytes(MAX_PAYLOAD_BYTES);
     let value = apache_avro::from_avro_datum(schema, &mut &payload[..], None)
         .map_err(|err| format!("the payload does not fit its schema: {err}"))?;
     let Avro::Record(values) = value else {
