@@ -86,7 +86,7 @@ pub fn decode(schema: &Schema, payload: &[u8]) -> Result<Change, String> {
         ));
     }
     // Set once for the process; every decode here shares the bound.
-    apache_avro::max_allocation_bytes(MAX_PAYLOAD_BYTES);
+    apache_avro::util::max_allocation_bytes(MAX_PAYLOAD_BYTES);
     let value = apache_avro::from_avro_datum(schema, &mut &payload[..], None)
         .map_err(|err| format!("the payload does not fit its schema: {err}"))?;
     let Avro::Record(values) = value else {

@@ -427,11 +427,12 @@ pub fn raw_events(
     };
     let object = change.entity_name().to_ascii_lowercase();
     let action = change.change_type().to_ascii_lowercase();
+    // A commit time past what microseconds hold is no time: ordered by receipt.
     let at = change
         .commit_millis()
         .and_then(|ms| u64::try_from(ms).ok())
-        .unwrap_or(0)
-        * 1_000;
+        .and_then(|ms| ms.checked_mul(1_000))
+        .unwrap_or(0);
     let mut ids = change.record_ids();
     // A gap overflow names no records: one event says so.
     if ids.is_empty() {
