@@ -480,6 +480,12 @@ impl ApiClient {
                     "{status}: the result is not ready yet"
                 )))
             }
+            // No content: a lookup found nothing (Zoho's "no such record").
+            204 => {
+                self.budget.observe(response.headers());
+                internal_events::api_request(self.api, endpoint, "not_found");
+                Ok(Ok(Fetched::NotFound))
+            }
             200..=299 => {
                 self.budget.observe(response.headers());
                 let body = response

@@ -549,6 +549,14 @@ impl OAuthTokens {
         let Fetched::Found(answer) = answer else {
             return Err(self.not_configured("the token endpoint answered 404: check token_url"));
         };
+        // Some token endpoints (Zoho's) refuse a grant with 200 and an error.
+        if let Some(error) = answer.get("error").and_then(Value::as_str) {
+            return Err(self.explained(ApiError::Refused {
+                api: self.api,
+                status: 200,
+                body: format!("{{\"error\":\"{error}\"}}"),
+            }));
+        }
         let token = answer
             .get("access_token")
             .and_then(Value::as_str)
@@ -601,7 +609,7 @@ impl OAuthTokens {
     fn explained(&self, err: ApiError) -> ApiError {
         match err {
             ApiError::Refused { status, body, .. } => {
-                let hint = if body.contains("invalid_grant") {
+                let hint = if body.contains("invalid_grant") || body.contains("invalid_code") {
                     " (the refresh token or assertion was not accepted: authorize the app anew, or check username, audience and the app's certificate)"
                 } else if body.contains("invalid_client") {
                     " (check client_id, client_secret and client_auth)"

@@ -10,6 +10,7 @@ mod pipedrive;
 pub mod salesforce;
 pub mod salesforce_pubsub;
 pub mod shapes;
+pub mod zoho;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -133,9 +133,8 @@ fn a_change_event_claiming_a_huge_array_is_refused_not_allocated() {
         "../../../tests/fixtures/salesforce/OpportunityChangeEvent.avsc"
     ))
     .expect("schema");
-    let err =
-        tributary_sources::salesforce::cdc::avro::decode(&schema, ARRAY_CLAIMING_MILLIONS_OF_ITEMS)
-            .expect_err("refused");
+    let err = salesforce::cdc::avro::decode(&schema, ARRAY_CLAIMING_MILLIONS_OF_ITEMS)
+        .expect_err("refused");
     assert!(err.contains("Unable to allocate"), "{err}");
 }
 

@@ -3,9 +3,11 @@
 //! The record's values are the notification's `affected_values` for its id
 //! (a channel created with `return_affected_field_values`): the fields that
 //! changed, new values only (`field_<API name>`; a lookup's id, with
-//! `_name`). Records are not read from the CRM API here, so a notification
-//! without values for a record that still exists gives a partial event
-//! missing `record`. Contacts keep only their relations and times.
+//! `_name`). A notification without values for the record has the record
+//! read from the CRM API ([`super::api`]) when the tenant configures it
+//! (its `Modified_Time` the event's time when later than the
+//! notification's); without the API the event is partial, missing
+//! `record`. Contacts keep only their relations and times.
 
 use std::collections::BTreeMap;
 
@@ -14,12 +16,14 @@ use tributary_enrichment::api_client::ApiError;
 use tributary_enrichment::flatten::FlatRecord;
 use tributary_envelope::RawEvent;
 
+use super::api::CrmApi;
 use super::{NAME, ZohoTenant, tenant_settings};
 use crate::checks::id_text;
-use crate::enrich::{Missing, put_pipeline_fields};
+use crate::enrich::{Missing, api_clients, put_pipeline_fields};
 use crate::mapped::tenants_by_name;
 use crate::{
-    BoxFuture, EnrichFailure, Enriched, EnricherContext, SourceConfigError, SourceEnricher,
+    AccessCheck, BoxFuture, EnrichFailure, Enriched, EnricherContext, SourceConfigError,
+    SourceEnricher,
 };
 
 const PERSON_FIELDS: &[&str] = &[
@@ -32,28 +36,149 @@ const PERSON_FIELDS: &[&str] = &[
 
 pub struct ZohoEnricher {
     tenants: BTreeMap<String, ZohoTenant>,
+    /// The CRM API of every org that configures it, by tenant.
+    apis: BTreeMap<String, CrmApi>,
 }
 
 pub fn build(context: &EnricherContext<'_>) -> Result<Box<dyn SourceEnricher>, SourceConfigError> {
     let tenants = tenants_by_name(NAME, &context.tenants, tenant_settings)?;
-    Ok(Box::new(ZohoEnricher { tenants }))
+    let apis = api_clients(
+        NAME,
+        &tenants,
+        context,
+        |settings| settings.oauth.is_some(),
+        |tenant, settings, store| {
+            CrmApi::for_tenant(
+                tenant,
+                settings,
+                context.settings,
+                context.http.clone(),
+                store,
+            )
+        },
+    )?;
+    Ok(Box::new(ZohoEnricher { tenants, apis }))
 }
 
 impl SourceEnricher for ZohoEnricher {
     fn enrich<'a>(&'a self, raw: &'a RawEvent) -> BoxFuture<'a, Result<Enriched, EnrichFailure>> {
         Box::pin(async move {
-            let (record, missing) = self.flat_event(raw)?;
+            let (mut record, has_values, module) = self.notification_fields(raw)?;
+            let keys = raw.keys.clone().unwrap_or_default();
+            let mut missing = Missing::default();
+            if !has_values && keys.action != "delete" {
+                match self.apis.get(&raw.tenant) {
+                    Some(api) => {
+                        let read = api.record(&module, &keys.object_id).await;
+                        if let Some(Some(current)) = missing.note("record", read) {
+                            put_record(&mut record, &keys, &current);
+                        }
+                    }
+                    None => missing = no_values(),
+                }
+            }
+            put_pipeline_fields(&mut record, raw, &missing);
             Enriched::from_record(&record, missing)
+        })
+    }
+
+    fn check_access(&self) -> BoxFuture<'_, Vec<AccessCheck>> {
+        Box::pin(async {
+            let mut checks = Vec::new();
+            for (tenant, api) in &self.apis {
+                checks.push(AccessCheck {
+                    tenant: tenant.clone(),
+                    outcome: api.current_user().await,
+                });
+            }
+            checks
         })
     }
 }
 
+/// Without the API a notification without values leaves its record missing.
+fn no_values() -> Missing {
+    let mut missing = Missing::default();
+    missing.note::<()>(
+        "record",
+        Err(ApiError::NotConfigured {
+            api: "zoho",
+            reason: "the notification carries no values for the record (create the channel with return_affected_field_values, or set api_domain with access_token or [oauth] to read it)".into(),
+        }),
+    );
+    missing
+}
+
+/// Puts a record's values as `field_*` (a lookup as its id, with `_name`);
+/// a contact's only those that are not personal data.
+fn put_values(record: &mut FlatRecord, object: &str, values: &Map<String, Value>) {
+    let personal = object == "contact";
+    for (field, value) in values {
+        if personal && !PERSON_FIELDS.contains(&field.as_str()) {
+            continue;
+        }
+        match value {
+            // A lookup: {"id": ..., "name": ...}.
+            Value::Object(lookup) if lookup.contains_key("id") => {
+                record.put(format!("field_{field}"), lookup.get("id").and_then(id_text));
+                if let Some(name) = lookup.get("name") {
+                    record.put(format!("field_{field}_name"), name.clone());
+                }
+            }
+            other => record.put(format!("field_{field}"), other.clone()),
+        }
+    }
+}
+
+/// A record read from the API into the event, at its `Modified_Time` when
+/// that is later than the notification.
+fn put_record(
+    record: &mut FlatRecord,
+    keys: &tributary_envelope::EventKeys,
+    current: &Map<String, Value>,
+) {
+    let mut values = current.clone();
+    values.remove("id");
+    put_values(record, &keys.object, &values);
+    let modified = current
+        .get("Modified_Time")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .and_then(|t| u64::try_from(t.timestamp_micros()).ok());
+    if let Some(modified) = modified.filter(|m| *m > keys.occurred_at_micros) {
+        record.remove("event_timestamp_micro");
+        record.put("event_timestamp_micro", modified);
+    }
+}
+
 impl ZohoEnricher {
+    /// Without the CRM API.
     pub fn new(tenants: BTreeMap<String, ZohoTenant>) -> Self {
-        ZohoEnricher { tenants }
+        ZohoEnricher {
+            tenants,
+            apis: BTreeMap::new(),
+        }
     }
 
+    /// The flat event of a raw notification without the CRM API.
     pub fn flat_event(&self, raw: &RawEvent) -> Result<(FlatRecord, Missing), EnrichFailure> {
+        let (mut record, has_values, _) = self.notification_fields(raw)?;
+        let deleted = raw.keys.as_ref().is_some_and(|k| k.action == "delete");
+        let missing = if has_values || deleted {
+            Missing::default()
+        } else {
+            no_values()
+        };
+        put_pipeline_fields(&mut record, raw, &missing);
+        Ok((record, missing))
+    }
+
+    /// The event's fields from the notification, whether it carried values
+    /// for the record, and its module.
+    fn notification_fields(
+        &self,
+        raw: &RawEvent,
+    ) -> Result<(FlatRecord, bool, String), EnrichFailure> {
         let body: Map<String, Value> = serde_json::from_slice(&raw.body)
             .map_err(|err| EnrichFailure::unreadable_body(format!("not a notification: {err}")))?;
         let settings = self.tenants.get(&raw.tenant).ok_or_else(|| {
@@ -86,39 +211,14 @@ impl ZohoEnricher {
             })
             .and_then(|entry| entry.get("values"))
             .and_then(Value::as_object);
-        let personal = keys.object == "contact";
-        let mut missing = Missing::default();
-        match values {
-            Some(values) => {
-                for (field, value) in values {
-                    if personal && !PERSON_FIELDS.contains(&field.as_str()) {
-                        continue;
-                    }
-                    match value {
-                        // A lookup: {"id": ..., "name": ...}.
-                        Value::Object(lookup) if lookup.contains_key("id") => {
-                            record
-                                .put(format!("field_{field}"), lookup.get("id").and_then(id_text));
-                            if let Some(name) = lookup.get("name") {
-                                record.put(format!("field_{field}_name"), name.clone());
-                            }
-                        }
-                        other => record.put(format!("field_{field}"), other.clone()),
-                    }
-                }
-            }
-            None if keys.action != "delete" => {
-                missing.note::<()>(
-                    "record",
-                    Err(ApiError::NotConfigured {
-                        api: "zoho",
-                        reason: "the notification carries no values for the record (create the channel with return_affected_field_values) and records are not read from the CRM API".into(),
-                    }),
-                );
-            }
-            None => {}
+        if let Some(values) = values {
+            put_values(&mut record, &keys.object, values);
         }
-        put_pipeline_fields(&mut record, raw, &missing);
-        Ok((record, missing))
+        let module = body
+            .get("module")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Ok((record, values.is_some(), module))
     }
 }

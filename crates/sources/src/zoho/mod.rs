@@ -9,6 +9,7 @@
 //!
 //! Tenant settings, `[tenants.<tenant>.zoho]` (see [`ZohoTenant`]).
 
+pub mod api;
 pub mod enrich;
 pub mod mapping;
 mod webhook;
@@ -16,6 +17,7 @@ mod webhook;
 use serde::Deserialize;
 use serde_json::Value;
 use tributary_config::Secret;
+use tributary_enrichment::oauth::OAuthSettings;
 
 use crate::{Platform, TemplateRoute};
 
@@ -54,6 +56,24 @@ pub struct ZohoTenant {
     /// The org's home currency (ISO 4217) for records without `Currency`.
     #[serde(default)]
     pub currency: Option<String>,
+    /// The org's data center for the CRM API, e.g. `https://www.zohoapis.com`
+    /// (`.eu`, `.in`, `.com.au`, `.jp`, `.ca`...): with `access_token` or
+    /// `oauth`, a notification without values has its record read.
+    #[serde(default)]
+    pub api_domain: Option<String>,
+    #[serde(default)]
+    pub access_token: Option<Secret>,
+    /// OAuth 2.0: the self client's refresh token (`token_url` on the org's
+    /// accounts server, e.g. `https://accounts.zoho.com/oauth/v2/token`).
+    #[serde(default)]
+    pub oauth: Option<OAuthSettings>,
+    /// CRM API requests per minute.
+    #[serde(default = "default_requests_per_minute")]
+    pub requests_per_minute: u32,
+}
+
+fn default_requests_per_minute() -> u32 {
+    100
 }
 
 impl ZohoTenant {
@@ -88,6 +108,15 @@ pub fn tenant_settings(section: &Value) -> Result<ZohoTenant, String> {
         return Err(format!(
             "currency {currency:?} is not an ISO 4217 code such as \"USD\""
         ));
+    }
+    crate::mapped::check_api_access(
+        "api_domain",
+        settings.api_domain.as_ref(),
+        settings.access_token.as_ref(),
+        settings.oauth.as_ref(),
+    )?;
+    if settings.requests_per_minute == 0 {
+        return Err("requests_per_minute must be at least 1".into());
     }
     Ok(settings)
 }

@@ -260,3 +260,144 @@ fn the_fixture_notification_is_accepted_with_both_ids() {
         .collect();
     assert_eq!(ids, [DEAL, OTHER]);
 }
+
+mod crm_api {
+    use std::collections::HashSet;
+
+    use tributary_enrichment::EnrichmentSettings;
+    use tributary_fake_apis::Running;
+    use tributary_fake_apis::zoho::{FakeZoho, ZohoClient, ZohoState};
+
+    use super::*;
+    use crate::{EnricherContext, SourceEnricher};
+
+    async fn fake() -> Running<ZohoState> {
+        let mut state = ZohoState {
+            client: Some(ZohoClient {
+                client_id: "1000.SELFCLIENT".into(),
+                client_secret: "self-secret".into(),
+                refresh_tokens: HashSet::from(["1000.refresh.zoho".to_owned()]),
+                issued: 0,
+            }),
+            ..ZohoState::default()
+        };
+        state.put(
+            "Deals",
+            DEAL,
+            json!({
+                "Deal_Name": "Big deal", "Amount": 125000.75, "Stage": "Negotiation/Review",
+                "Closing_Date": "2024-06-30", "Currency": "INR",
+                "Owner": {"name": "Ada Rep", "id": "5725767000000411001", "email": "ada@example.com"},
+                "Account_Name": {"name": "Zylker", "id": "5725767000000800001"},
+                "Created_Time": "2024-06-01T10:00:00+05:30",
+                "Modified_Time": "2024-06-11T20:30:00+05:30",
+                "Description": "not asked for"
+            }),
+        );
+        FakeZoho::start(state).await.expect("fake Zoho")
+    }
+
+    fn enricher(
+        fake: &Running<ZohoState>,
+        refresh_token: &str,
+        dir: &tempfile::TempDir,
+    ) -> Box<dyn SourceEnricher> {
+        let mut section = section();
+        section["api_domain"] = json!(fake.base_url());
+        section["oauth"] = json!({
+            "token_url": format!("{}/oauth/v2/token", fake.base_url()),
+            "client_id": "1000.SELFCLIENT", "client_secret": "self-secret",
+            "refresh_token": refresh_token,
+        });
+        let settings = EnrichmentSettings {
+            max_attempts: 2,
+            retry_budget_ms: 2_000,
+            token_store: tributary_enrichment::oauth::TokenStoreSettings {
+                dir: Some(dir.path().to_owned()),
+                key: Some(Secret::new("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=")),
+            },
+            ..EnrichmentSettings::default()
+        };
+        enrich::build(&EnricherContext {
+            tenants: vec![("acme", &section)],
+            settings: &settings,
+            http: reqwest::Client::new(),
+            email: None,
+        })
+        .expect("valid settings")
+    }
+
+    fn raw(body: String, id: &str) -> RawEvent {
+        RawEvent {
+            tenant: "acme".into(),
+            source: NAME.into(),
+            event_id: "e".into(),
+            received_at_micros: 1,
+            body: Bytes::from(body),
+            keys: Some(EventKeys {
+                payload_version: "notification".into(),
+                object: "deal".into(),
+                object_id: id.into(),
+                action: "update".into(),
+                attempt: 1,
+                occurred_at_micros: 1_718_115_953_625_000,
+            }),
+            ..RawEvent::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_notification_without_values_has_its_record_read() {
+        let fake = fake().await;
+        let dir = tempfile::tempdir().expect("dir");
+        let enricher = enricher(&fake, "1000.refresh.zoho", &dir);
+        let enriched = enricher
+            .enrich(&raw(notification("update", false), DEAL))
+            .await
+            .expect("enriched");
+        assert!(enriched.complete, "{:?}", enriched.missing);
+        let fields: serde_json::Map<String, Value> =
+            serde_json::from_slice(&enriched.payload).expect("JSON");
+        assert_eq!(fields["field_Stage"], "Negotiation/Review");
+        assert_eq!(fields["field_Owner"], "5725767000000411001");
+        assert_eq!(fields["field_Account_Name_name"], "Zylker");
+        assert!(
+            !fields.contains_key("field_Description"),
+            "only the fields asked for"
+        );
+        // Modified 2024-06-11T15:00:00Z, after the notification's time.
+        assert_eq!(
+            fields["event_timestamp_micro"],
+            json!(1_718_118_000_000_000_u64)
+        );
+        let deal = deal(&fields);
+        assert_eq!(deal.title, Field::Value("Big deal".into()));
+        assert_eq!(deal.stage_id, Field::Value("Negotiation/Review".into()));
+        // A record Zoho no longer has (204): the event stays as it came.
+        let gone = enricher
+            .enrich(&raw(notification("update", false), OTHER))
+            .await
+            .expect("enriched");
+        assert!(gone.complete);
+        let state = fake.state();
+        assert_eq!(state.calls_to("/oauth/v2/token"), 1);
+        assert_eq!(state.calls_to("/crm/v8/Deals/"), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_refresh_token_is_said_at_start_and_not_retried() {
+        let fake = fake().await;
+        let dir = tempfile::tempdir().expect("dir");
+        let enricher = enricher(&fake, "1000.revoked", &dir);
+        let checks = enricher.check_access().await;
+        let err = checks[0].outcome.as_ref().expect_err("refused");
+        assert!(err.to_string().contains("invalid_code"), "{err}");
+        let enriched = enricher
+            .enrich(&raw(notification("update", false), DEAL))
+            .await
+            .expect("enriched");
+        assert_eq!(enriched.missing, ["record"]);
+        assert!(!enriched.may_heal);
+        assert_eq!(fake.state().calls_to("/crm/v8/"), 0);
+    }
+}
