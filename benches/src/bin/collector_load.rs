@@ -24,6 +24,10 @@
 //! both on the world's own batches (as HubSpot groups its events) and on
 //! full batches of 100 events.
 //!
+//! With `--source salesforce`, the collector's peak on Salesforce Outbound
+//! Messages (SOAP) of one notification and of 100, each notification its
+//! own event, acknowledged with `<Ack>true</Ack>`.
+//!
 //! Starts its own broker (the pinned Tansu that deploy/local/up.sh installs)
 //! unless `--brokers` names one. Run with
 //! `cargo run --release -p tributary-benches --bin collector-load`
@@ -57,7 +61,7 @@ struct Args {
     #[arg(long)]
     brokers: Option<String>,
     /// The platform whose deliveries are posted: Pipedrive's single-event
-    /// webhooks, or HubSpot's signed batches.
+    /// webhooks, HubSpot's signed batches, or Salesforce's Outbound Messages.
     #[arg(long, value_enum, default_value_t = Source::Pipedrive)]
     source: Source,
     /// Concurrent keep-alive connections (and concurrent bare-producer senders).
@@ -92,6 +96,8 @@ enum Source {
     Pipedrive,
     #[value(name = "hubspot")]
     HubSpot,
+    /// Outbound Messages of 1 and of 100 notifications.
+    Salesforce,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -202,7 +208,141 @@ async fn main() -> anyhow::Result<()> {
     match setup.args.source {
         Source::Pipedrive => pipedrive(setup).await,
         Source::HubSpot => hubspot(setup).await,
+        Source::Salesforce => salesforce(setup).await,
     }
+}
+
+const SALESFORCE_ORG: &str = "00D5g000004ABCDEA4";
+const SALESFORCE_SECRET: &str = "bench-endpoint-secret";
+
+/// An Outbound Message of `notifications` opportunity notifications, ids
+/// unique to `n` so every request stores new events.
+fn outbound_message(n: usize, notifications: usize) -> String {
+    let mut body = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><notifications xmlns="http://soap.sforce.com/2005/09/outbound"><OrganizationId>{SALESFORCE_ORG}</OrganizationId><ActionId>04k5g000000XyZaAAK</ActionId><SessionId xsi:nil="true"/><EnterpriseUrl>https://acme.my.salesforce.com/services/Soap/c/62.0/00D5g000004ABCD</EnterpriseUrl><PartnerUrl>https://acme.my.salesforce.com/services/Soap/u/62.0/00D5g000004ABCD</PartnerUrl>"#
+    );
+    for i in 0..notifications {
+        let id = n * notifications + i;
+        body.push_str(&format!(
+            r#"<Notification><Id>04l5g{id:013}</Id><sObject xsi:type="sf:Opportunity" xmlns:sf="urn:sobject.enterprise.soap.sforce.com"><sf:Id>0065g{:013}</sf:Id><sf:Amount>{}.50</sf:Amount><sf:CloseDate>2025-03-04</sf:CloseDate><sf:IsClosed>false</sf:IsClosed><sf:IsWon>false</sf:IsWon><sf:LastModifiedDate>2025-03-01T10:00:00.000Z</sf:LastModifiedDate><sf:Name>Renewal {id}</sf:Name><sf:OwnerId>0055g00000OwNeRAAA</sf:OwnerId><sf:StageName>Negotiation</sf:StageName></sObject></Notification>"#,
+            id % 50_000,
+            1_000 + id % 9_000
+        ));
+    }
+    body.push_str("</notifications></soapenv:Body></soapenv:Envelope>");
+    body
+}
+
+/// Posts the n-th Outbound Message; resolves to its notifications once
+/// acknowledged with `<Ack>true</Ack>`.
+fn post_outbound(url: String, notifications: usize) -> Operation {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .build()
+        .expect("http client");
+    Arc::new(move |n| {
+        let request = client
+            .post(&url)
+            .header("content-type", "text/xml; charset=utf-8")
+            .header("soapaction", "\"\"")
+            .body(outbound_message(n, notifications));
+        Box::pin(async move {
+            match request.send().await {
+                Ok(response) if response.status() == reqwest::StatusCode::OK => {
+                    let acknowledged = response
+                        .text()
+                        .await
+                        .is_ok_and(|body| body.contains("<Ack>true</Ack>"));
+                    if acknowledged {
+                        notifications as u64
+                    } else {
+                        0
+                    }
+                }
+                _ => 0,
+            }
+        })
+    })
+}
+
+/// Salesforce's Outbound Messages: the collector's peak on messages of one
+/// notification and of 100 (Salesforce's largest).
+async fn salesforce(setup: Setup) -> anyhow::Result<()> {
+    let Setup {
+        args,
+        brokers,
+        topic,
+        kafka_toml,
+        producer: _,
+    } = setup;
+    let port = tributary_tests::free_port();
+    let config = format!(
+        "[kafka]\n{kafka_toml}[topics]\nraw = \"{topic}\"\n[telemetry]\nlog_level = \"warn\"\n[collector]\nlisten = \"127.0.0.1:{port}\"\n[tenants.acme.salesforce]\norganization_id = \"{SALESFORCE_ORG}\"\nendpoint_secret = \"{SALESFORCE_SECRET}\"\n"
+    );
+    let collector = Service::start("tributary-collector", "collector", &config);
+    let base = format!("http://127.0.0.1:{port}");
+    tributary_tests::process::wait_for_http_ok(
+        &format!("{base}/readyz"),
+        Duration::from_secs(30),
+        || collector.log(),
+    )
+    .await;
+    let url = format!("{base}/webhooks/salesforce/acme?secret={SALESFORCE_SECRET}");
+    // One message first, so a configuration mistake is an error, not zeros.
+    let first = post_outbound(url.clone(), 1)(999_999_999).await;
+    anyhow::ensure!(
+        first == 1,
+        "the collector did not acknowledge a message\n{}",
+        collector.log()
+    );
+    eprintln!(
+        "broker {brokers}, topic {topic}; Outbound Messages of 1 and of 100 notifications ({} and {} bytes); {} s per phase",
+        outbound_message(0, 1).len(),
+        outbound_message(0, 100).len(),
+        args.seconds
+    );
+    let duration = Duration::from_secs(args.seconds);
+    let n = args.connections;
+    let usage_before = process_usage(collector.pid()).unwrap_or_default();
+    let single = closed_loop(
+        format!("collector peak, 1 notification a message ({n} connections)"),
+        n,
+        duration,
+        || post_outbound(url.clone(), 1),
+    )
+    .await;
+    let usage_single = process_usage(collector.pid()).unwrap_or_default();
+    let hundred = closed_loop(
+        format!("collector peak, 100 notifications a message ({n} connections)"),
+        n,
+        duration,
+        || post_outbound(url.clone(), 100),
+    )
+    .await;
+    let usage_hundred = process_usage(collector.pid()).unwrap_or_default();
+    println!();
+    println!(
+        "| run | requests/s | events/s | events/request | stored / sent (requests) | p50 ms | p99 ms | max ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for phase in [&single, &hundred] {
+        println!("{}", phase.batch_row());
+    }
+    let per_event = |before: f64, after: f64, phase: &Phase| {
+        1000.0 * (after - before) / phase.events.max(1) as f64
+    };
+    println!(
+        "collector process: {:.3} CPU-ms per notification in messages of 1, {:.3} in messages of 100; {:.0} MiB peak RSS",
+        per_event(usage_before.cpu_seconds, usage_single.cpu_seconds, &single),
+        per_event(
+            usage_single.cpu_seconds,
+            usage_hundred.cpu_seconds,
+            &hundred
+        ),
+        usage_hundred.peak_rss_mib
+    );
+    Ok(())
 }
 
 /// Pipedrive's webhooks: one event per request.
