@@ -141,7 +141,18 @@ pub struct OrgApi {
     credentials: Credentials,
     stages: Cache<(), Arc<Vec<StageDefinition>>>,
     owners: Cache<String, Option<Owner>>,
+    accounts: Cache<String, Option<Arc<Value>>>,
 }
+
+/// The account fields an opportunity's company is made of.
+pub const ACCOUNT_FIELDS: &[&str] = &[
+    "Name",
+    "Website",
+    "Industry",
+    "NumberOfEmployees",
+    "OwnerId",
+    "LastModifiedDate",
+];
 
 impl OrgApi {
     /// The org's API, when the tenant's section configures it. OAuth with a
@@ -177,6 +188,10 @@ impl OrgApi {
             owners: Cache::builder()
                 .max_capacity(enrichment.cache_max_entries)
                 .time_to_live(ttl)
+                .build(),
+            accounts: Cache::builder()
+                .max_capacity(enrichment.cache_max_entries)
+                .time_to_live(Duration::from_secs(enrichment.entity_ttl_seconds.max(1)))
                 .build(),
         }))
     }
@@ -280,6 +295,18 @@ impl OrgApi {
                     name: user.get("Name").and_then(Value::as_str).map(str::to_owned),
                     active: user.get("IsActive").and_then(Value::as_bool),
                 }))
+            })
+            .await
+            .map_err(|err| (*err).clone())
+    }
+
+    /// An account as an opportunity's company (cached `entity_ttl_seconds`;
+    /// concurrent lookups share one read); `None` when the org has none.
+    pub async fn account(&self, id: &str) -> Result<Option<Arc<Value>>, ApiError> {
+        self.accounts
+            .try_get_with(id.to_owned(), async {
+                let record = self.record("Account", id, ACCOUNT_FIELDS).await?;
+                Ok::<_, ApiError>(record.map(Arc::new))
             })
             .await
             .map_err(|err| (*err).clone())

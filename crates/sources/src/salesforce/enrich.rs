@@ -14,7 +14,8 @@
 //!   message, the event carries the newer version whole;
 //! - its stage's definition (`stage_sort_order`, `stage_default_probability`,
 //!   `stage_is_won`, `stage_is_closed`, ...), which no message carries;
-//! - its owner's name (`owner_name`, `owner_is_active`).
+//! - its owner's name (`owner_name`, `owner_is_active`);
+//! - an opportunity's account, as its company (`account_<Field>`).
 //!
 //! A lookup that fails makes the event `partial`; a record the org no
 //! longer has (deleted since) leaves the event as the message had it.
@@ -348,6 +349,16 @@ async fn add_from_api(api: &OrgApi, record: &mut FlatRecord, missing: &mut Missi
                     "sobject_CloseDate",
                     current.get("CloseDate").and_then(soap_text),
                 );
+            }
+        }
+        // The opportunity's account, as its company.
+        if let Some(account_id) = sobject_text(record, "AccountId").map(str::to_owned)
+            && let Some(Some(account)) = missing.note("account", api.account(&account_id).await)
+        {
+            for field in super::api::ACCOUNT_FIELDS {
+                if let Some(value) = account.get(*field) {
+                    record.put(format!("account_{field}"), soap_text(value));
+                }
             }
         }
         if let Some(stage) = sobject_text(record, "StageName").map(str::to_owned)

@@ -212,6 +212,34 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
     }
     records.push(Record::Deal(deal));
     owner(event, records)?;
+    opportunitys_account(event, records)?;
+    Ok(())
+}
+
+/// The opportunity's account as the enricher read it, at the account's own
+/// `LastModifiedDate`.
+fn opportunitys_account(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError> {
+    let flat = &event.flat;
+    let (Field::Value(id), Field::Value(modified)) = (
+        event.text("AccountId")?,
+        flat.time_or_empty("account_LastModifiedDate")?,
+    ) else {
+        return Ok(());
+    };
+    let version = Version {
+        at_micro: modified.seconds() * 1_000_000,
+        received_micro: event.header.version.received_micro,
+    };
+    let mut company = Company::new(event.key(id), version);
+    company.name = flat.text_or_empty("account_Name")?;
+    company.domain = flat
+        .text_or_empty("account_Website")?
+        .map(|site| domain_of_website(&site));
+    company.industry = flat.text_or_empty("account_Industry")?;
+    company.size = flat.text_or_empty("account_NumberOfEmployees")?;
+    company.owner_id = flat.text_or_empty("account_OwnerId")?;
+    company.updated_at = Field::Value(modified);
+    records.push(Record::Company(company));
     Ok(())
 }
 

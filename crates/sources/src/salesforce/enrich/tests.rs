@@ -30,6 +30,12 @@ async fn fake_org(modified: &str) -> Running<SalesforceState> {
         json!({"Id": OWNER, "Name": "Dana Reyes", "IsActive": true, "Email": "dana@example.com"}),
     );
     org.put(
+        "Account",
+        json!({"Id": "0015g00000AcCoUAAA", "Name": "Globex", "Website": "https://www.globex.example/about",
+               "Industry": "Energy", "NumberOfEmployees": 1200, "OwnerId": OWNER,
+               "LastModifiedDate": "2025-02-20T08:00:00.000+0000", "Phone": "+1 555 0100"}),
+    );
+    org.put(
         "Opportunity",
         json!({
             "Id": OPPORTUNITY, "Name": "Renewal", "Amount": 48000.25, "StageName": "Closed Won",
@@ -174,6 +180,17 @@ async fn a_full_message_gets_its_stage_definition_and_owner_from_two_cached_read
             .expect("the owner");
         assert_eq!(user.name, Field::Value("Dana Reyes".into()));
         assert_eq!(user.active, Field::Value(true));
+        let company = records
+            .iter()
+            .find_map(|r| match r {
+                Record::Company(company) => Some(company),
+                _ => None,
+            })
+            .expect("the account");
+        assert_eq!(company.name, Field::Value("Globex".into()));
+        assert_eq!(company.domain, Field::Value("globex.example".into()));
+        assert_eq!(company.size, Field::Value("1200".into()));
+        assert_eq!(company.version.at_micro, 1_740_038_400_000_000, "the account's own version");
     }
     let state = fake.state();
     assert_eq!(
@@ -298,15 +315,15 @@ async fn lookups_pause_at_the_share_of_the_allocation_and_events_are_partial_unt
         .enrich(&raw(&as_pairs(&message), 1_741_105_800_000_000))
         .await
         .expect("enriched");
-    // The stage query was answered (and said the share is used); the owner
-    // lookup then waits for the pause, past its retry budget.
+    // The account read was answered (and said the share is used); the
+    // stage and owner lookups then wait for the pause, past their budget.
     assert!(!first.complete);
-    assert_eq!(first.missing, ["owner"]);
+    assert_eq!(first.missing, ["opportunity_stages", "owner"]);
     assert!(
         first.may_heal,
         "an allocation renews: worth enriching again"
     );
-    assert_eq!(fields_of(&first)["stage_sort_order"], json!(3));
+    assert_eq!(fields_of(&first)["account_Name"], json!("Globex"));
     assert_eq!(
         fake.state().calls.len(),
         1,
@@ -329,7 +346,7 @@ async fn an_exceeded_limit_is_a_pause_not_a_refusal() {
         .enrich(&raw(&as_pairs(&message), 1_741_105_800_000_000))
         .await
         .expect("enriched");
-    assert_eq!(enriched.missing, ["opportunity_stages", "owner"]);
+    assert_eq!(enriched.missing, ["account", "opportunity_stages", "owner"]);
     assert!(enriched.may_heal);
     let state = fake.state();
     assert_eq!(state.calls.len(), 1, "{:?}", state.calls);
@@ -354,8 +371,8 @@ async fn a_wrong_token_shows_at_the_access_check_and_is_not_retried() {
     assert!(!enriched.complete && !enriched.may_heal);
     let calls = fake.state().calls.len();
     assert_eq!(
-        calls, 3,
-        "one call each for the check, the stages and the owner"
+        calls, 4,
+        "one call each for the check, the account, the stages and the owner"
     );
 }
 
