@@ -75,12 +75,15 @@ struct CliConfig {
 #[serde(default)]
 struct CollectorSection {
     max_body_bytes: usize,
+    /// Where pull subscriptions keep their checkpoints, for `status`.
+    checkpoint_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for CollectorSection {
     fn default() -> Self {
         CollectorSection {
             max_body_bytes: tributary_collector::CollectorSettings::default().max_body_bytes,
+            checkpoint_dir: None,
         }
     }
 }
@@ -159,6 +162,7 @@ async fn main() -> ExitCode {
                     clickhouse: &config.clickhouse,
                     enricher_group: &config.enricher.group_id,
                     activator_group: &config.activator.group_id,
+                    checkpoint_dir: config.collector.checkpoint_dir.as_deref(),
                 };
                 status::run(status, args).await
             }

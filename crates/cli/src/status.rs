@@ -28,6 +28,8 @@ pub struct StatusConfig<'a> {
     pub clickhouse: &'a ClickHouseSettings,
     pub enricher_group: &'a str,
     pub activator_group: &'a str,
+    /// `[collector] checkpoint_dir`: the pull subscriptions' positions.
+    pub checkpoint_dir: Option<&'a std::path::Path>,
 }
 
 /// One partition of a group's topic.
@@ -150,10 +152,80 @@ pub async fn run(config: StatusConfig<'_>, _args: StatusArgs) -> anyhow::Result<
         }
     }
 
+    if let Some(dir) = config.checkpoint_dir {
+        println!("pull subscriptions (checkpoints in {}):", dir.display());
+        match checkpoints(dir, std::time::SystemTime::now()) {
+            Ok(rows) => print_checkpoints(&rows),
+            Err(err) => {
+                println!("  could not be read: {err}");
+                problems.push(format!("checkpoints: {err}"));
+            }
+        }
+    }
+
     if problems.is_empty() {
         Ok(())
     } else {
         anyhow::bail!("status is incomplete: {}", problems.join("; "))
+    }
+}
+
+/// One pull subscription's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The subscription, as its file names it.
+    pub subscription: String,
+    /// Since the position was last saved (a keepalive saves it too).
+    pub age: Duration,
+    /// The saved position is "from the earliest retained event" (after a
+    /// replay id was refused).
+    pub from_earliest: bool,
+}
+
+/// Every checkpoint in `dir`, oldest save first.
+pub fn checkpoints(
+    dir: &std::path::Path,
+    now: std::time::SystemTime,
+) -> std::io::Result<Vec<Checkpoint>> {
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(subscription) = name.strip_suffix(".checkpoint") else {
+            continue;
+        };
+        let metadata = entry.metadata()?;
+        let age = metadata
+            .modified()
+            .ok()
+            .and_then(|saved| now.duration_since(saved).ok())
+            .unwrap_or_default();
+        rows.push(Checkpoint {
+            subscription: subscription.to_owned(),
+            age,
+            from_earliest: metadata.len() == 0,
+        });
+    }
+    rows.sort_by_key(|row| std::cmp::Reverse(row.age));
+    Ok(rows)
+}
+
+fn print_checkpoints(rows: &[Checkpoint]) {
+    if rows.is_empty() {
+        println!("  none yet");
+        return;
+    }
+    for row in rows {
+        let note = if row.from_earliest {
+            "  (reading again from the earliest retained event)"
+        } else {
+            ""
+        };
+        println!(
+            "  {}  saved {} s ago{note}",
+            row.subscription,
+            row.age.as_secs()
+        );
     }
 }
 
@@ -352,6 +424,34 @@ mod tests {
         assert_eq!(lag(None, 2, 10), 8);
         // A commit older than what the topic still holds: the group resumes at the beginning.
         assert_eq!(lag(Some(1), 4, 10), 6);
+    }
+
+    #[test]
+    fn checkpoints_are_listed_with_their_age_oldest_first() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(
+            dir.path()
+                .join("salesforce-acme--data-OpportunityChangeEvent.checkpoint"),
+            [0, 1],
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path()
+                .join("salesforce-acme--data-AccountChangeEvent.checkpoint"),
+            [],
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("unrelated.tmp"), [1]).expect("write");
+        let later = std::time::SystemTime::now() + Duration::from_secs(30);
+        let rows = checkpoints(dir.path(), later).expect("read");
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|row| row.age >= Duration::from_secs(29)));
+        let account = rows
+            .iter()
+            .find(|row| row.subscription.ends_with("AccountChangeEvent"))
+            .expect("listed");
+        assert!(account.from_earliest);
+        assert!(rows.iter().any(|row| !row.from_earliest));
     }
 
     #[test]

@@ -190,7 +190,10 @@ async fn a_full_message_gets_its_stage_definition_and_owner_from_two_cached_read
         assert_eq!(company.name, Field::Value("Globex".into()));
         assert_eq!(company.domain, Field::Value("globex.example".into()));
         assert_eq!(company.size, Field::Value("1200".into()));
-        assert_eq!(company.version.at_micro, 1_740_038_400_000_000, "the account's own version");
+        assert_eq!(
+            company.version.at_micro, 1_740_038_400_000_000,
+            "the account's own version"
+        );
     }
     let state = fake.state();
     assert_eq!(
