@@ -73,7 +73,7 @@ pub struct Collector {
     state: Arc<AppState>,
     config: CollectorConfig,
     /// The pull subscriptions and where they keep their positions.
-    subscriptions: std::sync::Mutex<Vec<Box<dyn PullSource>>>,
+    subscriptions: Vec<Box<dyn PullSource>>,
     checkpoints: Option<Checkpoints>,
 }
 
@@ -131,7 +131,7 @@ impl Collector {
                 )),
             }),
             config,
-            subscriptions: std::sync::Mutex::new(subscriptions),
+            subscriptions,
             checkpoints,
         })
     }
@@ -183,7 +183,7 @@ impl Collector {
     /// Serves until `shutdown` resolves, then stops accepting connections,
     /// finishes in-flight requests and waits for queued events to be acknowledged.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
@@ -191,14 +191,8 @@ impl Collector {
         let header_timeout =
             Duration::from_millis(self.config.collector.header_read_timeout_ms.max(1));
         tracing::info!(%address, sources = ?self.state.sources.names().collect::<Vec<_>>(), "collector listening");
-        let subscriptions = std::mem::take(
-            &mut *self
-                .subscriptions
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
         let pulls = pull::start(
-            subscriptions,
+            std::mem::take(&mut self.subscriptions),
             self.checkpoints.clone(),
             self.state.producer.clone(),
             &self.state.topic,

@@ -132,3 +132,8 @@ pub fn check_api_access(
         )),
     }
 }
+
+/// Text of ASCII digits only, at least one.
+pub fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}

@@ -141,7 +141,7 @@ impl HubSpotTenant {
 /// Checks what serde cannot: required values are not empty, ids and
 /// addresses have their form, limits are positive.
 pub fn check_tenant(settings: &HubSpotTenant) -> Result<(), String> {
-    if !is_digits(&settings.portal_id) {
+    if !crate::mapped::is_digits(&settings.portal_id) {
         return Err(format!(
             "portal_id must be the HubSpot account id (digits), got {:?}",
             settings.portal_id
@@ -177,10 +177,6 @@ pub fn check_tenant(settings: &HubSpotTenant) -> Result<(), String> {
         return Err("pii_salt must be set when a contact field is hashed".into());
     }
     Ok(())
-}
-
-pub(crate) fn is_digits(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Reads and checks one tenant's section.

@@ -159,7 +159,7 @@ fn check_api_settings(settings: &mut SalesforceTenant) -> Result<(), String> {
     )?;
     let version = settings.api_version.trim_start_matches('v').to_owned();
     let valid = version.split_once('.').is_some_and(|(major, minor)| {
-        super::hubspot::is_digits(major) && super::hubspot::is_digits(minor)
+        crate::mapped::is_digits(major) && crate::mapped::is_digits(minor)
     });
     if !valid {
         return Err(format!(
