@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use tributary_model::flat::Flat;
-use tributary_model::{Context, Key, MappingError, Version};
+use tributary_model::{Company, Context, Field, Key, MappingError, Record, User, Version};
 
 use crate::SourceConfigError;
 
@@ -62,6 +62,28 @@ impl EventHeader {
     /// The key of the event's own record.
     pub fn record_key(&self) -> Key {
         self.key(self.object_id.clone())
+    }
+
+    /// The user a reference names (an owner with its display name), its
+    /// name as of this event; nothing without both id and name.
+    pub fn referenced_user(&self, id: Field<String>, name: Field<String>) -> Option<Record> {
+        let (Field::Value(id), Field::Value(name)) = (id, name) else {
+            return None;
+        };
+        let mut user = User::new(self.key(id), self.version);
+        user.name = Field::Value(name);
+        Some(Record::User(user))
+    }
+
+    /// The company a reference names (a deal's account with its name), its
+    /// name as of this event; nothing without both id and name.
+    pub fn referenced_company(&self, id: Field<String>, name: Field<String>) -> Option<Record> {
+        let (Field::Value(id), Field::Value(name)) = (id, name) else {
+            return None;
+        };
+        let mut company = Company::new(self.key(id), self.version);
+        company.name = Field::Value(name);
+        Some(Record::Company(company))
     }
 }
 

@@ -234,5 +234,30 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
         }
     }
     records.push(Record::Deal(deal));
+    references(event, records)
+}
+
+/// The owner (a user, not a team) and the account the opportunity names,
+/// with their names as Dataverse gave them.
+fn references(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError> {
+    let of_type = |name: &str, kind: &str| -> Result<bool, MappingError> {
+        Ok(match event.text(&format!("{name}_type"))? {
+            Field::Value(actual) => actual == kind,
+            _ => false,
+        })
+    };
+    if of_type("ownerid", "systemuser")? {
+        records.extend(
+            event
+                .header
+                .referenced_user(event.text("ownerid")?, event.text("ownerid_name")?),
+        );
+    }
+    if of_type("parentaccountid", "account")? {
+        records.extend(event.header.referenced_company(
+            event.text("parentaccountid")?,
+            event.text("parentaccountid_name")?,
+        ));
+    }
     Ok(())
 }

@@ -651,3 +651,35 @@ mod web_api {
         assert!(!format!("{settings:?}").contains("t0k3n"));
     }
 }
+
+#[test]
+fn an_opportunitys_owner_and_account_come_with_their_names() {
+    let fields = enriched(&context("Update", full_opportunity(0, 1), None, vec![]));
+    let context = Context {
+        tenant: "acme",
+        source: NAME,
+        received_at_micro: 1,
+        missing: &[],
+    };
+    let records = DynamicsMapping
+        .map(&context, &fields)
+        .expect("mapped")
+        .records;
+    let owner = records
+        .iter()
+        .find_map(|r| match r {
+            Record::User(user) => Some(user),
+            _ => None,
+        })
+        .expect("the owner");
+    assert_eq!(owner.name, Field::Value("Ada Rep".into()));
+    let company = records
+        .iter()
+        .find_map(|r| match r {
+            Record::Company(company) => Some(company),
+            _ => None,
+        })
+        .expect("the account");
+    assert_eq!(company.key.id, ACCOUNT);
+    assert_eq!(company.name, Field::Value("Fabrikam".into()));
+}

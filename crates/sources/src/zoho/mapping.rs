@@ -32,6 +32,17 @@ impl Event<'_> {
         self.flat.text_or_empty(&format!("field_{name}"))
     }
 
+    /// The owner and the account the record names, with their names.
+    fn references(&self) -> Result<Vec<tributary_model::Record>, MappingError> {
+        let owner = self
+            .header
+            .referenced_user(self.id("Owner")?, self.text("Owner_name")?);
+        let account = self
+            .header
+            .referenced_company(self.id("Account_Name")?, self.text("Account_Name_name")?);
+        Ok(owner.into_iter().chain(account).collect())
+    }
+
     fn id(&self, name: &str) -> Result<Field<String>, MappingError> {
         self.flat.id(&format!("field_{name}"))
     }
@@ -80,7 +91,9 @@ impl Mapping for ZohoMapping {
                 deal.marketing_source = event.text("Lead_Source")?;
                 deal.created_at = event.flat.time_or_empty("field_Created_Time")?;
                 deal.updated_at = event.flat.time_or_empty("field_Modified_Time")?;
-                vec![tributary_model::Record::Deal(deal)]
+                let mut records = vec![tributary_model::Record::Deal(deal)];
+                records.extend(event.references()?);
+                records
             }
             "account" => {
                 let mut company = Company::new(event.key(), event.header.version);
@@ -89,14 +102,22 @@ impl Mapping for ZohoMapping {
                 company.domain = event.text("Website")?.map(|site| domain_of_website(&site));
                 company.owner_id = event.id("Owner")?;
                 company.industry = event.text("Industry")?;
-                vec![tributary_model::Record::Company(company)]
+                let mut records = vec![tributary_model::Record::Company(company)];
+                records.extend(
+                    event
+                        .header
+                        .referenced_user(event.id("Owner")?, event.text("Owner_name")?),
+                );
+                records
             }
             "contact" => {
                 let mut contact = Contact::new(event.key(), event.header.version);
                 contact.deleted = event.deleted();
                 contact.company_id = event.id("Account_Name")?;
                 contact.owner_id = event.id("Owner")?;
-                vec![tributary_model::Record::Contact(contact)]
+                let mut records = vec![tributary_model::Record::Contact(contact)];
+                records.extend(event.references()?);
+                records
             }
             other => {
                 return Err(MappingError::new(

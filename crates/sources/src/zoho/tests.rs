@@ -401,3 +401,26 @@ mod crm_api {
         assert_eq!(fake.state().calls_to("/crm/v8/"), 0);
     }
 }
+
+#[test]
+fn a_deals_owner_is_a_user_by_name() {
+    let (fields, _) = enrich(&notification("update", true), DEAL, "update");
+    let context = Context {
+        tenant: "acme",
+        source: NAME,
+        received_at_micro: 1,
+        missing: &[],
+    };
+    let records = ZohoMapping.map(&context, &fields).expect("mapped").records;
+    let owner = records
+        .iter()
+        .find_map(|r| match r {
+            Record::User(user) => Some(user),
+            _ => None,
+        })
+        .expect("the owner");
+    assert_eq!(owner.key.id, "5725767000000411001");
+    assert_eq!(owner.name, Field::Value("Ada Rep".into()));
+    // The notification names no account: no company.
+    assert!(!records.iter().any(|r| matches!(r, Record::Company(_))));
+}
