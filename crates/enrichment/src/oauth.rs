@@ -712,5 +712,79 @@ impl Credentials {
     }
 }
 
+/// A tenant's access to one API: where it is and how it is authorized.
+pub struct Access<'a> {
+    pub api: &'static str,
+    pub tenant: &'a str,
+    /// The API's address; `None`: the tenant has no access configured.
+    pub base_url: Option<&'a String>,
+    pub access_token: Option<&'a Secret>,
+    pub oauth: Option<&'a OAuthSettings>,
+    /// How the platform's token endpoint takes the client's id and secret.
+    pub client_auth: ClientAuth,
+    pub budget: RequestBudget,
+}
+
+/// An API client whose requests carry a tenant's credentials: the retrying,
+/// rate-limited [`ApiClient`], the API's address and the [`Credentials`].
+pub struct AuthorizedClient {
+    pub client: ApiClient,
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub credentials: Credentials,
+}
+
+impl AuthorizedClient {
+    /// The client `access` describes; `None` when the tenant has no address
+    /// or no credentials for the API.
+    pub fn new(
+        access: Access<'_>,
+        settings: &crate::EnrichmentSettings,
+        http: reqwest::Client,
+        store: Option<Arc<TokenStore>>,
+    ) -> Result<Option<AuthorizedClient>, String> {
+        let Some(base_url) = access.base_url else {
+            return Ok(None);
+        };
+        let policy = RetryPolicy::from_settings(settings);
+        let Some(credentials) = Credentials::new(
+            access.api,
+            access.tenant,
+            access.access_token,
+            access.oauth,
+            access.client_auth,
+            &policy,
+            http.clone(),
+            store,
+        )?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(AuthorizedClient {
+            client: ApiClient::new(access.api, http, policy, access.budget),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            credentials,
+        }))
+    }
+
+    /// A read (see [`ApiClient::get_json`]) built by `request` from the
+    /// HTTP client and a current token; under OAuth a `401` renews the token
+    /// and reads once more.
+    pub async fn get_json(
+        &self,
+        endpoint: &'static str,
+        request: impl Fn(&reqwest::Client, &Secret) -> reqwest::RequestBuilder,
+    ) -> Result<Fetched, ApiError> {
+        let (client, request) = (&self.client, &request);
+        self.credentials
+            .with_token(|token| async move {
+                client
+                    .get_json(endpoint, || request(client.http(), &token))
+                    .await
+            })
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests;

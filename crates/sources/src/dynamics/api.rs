@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tributary_enrichment::EnrichmentSettings;
-use tributary_enrichment::api_client::{ApiClient, ApiError, Fetched, RequestBudget, RetryPolicy};
-use tributary_enrichment::oauth::{ClientAuth, Credentials, TokenStore};
+use tributary_enrichment::api_client::{ApiError, Fetched, RequestBudget};
+use tributary_enrichment::oauth::{Access, AuthorizedClient, ClientAuth, TokenStore};
 
 use super::DynamicsTenant;
 
@@ -77,9 +77,8 @@ fn is_date_only(text: &str) -> bool {
 
 /// One organization's Web API.
 pub struct WebApi {
-    client: ApiClient,
-    base_url: String,
-    credentials: Credentials,
+    /// At the organization's `web_api_url`.
+    api: AuthorizedClient,
 }
 
 impl WebApi {
@@ -91,35 +90,22 @@ impl WebApi {
         http: reqwest::Client,
         store: Option<Arc<TokenStore>>,
     ) -> Result<Option<WebApi>, String> {
-        let Some(base_url) = &settings.web_api_url else {
-            return Ok(None);
-        };
-        let policy = RetryPolicy::from_settings(enrichment);
-        let Some(credentials) = Credentials::new(
-            API,
+        let access = Access {
+            api: API,
             tenant,
-            settings.access_token.as_ref(),
-            settings.oauth.as_ref(),
+            base_url: settings.web_api_url.as_ref(),
+            access_token: settings.access_token.as_ref(),
+            oauth: settings.oauth.as_ref(),
             // Microsoft Entra ID takes the client's id and secret in the form.
-            ClientAuth::Body,
-            &policy,
-            http.clone(),
-            store,
-        )?
-        else {
-            return Ok(None);
+            client_auth: ClientAuth::Body,
+            budget: RequestBudget::new(settings.requests_per_5min, Duration::from_secs(300)),
         };
-        let budget = RequestBudget::new(settings.requests_per_5min, Duration::from_secs(300));
-        Ok(Some(WebApi {
-            client: ApiClient::new(API, http, policy, budget),
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            credentials,
-        }))
+        Ok(AuthorizedClient::new(access, enrichment, http, store)?.map(|api| WebApi { api }))
     }
 
     /// `WhoAmI`: the cheapest authenticated call, to try the access at start.
     pub async fn who_am_i(&self) -> Result<String, ApiError> {
-        let url = format!("{}/api/data/{WEB_API_VERSION}/WhoAmI", self.base_url);
+        let url = format!("{}/api/data/{WEB_API_VERSION}/WhoAmI", self.api.base_url);
         match self.get("who_am_i", &url).await? {
             Some(answer) => Ok(format!(
                 "the token is accepted; acting as user {}",
@@ -142,35 +128,27 @@ impl WebApi {
     ) -> Result<Option<Map<String, Value>>, ApiError> {
         let url = format!(
             "{}/api/data/{WEB_API_VERSION}/{}({id})",
-            self.base_url,
+            self.api.base_url,
             entity_set(entity)
         );
         self.get("record", &url).await
     }
 
-    /// A GET of one JSON object (`None`: not found); a `401` renews an
-    /// OAuth token and asks once more.
+    /// A GET of one JSON object (`None`: not found).
     async fn get(
         &self,
         endpoint: &'static str,
         url: &str,
     ) -> Result<Option<Map<String, Value>>, ApiError> {
-        let client = &self.client;
         let answer = self
-            .credentials
-            .with_token(|token| async move {
-                client
-                    .get_json(endpoint, || {
-                        client
-                            .http()
-                            .get(url)
-                            .bearer_auth(token.expose())
-                            .header("accept", "application/json")
-                            .header("odata-maxversion", "4.0")
-                            .header("odata-version", "4.0")
-                            .header("prefer", "odata.include-annotations=\"*\"")
-                    })
-                    .await
+            .api
+            .get_json(endpoint, |http, token| {
+                http.get(url)
+                    .bearer_auth(token.expose())
+                    .header("accept", "application/json")
+                    .header("odata-maxversion", "4.0")
+                    .header("odata-version", "4.0")
+                    .header("prefer", "odata.include-annotations=\"*\"")
             })
             .await?;
         match answer {

@@ -19,10 +19,8 @@ use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use serde_json::Value;
 use tributary_enrichment::EnrichmentSettings;
-use tributary_enrichment::api_client::{
-    Allocation, ApiClient, ApiError, Fetched, RequestBudget, RetryPolicy,
-};
-use tributary_enrichment::oauth::{ClientAuth, Credentials, TokenStore};
+use tributary_enrichment::api_client::{Allocation, ApiError, Fetched, RequestBudget, RetryPolicy};
+use tributary_enrichment::oauth::{Access, AuthorizedClient, ClientAuth, Credentials, TokenStore};
 
 use super::SalesforceTenant;
 
@@ -112,6 +110,9 @@ pub fn soap_text(value: &Value) -> Option<String> {
     }
 }
 
+/// Salesforce's examples send the client's id and secret in the form.
+const CLIENT_AUTH: ClientAuth = ClientAuth::Body;
+
 /// The tenant's credentials for the org's APIs, if it configures any.
 pub(crate) fn credentials(
     tenant: &str,
@@ -125,8 +126,7 @@ pub(crate) fn credentials(
         tenant,
         settings.access_token.as_ref(),
         settings.oauth.as_ref(),
-        // Salesforce's examples send the client's id and secret in the form.
-        ClientAuth::Body,
+        CLIENT_AUTH,
         policy,
         http,
         store,
@@ -135,10 +135,9 @@ pub(crate) fn credentials(
 
 /// One org's REST API.
 pub struct OrgApi {
-    client: ApiClient,
-    instance_url: String,
+    /// At the org's `instance_url`.
+    api: AuthorizedClient,
     version: String,
-    credentials: Credentials,
     stages: Cache<(), Arc<Vec<StageDefinition>>>,
     owners: Cache<String, Option<Owner>>,
     accounts: Cache<String, Option<Arc<Value>>>,
@@ -164,13 +163,6 @@ impl OrgApi {
         http: reqwest::Client,
         store: Option<Arc<TokenStore>>,
     ) -> Result<Option<OrgApi>, String> {
-        let Some(instance_url) = &settings.instance_url else {
-            return Ok(None);
-        };
-        let policy = RetryPolicy::from_settings(enrichment);
-        let Some(credentials) = credentials(tenant, settings, &policy, http.clone(), store)? else {
-            return Ok(None);
-        };
         let budget = RequestBudget::new(settings.requests_per_10s, Duration::from_secs(10))
             .with_allocation(Allocation {
                 header: LIMIT_INFO_HEADER,
@@ -178,12 +170,22 @@ impl OrgApi {
                 share: settings.api_allocation_share,
                 pause: ALLOCATION_PAUSE,
             });
+        let access = Access {
+            api: API,
+            tenant,
+            base_url: settings.instance_url.as_ref(),
+            access_token: settings.access_token.as_ref(),
+            oauth: settings.oauth.as_ref(),
+            client_auth: CLIENT_AUTH,
+            budget,
+        };
+        let Some(api) = AuthorizedClient::new(access, enrichment, http, store)? else {
+            return Ok(None);
+        };
         let ttl = Duration::from_secs(enrichment.definitions_ttl_seconds.max(1));
         Ok(Some(OrgApi {
-            client: ApiClient::new(API, http, policy, budget),
-            instance_url: instance_url.trim_end_matches('/').to_owned(),
+            api,
             version: settings.api_version.clone(),
-            credentials,
             stages: Cache::builder().time_to_live(ttl).build(),
             owners: Cache::builder()
                 .max_capacity(enrichment.cache_max_entries)
@@ -199,33 +201,30 @@ impl OrgApi {
     fn data_url(&self, rest: &str) -> String {
         format!(
             "{}/services/data/v{}/{rest}",
-            self.instance_url, self.version
+            self.api.base_url, self.version
         )
     }
 
     /// A GET with the org's budget and retries, authorized with a current
-    /// token: under OAuth a `401` renews the token and asks once more.
-    /// Salesforce answers an exhausted allocation with 403
-    /// `REQUEST_LIMIT_EXCEEDED`: lookups pause and the failure may pass.
+    /// token (under OAuth a `401` renews it and asks once more). Salesforce
+    /// answers an exhausted allocation with 403 `REQUEST_LIMIT_EXCEEDED`:
+    /// lookups pause and the failure may pass.
     async fn get(
         &self,
         endpoint: &'static str,
-        request: impl Fn() -> reqwest::RequestBuilder,
+        request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Fetched, ApiError> {
-        let (client, request) = (&self.client, &request);
         let answer = self
-            .credentials
-            .with_token(|token| async move {
-                client
-                    .get_json(endpoint, || request().bearer_auth(token.expose()))
-                    .await
+            .api
+            .get_json(endpoint, |http, token| {
+                request(http).bearer_auth(token.expose())
             })
             .await;
         match answer {
             Err(ApiError::Refused {
                 status: 403, body, ..
             }) if body.contains("REQUEST_LIMIT_EXCEEDED") => {
-                self.client.pause(ALLOCATION_PAUSE);
+                self.api.client.pause(ALLOCATION_PAUSE);
                 Err(ApiError::Unavailable {
                     api: API,
                     reason: format!("the org's API request limit is exceeded: {body}"),
@@ -243,14 +242,12 @@ impl OrgApi {
         loop {
             let answer = match &next {
                 None => {
-                    self.get(endpoint, || {
-                        self.client.http().get(&first).query(&[("q", soql)])
-                    })
-                    .await?
+                    self.get(endpoint, |http| http.get(&first).query(&[("q", soql)]))
+                        .await?
                 }
                 Some(path) => {
-                    let url = format!("{}{path}", self.instance_url);
-                    self.get(endpoint, || self.client.http().get(&url)).await?
+                    let url = format!("{}{path}", self.api.base_url);
+                    self.get(endpoint, |http| http.get(&url)).await?
                 }
             };
             let Fetched::Found(answer) = answer else {
@@ -323,11 +320,8 @@ impl OrgApi {
         let url = self.data_url(&format!("sobjects/{object}/{id}"));
         let fields = fields.join(",");
         let answer = self
-            .get("record", || {
-                self.client
-                    .http()
-                    .get(&url)
-                    .query(&[("fields", fields.as_str())])
+            .get("record", |http| {
+                http.get(&url).query(&[("fields", fields.as_str())])
             })
             .await?;
         Ok(match answer {

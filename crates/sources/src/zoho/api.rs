@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tributary_enrichment::EnrichmentSettings;
-use tributary_enrichment::api_client::{ApiClient, ApiError, Fetched, RequestBudget, RetryPolicy};
-use tributary_enrichment::oauth::{ClientAuth, Credentials, TokenStore};
+use tributary_enrichment::api_client::{ApiError, Fetched, RequestBudget};
+use tributary_enrichment::oauth::{Access, AuthorizedClient, ClientAuth, TokenStore};
 
 use super::ZohoTenant;
 
@@ -58,9 +58,8 @@ pub fn fields_of(module: &str) -> &'static [&'static str] {
 
 /// One org's CRM API.
 pub struct CrmApi {
-    client: ApiClient,
-    api_domain: String,
-    credentials: Credentials,
+    /// At the org's `api_domain`.
+    api: AuthorizedClient,
 }
 
 impl CrmApi {
@@ -72,30 +71,34 @@ impl CrmApi {
         http: reqwest::Client,
         store: Option<std::sync::Arc<TokenStore>>,
     ) -> Result<Option<CrmApi>, String> {
-        let Some(api_domain) = &settings.api_domain else {
-            return Ok(None);
-        };
-        let policy = RetryPolicy::from_settings(enrichment);
-        let Some(credentials) = Credentials::new(
-            API,
+        let access = Access {
+            api: API,
             tenant,
-            settings.access_token.as_ref(),
-            settings.oauth.as_ref(),
+            base_url: settings.api_domain.as_ref(),
+            access_token: settings.access_token.as_ref(),
+            oauth: settings.oauth.as_ref(),
             // Zoho's accounts server takes the client's id and secret as parameters.
-            ClientAuth::Body,
-            &policy,
-            http.clone(),
-            store,
-        )?
-        else {
-            return Ok(None);
+            client_auth: ClientAuth::Body,
+            budget: RequestBudget::new(settings.requests_per_minute, Duration::from_secs(60)),
         };
-        let budget = RequestBudget::new(settings.requests_per_minute, Duration::from_secs(60));
-        Ok(Some(CrmApi {
-            client: ApiClient::new(API, http, policy, budget),
-            api_domain: api_domain.trim_end_matches('/').to_owned(),
-            credentials,
-        }))
+        Ok(AuthorizedClient::new(access, enrichment, http, store)?.map(|api| CrmApi { api }))
+    }
+
+    /// A GET authorized Zoho's way (`Zoho-oauthtoken`, not `Bearer`).
+    async fn get(
+        &self,
+        endpoint: &'static str,
+        url: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Fetched, ApiError> {
+        self.api
+            .get_json(endpoint, |http, token| {
+                http.get(url).query(query).header(
+                    "authorization",
+                    format!("Zoho-oauthtoken {}", token.expose()),
+                )
+            })
+            .await
     }
 
     /// A record of `module` as Zoho has it now; `None` when it has none.
@@ -104,26 +107,10 @@ impl CrmApi {
         module: &str,
         id: &str,
     ) -> Result<Option<Map<String, Value>>, ApiError> {
-        let url = format!("{}/crm/v8/{module}/{id}", self.api_domain);
+        let url = format!("{}/crm/v8/{module}/{id}", self.api.base_url);
         let fields = fields_of(module).join(",");
-        let client = &self.client;
-        let (url, fields) = (&url, &fields);
         let answer = self
-            .credentials
-            .with_token(|token| async move {
-                client
-                    .get_json("record", || {
-                        client
-                            .http()
-                            .get(url)
-                            .query(&[("fields", fields.as_str())])
-                            .header(
-                                "authorization",
-                                format!("Zoho-oauthtoken {}", token.expose()),
-                            )
-                    })
-                    .await
-            })
+            .get("record", &url, &[("fields", fields.as_str())])
             .await?;
         Ok(match answer {
             Fetched::Found(body) => body
@@ -138,21 +125,9 @@ impl CrmApi {
 
     /// The current user: the cheapest authenticated call, tried at start.
     pub async fn current_user(&self) -> Result<String, ApiError> {
-        let url = format!("{}/crm/v8/users?type=CurrentUser", self.api_domain);
-        let client = &self.client;
-        let url = &url;
+        let url = format!("{}/crm/v8/users", self.api.base_url);
         let answer = self
-            .credentials
-            .with_token(|token| async move {
-                client
-                    .get_json("current_user", || {
-                        client.http().get(url).header(
-                            "authorization",
-                            format!("Zoho-oauthtoken {}", token.expose()),
-                        )
-                    })
-                    .await
-            })
+            .get("current_user", &url, &[("type", "CurrentUser")])
             .await?;
         let name = match &answer {
             Fetched::Found(body) => body["users"][0]["full_name"]
