@@ -5,6 +5,7 @@
 
 pub mod dynamics;
 mod email;
+pub mod freshsales;
 pub mod hubspot;
 mod pipedrive;
 pub mod salesforce;

@@ -24,6 +24,7 @@
 pub mod checks;
 pub mod dynamics;
 pub mod enrich;
+pub mod freshsales;
 pub mod hubspot;
 pub mod mapped;
 pub mod pipedrive;
@@ -55,6 +56,7 @@ pub const REGISTRY: &[Platform] = &[
     salesforce::PLATFORM,
     dynamics::PLATFORM,
     zoho::PLATFORM,
+    freshsales::PLATFORM,
 ];
 
 /// A platform's entry in the registry: its name and how each stage builds

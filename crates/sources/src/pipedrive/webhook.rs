@@ -13,8 +13,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::DateTime;
 use serde_json::Value;
 use tributary_config::Secret;
@@ -115,7 +113,8 @@ impl WebhookSource for Pipedrive {
             .headers
             .get(http::header::AUTHORIZATION)
             .ok_or(AuthFailure::Missing)?;
-        let (user, password) = basic_credentials(header.as_bytes()).ok_or(AuthFailure::Invalid)?;
+        let (user, password) =
+            crate::checks::basic_credentials(header.as_bytes()).ok_or(AuthFailure::Invalid)?;
         let (username, expected_password) = match self.tenants.get(tenant) {
             Some(settings) => (Secret::new(settings.username.as_str()), &settings.password),
             None => (self.no_one.clone(), &self.no_one),
@@ -135,18 +134,6 @@ impl WebhookSource for Pipedrive {
         let keys = prevalidate(tenant, request.body)?;
         Ok(Delivery::single(request.body.clone(), keys))
     }
-}
-
-/// Splits an `Authorization: Basic ...` header value into user and password bytes.
-fn basic_credentials(header: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let text = std::str::from_utf8(header).ok()?.trim();
-    let (scheme, encoded) = text.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = BASE64.decode(encoded.trim()).ok()?;
-    let colon = decoded.iter().position(|b| *b == b':')?;
-    Some((decoded[..colon].to_vec(), decoded[colon + 1..].to_vec()))
 }
 
 /// Which payload format a body uses.

@@ -1,0 +1,234 @@
+//! Freshsales' enriched events (the flat `freshsales-crm` shape) into the
+//! canonical model.
+//!
+//! The account is the API's host. Every event carries its record as read
+//! whole, at the record's `updated_at`, so each field it has is known and
+//! an event whose read failed changes nothing. A deal's status is its
+//! stage's `forecast_type` (`Open`, `Closed Won`, `Closed Lost`), never the
+//! stage's name; a closed deal is won or lost on its `closed_date` (the
+//! start of that day, UTC), else when its stage last changed. A delete is a
+//! tombstone.
+
+use serde_json::{Map, Value};
+use tributary_model::flat::{Flat, domain_of_website};
+use tributary_model::{
+    Company, Contact, Context, Deal, DealStatus, Field, Mapped, Mapping, MappingError, Outcome,
+    Pipeline, Record, Stage, Timestamp,
+};
+
+use crate::mapped::EventHeader;
+
+pub struct FreshsalesMapping;
+
+struct Event<'a> {
+    flat: Flat<'a>,
+    header: EventHeader,
+}
+
+impl Event<'_> {
+    fn field(name: &str) -> String {
+        format!("record_{name}")
+    }
+
+    fn text(&self, name: &str) -> Result<Field<String>, MappingError> {
+        self.flat.text_or_empty(&Self::field(name))
+    }
+
+    fn id(&self, name: &str) -> Result<Field<String>, MappingError> {
+        self.flat.id(&Self::field(name))
+    }
+
+    fn time(&self, name: &str) -> Result<Field<Timestamp>, MappingError> {
+        self.flat.time_or_empty(&Self::field(name))
+    }
+
+    /// Whether the record was read: only then is every field known.
+    fn read(&self) -> bool {
+        self.flat.raw(&Self::field("updated_at")).is_some()
+    }
+
+    fn deleted(&self) -> Field<bool> {
+        if self.header.action == "delete" {
+            Field::Value(true)
+        } else if self.read() {
+            Field::Value(false)
+        } else {
+            Field::Unknown
+        }
+    }
+
+    /// The record's owner, with its name as of this read.
+    fn owner(&self) -> Result<Option<Record>, MappingError> {
+        Ok(self
+            .header
+            .referenced_user(self.id("owner_id")?, self.flat.text("owner_name")?))
+    }
+}
+
+/// A stage's outcome from its `forecast_type`.
+fn outcome_of(forecast_type: &str) -> Option<Outcome> {
+    let forecast_type = forecast_type.to_ascii_lowercase();
+    if forecast_type.contains("won") {
+        Some(Outcome::Won)
+    } else if forecast_type.contains("lost") {
+        Some(Outcome::Lost)
+    } else if forecast_type.contains("open") {
+        Some(Outcome::Open)
+    } else {
+        None
+    }
+}
+
+impl Mapping for FreshsalesMapping {
+    fn map(
+        &self,
+        context: &Context<'_>,
+        fields: &Map<String, Value>,
+    ) -> Result<Mapped, MappingError> {
+        let flat = Flat::new(fields);
+        let header = EventHeader::read(&flat, context, "event_account")?;
+        let event = Event { flat, header };
+        let mut records = Vec::new();
+        let canonical = match event.header.object.as_str() {
+            "deal" => {
+                deal(&event, &mut records)?;
+                "deal"
+            }
+            "sales_account" => {
+                let mut company = Company::new(event.header.record_key(), event.header.version);
+                company.deleted = event.deleted();
+                company.name = event.text("name")?;
+                company.domain = event.text("website")?.map(|site| domain_of_website(&site));
+                company.owner_id = event.id("owner_id")?;
+                company.size = match event.flat.raw(&Event::field("number_of_employees")) {
+                    Some(Value::Number(n)) => Field::Value(n.to_string()),
+                    _ => event.text("number_of_employees")?,
+                };
+                company.created_at = event.time("created_at")?;
+                company.updated_at = event.time("updated_at")?;
+                records.push(Record::Company(company));
+                records.extend(event.owner()?);
+                "company"
+            }
+            "contact" => {
+                let mut contact = Contact::new(event.header.record_key(), event.header.version);
+                contact.deleted = event.deleted();
+                contact.owner_id = event.id("owner_id")?;
+                contact.company_id = event.id("sales_account_id")?;
+                contact.created_at = event.time("created_at")?;
+                contact.updated_at = event.time("updated_at")?;
+                records.push(Record::Contact(contact));
+                records.extend(event.owner()?);
+                "contact"
+            }
+            other => {
+                return Err(MappingError::new(
+                    "event_object",
+                    format!("no mapping for Freshsales object {other:?}"),
+                ));
+            }
+        };
+        let header = event.header;
+        Ok(Mapped {
+            account: header.account,
+            object: canonical.to_owned(),
+            remote_id: header.object_id,
+            action: header.action,
+            version: header.version,
+            records,
+        })
+    }
+}
+
+fn deal(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError> {
+    let flat = &event.flat;
+    let mut deal = Deal::new(event.header.record_key(), event.header.version);
+    deal.deleted = event.deleted();
+    deal.title = event.text("name")?;
+    deal.amount = flat.amount_or_empty(&Event::field("amount"))?;
+    deal.amount_text = flat.number_text(&Event::field("amount"))?;
+    deal.currency = match event.text("currency")? {
+        Field::Unknown if event.read() => flat.text("event_default_currency")?,
+        known => known,
+    };
+    deal.pipeline_id = event.id("deal_pipeline_id")?;
+    deal.stage_id = event.id("deal_stage_id")?;
+    let outcome = flat
+        .text("stage_forecast_type")?
+        .value()
+        .and_then(|t| outcome_of(t));
+    deal.status = match (outcome, event.read()) {
+        (Some(Outcome::Won), _) => Field::Value(DealStatus::Won),
+        (Some(Outcome::Lost), _) => Field::Value(DealStatus::Lost),
+        (Some(Outcome::Open), _) => Field::Value(DealStatus::Open),
+        _ => Field::Unknown,
+    };
+    deal.probability = flat.number(&Event::field("probability"))?;
+    deal.expected_close_date = flat.date_or_empty(&Event::field("expected_close"))?;
+    deal.created_at = event.time("created_at")?;
+    deal.updated_at = event.time("updated_at")?;
+    deal.stage_changed_at = event.time("stage_updated_time")?;
+    deal.owner_id = event.id("owner_id")?;
+    deal.company_id = event.id("sales_account_id")?;
+    let closed_on = match flat.day_start_or_empty(&Event::field("closed_date"))? {
+        Field::Value(day) => Field::Value(day),
+        _ => match deal.stage_changed_at.clone() {
+            Field::Value(at) => Field::Value(at),
+            _ => Field::Value(
+                Timestamp::from_micros(event.header.version.at_micro)
+                    .map_err(|reason| MappingError::new("event_timestamp_micro", reason))?,
+            ),
+        },
+    };
+    (deal.won_at, deal.lost_at, deal.closed_at) = match deal.status {
+        Field::Value(DealStatus::Won) => (closed_on.clone(), Field::Null, closed_on),
+        Field::Value(DealStatus::Lost) => (Field::Null, closed_on.clone(), closed_on),
+        Field::Value(DealStatus::Open) => (Field::Null, Field::Null, Field::Null),
+        _ => (Field::Unknown, Field::Unknown, Field::Unknown),
+    };
+    // The stage and its pipeline as defined when the deal was read.
+    let defined_at = flat
+        .integer("pipeline_enriched_at_micro")?
+        .value()
+        .copied()
+        .unwrap_or(event.header.version.at_micro);
+    if let (Field::Value(stage), Field::Value(pipeline), Some(outcome), Field::Value(name)) = (
+        &deal.stage_id,
+        &deal.pipeline_id,
+        outcome,
+        flat.text("stage_name")?,
+    ) {
+        records.push(Record::Stage(Stage {
+            key: event.header.key(stage.clone()),
+            version: defined_at,
+            pipeline_id: pipeline.clone(),
+            name,
+            display_order: flat
+                .integer("stage_position")?
+                .value()
+                .copied()
+                .unwrap_or(0),
+            probability: flat.number("stage_probability")?.value().copied(),
+            outcome,
+            archived: false,
+        }));
+    }
+    if let (Field::Value(pipeline), Field::Value(name)) =
+        (&deal.pipeline_id, flat.text("deal_pipeline_name")?)
+    {
+        records.push(Record::Pipeline(Pipeline {
+            key: event.header.key(pipeline.clone()),
+            version: defined_at,
+            name,
+            display_order: 0,
+            archived: false,
+        }));
+    }
+    let owner = event.owner()?;
+    let account = event
+        .header
+        .referenced_company(deal.company_id.clone(), flat.text("account_name")?);
+    records.push(Record::Deal(deal));
+    records.extend(owner.into_iter().chain(account));
+    Ok(())
+}
