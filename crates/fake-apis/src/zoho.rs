@@ -4,6 +4,8 @@
 //!   fields asked for and `id`; a record the org does not have answers
 //!   `204 No Content`.
 //! - `GET /crm/v8/users?type=CurrentUser`.
+//! - `GET /crm/v8/settings/fields?module=Deals`: the `Stage` field with
+//!   its `pick_list_values` (each with `forecast_type`).
 //! - `POST /oauth/v2/token`: the refresh-token grant (client id, secret and
 //!   refresh token as parameters), answering an access token, the org's
 //!   `api_domain` and `expires_in`. A refused grant is answered, as Zoho
@@ -40,6 +42,8 @@ pub struct ZohoState {
     /// Records by module and id, in the API's shape.
     pub records: HashMap<(String, String), Map<String, Value>>,
     pub tokens: HashSet<String>,
+    /// The `Stage` picklist's values, as `pick_list_values` holds them.
+    pub stages: Vec<Value>,
     pub client: Option<ZohoClient>,
     pub calls: Vec<Call>,
 }
@@ -69,6 +73,7 @@ impl FakeZoho {
         let shared: Shared = Arc::new(Mutex::new(state));
         let router = Router::new()
             .route("/crm/v8/users", get(users))
+            .route("/crm/v8/settings/fields", get(fields))
             .route("/crm/v8/{module}/{id}", get(record))
             .route("/oauth/v2/token", post(token))
             .with_state(shared.clone());
@@ -127,6 +132,33 @@ async fn record(
     body.insert("id".into(), json!(id));
     log(&mut state, path, StatusCode::OK);
     Json(json!({"data": [body]})).into_response()
+}
+
+async fn fields(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    let path = "/crm/v8/settings/fields".to_owned();
+    if !authorized(&state, &headers) {
+        log(&mut state, path, StatusCode::UNAUTHORIZED);
+        return invalid_token();
+    }
+    if params.get("module").map(String::as_str) != Some("Deals") {
+        log(&mut state, path, StatusCode::BAD_REQUEST);
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"code": "INVALID_MODULE", "details": {}, "message": "the module name given seems to be invalid", "status": "error"})),
+        )
+            .into_response();
+    }
+    log(&mut state, path, StatusCode::OK);
+    Json(json!({"fields": [
+        {"api_name": "Deal_Name", "data_type": "text"},
+        {"api_name": "Stage", "data_type": "picklist", "pick_list_values": state.stages},
+    ]}))
+    .into_response()
 }
 
 async fn users(State(state): State<Shared>, headers: HeaderMap) -> Response {

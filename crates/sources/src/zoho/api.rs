@@ -1,14 +1,19 @@
 //! The Zoho CRM API (v8), per org: a record read whole when its
 //! notification carries no values (a channel created without
-//! `return_affected_field_values`, or a field Zoho does not report).
+//! `return_affected_field_values`, or a field Zoho does not report), and
+//! the deal stages' definitions (the `Stage` field's picklist: each value's
+//! order and `forecast_type`, which says open, won or lost), cached for
+//! `definitions_ttl_seconds`.
 //!
 //! Requests carry `Authorization: Zoho-oauthtoken <token>` (Zoho's scheme,
 //! not `Bearer`), go to the org's data center (`api_domain`), and keep to
 //! `requests_per_minute`; a `401` renews an OAuth token once. A record Zoho
 //! does not have answers `204 No Content`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use moka::future::Cache;
 use serde_json::{Map, Value};
 use tributary_enrichment::EnrichmentSettings;
 use tributary_enrichment::api_client::{ApiError, Fetched, RequestBudget};
@@ -56,10 +61,41 @@ pub fn fields_of(module: &str) -> &'static [&'static str] {
     }
 }
 
+/// One deal stage as the org defines it: a value of the `Stage` picklist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageDefinition {
+    /// What a deal's `Stage` holds.
+    pub actual_value: String,
+    pub display_value: String,
+    pub sequence_number: i64,
+    /// `Open`, `Closed Won` or `Closed Lost`.
+    pub forecast_type: String,
+}
+
+impl StageDefinition {
+    fn from_value(value: &Value) -> Option<StageDefinition> {
+        let actual_value = value.get("actual_value")?.as_str()?.to_owned();
+        Some(StageDefinition {
+            display_value: value
+                .get("display_value")
+                .and_then(Value::as_str)
+                .unwrap_or(&actual_value)
+                .to_owned(),
+            sequence_number: value
+                .get("sequence_number")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            forecast_type: value.get("forecast_type")?.as_str()?.to_owned(),
+            actual_value,
+        })
+    }
+}
+
 /// One org's CRM API.
 pub struct CrmApi {
     /// At the org's `api_domain`.
     api: AuthorizedClient,
+    stages: Cache<(), Arc<Vec<StageDefinition>>>,
 }
 
 impl CrmApi {
@@ -69,7 +105,7 @@ impl CrmApi {
         settings: &ZohoTenant,
         enrichment: &EnrichmentSettings,
         http: reqwest::Client,
-        store: Option<std::sync::Arc<TokenStore>>,
+        store: Option<Arc<TokenStore>>,
     ) -> Result<Option<CrmApi>, String> {
         let access = Access {
             api: API,
@@ -81,7 +117,13 @@ impl CrmApi {
             client_auth: ClientAuth::Body,
             budget: RequestBudget::new(settings.requests_per_minute, Duration::from_secs(60)),
         };
-        Ok(AuthorizedClient::new(access, enrichment, http, store)?.map(|api| CrmApi { api }))
+        let ttl = Duration::from_secs(enrichment.definitions_ttl_seconds.max(1));
+        Ok(
+            AuthorizedClient::new(access, enrichment, http, store)?.map(|api| CrmApi {
+                api,
+                stages: Cache::builder().time_to_live(ttl).build(),
+            }),
+        )
     }
 
     /// A GET authorized Zoho's way (`Zoho-oauthtoken`, not `Bearer`).
@@ -121,6 +163,33 @@ impl CrmApi {
                 .cloned(),
             Fetched::NotFound => None,
         })
+    }
+
+    /// Every deal stage the org defines (the `Deals` module's `Stage` field).
+    pub async fn stages(&self) -> Result<Arc<Vec<StageDefinition>>, ApiError> {
+        self.stages
+            .try_get_with((), async {
+                let url = format!("{}/crm/v8/settings/fields", self.api.base_url);
+                let answer = self.get("stages", &url, &[("module", "Deals")]).await?;
+                let Fetched::Found(body) = answer else {
+                    return Ok(Arc::new(Vec::new()));
+                };
+                let stages = body
+                    .get("fields")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .find(|field| field.get("api_name").and_then(Value::as_str) == Some("Stage"))
+                    .and_then(|field| field.get("pick_list_values"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(StageDefinition::from_value)
+                    .collect();
+                Ok::<_, ApiError>(Arc::new(stages))
+            })
+            .await
+            .map_err(|err| (*err).clone())
     }
 
     /// The current user: the cheapest authenticated call, tried at start.

@@ -8,6 +8,12 @@
 //! (its `Modified_Time` the event's time when later than the
 //! notification's); without the API the event is partial, missing
 //! `record`. Contacts keep only their relations and times.
+//!
+//! A deal's stage is looked up in the org's stage definitions when the API
+//! is configured (`stage_forecast_type`: open, won or lost; its order and
+//! label). `event_stage_changed` says whether this event moved the stage
+//! (an insert, or `Stage` among the notification's changed fields): only
+//! then is its time when the deal was won or lost.
 
 use std::collections::BTreeMap;
 
@@ -77,6 +83,14 @@ impl SourceEnricher for ZohoEnricher {
                     None => missing = no_values(),
                 }
             }
+            if let (Some(api), Some(Value::String(stage))) = (
+                self.apis.get(&raw.tenant),
+                record.get("field_Stage").cloned(),
+            ) && keys.object == "deal"
+                && let Some(stages) = missing.note("stages", api.stages().await)
+            {
+                put_stage(&mut record, &stages, &stage);
+            }
             put_pipeline_fields(&mut record, raw, &missing);
             Enriched::from_record(&record, missing)
         })
@@ -93,6 +107,15 @@ impl SourceEnricher for ZohoEnricher {
             }
             checks
         })
+    }
+}
+
+/// The definition of the deal's `stage`, when the org defines it.
+fn put_stage(record: &mut FlatRecord, stages: &[super::api::StageDefinition], stage: &str) {
+    if let Some(defined) = stages.iter().find(|s| s.actual_value == stage) {
+        record.put("stage_forecast_type", defined.forecast_type.as_str());
+        record.put("stage_sequence_number", defined.sequence_number);
+        record.put("stage_display_value", defined.display_value.as_str());
     }
 }
 
@@ -213,6 +236,21 @@ impl ZohoEnricher {
             .and_then(Value::as_object);
         if let Some(values) = values {
             put_values(&mut record, &keys.object, values);
+        }
+        let changed_fields = body
+            .get("affected_fields")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.get(keys.object_id.as_str()))
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter_map(Value::as_str);
+        let stage_changed = keys.action == "insert"
+            || values.is_some_and(|v| v.contains_key("Stage"))
+            || changed_fields.into_iter().any(|field| field == "Stage");
+        if keys.object == "deal" {
+            record.put("event_stage_changed", stage_changed);
         }
         let module = body
             .get("module")

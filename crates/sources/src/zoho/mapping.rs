@@ -4,19 +4,35 @@
 //! The account is the org. A notification's values are the fields that
 //! changed, at Zoho's `server_time`: only those are known, so nothing else
 //! is blanked. A deal's stage is its `Stage`; whether a stage is won or lost
-//! is its deal category, which only the CRM's stage definitions say, so the
-//! status stays unknown here rather than guessed from the stage's name. A
-//! `delete` is a tombstone.
+//! is its `forecast_type` in the org's stage definitions, which the
+//! enricher reads when the tenant configures the API: without them the
+//! status stays unknown rather than guessed from the stage's name. A deal
+//! is won or lost when the event that moved it into the stage happened
+//! (Zoho keeps no close time of its own). A `delete` is a tombstone.
 
 use serde_json::{Map, Value};
 use tributary_model::flat::{Flat, domain_of_website};
-use tributary_model::{Company, Contact, Context, Deal, Field, Key, Mapped, Mapping, MappingError};
+use tributary_model::{
+    Company, Contact, Context, Deal, DealStatus, Field, Key, Mapped, Mapping, MappingError,
+    Outcome, Pipeline, Record, Stage, Timestamp,
+};
 
 use crate::mapped::EventHeader;
 
 pub struct ZohoMapping;
 
 pub const PIPELINE_ID: &str = "deals";
+const PIPELINE_NAME: &str = "Deals";
+
+/// A stage's outcome from its `forecast_type` (`Open`, `Closed Won`, `Closed Lost`).
+fn outcome_of(forecast_type: &str) -> Option<Outcome> {
+    match forecast_type.to_ascii_lowercase().as_str() {
+        "closed won" => Some(Outcome::Won),
+        "closed lost" => Some(Outcome::Lost),
+        "open" => Some(Outcome::Open),
+        _ => None,
+    }
+}
 
 struct Event<'a> {
     flat: Flat<'a>,
@@ -33,7 +49,7 @@ impl Event<'_> {
     }
 
     /// The owner and the account the record names, with their names.
-    fn references(&self) -> Result<Vec<tributary_model::Record>, MappingError> {
+    fn references(&self) -> Result<Vec<Record>, MappingError> {
         let owner = self
             .header
             .referenced_user(self.id("Owner")?, self.text("Owner_name")?);
@@ -83,6 +99,34 @@ impl Mapping for ZohoMapping {
                 if deal.stage_id.is_known() {
                     deal.pipeline_id = Field::Value(PIPELINE_ID.into());
                 }
+                let outcome = event
+                    .flat
+                    .text("stage_forecast_type")?
+                    .value()
+                    .and_then(|t| outcome_of(t));
+                deal.status = match outcome {
+                    Some(Outcome::Won) => Field::Value(DealStatus::Won),
+                    Some(Outcome::Lost) => Field::Value(DealStatus::Lost),
+                    Some(Outcome::Open) => Field::Value(DealStatus::Open),
+                    None => Field::Unknown,
+                };
+                let moved = event.flat.flag("event_stage_changed")?.value() == Some(&true);
+                let at = Timestamp::from_micros(event.header.version.at_micro)
+                    .map_err(|reason| MappingError::new("event_timestamp_micro", reason))?;
+                if moved {
+                    deal.stage_changed_at = Field::Value(at);
+                }
+                (deal.won_at, deal.lost_at, deal.closed_at) = match (&deal.status, moved) {
+                    (Field::Value(DealStatus::Open), _) => (Field::Null, Field::Null, Field::Null),
+                    (Field::Value(DealStatus::Won), true) => {
+                        (Field::Value(at), Field::Null, Field::Value(at))
+                    }
+                    (Field::Value(DealStatus::Lost), true) => {
+                        (Field::Null, Field::Value(at), Field::Value(at))
+                    }
+                    // Closed earlier: when is not this event's to say.
+                    _ => (Field::Unknown, Field::Unknown, Field::Unknown),
+                };
                 deal.probability = event.flat.number("field_Probability")?;
                 deal.expected_close_date = event.flat.date_or_empty("field_Closing_Date")?;
                 deal.owner_id = event.id("Owner")?;
@@ -91,7 +135,43 @@ impl Mapping for ZohoMapping {
                 deal.marketing_source = event.text("Lead_Source")?;
                 deal.created_at = event.flat.time_or_empty("field_Created_Time")?;
                 deal.updated_at = event.flat.time_or_empty("field_Modified_Time")?;
-                let mut records = vec![tributary_model::Record::Deal(deal)];
+                let mut records = Vec::new();
+                if let (Field::Value(stage), Some(outcome)) = (&deal.stage_id, outcome) {
+                    let defined_at = event
+                        .flat
+                        .integer("pipeline_enriched_at_micro")?
+                        .value()
+                        .copied()
+                        .unwrap_or(event.header.version.at_micro);
+                    records.push(Record::Stage(Stage {
+                        key: event.header.key(stage.clone()),
+                        version: defined_at,
+                        pipeline_id: PIPELINE_ID.into(),
+                        name: event
+                            .flat
+                            .text("stage_display_value")?
+                            .value()
+                            .cloned()
+                            .unwrap_or_else(|| stage.clone()),
+                        display_order: event
+                            .flat
+                            .integer("stage_sequence_number")?
+                            .value()
+                            .copied()
+                            .unwrap_or(0),
+                        probability: None,
+                        outcome,
+                        archived: false,
+                    }));
+                    records.push(Record::Pipeline(Pipeline {
+                        key: event.header.key(PIPELINE_ID),
+                        version: 0,
+                        name: PIPELINE_NAME.into(),
+                        display_order: 0,
+                        archived: false,
+                    }));
+                }
+                records.push(Record::Deal(deal));
                 records.extend(event.references()?);
                 records
             }
@@ -102,7 +182,7 @@ impl Mapping for ZohoMapping {
                 company.domain = event.text("Website")?.map(|site| domain_of_website(&site));
                 company.owner_id = event.id("Owner")?;
                 company.industry = event.text("Industry")?;
-                let mut records = vec![tributary_model::Record::Company(company)];
+                let mut records = vec![Record::Company(company)];
                 records.extend(
                     event
                         .header
@@ -115,7 +195,7 @@ impl Mapping for ZohoMapping {
                 contact.deleted = event.deleted();
                 contact.company_id = event.id("Account_Name")?;
                 contact.owner_id = event.id("Owner")?;
-                let mut records = vec![tributary_model::Record::Contact(contact)];
+                let mut records = vec![Record::Contact(contact)];
                 records.extend(event.references()?);
                 records
             }

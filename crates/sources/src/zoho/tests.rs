@@ -193,15 +193,14 @@ fn deal(fields: &serde_json::Map<String, Value>) -> tributary_model::Deal {
         received_at_micro: 1,
         missing: &[],
     };
-    match ZohoMapping
-        .map(&context, fields)
-        .expect("mapped")
-        .records
-        .remove(0)
-    {
-        Record::Deal(deal) => deal,
-        other => panic!("{other:?}"),
-    }
+    let records = ZohoMapping.map(&context, fields).expect("mapped").records;
+    records
+        .into_iter()
+        .find_map(|record| match record {
+            Record::Deal(deal) => Some(deal),
+            _ => None,
+        })
+        .expect("a deal")
 }
 
 #[test]
@@ -279,6 +278,10 @@ mod crm_api {
                 refresh_tokens: HashSet::from(["1000.refresh.zoho".to_owned()]),
                 issued: 0,
             }),
+            stages: vec![
+                json!({"display_value": "Negotiation/Review", "actual_value": "Negotiation/Review", "sequence_number": 5, "forecast_type": "Open", "forecast_category": {"name": "Pipeline", "id": "2766660000000007092"}}),
+                json!({"display_value": "Won", "actual_value": "Closed Won", "sequence_number": 6, "forecast_type": "Closed Won", "forecast_category": {"name": "Closed", "id": "2766660000000007094"}}),
+            ],
             ..ZohoState::default()
         };
         state.put(
@@ -382,6 +385,65 @@ mod crm_api {
         let state = fake.state();
         assert_eq!(state.calls_to("/oauth/v2/token"), 1);
         assert_eq!(state.calls_to("/crm/v8/Deals/"), 2);
+    }
+
+    #[tokio::test]
+    async fn a_stage_is_won_by_its_forecast_type_when_the_event_moved_it() {
+        let fake = fake().await;
+        let dir = tempfile::tempdir().expect("dir");
+        let enricher = enricher(&fake, "1000.refresh.zoho", &dir);
+        let fields_of = |enriched: crate::Enriched| -> serde_json::Map<String, Value> {
+            assert!(enriched.complete, "{:?}", enriched.missing);
+            serde_json::from_slice(&enriched.payload).expect("JSON")
+        };
+        // The notification's values move the deal to Closed Won.
+        let moved = fields_of(
+            enricher
+                .enrich(&raw(notification("update", true), DEAL))
+                .await
+                .expect("enriched"),
+        );
+        assert_eq!(moved["stage_forecast_type"], "Closed Won");
+        assert_eq!(moved["event_stage_changed"], true);
+        let context = Context {
+            tenant: "acme",
+            source: NAME,
+            received_at_micro: 1,
+            missing: &[],
+        };
+        let records = ZohoMapping.map(&context, &moved).expect("mapped").records;
+        let won = deal(&moved);
+        assert_eq!(won.status, Field::Value(tributary_model::DealStatus::Won));
+        let at = won.won_at.value().expect("won at").seconds();
+        assert_eq!(at, 1_718_115_953, "the notification's time");
+        let stage = records
+            .iter()
+            .find_map(|r| match r {
+                Record::Stage(stage) => Some(stage),
+                _ => None,
+            })
+            .expect("the stage");
+        assert_eq!(
+            (stage.name.as_str(), stage.display_order, stage.outcome),
+            ("Won", 6, tributary_model::Outcome::Won)
+        );
+        // A record read whose change did not touch the stage: open, and no
+        // close time is said.
+        let read = fields_of(
+            enricher
+                .enrich(&raw(notification("update", false), DEAL))
+                .await
+                .expect("enriched"),
+        );
+        assert_eq!(read["event_stage_changed"], false);
+        let open = deal(&read);
+        assert_eq!(open.status, Field::Value(tributary_model::DealStatus::Open));
+        assert_eq!(open.won_at, Field::Null);
+        assert_eq!(
+            fake.state().calls_to("/crm/v8/settings/fields"),
+            1,
+            "stages are cached"
+        );
     }
 
     #[tokio::test]
