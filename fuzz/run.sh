@@ -16,7 +16,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
-    targets=(pipedrive_webhook hubspot_webhook salesforce_outbound salesforce_change_event dynamics_webhook zoho_notification envelope_decode enriched_validation)
+    targets=(pipedrive_webhook hubspot_webhook salesforce_outbound salesforce_change_event dynamics_webhook zoho_notification freshsales_webhook envelope_decode enriched_validation)
 fi
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -eq 0 ]; then
     echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...]" >&2

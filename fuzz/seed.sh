@@ -6,6 +6,7 @@
 #   salesforce_change_event tests/fixtures/salesforce/*.avro (Change Data Capture payloads)
 #   dynamics_webhook     tests/fixtures/dynamics/*.json (execution contexts)
 #   zoho_notification    tests/fixtures/zoho/*.json (notifications)
+#   freshsales_webhook   tests/fixtures/freshsales/*.json (workflow bodies, API answers)
 #   envelope_decode      those bodies wrapped in raw-topic envelopes (protobuf,
 #                        as the collector writes them) and dead-letter records
 #                        (JSON), plus fuzz/seeds/envelope_decode/*
@@ -37,6 +38,7 @@ copy_in salesforce_outbound "$fixtures"/salesforce/*.xml
 copy_in salesforce_change_event "$fixtures"/salesforce/*.avro
 copy_in dynamics_webhook "$fixtures"/dynamics/*.json
 copy_in zoho_notification "$fixtures"/zoho/*.json
+copy_in freshsales_webhook "$fixtures"/freshsales/*.json
 copy_in enriched_validation "$fuzz"/seeds/enriched_validation/*.json
 if compgen -G "$fuzz/seeds/envelope_decode/*" >/dev/null; then
     copy_in envelope_decode "$fuzz"/seeds/envelope_decode/*

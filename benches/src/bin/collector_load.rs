@@ -28,6 +28,10 @@
 //! Messages (SOAP) of one notification and of 100, each notification its
 //! own event, acknowledged with `<Ack>true</Ack>`.
 //!
+//! With `--source zoho`, notifications of 1 and of 100 record ids (each id
+//! its own event); with `--source freshsales`, workflow bodies naming one
+//! deal, authenticated by the secret header.
+//!
 //! Starts its own broker (the pinned Tansu that deploy/local/up.sh installs)
 //! unless `--brokers` names one. Run with
 //! `cargo run --release -p tributary-benches --bin collector-load`
@@ -98,6 +102,10 @@ enum Source {
     HubSpot,
     /// Outbound Messages of 1 and of 100 notifications.
     Salesforce,
+    /// Notifications of 1 and of 100 record ids.
+    Zoho,
+    /// Workflow bodies naming one deal.
+    Freshsales,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -209,7 +217,182 @@ async fn main() -> anyhow::Result<()> {
         Source::Pipedrive => pipedrive(setup).await,
         Source::HubSpot => hubspot(setup).await,
         Source::Salesforce => salesforce(setup).await,
+        Source::Zoho | Source::Freshsales => json_webhooks(setup).await,
     }
+}
+
+const ZOHO_TOKEN: &str = "bench-channel-token";
+const FRESHSALES_SECRET: &str = "bench-workflow-secret";
+
+/// A Zoho notification of `ids` record ids, the `n`-th.
+fn zoho_notification(n: usize, ids: usize) -> String {
+    let ids: Vec<String> = (0..ids)
+        .map(|i| {
+            format!(
+                "\"{}\"",
+                5_725_767_000_000_000_000u64 + (n * 100 + i) as u64
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"server_time":{},"module":"Deals","operation":"update","ids":[{}],"channel_id":"1000000068001","token":"{ZOHO_TOKEN}","resource_uri":"https://www.zohoapis.com/crm/v8/Deals","query_params":{{}}}}"#,
+        1_718_000_000_000u64 + n as u64,
+        ids.join(",")
+    )
+}
+
+/// A Freshsales workflow body naming one deal, the `n`-th change.
+fn freshsales_body(n: usize) -> String {
+    format!(
+        r#"{{"deal": {{"id": "{}", "name": "Deal {n}", "amount": "1200.0", "updated_at": "2026-11-02T10:{:02}:{:02}Z"}}}}"#,
+        17_000_000_000u64 + (n % 5_000) as u64,
+        (n / 60) % 60,
+        n % 60
+    )
+}
+
+/// Posts `body(n)` as JSON with `header`; the events stored when answered 202.
+fn post_json(
+    url: String,
+    header: (&'static str, &'static str),
+    events: u64,
+    body: fn(usize) -> String,
+) -> Operation {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .build()
+        .expect("http client");
+    Arc::new(move |n| {
+        let request = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header(header.0, header.1)
+            .body(body(n));
+        Box::pin(async move {
+            match request.send().await {
+                Ok(response) if response.status() == reqwest::StatusCode::ACCEPTED => events,
+                _ => 0,
+            }
+        })
+    })
+}
+
+/// Zoho's notifications (1 and 100 ids) or Freshsales' workflow bodies: the
+/// collector's peak, each record its own event.
+async fn json_webhooks(setup: Setup) -> anyhow::Result<()> {
+    let Setup {
+        args,
+        brokers,
+        topic,
+        kafka_toml,
+        producer: _,
+    } = setup;
+    let port = tributary_tests::free_port();
+    let (name, section) = match args.source {
+        Source::Zoho => (
+            "zoho",
+            format!(
+                "org_id = \"600\"\nchannel_ids = [\"1000000068001\"]\ntoken = \"{ZOHO_TOKEN}\"\n"
+            ),
+        ),
+        _ => (
+            "freshsales",
+            format!(
+                "secret = \"{FRESHSALES_SECRET}\"\napi_url = \"https://bench.myfreshworks.com/crm/sales\"\napi_key = \"unused\"\n"
+            ),
+        ),
+    };
+    let config = format!(
+        "[kafka]\n{kafka_toml}[topics]\nraw = \"{topic}\"\n[telemetry]\nlog_level = \"warn\"\n[collector]\nlisten = \"127.0.0.1:{port}\"\n[tenants.acme.{name}]\n{section}"
+    );
+    let collector = Service::start("tributary-collector", "collector", &config);
+    let base = format!("http://127.0.0.1:{port}");
+    tributary_tests::process::wait_for_http_ok(
+        &format!("{base}/readyz"),
+        Duration::from_secs(30),
+        || collector.log(),
+    )
+    .await;
+    let url = format!("{base}/webhooks/{name}/acme");
+    let runs: Vec<(String, Box<dyn Fn() -> Operation>)> = match args.source {
+        Source::Zoho => vec![
+            (
+                "1 id a notification".to_owned(),
+                Box::new(|| {
+                    post_json(url.clone(), ("x-unused", "-"), 1, |n| {
+                        zoho_notification(n, 1)
+                    })
+                }),
+            ),
+            (
+                "100 ids a notification".to_owned(),
+                Box::new(|| {
+                    post_json(url.clone(), ("x-unused", "-"), 100, |n| {
+                        zoho_notification(n, 100)
+                    })
+                }),
+            ),
+        ],
+        _ => vec![(
+            "1 deal a body".to_owned(),
+            Box::new(|| {
+                post_json(
+                    url.clone(),
+                    ("x-tributary-secret", FRESHSALES_SECRET),
+                    1,
+                    freshsales_body,
+                )
+            }),
+        )],
+    };
+    // One request first, so a configuration mistake is an error, not zeros.
+    let first = (runs[0].1)()(999_999).await;
+    anyhow::ensure!(
+        first > 0,
+        "the collector did not accept a delivery\n{}",
+        collector.log()
+    );
+    eprintln!(
+        "broker {brokers}, topic {topic}; {name}; {} s per phase",
+        args.seconds
+    );
+    let duration = Duration::from_secs(args.seconds);
+    let n = args.connections;
+    let mut phases = Vec::new();
+    let mut usage = vec![process_usage(collector.pid()).unwrap_or_default()];
+    for (label, operation) in &runs {
+        phases.push(
+            closed_loop(
+                format!("collector peak, {name}, {label} ({n} connections)"),
+                n,
+                duration,
+                operation,
+            )
+            .await,
+        );
+        usage.push(process_usage(collector.pid()).unwrap_or_default());
+    }
+    println!();
+    println!(
+        "| run | requests/s | events/s | events/request | stored / sent (requests) | p50 ms | p99 ms | max ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for phase in &phases {
+        println!("{}", phase.batch_row());
+    }
+    for (i, phase) in phases.iter().enumerate() {
+        println!(
+            "collector process, {}: {:.3} CPU-ms per event",
+            phase.name,
+            1000.0 * (usage[i + 1].cpu_seconds - usage[i].cpu_seconds) / phase.events.max(1) as f64
+        );
+    }
+    println!(
+        "collector peak RSS: {:.0} MiB",
+        usage.last().map_or(0.0, |u| u.peak_rss_mib)
+    );
+    Ok(())
 }
 
 const SALESFORCE_ORG: &str = "00D5g000004ABCDEA4";

@@ -130,7 +130,7 @@ impl SourceEnricher for FreshsalesEnricher {
 }
 
 /// The `event_*` fields, from the collector's keys.
-fn header(settings: &FreshsalesTenant, keys: &tributary_envelope::EventKeys) -> FlatRecord {
+pub fn header(settings: &FreshsalesTenant, keys: &tributary_envelope::EventKeys) -> FlatRecord {
     let mut record = FlatRecord::new();
     record.put("event_object", keys.object.as_str());
     record.put("event_action", keys.action.as_str());
