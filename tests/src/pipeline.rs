@@ -98,4 +98,36 @@ impl SourcePipeline {
             .map(|row| (row["id"].as_str().unwrap_or_default().to_owned(), row))
             .collect()
     }
+
+    /// The "Pipeline KPIs" panel of the shipped Sales operations dashboard
+    /// for `tenant` over all time, as Grafana runs it: open pipeline value,
+    /// weighted forecast, won and lost deals, win rate, velocity, home currency.
+    pub async fn pipeline_kpis(&self, tenant: &str) -> serde_json::Value {
+        use tributary_clickhouse::dashboard;
+        let panel = dashboard::sales_operations_panels()
+            .expect("the shipped dashboard parses")
+            .into_iter()
+            .find(|panel| panel.title == "Pipeline KPIs")
+            .expect("the Pipeline KPIs panel");
+        let scope = dashboard::Scope {
+            from: 0,
+            to: 4_102_444_800,
+            tenant: tenant.to_owned(),
+            pipeline: None,
+        };
+        let sql = dashboard::expand(&panel.sql, &scope).expect("expands");
+        let mut rows = self.db.query(&sql).await;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        rows.remove(0)
+    }
+}
+
+/// A number of a ClickHouse row, whether the server wrote it as a JSON
+/// number or (64-bit integers) as text.
+pub fn number(row: &serde_json::Value, key: &str) -> f64 {
+    match &row[key] {
+        serde_json::Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        serde_json::Value::String(s) => s.parse().unwrap_or(f64::NAN),
+        other => panic!("{key} is not a number: {other} in {row}"),
+    }
 }

@@ -5,7 +5,7 @@
 #![cfg(all(feature = "kafka-broker-tests", feature = "clickhouse-tests"))]
 
 use serde_json::{Value, json};
-use tributary_tests::pipeline::SourcePipeline;
+use tributary_tests::pipeline::{SourcePipeline, number};
 
 const ORG: &str = "9f2a1c34-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
 const KEY: &str = "webhook-key-from-the-registration";
@@ -56,7 +56,7 @@ fn update(operation: &str, id: &str, stage: &str, statecode: i64, modified_ms: i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_steps_load_each_opportunity_once_at_its_latest_state() {
     let run = SourcePipeline::start("dynamics", format!(
-            "[tenants.contoso.dynamics]\norganization_id = \"{ORG}\"\nsecret = \"{KEY}\"\ncurrency = \"GBP\"\n"
+            "[tenants.contoso]\nhome_currency = \"GBP\"\n[tenants.contoso.dynamics]\norganization_id = \"{ORG}\"\nsecret = \"{KEY}\"\ncurrency = \"GBP\"\n"
         )).await;
     let pipeline = &run.pipeline;
     let http = reqwest::Client::new();
@@ -130,5 +130,11 @@ async fn webhook_steps_load_each_opportunity_once_at_its_latest_state() {
     assert_eq!(deal(WON)["amount"], 2500.75);
     assert_eq!(deal(OPEN)["status"], "open");
     assert_eq!(deal(OPEN)["stage_id"], "2-Develop");
+    // The Sales operations dashboard's KPIs, as for any CRM.
+    let kpis = run.pipeline_kpis("contoso").await;
+    assert_eq!(number(&kpis, "open_pipeline_value"), 2500.75, "{kpis}");
+    assert_eq!(number(&kpis, "won_deals"), 1.0, "{kpis}");
+    assert_eq!(number(&kpis, "lost_deals"), 0.0, "{kpis}");
+    assert_eq!(kpis["home_currency"], "GBP");
     pipeline.stop();
 }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 use tributary_fake_apis::freshsales::{FakeFreshsales, FreshsalesState};
-use tributary_tests::pipeline::SourcePipeline;
+use tributary_tests::pipeline::{SourcePipeline, number};
 
 const SECRET: &str = "freshsales-workflow-secret";
 const KEY: &str = "fs-api-key-1";
@@ -46,14 +46,14 @@ async fn workflow_webhooks_load_each_deal_as_the_api_has_it() {
     let run = SourcePipeline::start(
         "freshsales",
         format!(
-            "[tenants.harbor.freshsales]\nsecret = \"{SECRET}\"\napi_url = \"{}/crm/sales\"\napi_key = \"{KEY}\"\n",
+            "[tenants.quay]\nhome_currency = \"EUR\"\n[tenants.quay.freshsales]\nsecret = \"{SECRET}\"\napi_url = \"{}/crm/sales\"\napi_key = \"{KEY}\"\n",
             api.base_url()
         ),
     )
     .await;
     let pipeline = &run.pipeline;
     let http = reqwest::Client::new();
-    let url = format!("{}/webhooks/freshsales/harbor", pipeline.collector_url);
+    let url = format!("{}/webhooks/freshsales/quay", pipeline.collector_url);
     let post = |content_type: &'static str, secret: &'static str, body: String| {
         let (http, url) = (http.clone(), url.clone());
         async move {
@@ -120,5 +120,16 @@ async fn workflow_webhooks_load_each_deal_as_the_api_has_it() {
     assert_eq!(won["amount"], 2500.0);
     assert_eq!(won["won"], "2026-11-30 00:00:00");
     assert_eq!(deals[DELETED]["deleted"], 1, "{deals:?}");
+    // The Sales operations dashboard's KPIs, as for any CRM: the deleted
+    // deal is out of the pipeline; the won one took 28 days and 16 hours.
+    let kpis = run.pipeline_kpis("quay").await;
+    assert_eq!(number(&kpis, "open_pipeline_value"), 0.0, "{kpis}");
+    assert_eq!(number(&kpis, "won_deals"), 1.0, "{kpis}");
+    assert_eq!(number(&kpis, "win_rate_percent"), 100.0, "{kpis}");
+    assert!(
+        (number(&kpis, "velocity_days") - (28.0 + 16.0 / 24.0)).abs() < 1e-9,
+        "{kpis}"
+    );
+    assert_eq!(kpis["home_currency"], "EUR");
     pipeline.stop();
 }

@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 use tributary_fake_apis::{FakeSalesforce, Running, SalesforceState};
-use tributary_tests::pipeline::SourcePipeline;
+use tributary_tests::pipeline::{SourcePipeline, number};
 
 const ORG: &str = "00D5g000004ABCDEA4";
 const SECRET: &str = "om-endpoint-secret";
@@ -120,7 +120,7 @@ async fn outbound_messages_load_each_opportunity_once_at_its_latest_state() {
     let run = SourcePipeline::start(
         "salesforce",
         format!(
-            "[tenants.summit.salesforce]\norganization_id = \"00D5g000004ABCD\"\nendpoint_secret = \"{SECRET}\"\ncurrency = \"EUR\"\ninstance_url = \"{}\"\naccess_token = \"{TOKEN}\"\n",
+            "[tenants.summit]\nhome_currency = \"EUR\"\n[tenants.summit.salesforce]\norganization_id = \"00D5g000004ABCD\"\nendpoint_secret = \"{SECRET}\"\ncurrency = \"EUR\"\ninstance_url = \"{}\"\naccess_token = \"{TOKEN}\"\n",
             api.base_url()
         ),
     )
@@ -261,6 +261,17 @@ async fn outbound_messages_load_each_opportunity_once_at_its_latest_state() {
     assert_eq!(deal(won)["amount"], 48000.25);
     assert_eq!(deal(open)["status"], "open");
     assert_eq!(deal(open)["stage_id"], "Qualification");
+    // The Sales operations dashboard's KPIs, as for any CRM: the open
+    // opportunity weighted by its stage's default probability (20 %).
+    let kpis = run.pipeline_kpis("summit").await;
+    assert_eq!(number(&kpis, "open_pipeline_value"), 48000.25, "{kpis}");
+    assert!(
+        (number(&kpis, "weighted_forecast") - 9600.05).abs() < 1e-6,
+        "{kpis}"
+    );
+    assert_eq!(number(&kpis, "won_deals"), 1.0, "{kpis}");
+    assert_eq!(number(&kpis, "lost_deals"), 0.0, "{kpis}");
+    assert_eq!(kpis["home_currency"], "EUR");
     // Stages in the org's order with their default probabilities, read once
     // from the REST API; the owner by name. The won opportunity's earlier
     // messages (Prospecting, Negotiation) lacked fields, so the REST read

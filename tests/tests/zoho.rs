@@ -3,8 +3,11 @@
 //! per record id with its 19 digits intact, into the canonical model.
 #![cfg(all(feature = "kafka-broker-tests", feature = "clickhouse-tests"))]
 
-use serde_json::Value;
-use tributary_tests::pipeline::SourcePipeline;
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+use tributary_fake_apis::zoho::{FakeZoho, ZohoState};
+use tributary_tests::pipeline::{SourcePipeline, number};
 
 const CHANNEL: &str = "1000000068001";
 const TOKEN: &str = "channel-token";
@@ -20,8 +23,25 @@ fn notification(time: u64, operation: &str, values: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_load_each_record_once_with_its_ids_intact() {
+    // The CRM API, for the stages' definitions: every stage these deals
+    // reach is open.
+    let api = FakeZoho::start(ZohoState {
+        tokens: HashSet::from(["1000.api-token".to_owned()]),
+        stages: ["Qualification", "Proposal", "Negotiation", "Closed Won"]
+            .iter()
+            .enumerate()
+            .map(|(i, stage)| {
+                json!({"display_value": stage, "actual_value": stage, "sequence_number": i + 1,
+                "forecast_type": if *stage == "Closed Won" { "Closed Won" } else { "Open" }})
+            })
+            .collect(),
+        ..ZohoState::default()
+    })
+    .await
+    .expect("fake Zoho");
     let run = SourcePipeline::start("zoho", format!(
-            "[tenants.orbit.zoho]\norg_id = \"60012345678\"\nchannel_ids = [\"{CHANNEL}\"]\ntoken = \"{TOKEN}\"\ncurrency = \"INR\"\n"
+            "[tenants.orbit]\nhome_currency = \"INR\"\n[tenants.orbit.zoho]\norg_id = \"60012345678\"\nchannel_ids = [\"{CHANNEL}\"]\ntoken = \"{TOKEN}\"\ncurrency = \"INR\"\napi_domain = \"{}\"\naccess_token = \"1000.api-token\"\n",
+            api.base_url()
         )).await;
     let pipeline = &run.pipeline;
     let http = reqwest::Client::new();
@@ -86,5 +106,16 @@ async fn notifications_load_each_record_once_with_its_ids_intact() {
     assert_eq!(deal(BIG)["amount"], 900000.5);
     assert_eq!(deal(BIG)["currency"], "INR");
     assert_eq!(deal(SMALL)["stage_id"], "Proposal");
+    // The Sales operations dashboard's KPIs, as for any CRM: both deals open
+    // by their stages' forecast type.
+    let kpis = run.pipeline_kpis("orbit").await;
+    assert_eq!(number(&kpis, "open_pipeline_value"), 900010.5, "{kpis}");
+    assert_eq!(number(&kpis, "won_deals"), 0.0, "{kpis}");
+    assert_eq!(kpis["home_currency"], "INR");
+    assert_eq!(
+        api.state().calls_to("/crm/v8/settings/fields"),
+        1,
+        "the stages read once"
+    );
     pipeline.stop();
 }
