@@ -58,6 +58,34 @@ struct Args {
     /// Configuration, logs and reports.
     #[arg(long, default_value = ".local/demo")]
     out: PathBuf,
+    /// The CRMs whose simulated accounts take part, comma-separated (the
+    /// world's: pipedrive, hubspot).
+    #[arg(long, value_delimiter = ',', default_value = "pipedrive,hubspot")]
+    sources: Vec<String>,
+}
+
+/// Keeps the world's accounts of `sources`, or says which cannot be simulated.
+fn keep_sources(config: &mut WorldConfig, sources: &[String]) -> anyhow::Result<()> {
+    let simulated = ["pipedrive", "hubspot"];
+    for source in sources {
+        if tributary_sources::platform(source).is_none() {
+            anyhow::bail!(
+                "--sources: {source:?} is not a source; known sources: {}",
+                tributary_sources::known_names()
+            );
+        }
+        if !simulated.contains(&source.as_str()) {
+            anyhow::bail!(
+                "--sources: {source} has no accounts in the simulated world (it has {}); its deliveries are exercised by its end-to-end test, tests/tests/{source}.rs",
+                simulated.join(", ")
+            );
+        }
+    }
+    config
+        .tenants
+        .retain(|tenant| sources.iter().any(|s| s == tenant.platform.name()));
+    anyhow::ensure!(!config.tenants.is_empty(), "--sources names no CRM");
+    Ok(())
 }
 
 fn bar(length: u64, what: &str) -> ProgressBar {
@@ -85,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
     let start = today - args.days * DAY;
     let mut config = WorldConfig::demo(args.seed, start);
     config.days = args.days;
+    keep_sources(&mut config, &args.sources)?;
     let world = Arc::new(World::generate(config));
     let habits = Habits {
         v2_share: args.v2_share,
