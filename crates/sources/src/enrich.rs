@@ -155,6 +155,23 @@ pub fn api_clients<T, A>(
     Ok(clients)
 }
 
+/// Tries each tenant's API once with `check` (see
+/// [`SourceEnricher::check_access`]), in tenant order.
+pub async fn check_each<'a, A, F, Fut>(apis: &'a BTreeMap<String, A>, check: F) -> Vec<AccessCheck>
+where
+    F: Fn(&'a A) -> Fut,
+    Fut: Future<Output = Result<String, ApiError>>,
+{
+    let mut checks = Vec::with_capacity(apis.len());
+    for (tenant, api) in apis {
+        checks.push(AccessCheck {
+            tenant: tenant.clone(),
+            outcome: check(api).await,
+        });
+    }
+    checks
+}
+
 /// The lookups that failed for one event, in the order they were noticed.
 #[derive(Debug, Default)]
 pub struct Missing {

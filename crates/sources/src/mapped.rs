@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use tributary_model::flat::Flat;
-use tributary_model::{Company, Context, Field, Key, MappingError, Record, User, Version};
+use tributary_model::{
+    Company, Context, Field, Key, Mapped, MappingError, Outcome, Record, User, Version,
+};
 
 use crate::SourceConfigError;
 
@@ -64,6 +66,27 @@ impl EventHeader {
         self.key(self.object_id.clone())
     }
 
+    /// The mapped event: the canonical `object` this header's record is,
+    /// made of `records`.
+    pub fn into_mapped(self, object: &str, records: Vec<Record>) -> Mapped {
+        Mapped {
+            account: self.account,
+            object: object.to_owned(),
+            remote_id: self.object_id,
+            action: self.action,
+            version: self.version,
+            records,
+        }
+    }
+
+    /// The refusal of an object the platform's mapping does not know.
+    pub fn unknown_object(&self, platform: &str) -> MappingError {
+        MappingError::new(
+            "event_object",
+            format!("no mapping for {platform} object {:?}", self.object),
+        )
+    }
+
     /// The user a reference names (an owner with its display name), its
     /// name as of this event; nothing without both id and name.
     pub fn referenced_user(&self, id: Field<String>, name: Field<String>) -> Option<Record> {
@@ -84,6 +107,21 @@ impl EventHeader {
         let mut company = Company::new(self.key(id), self.version);
         company.name = Field::Value(name);
         Some(Record::Company(company))
+    }
+}
+
+/// A stage's outcome from a forecast type as Zoho and Freshsales name it
+/// (`Open`, `Closed Won`, `Closed Lost`); `None` for anything else.
+pub fn forecast_outcome(forecast_type: &str) -> Option<Outcome> {
+    let forecast_type = forecast_type.to_ascii_lowercase();
+    if forecast_type.contains("won") {
+        Some(Outcome::Won)
+    } else if forecast_type.contains("lost") {
+        Some(Outcome::Lost)
+    } else if forecast_type.contains("open") {
+        Some(Outcome::Open)
+    } else {
+        None
     }
 }
 

@@ -24,7 +24,7 @@ use tributary_envelope::RawEvent;
 use super::api::{WebApi, context_attributes};
 use super::context::{self, keyed};
 use super::{DynamicsTenant, NAME, tenant_settings, webhook};
-use crate::enrich::{Missing, api_clients, put_pipeline_fields};
+use crate::enrich::{Missing, api_clients, check_each, put_pipeline_fields};
 use crate::mapped::tenants_by_name;
 use crate::{
     AccessCheck, BoxFuture, EnrichFailure, Enriched, EnricherContext, SourceConfigError,
@@ -93,17 +93,7 @@ impl SourceEnricher for DynamicsEnricher {
     }
 
     fn check_access(&self) -> BoxFuture<'_, Vec<AccessCheck>> {
-        Box::pin(async {
-            let mut checks = Vec::new();
-            for (tenant, api) in &self.apis {
-                let outcome = api.who_am_i().await;
-                checks.push(AccessCheck {
-                    tenant: tenant.clone(),
-                    outcome,
-                });
-            }
-            checks
-        })
+        Box::pin(check_each(&self.apis, WebApi::who_am_i))
     }
 }
 

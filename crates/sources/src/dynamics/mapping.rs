@@ -120,22 +120,9 @@ impl Mapping for DynamicsMapping {
                 records.push(Record::User(user));
                 "user"
             }
-            other => {
-                return Err(MappingError::new(
-                    "event_object",
-                    format!("no mapping for Dynamics entity {other:?}"),
-                ));
-            }
+            _ => return Err(event.header.unknown_object("Dynamics")),
         };
-        let header = event.header;
-        Ok(Mapped {
-            account: header.account,
-            object: canonical.to_owned(),
-            remote_id: header.object_id,
-            action: header.action,
-            version: header.version,
-            records,
-        })
+        Ok(event.header.into_mapped(canonical, records))
     }
 }
 

@@ -18,7 +18,7 @@ use tributary_envelope::RawEvent;
 
 use super::api::{FreshsalesApi, ReadRecord};
 use super::{FreshsalesTenant, NAME, collection_of, tenant_settings};
-use crate::enrich::{Missing, api_clients, put_pipeline_fields};
+use crate::enrich::{Missing, api_clients, check_each, put_pipeline_fields};
 use crate::mapped::tenants_by_name;
 use crate::{
     AccessCheck, BoxFuture, EnrichFailure, Enriched, EnricherContext, SourceConfigError,
@@ -116,16 +116,7 @@ impl SourceEnricher for FreshsalesEnricher {
     }
 
     fn check_access(&self) -> BoxFuture<'_, Vec<AccessCheck>> {
-        Box::pin(async {
-            let mut checks = Vec::new();
-            for (tenant, api) in &self.apis {
-                checks.push(AccessCheck {
-                    tenant: tenant.clone(),
-                    outcome: api.owners().await,
-                });
-            }
-            checks
-        })
+        Box::pin(check_each(&self.apis, FreshsalesApi::owners))
     }
 }
 

@@ -65,20 +65,6 @@ impl Event<'_> {
     }
 }
 
-/// A stage's outcome from its `forecast_type`.
-fn outcome_of(forecast_type: &str) -> Option<Outcome> {
-    let forecast_type = forecast_type.to_ascii_lowercase();
-    if forecast_type.contains("won") {
-        Some(Outcome::Won)
-    } else if forecast_type.contains("lost") {
-        Some(Outcome::Lost)
-    } else if forecast_type.contains("open") {
-        Some(Outcome::Open)
-    } else {
-        None
-    }
-}
-
 impl Mapping for FreshsalesMapping {
     fn map(
         &self,
@@ -121,22 +107,9 @@ impl Mapping for FreshsalesMapping {
                 records.extend(event.owner()?);
                 "contact"
             }
-            other => {
-                return Err(MappingError::new(
-                    "event_object",
-                    format!("no mapping for Freshsales object {other:?}"),
-                ));
-            }
+            _ => return Err(event.header.unknown_object("Freshsales")),
         };
-        let header = event.header;
-        Ok(Mapped {
-            account: header.account,
-            object: canonical.to_owned(),
-            remote_id: header.object_id,
-            action: header.action,
-            version: header.version,
-            records,
-        })
+        Ok(event.header.into_mapped(canonical, records))
     }
 }
 
@@ -156,7 +129,7 @@ fn deal(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError
     let outcome = flat
         .text("stage_forecast_type")?
         .value()
-        .and_then(|t| outcome_of(t));
+        .and_then(|t| crate::mapped::forecast_outcome(t));
     deal.status = match (outcome, event.read()) {
         (Some(Outcome::Won), _) => Field::Value(DealStatus::Won),
         (Some(Outcome::Lost), _) => Field::Value(DealStatus::Lost),

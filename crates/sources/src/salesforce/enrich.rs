@@ -31,7 +31,7 @@ use super::api::{OrgApi, StageDefinition, parse_datetime, soap_text};
 use super::cdc::PAYLOAD_VERSION_CDC;
 use super::outbound::read_notification_bytes;
 use super::{NAME, SalesforceTenant, tenant_settings};
-use crate::enrich::{Missing, api_clients, put_pipeline_fields};
+use crate::enrich::{Missing, api_clients, check_each, put_pipeline_fields};
 use crate::mapped::tenants_by_name;
 use crate::{
     AccessCheck, BoxFuture, EnrichFailure, Enriched, EnricherContext, SourceConfigError,
@@ -132,22 +132,13 @@ impl SourceEnricher for SalesforceEnricher {
     }
 
     fn check_access(&self) -> BoxFuture<'_, Vec<AccessCheck>> {
-        Box::pin(async {
-            let mut checks = Vec::new();
-            for (tenant, api) in &self.apis {
-                let outcome = api.stages().await.map(|stages| {
-                    format!(
-                        "the token is accepted; {} opportunity stages listed",
-                        stages.len()
-                    )
-                });
-                checks.push(AccessCheck {
-                    tenant: tenant.clone(),
-                    outcome,
-                });
-            }
-            checks
-        })
+        Box::pin(check_each(&self.apis, |api| async move {
+            let stages = api.stages().await?;
+            Ok(format!(
+                "the token is accepted; {} opportunity stages listed",
+                stages.len()
+            ))
+        }))
     }
 }
 

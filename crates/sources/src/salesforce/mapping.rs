@@ -86,22 +86,9 @@ impl Mapping for SalesforceMapping {
                 records.push(Record::User(user(&event)?));
                 "user"
             }
-            other => {
-                return Err(MappingError::new(
-                    "event_object",
-                    format!("no mapping for Salesforce object {other:?}"),
-                ));
-            }
+            _ => return Err(event.header.unknown_object("Salesforce")),
         };
-        let header = event.header;
-        Ok(Mapped {
-            account: header.account,
-            object: canonical.to_owned(),
-            remote_id: header.object_id,
-            action: header.action,
-            version: header.version,
-            records,
-        })
+        Ok(event.header.into_mapped(canonical, records))
     }
 }
 

@@ -25,7 +25,7 @@ use tributary_envelope::RawEvent;
 use super::api::CrmApi;
 use super::{NAME, ZohoTenant, tenant_settings};
 use crate::checks::id_text;
-use crate::enrich::{Missing, api_clients, put_pipeline_fields};
+use crate::enrich::{Missing, api_clients, check_each, put_pipeline_fields};
 use crate::mapped::tenants_by_name;
 use crate::{
     AccessCheck, BoxFuture, EnrichFailure, Enriched, EnricherContext, SourceConfigError,
@@ -97,16 +97,7 @@ impl SourceEnricher for ZohoEnricher {
     }
 
     fn check_access(&self) -> BoxFuture<'_, Vec<AccessCheck>> {
-        Box::pin(async {
-            let mut checks = Vec::new();
-            for (tenant, api) in &self.apis {
-                checks.push(AccessCheck {
-                    tenant: tenant.clone(),
-                    outcome: api.current_user().await,
-                });
-            }
-            checks
-        })
+        Box::pin(check_each(&self.apis, CrmApi::current_user))
     }
 }
 

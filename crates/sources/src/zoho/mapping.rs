@@ -24,16 +24,6 @@ pub struct ZohoMapping;
 pub const PIPELINE_ID: &str = "deals";
 const PIPELINE_NAME: &str = "Deals";
 
-/// A stage's outcome from its `forecast_type` (`Open`, `Closed Won`, `Closed Lost`).
-fn outcome_of(forecast_type: &str) -> Option<Outcome> {
-    match forecast_type.to_ascii_lowercase().as_str() {
-        "closed won" => Some(Outcome::Won),
-        "closed lost" => Some(Outcome::Lost),
-        "open" => Some(Outcome::Open),
-        _ => None,
-    }
-}
-
 struct Event<'a> {
     flat: Flat<'a>,
     header: EventHeader,
@@ -103,7 +93,7 @@ impl Mapping for ZohoMapping {
                     .flat
                     .text("stage_forecast_type")?
                     .value()
-                    .and_then(|t| outcome_of(t));
+                    .and_then(|t| crate::mapped::forecast_outcome(t));
                 deal.status = match outcome {
                     Some(Outcome::Won) => Field::Value(DealStatus::Won),
                     Some(Outcome::Lost) => Field::Value(DealStatus::Lost),
@@ -199,26 +189,13 @@ impl Mapping for ZohoMapping {
                 records.extend(event.references()?);
                 records
             }
-            other => {
-                return Err(MappingError::new(
-                    "event_object",
-                    format!("no mapping for Zoho object {other:?}"),
-                ));
-            }
+            _ => return Err(event.header.unknown_object("Zoho")),
         };
         let canonical = if object == "account" {
             "company"
         } else {
             object.as_str()
         };
-        let header = event.header;
-        Ok(Mapped {
-            account: header.account,
-            object: canonical.to_owned(),
-            remote_id: header.object_id,
-            action: header.action,
-            version: header.version,
-            records,
-        })
+        Ok(event.header.into_mapped(canonical, records))
     }
 }
