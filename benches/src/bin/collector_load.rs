@@ -221,6 +221,33 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A client keeping one connection open, as a platform's sender does.
+fn keep_alive_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .build()
+        .expect("http client")
+}
+
+/// A collector producing to `topic` with `tenants` (TOML), once ready; and
+/// its address.
+async fn start_collector(kafka_toml: &str, topic: &str, tenants: &str) -> (Service, String) {
+    let port = tributary_tests::free_port();
+    let config = format!(
+        "[kafka]\n{kafka_toml}[topics]\nraw = \"{topic}\"\n[telemetry]\nlog_level = \"warn\"\n[collector]\nlisten = \"127.0.0.1:{port}\"\n{tenants}"
+    );
+    let collector = Service::start("tributary-collector", "collector", &config);
+    let base = format!("http://127.0.0.1:{port}");
+    tributary_tests::process::wait_for_http_ok(
+        &format!("{base}/readyz"),
+        Duration::from_secs(30),
+        || collector.log(),
+    )
+    .await;
+    (collector, base)
+}
+
 const ZOHO_TOKEN: &str = "bench-channel-token";
 const FRESHSALES_SECRET: &str = "bench-workflow-secret";
 
@@ -258,11 +285,7 @@ fn post_json(
     events: u64,
     body: fn(usize) -> String,
 ) -> Operation {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .tcp_nodelay(true)
-        .build()
-        .expect("http client");
+    let client = keep_alive_client();
     Arc::new(move |n| {
         let request = client
             .post(&url)
@@ -419,11 +442,7 @@ fn outbound_message(n: usize, notifications: usize) -> String {
 /// Posts the n-th Outbound Message; resolves to its notifications once
 /// acknowledged with `<Ack>true</Ack>`.
 fn post_outbound(url: String, notifications: usize) -> Operation {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .tcp_nodelay(true)
-        .build()
-        .expect("http client");
+    let client = keep_alive_client();
     Arc::new(move |n| {
         let request = client
             .post(&url)
@@ -459,16 +478,12 @@ async fn salesforce(setup: Setup) -> anyhow::Result<()> {
         kafka_toml,
         producer: _,
     } = setup;
-    let port = tributary_tests::free_port();
-    let config = format!(
-        "[kafka]\n{kafka_toml}[topics]\nraw = \"{topic}\"\n[telemetry]\nlog_level = \"warn\"\n[collector]\nlisten = \"127.0.0.1:{port}\"\n[tenants.acme.salesforce]\norganization_id = \"{SALESFORCE_ORG}\"\nendpoint_secret = \"{SALESFORCE_SECRET}\"\n"
-    );
-    let collector = Service::start("tributary-collector", "collector", &config);
-    let base = format!("http://127.0.0.1:{port}");
-    tributary_tests::process::wait_for_http_ok(
-        &format!("{base}/readyz"),
-        Duration::from_secs(30),
-        || collector.log(),
+    let (collector, base) = start_collector(
+        &kafka_toml,
+        &topic,
+        &format!(
+            "[tenants.acme.salesforce]\norganization_id = \"{SALESFORCE_ORG}\"\nendpoint_secret = \"{SALESFORCE_SECRET}\"\n"
+        ),
     )
     .await;
     let url = format!("{base}/webhooks/salesforce/acme?secret={SALESFORCE_SECRET}");
@@ -1088,11 +1103,7 @@ fn bare_send(producer: Arc<FutureProducer>, topic: String, all: Arc<Vec<Delivery
 
 /// Posts the n-th delivery to the collector on this worker's own connection.
 fn post_webhook(url: String, all: Arc<Vec<Delivery>>) -> Operation {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .tcp_nodelay(true)
-        .build()
-        .expect("http client");
+    let client = keep_alive_client();
     Arc::new(move |n| {
         let request = client
             .post(&url)
@@ -1160,11 +1171,7 @@ fn signed_post(
 /// Posts the n-th batch to the collector on this worker's own connection,
 /// signed as it is sent. Resolves to the batch's events once accepted.
 fn post_batch(base: String, batches: &Batches) -> Operation {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .tcp_nodelay(true)
-        .build()
-        .expect("http client");
+    let client = keep_alive_client();
     let (world, deliveries, bodies, envelopes) = (
         batches.world.clone(),
         batches.deliveries.clone(),
