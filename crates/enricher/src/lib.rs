@@ -278,6 +278,7 @@ impl Enricher {
             }
         }
         tokio::spawn(self.clone().check_api_access());
+        tokio::spawn(self.clone().upkeep());
         consume::run(self.clone(), shutdown).await?;
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await??;
@@ -287,6 +288,30 @@ impl Enricher {
 }
 
 impl Enricher {
+    /// Every platform's upkeep of its subscriptions (Zoho's channels), at
+    /// start and every `UPKEEP_EVERY`, each outcome logged per tenant.
+    async fn upkeep(self: Arc<Self>) {
+        let mut every = tokio::time::interval(tributary_sources::enrich::UPKEEP_EVERY);
+        loop {
+            every.tick().await;
+            for (source, enricher) in &self.sources {
+                for done in enricher.upkeep().await {
+                    let tenant = done.tenant.as_str();
+                    match &done.outcome {
+                        Ok(detail) => tracing::info!(source, tenant, "upkeep: {detail}"),
+                        Err(err) => tracing::error!(
+                            source,
+                            tenant,
+                            error = %err,
+                            "upkeep failed: deliveries may stop until it is fixed (retried in {} h)",
+                            tributary_sources::enrich::UPKEEP_EVERY.as_secs() / 3_600
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
     /// Tries each tenant's API access once and says, per tenant, whether it
     /// works: a wrong token or address shows at start, not as partial events
     /// later. Never stops the enricher: the other tenants are unaffected.

@@ -4,6 +4,9 @@
 //!   fields asked for and `id`; a record the org does not have answers
 //!   `204 No Content`.
 //! - `GET /crm/v8/users?type=CurrentUser`.
+//! - `GET /crm/v8/actions/watch`: the org's channels; `PATCH` the same
+//!   path updates the given keys of the channels it names (a channel the
+//!   org does not have answers `{"code": "INVALID_DATA"...}` in its slot).
 //! - `GET /crm/v8/settings/fields?module=Deals`: the `Stage` field with
 //!   its `pick_list_values` (each with `forecast_type`).
 //! - `POST /oauth/v2/token`: the refresh-token grant (client id, secret and
@@ -44,6 +47,8 @@ pub struct ZohoState {
     pub tokens: HashSet<String>,
     /// The `Stage` picklist's values, as `pick_list_values` holds them.
     pub stages: Vec<Value>,
+    /// Notification channels, as `GET /actions/watch` lists them.
+    pub channels: Vec<Value>,
     pub client: Option<ZohoClient>,
     pub calls: Vec<Call>,
 }
@@ -74,6 +79,10 @@ impl FakeZoho {
         let router = Router::new()
             .route("/crm/v8/users", get(users))
             .route("/crm/v8/settings/fields", get(fields))
+            .route(
+                "/crm/v8/actions/watch",
+                get(channels).patch(update_channels),
+            )
             .route("/crm/v8/{module}/{id}", get(record))
             .route("/oauth/v2/token", post(token))
             .with_state(shared.clone());
@@ -132,6 +141,46 @@ async fn record(
     body.insert("id".into(), json!(id));
     log(&mut state, path, StatusCode::OK);
     Json(json!({"data": [body]})).into_response()
+}
+
+async fn channels(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    let path = "/crm/v8/actions/watch".to_owned();
+    if !authorized(&state, &headers) {
+        log(&mut state, path, StatusCode::UNAUTHORIZED);
+        return invalid_token();
+    }
+    log(&mut state, path, StatusCode::OK);
+    Json(json!({"watch": state.channels})).into_response()
+}
+
+async fn update_channels(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    let path = "/crm/v8/actions/watch (PATCH)".to_owned();
+    if !authorized(&state, &headers) {
+        log(&mut state, path, StatusCode::UNAUTHORIZED);
+        return invalid_token();
+    }
+    let mut answers = Vec::new();
+    for update in body["watch"].as_array().cloned().unwrap_or_default() {
+        let id = update["channel_id"].clone();
+        let found = state.channels.iter_mut().find(|c| {
+            c["channel_id"].to_string().trim_matches('"') == id.to_string().trim_matches('"')
+        });
+        match (found, update) {
+            (Some(Value::Object(channel)), Value::Object(update)) => {
+                channel.extend(update);
+                answers.push(json!({"code": "SUCCESS", "details": {"channel_id": id}, "message": "Successfully updated the subscribe details", "status": "success"}));
+            }
+            _ => answers.push(json!({"code": "INVALID_DATA", "details": {"channel_id": id}, "message": "the channel is not subscribed", "status": "error"})),
+        }
+    }
+    log(&mut state, path, StatusCode::OK);
+    Json(json!({"watch": answers})).into_response()
 }
 
 async fn fields(

@@ -47,7 +47,17 @@ pub trait SourceEnricher: Send + Sync {
     fn check_access(&self) -> BoxFuture<'_, Vec<AccessCheck>> {
         Box::pin(async { Vec::new() })
     }
+
+    /// What a platform's subscriptions need from time to time to keep
+    /// delivering (Zoho's channels expire), per tenant, with what it came
+    /// to. The enricher calls it at start and every [`UPKEEP_EVERY`].
+    fn upkeep(&self) -> BoxFuture<'_, Vec<AccessCheck>> {
+        Box::pin(async { Vec::new() })
+    }
 }
+
+/// How often the enricher runs every platform's [`SourceEnricher::upkeep`].
+pub const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3_600);
 
 /// What one tenant's API access came to when tried.
 #[derive(Debug)]

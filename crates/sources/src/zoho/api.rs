@@ -143,6 +143,54 @@ impl CrmApi {
             .await
     }
 
+    /// The org's notification channels as Zoho has them
+    /// (`GET /crm/v8/actions/watch`): each one's `channel_id`, `events`,
+    /// `channel_expiry`...
+    pub async fn channels(&self) -> Result<Vec<Value>, ApiError> {
+        let url = format!("{}/crm/v8/actions/watch", self.api.base_url);
+        Ok(match self.get("channels", &url, &[]).await? {
+            Fetched::Found(body) => body
+                .get("watch")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            Fetched::NotFound => Vec::new(),
+        })
+    }
+
+    /// Moves a channel's expiry to `until` (RFC 3339), keeping its events
+    /// (`PATCH /crm/v8/actions/watch` changes only what it is given).
+    pub async fn renew(&self, channel: &Value, until: &str) -> Result<(), ApiError> {
+        let url = format!("{}/crm/v8/actions/watch", self.api.base_url);
+        let body = serde_json::json!({"watch": [{
+            "channel_id": channel.get("channel_id"),
+            "events": channel.get("events"),
+            "channel_expiry": until,
+        }]});
+        let answer = self
+            .api
+            .get_json("renew_channel", |http, token| {
+                http.patch(&url).json(&body).header(
+                    "authorization",
+                    format!("Zoho-oauthtoken {}", token.expose()),
+                )
+            })
+            .await?;
+        let status = match &answer {
+            Fetched::Found(body) => body["watch"][0]["status"].as_str().unwrap_or_default(),
+            Fetched::NotFound => "",
+        };
+        if status == "success" {
+            Ok(())
+        } else {
+            Err(ApiError::Refused {
+                api: API,
+                status: 200,
+                body: format!("renewing the channel: {answer:?}"),
+            })
+        }
+    }
+
     /// A record of `module` as Zoho has it now; `None` when it has none.
     pub async fn record(
         &self,

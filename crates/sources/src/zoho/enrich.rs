@@ -99,6 +99,59 @@ impl SourceEnricher for ZohoEnricher {
     fn check_access(&self) -> BoxFuture<'_, Vec<AccessCheck>> {
         Box::pin(check_each(&self.apis, CrmApi::current_user))
     }
+
+    /// Moves the expiry of each tenant's channels a day ahead (Zoho stops
+    /// notifying at a channel's expiry). A channel Zoho no longer has
+    /// (expired or disabled) is reported: it must be created again.
+    fn upkeep(&self) -> BoxFuture<'_, Vec<AccessCheck>> {
+        Box::pin(async {
+            let mut renewals = Vec::new();
+            for (tenant, api) in &self.apis {
+                let Some(settings) = self.tenants.get(tenant).filter(|s| s.renew_channels) else {
+                    continue;
+                };
+                renewals.push(AccessCheck {
+                    tenant: tenant.clone(),
+                    outcome: renew_channels(api, &settings.channels()).await,
+                });
+            }
+            renewals
+        })
+    }
+}
+
+/// How far ahead a renewal moves a channel's expiry.
+const CHANNEL_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
+
+/// Renews each of `channels` as Zoho has it; says until when, or which it
+/// does not have.
+async fn renew_channels(api: &CrmApi, channels: &[String]) -> Result<String, ApiError> {
+    let known = api.channels().await?;
+    let until = (chrono::Utc::now() + CHANNEL_LIFETIME)
+        .format("%Y-%m-%dT%H:%M:%S+00:00")
+        .to_string();
+    let mut gone = Vec::new();
+    for channel in channels {
+        let found = known
+            .iter()
+            .find(|c| c.get("channel_id").and_then(id_text).as_deref() == Some(channel.as_str()));
+        match found {
+            Some(found) => api.renew(found, &until).await?,
+            None => gone.push(channel.as_str()),
+        }
+    }
+    if gone.is_empty() {
+        Ok(format!("{} channels renewed until {until}", channels.len()))
+    } else {
+        Err(ApiError::Refused {
+            api: "zoho",
+            status: 404,
+            body: format!(
+                "Zoho has no channel {} (expired or disabled): create it again with POST /crm/v8/actions/watch",
+                gone.join(", ")
+            ),
+        })
+    }
 }
 
 /// The definition of the deal's `stage`, when the org defines it.

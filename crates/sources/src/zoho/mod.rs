@@ -70,6 +70,15 @@ pub struct ZohoTenant {
     /// CRM API requests per minute.
     #[serde(default = "default_requests_per_minute")]
     pub requests_per_minute: u32,
+    /// With the API: keep the channels from expiring (their expiry is moved
+    /// a day ahead every few hours; needs the `ZohoCRM.notifications.UPDATE`
+    /// scope).
+    #[serde(default = "default_renew_channels")]
+    pub renew_channels: bool,
+}
+
+fn default_renew_channels() -> bool {
+    true
 }
 
 fn default_requests_per_minute() -> u32 {

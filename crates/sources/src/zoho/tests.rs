@@ -447,6 +447,52 @@ mod crm_api {
     }
 
     #[tokio::test]
+    async fn upkeep_moves_each_channels_expiry_a_day_ahead_and_names_a_lost_one() {
+        let fake = fake().await;
+        fake.state().channels = vec![json!({
+            "channel_id": "1000000068001", "events": ["Deals.all"], "token": "tok-3n",
+            "channel_expiry": "2024-06-11T20:30:00+05:30", "notify_url": "https://hooks.example.com/webhooks/zoho/acme",
+            "return_affected_field_values": true, "resource_name": "Deals"
+        })];
+        let dir = tempfile::tempdir().expect("dir");
+        let enricher = enricher(&fake, "1000.refresh.zoho", &dir);
+        let renewed = enricher.upkeep().await;
+        let detail = renewed[0].outcome.as_ref().expect("renewed");
+        assert!(detail.contains("1 channels renewed"), "{detail}");
+        let channel = fake.state().channels[0].clone();
+        let expiry =
+            chrono::DateTime::parse_from_rfc3339(channel["channel_expiry"].as_str().expect("text"))
+                .expect("RFC 3339");
+        let ahead = expiry.with_timezone(&chrono::Utc) - chrono::Utc::now();
+        assert!(
+            ahead > chrono::Duration::hours(23) && ahead <= chrono::Duration::hours(24),
+            "{ahead}"
+        );
+        assert_eq!(
+            channel["events"],
+            json!(["Deals.all"]),
+            "the events are kept"
+        );
+        assert_eq!(
+            channel["return_affected_field_values"], true,
+            "what was not sent is kept"
+        );
+
+        // Expired and gone: said, with what to do.
+        fake.state().channels.clear();
+        let lost = enricher.upkeep().await;
+        let err = lost[0]
+            .outcome
+            .as_ref()
+            .expect_err("no channel")
+            .to_string();
+        assert!(
+            err.contains("1000000068001") && err.contains("actions/watch"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_refused_refresh_token_is_said_at_start_and_not_retried() {
         let fake = fake().await;
         let dir = tempfile::tempdir().expect("dir");
