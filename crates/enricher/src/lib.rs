@@ -288,7 +288,7 @@ impl Enricher {
 }
 
 impl Enricher {
-    /// Every platform's upkeep of its subscriptions (Zoho's channels), at
+    /// Every platform's upkeep of its subscriptions (those that expire), at
     /// start and every `UPKEEP_EVERY`, each outcome logged per tenant.
     async fn upkeep(self: Arc<Self>) {
         let mut every = tokio::time::interval(tributary_sources::enrich::UPKEEP_EVERY);

@@ -49,7 +49,7 @@ pub trait SourceEnricher: Send + Sync {
     }
 
     /// What a platform's subscriptions need from time to time to keep
-    /// delivering (Zoho's channels expire), per tenant, with what it came
+    /// delivering (subscriptions that expire), per tenant, with what it came
     /// to. The enricher calls it at start and every [`UPKEEP_EVERY`].
     fn upkeep(&self) -> BoxFuture<'_, Vec<AccessCheck>> {
         Box::pin(async { Vec::new() })

@@ -110,8 +110,8 @@ impl EventHeader {
     }
 }
 
-/// A stage's outcome from a forecast type as Zoho and Freshsales name it
-/// (`Open`, `Closed Won`, `Closed Lost`); `None` for anything else.
+/// A stage's outcome from a forecast type as CRMs name it (`Open`,
+/// `Closed Won`, `Closed Lost`); `None` for anything else.
 pub fn forecast_outcome(forecast_type: &str) -> Option<Outcome> {
     let forecast_type = forecast_type.to_ascii_lowercase();
     if forecast_type.contains("won") {

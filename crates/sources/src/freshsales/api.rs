@@ -108,8 +108,19 @@ impl FreshsalesApi {
                 &[("include", includes_of(collection))],
             )
             .await?;
-        let Fetched::Found(Value::Object(mut body)) = answer else {
-            return Ok(None);
+        let mut body = match answer {
+            Fetched::NotFound => return Ok(None),
+            Fetched::Found(Value::Object(body)) => body,
+            // Not the API's shape: an answer to read again, never a deletion.
+            Fetched::Found(other) => {
+                return Err(ApiError::Unavailable {
+                    api: API,
+                    reason: format!(
+                        "the answer for {collection}/{id} is not an object: {}",
+                        crate::checks::short(&other)
+                    ),
+                });
+            }
         };
         let singular = collection.trim_end_matches('s');
         let Some(Value::Object(record)) = body.remove(singular) else {
