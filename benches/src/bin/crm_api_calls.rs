@@ -1,7 +1,8 @@
 //! API calls per 1,000 events for the CRMs whose enrichment reads their
-//! API: Salesforce (Outbound Messages with the REST API), Zoho (channels
-//! with and without `return_affected_field_values`) and Freshsales
-//! (workflow webhooks, every record read).
+//! API: Salesforce (Outbound Messages with the REST API), Dynamics 365
+//! (contexts, one in 20 stripped for size), Zoho (channels with and without
+//! `return_affected_field_values`) and Freshsales (workflow webhooks, every
+//! record read).
 //!
 //! Each platform's deliveries are split by its own webhook source and each
 //! event enriched by its own enricher, in process, against its fake API
@@ -20,6 +21,7 @@ use clap::Parser;
 use serde_json::{Value, json};
 use tributary_enrichment::EnrichmentSettings;
 use tributary_envelope::{EventKeys, RawEvent};
+use tributary_fake_apis::dynamics::{DataverseState, FakeDataverse};
 use tributary_fake_apis::freshsales::{FakeFreshsales, FreshsalesState};
 use tributary_fake_apis::zoho::{FakeZoho, ZohoState};
 use tributary_fake_apis::{FakeSalesforce, SalesforceState};
@@ -78,7 +80,19 @@ async fn enrich_all(
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         for event in delivery.events {
             let keys = event.keys;
+            // The collector's verdicts travel with the event (Dynamics'
+            // size-exceeded warning makes the enricher read the record).
+            let warnings = keys
+                .warnings
+                .iter()
+                .map(|w| tributary_envelope::Warning {
+                    code: w.code.into(),
+                    field: w.field.clone(),
+                    message: w.message.clone(),
+                })
+                .collect();
             let raw = RawEvent {
+                warnings,
                 tenant: TENANT.into(),
                 source: platform.name.into(),
                 event_id: keys.event_id.clone(),
@@ -215,6 +229,81 @@ async fn salesforce_run(args: &Args, every_field: bool) -> anyhow::Result<()> {
     row(
         "Salesforce",
         how,
+        events,
+        partial,
+        calls,
+        started.elapsed().as_secs_f64(),
+    );
+    Ok(())
+}
+
+/// Dataverse webhook contexts of opportunity updates, every 20th stripped
+/// for size (`x-ms-dynamics-msg-size-exceeded`), which the enricher reads.
+async fn dynamics(args: &Args) -> anyhow::Result<()> {
+    const ORG: &str = "9f2a1c34-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
+    const TOKEN: &str = "bench-dataverse-token";
+    let opportunity = |deal: usize| format!("3a5b7c9d-1e2f-4a6b-8c0d-{deal:012}");
+    let mut state = DataverseState {
+        tokens: HashSet::from([TOKEN.to_owned()]),
+        ..DataverseState::default()
+    };
+    for deal in 0..args.deals {
+        state.put(
+            "opportunities",
+            &opportunity(deal),
+            json!({
+                "opportunityid": opportunity(deal), "name": format!("Deal {deal}"), "estimatedvalue": 1000.0,
+                "statecode": 0, "stepname": "2-Develop", "modifiedon": "2025-03-04T16:30:00Z",
+            }),
+        );
+    }
+    let api = FakeDataverse::start(state).await?;
+    let section = json!({
+        "organization_id": ORG, "secret": "bench-key", "currency": "GBP",
+        "web_api_url": api.base_url(), "access_token": TOKEN, "requests_per_5min": 1_000_000,
+    });
+    let deliveries: Vec<_> = (0..args.events)
+        .map(|n| {
+            let (deal, ..) = change(n, args.deals);
+            let id = opportunity(deal);
+            let modified = 1_741_000_000_000u64 + n as u64 * 1_000;
+            let target = json!({
+                "__type": "Entity:http://schemas.microsoft.com/xrm/2011/Contracts",
+                "Attributes": [
+                    {"key": "name", "value": format!("Deal {deal}")},
+                    {"key": "estimatedvalue", "value": {"__type": "Money:http://schemas.microsoft.com/xrm/2011/Contracts", "Value": 1000.0}},
+                    {"key": "statecode", "value": {"__type": "OptionSetValue:http://schemas.microsoft.com/xrm/2011/Contracts", "Value": 0}},
+                    {"key": "stepname", "value": "2-Develop"},
+                    {"key": "modifiedon", "value": format!("/Date({modified})/")}
+                ],
+                "Id": id, "LogicalName": "opportunity", "FormattedValues": [], "KeyAttributes": [], "RelatedEntities": []
+            });
+            let stripped = n % 20 == 19;
+            let context = json!({
+                "CorrelationId": "39499111-e689-4be4-9d3a-7f5f0a5a8e2c", "Depth": 1,
+                "InputParameters": if stripped { json!([]) } else { json!([{"key": "Target", "value": target}]) },
+                "MessageName": "Update", "Mode": 1,
+                "OperationCreatedOn": format!("/Date({modified}+0000)/"),
+                "OperationId": format!("c8a1b2d3-e4f5-4a6b-9c7d-{n:012}"),
+                "OrganizationId": ORG, "OrganizationName": "contoso", "OutputParameters": [],
+                "PostEntityImages": [], "PreEntityImages": [], "PrimaryEntityId": id,
+                "PrimaryEntityName": "opportunity", "RequestId": format!("2f3e4d5c-6b7a-4988-a7b6-{n:012}"),
+                "SecondaryEntityName": "none", "Stage": 40, "UserId": "77dfe2c9-3c5e-4b55-a6d8-d43c1b2c6a51"
+            });
+            let mut headers = vec![("content-type", "application/json".to_owned())];
+            if stripped {
+                headers.push(("x-ms-dynamics-msg-size-exceeded", "true".to_owned()));
+            }
+            (headers, context.to_string())
+        })
+        .collect();
+    let started = Instant::now();
+    let (events, partial) =
+        enrich_all("dynamics", &section, "?code=bench-key", &deliveries).await?;
+    let calls = api.state().calls.len();
+    row(
+        "Dynamics 365",
+        "webhook contexts, one in 20 stripped for size (its record read)",
         events,
         partial,
         calls,
@@ -371,6 +460,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|");
     salesforce(&args).await?;
+    dynamics(&args).await?;
     zoho(&args).await?;
     freshsales(&args).await?;
     Ok(())
