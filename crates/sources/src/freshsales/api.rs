@@ -7,10 +7,11 @@
 //! record Freshsales does not have (deleted) answers `404`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use moka::future::Cache;
 use serde_json::{Map, Value};
-use tokio::sync::Mutex;
 use tributary_enrichment::EnrichmentSettings;
 use tributary_enrichment::api_client::{ApiError, Fetched, RequestBudget};
 use tributary_enrichment::oauth::{Access, AuthorizedClient, ClientAuth};
@@ -54,8 +55,8 @@ impl ReadRecord {
 /// One account's API.
 pub struct FreshsalesApi {
     api: AuthorizedClient,
-    /// The account's currencies (id to ISO code), read once.
-    currencies: Mutex<Option<BTreeMap<String, String>>>,
+    /// The account's currencies (id to ISO code), read once and shared.
+    currencies: Cache<(), Arc<BTreeMap<String, String>>>,
 }
 
 impl FreshsalesApi {
@@ -77,7 +78,7 @@ impl FreshsalesApi {
         Ok(
             AuthorizedClient::new(access, enrichment, http, None)?.map(|api| FreshsalesApi {
                 api,
-                currencies: Mutex::new(None),
+                currencies: Cache::new(1),
             }),
         )
     }
@@ -135,32 +136,44 @@ impl FreshsalesApi {
         }))
     }
 
-    /// The ISO code of the account's currency `id`.
+    /// The ISO code of the account's currency `id`. The account's
+    /// currencies are read once and shared; an id they lack (a currency
+    /// added since) has them read again.
     pub async fn currency(&self, id: &Value) -> Result<Option<String>, ApiError> {
         let Some(id) = id_text(id) else {
             return Ok(None);
         };
-        let mut known = self.currencies.lock().await;
-        if known.as_ref().is_none_or(|codes| !codes.contains_key(&id)) {
-            let answer = self.get("currencies", "selector/currencies", &[]).await?;
-            let codes = match answer {
-                Fetched::Found(body) => body
-                    .get("currencies")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|c| {
-                        Some((
-                            c.get("id").and_then(id_text)?,
-                            c.get("currency_code")?.as_str()?.to_owned(),
-                        ))
-                    })
-                    .collect(),
-                Fetched::NotFound => BTreeMap::new(),
-            };
-            *known = Some(codes);
+        let mut codes = self.currency_codes().await?;
+        if !codes.contains_key(&id) {
+            self.currencies.invalidate(&()).await;
+            codes = self.currency_codes().await?;
         }
-        Ok(known.as_ref().and_then(|codes| codes.get(&id)).cloned())
+        Ok(codes.get(&id).cloned())
+    }
+
+    /// The account's currencies, id to ISO code (`/api/selector/currencies`).
+    async fn currency_codes(&self) -> Result<Arc<BTreeMap<String, String>>, ApiError> {
+        self.currencies
+            .try_get_with((), async {
+                let codes = match self.get("currencies", "selector/currencies", &[]).await? {
+                    Fetched::Found(body) => body
+                        .get("currencies")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| {
+                            Some((
+                                c.get("id").and_then(id_text)?,
+                                c.get("currency_code")?.as_str()?.to_owned(),
+                            ))
+                        })
+                        .collect(),
+                    Fetched::NotFound => BTreeMap::new(),
+                };
+                Ok::<_, ApiError>(Arc::new(codes))
+            })
+            .await
+            .map_err(|err| (*err).clone())
     }
 
     /// The account's owners: the cheapest authenticated call, tried at start.
