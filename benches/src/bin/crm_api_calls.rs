@@ -48,7 +48,8 @@ async fn enrich_all(
     section: &Value,
     query: &str,
     deliveries: &[(Vec<(&'static str, String)>, String)],
-) -> anyhow::Result<(usize, usize)> {
+) -> anyhow::Result<Run> {
+    let started = Instant::now();
     let platform = tributary_sources::platform(platform).expect("registered");
     let source = (platform.webhook)(vec![(TENANT, section)])?;
     let settings = EnrichmentSettings::default();
@@ -122,7 +123,11 @@ async fn enrich_all(
             partial += usize::from(!enriched.complete);
         }
     }
-    Ok((events, partial))
+    Ok(Run {
+        events,
+        partial,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The `n`-th change: its deal, owner, account and stage.
@@ -131,12 +136,24 @@ fn change(n: usize, deals: usize) -> (usize, usize, usize, usize) {
     (deal, deal % OWNERS, deal % ACCOUNTS, n % 4)
 }
 
-fn row(platform: &str, how: &str, events: usize, partial: usize, calls: usize, seconds: f64) {
-    println!(
-        "| {platform} | {how} | {events} | {partial} | {calls} | {:.1} | {:.0} |",
-        1000.0 * calls as f64 / events.max(1) as f64,
-        events as f64 / seconds.max(1e-9)
-    );
+/// What one run enriched, and how long it took.
+struct Run {
+    events: usize,
+    partial: usize,
+    seconds: f64,
+}
+
+impl Run {
+    /// The run's row, with the `calls` its fake API counted.
+    fn row(&self, platform: &str, how: &str, calls: usize) {
+        println!(
+            "| {platform} | {how} | {} | {} | {calls} | {:.1} | {:.0} |",
+            self.events,
+            self.partial,
+            1000.0 * calls as f64 / self.events.max(1) as f64,
+            self.events as f64 / self.seconds.max(1e-9)
+        );
+    }
 }
 
 async fn salesforce(args: &Args) -> anyhow::Result<()> {
@@ -217,23 +234,13 @@ async fn salesforce_run(args: &Args, every_field: bool) -> anyhow::Result<()> {
             (vec![("content-type", "text/xml".to_owned())], body)
         })
         .collect();
-    let started = Instant::now();
-    let (events, partial) =
-        enrich_all("salesforce", &section, "?secret=bench-secret", &deliveries).await?;
-    let calls = api.state().calls.len();
+    let run = enrich_all("salesforce", &section, "?secret=bench-secret", &deliveries).await?;
     let how = if every_field {
         "Outbound Messages selecting every field the mapping reads"
     } else {
         "Outbound Messages selecting only the stage (each opportunity read)"
     };
-    row(
-        "Salesforce",
-        how,
-        events,
-        partial,
-        calls,
-        started.elapsed().as_secs_f64(),
-    );
+    run.row("Salesforce", how, api.state().calls.len());
     Ok(())
 }
 
@@ -297,17 +304,11 @@ async fn dynamics(args: &Args) -> anyhow::Result<()> {
             (headers, context.to_string())
         })
         .collect();
-    let started = Instant::now();
-    let (events, partial) =
-        enrich_all("dynamics", &section, "?code=bench-key", &deliveries).await?;
-    let calls = api.state().calls.len();
-    row(
+    let run = enrich_all("dynamics", &section, "?code=bench-key", &deliveries).await?;
+    run.row(
         "Dynamics 365",
         "webhook contexts, one in 20 stripped for size (its record read)",
-        events,
-        partial,
-        calls,
-        started.elapsed().as_secs_f64(),
+        api.state().calls.len(),
     );
     Ok(())
 }
@@ -363,22 +364,13 @@ async fn zoho(args: &Args) -> anyhow::Result<()> {
                 (vec![("content-type", "application/json".to_owned())], body)
             })
             .collect();
-        let started = Instant::now();
-        let (events, partial) = enrich_all("zoho", &section, "", &deliveries).await?;
-        let calls = api.state().calls.len();
+        let run = enrich_all("zoho", &section, "", &deliveries).await?;
         let how = if with_values {
             "notifications with values (return_affected_field_values)"
         } else {
             "notifications of ids only (each record read)"
         };
-        row(
-            "Zoho",
-            how,
-            events,
-            partial,
-            calls,
-            started.elapsed().as_secs_f64(),
-        );
+        run.row("Zoho", how, api.state().calls.len());
     }
     Ok(())
 }
@@ -434,16 +426,11 @@ async fn freshsales(args: &Args) -> anyhow::Result<()> {
             )
         })
         .collect();
-    let started = Instant::now();
-    let (events, partial) = enrich_all("freshsales", &section, "", &deliveries).await?;
-    let calls = api.state().calls.len();
-    row(
+    let run = enrich_all("freshsales", &section, "", &deliveries).await?;
+    run.row(
         "Freshsales",
         "workflow bodies naming the deal (each record read)",
-        events,
-        partial,
-        calls,
-        started.elapsed().as_secs_f64(),
+        api.state().calls.len(),
     );
     Ok(())
 }
