@@ -103,12 +103,20 @@ impl SourcePipeline {
     /// for `tenant` over all time, as Grafana runs it: open pipeline value,
     /// weighted forecast, won and lost deals, win rate, velocity, home currency.
     pub async fn pipeline_kpis(&self, tenant: &str) -> serde_json::Value {
+        let mut rows = self.panel(tenant, "Pipeline KPIs").await;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        rows.remove(0)
+    }
+
+    /// The rows of the shipped Sales operations dashboard's panel `title`
+    /// for `tenant`, over all time, as Grafana runs it.
+    pub async fn panel(&self, tenant: &str, title: &str) -> Vec<serde_json::Value> {
         use tributary_clickhouse::dashboard;
         let panel = dashboard::sales_operations_panels()
             .expect("the shipped dashboard parses")
             .into_iter()
-            .find(|panel| panel.title == "Pipeline KPIs")
-            .expect("the Pipeline KPIs panel");
+            .find(|panel| panel.title == title)
+            .unwrap_or_else(|| panic!("no panel {title:?}"));
         let scope = dashboard::Scope {
             from: 0,
             to: 4_102_444_800,
@@ -116,9 +124,7 @@ impl SourcePipeline {
             pipeline: None,
         };
         let sql = dashboard::expand(&panel.sql, &scope).expect("expands");
-        let mut rows = self.db.query(&sql).await;
-        assert_eq!(rows.len(), 1, "{rows:?}");
-        rows.remove(0)
+        self.db.query(&sql).await
     }
 }
 

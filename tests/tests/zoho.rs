@@ -1,6 +1,7 @@
 //! Zoho CRM notifications through the whole pipeline: a channel's
 //! notifications in at the collector (its token and channel id), one event
-//! per record id with its 19 digits intact, into the canonical model.
+//! per record id with its 19 digits intact, into the canonical model and
+//! the Sales operations dashboard's KPIs and stage-to-stage conversion.
 #![cfg(all(feature = "kafka-broker-tests", feature = "clickhouse-tests"))]
 
 use std::collections::HashSet;
@@ -112,6 +113,28 @@ async fn notifications_load_each_record_once_with_its_ids_intact() {
     assert_eq!(number(&kpis, "open_pipeline_value"), 900010.5, "{kpis}");
     assert_eq!(number(&kpis, "won_deals"), 0.0, "{kpis}");
     assert_eq!(kpis["home_currency"], "INR");
+    // Stage-to-stage conversion: each deal entered its first stage at its
+    // insert and its next at the update that moved it.
+    let conversion: Vec<(String, f64, f64)> = run
+        .panel("orbit", "Stage-to-stage conversion")
+        .await
+        .iter()
+        .map(|row| {
+            (
+                row["stage_name"].as_str().unwrap_or_default().to_owned(),
+                number(row, "entered"),
+                number(row, "advanced"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        conversion,
+        [
+            ("Qualification".to_owned(), 2.0, 2.0),
+            ("Proposal".to_owned(), 1.0, 0.0),
+            ("Negotiation".to_owned(), 1.0, 0.0),
+        ]
+    );
     assert_eq!(
         api.state().calls_to("/crm/v8/settings/fields"),
         1,

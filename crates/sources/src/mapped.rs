@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use tributary_model::flat::Flat;
 use tributary_model::{
-    Company, Context, Field, Key, Mapped, MappingError, Outcome, Record, User, Version,
+    Company, Context, DealStatus, Field, Key, Mapped, MappingError, Outcome, Record,
+    StageTransition, User, Version,
 };
 
 use crate::SourceConfigError;
@@ -107,6 +108,35 @@ impl EventHeader {
         let mut company = Company::new(self.key(id), self.version);
         company.name = Field::Value(name);
         Some(Record::Company(company))
+    }
+}
+
+impl EventHeader {
+    /// The event's deal entering `stage` of `pipeline` at `at_micro`, with
+    /// the status it entered in where known: what the stage-to-stage
+    /// conversion and the calibrated probabilities count. The stage it left
+    /// is not in such a delivery; the entry time keys the row, so every
+    /// delivery that reports the same entry makes the same row.
+    pub fn stage_entry(
+        &self,
+        pipeline: &Field<String>,
+        stage: &Field<String>,
+        status: &Field<DealStatus>,
+        at_micro: i64,
+    ) -> Option<Record> {
+        let Field::Value(stage) = stage else {
+            return None;
+        };
+        Some(Record::StageTransition(StageTransition {
+            deal: self.record_key(),
+            entered_at_micro: at_micro,
+            pipeline_id: pipeline.value().cloned().unwrap_or_default(),
+            from_stage_id: String::new(),
+            to_stage_id: stage.clone(),
+            from_status: String::new(),
+            to_status: status.value().map_or("", |s| s.as_str()).to_owned(),
+            change_source: String::new(),
+        }))
     }
 }
 

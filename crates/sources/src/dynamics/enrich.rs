@@ -97,6 +97,9 @@ impl SourceEnricher for DynamicsEnricher {
     }
 }
 
+/// The attributes that hold an opportunity's stage.
+const STAGE_ATTRIBUTES: &[&str] = &["stepname", "stageid", "salesstagecode", "salesstage"];
+
 /// Whether Dataverse stripped the context of its images and parameters.
 fn stripped(raw: &RawEvent) -> bool {
     raw.warnings
@@ -190,10 +193,19 @@ impl DynamicsEnricher {
         });
         // The target first, then the post image over it: the image holds the
         // state after the whole operation.
-        for entity in [keyed(parameters, "Target"), image].into_iter().flatten() {
+        let target = keyed(parameters, "Target");
+        for entity in [target, image].into_iter().flatten() {
             if entity.get("Attributes").is_some() {
                 attributes.extend(context::attributes(entity));
             }
+        }
+        // The target holds what the operation set, the image everything:
+        // only the target says whether this operation moved the stage.
+        if keys.object == "opportunity" {
+            let set = target.map(context::attributes).unwrap_or_default();
+            let moved = keys.action == "Create"
+                || STAGE_ATTRIBUTES.iter().any(|name| set.contains_key(*name));
+            record.put("event_stage_changed", moved);
         }
         put_attributes(&mut record, &keys.object, attributes);
         if let Some(close) = keyed(parameters, "OpportunityClose") {

@@ -8,8 +8,9 @@
 //! (0 open, 1 won, 2 lost), or the message itself for `Win` and `Lose`;
 //! its stage the business process stage's name (`stepname`), else its
 //! sales stage option (`salesstagecode`); won or lost at its
-//! `actualclosedate` (a `Win` or `Lose`: the close's `actualend`). A
-//! `Delete` is a tombstone.
+//! `actualclosedate` (a `Win` or `Lose`: the close's `actualend`). The
+//! operation that set the stage (its target names it), or won or lost the
+//! opportunity, enters the stage at its time. A `Delete` is a tombstone.
 
 use serde_json::{Map, Value};
 use tributary_model::flat::{Flat, domain_of_website};
@@ -186,6 +187,18 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
         Field::Value(DealStatus::Open) => (Field::Null, Field::Null, Field::Null),
         _ => (Field::Unknown, Field::Unknown, Field::Unknown),
     };
+    // The operation that set the stage, or won or lost the deal in it,
+    // enters the stage (in that status) at its time.
+    let moved = flat.flag("event_stage_changed")?.value() == Some(&true)
+        || matches!(event.header.action.as_str(), "Win" | "Lose");
+    if moved {
+        records.extend(event.header.stage_entry(
+            &deal.pipeline_id,
+            &deal.stage_id,
+            &deal.status,
+            event.header.version.at_micro,
+        ));
+    }
     if let (Field::Value(stage), Field::Value(status)) = (&deal.stage_id, &deal.status) {
         let outcome = match status {
             DealStatus::Won => Outcome::Won,

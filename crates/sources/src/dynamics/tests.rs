@@ -412,6 +412,53 @@ fn an_update_maps_the_post_image_into_a_deal() {
     assert_eq!(deal.currency, Field::Unknown);
 }
 
+/// The stage entries an event's mapping records: stage, time, status.
+fn entries(fields: &serde_json::Map<String, Value>) -> Vec<(String, i64, String)> {
+    let context = Context {
+        tenant: "acme",
+        source: NAME,
+        received_at_micro: 1,
+        missing: &[],
+    };
+    DynamicsMapping
+        .map(&context, fields)
+        .expect("mapped")
+        .records
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::StageTransition(t) => Some((t.to_stage_id, t.entered_at_micro, t.to_status)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn only_an_operation_that_sets_the_stage_enters_it() {
+    let moved = enriched(&context(
+        "Update",
+        opportunity_entity(vec![("stepname", json!("3-Propose"))]),
+        Some(full_opportunity(0, 1_741_096_950_000)),
+        vec![],
+    ));
+    assert_eq!(
+        entries(&moved),
+        [(
+            "3-Propose".to_owned(),
+            1_741_096_950_000_000,
+            "open".to_owned()
+        )]
+    );
+    // The image names the stage, but the operation set only the name.
+    let renamed = enriched(&context(
+        "Update",
+        opportunity_entity(vec![("name", json!("Renamed"))]),
+        Some(full_opportunity(0, 1_741_096_960_000)),
+        vec![],
+    ));
+    assert_eq!(renamed["attr_stepname"], "3-Propose");
+    assert!(entries(&renamed).is_empty(), "the stage did not move");
+}
+
 #[test]
 fn win_lose_and_delete_say_the_outcome() {
     let close = json!({"key": "OpportunityClose", "value": {

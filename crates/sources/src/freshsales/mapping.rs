@@ -197,6 +197,21 @@ fn deal(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError
             archived: false,
         }));
     }
+    // A deal read whole says when it entered its stage: its last stage
+    // change, else its creation (it never moved). Reads of the same entry
+    // make the same row; an entry passed between two reads is not seen.
+    let entered = match (&deal.stage_changed_at, &deal.created_at) {
+        (Field::Value(at), _) | (Field::Null, Field::Value(at)) => Some(at.seconds() * 1_000_000),
+        _ => None,
+    };
+    if let Some(at) = entered {
+        records.extend(event.header.stage_entry(
+            &deal.pipeline_id,
+            &deal.stage_id,
+            &deal.status,
+            at,
+        ));
+    }
     let owner = event.owner()?;
     let account = event
         .header

@@ -12,7 +12,10 @@
 //! Salesforce dates a closed opportunity by its `CloseDate`, so a won or
 //! lost opportunity is won or lost at the start of that day (UTC). A message
 //! that selects neither `IsWon` nor `IsClosed` takes the outcome from the
-//! stage's definition, when the enricher read it from the REST API.
+//! stage's definition, when the enricher read it from the REST API. An
+//! opportunity enters its stage at its `LastStageChangeDate` where the
+//! message selects it, at the commit of a change event that changed the
+//! stage, or at its creation if it was not modified since.
 
 use serde_json::{Map, Value};
 use tributary_model::flat::{Flat, domain_of_website};
@@ -197,10 +200,43 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
             }));
         }
     }
+    if let Some(at) = stage_entered_at(event, &deal)? {
+        records.extend(event.header.stage_entry(
+            &deal.pipeline_id,
+            &deal.stage_id,
+            &deal.status,
+            at,
+        ));
+    }
     records.push(Record::Deal(deal));
     owner(event, records)?;
     opportunitys_account(event, records)?;
     Ok(())
+}
+
+/// When the opportunity entered the stage the event names, where the
+/// event says: its `LastStageChangeDate` (a message or read that selects
+/// it); a change event that carries `StageName` (a change event carries
+/// only what changed; not a gap's record, read whole); else its creation,
+/// for one not modified since.
+fn stage_entered_at(event: &Event<'_>, deal: &Deal) -> Result<Option<i64>, MappingError> {
+    if !deal.stage_id.is_known() {
+        return Ok(None);
+    }
+    if let Field::Value(at) = event.time("LastStageChangeDate")? {
+        return Ok(Some(at.seconds() * 1_000_000));
+    }
+    // A gap's record is read whole: it says the stage, not that it moved.
+    if event.flat.flag("event_change_event")?.is_known() {
+        let gap = event.header.action.starts_with("gap_");
+        return Ok((!gap).then_some(event.header.version.at_micro));
+    }
+    Ok(match (&deal.created_at, &deal.updated_at) {
+        (Field::Value(created), Field::Value(modified)) if created == modified => {
+            Some(created.seconds() * 1_000_000)
+        }
+        _ => None,
+    })
 }
 
 /// The opportunity's account as the enricher read it, at the account's own

@@ -8,7 +8,8 @@
 //! enricher reads when the tenant configures the API: without them the
 //! status stays unknown rather than guessed from the stage's name. A deal
 //! is won or lost when the event that moved it into the stage happened
-//! (Zoho keeps no close time of its own). A `delete` is a tombstone.
+//! (Zoho keeps no close time of its own), and enters the stage then (a
+//! stage transition). A `delete` is a tombstone.
 
 use serde_json::{Map, Value};
 use tributary_model::flat::{Flat, domain_of_website};
@@ -126,6 +127,14 @@ impl Mapping for ZohoMapping {
                 deal.created_at = event.flat.time_or_empty("field_Created_Time")?;
                 deal.updated_at = event.flat.time_or_empty("field_Modified_Time")?;
                 let mut records = Vec::new();
+                if moved {
+                    records.extend(event.header.stage_entry(
+                        &deal.pipeline_id,
+                        &deal.stage_id,
+                        &deal.status,
+                        event.header.version.at_micro,
+                    ));
+                }
                 if let (Field::Value(stage), Some(outcome)) = (&deal.stage_id, outcome) {
                     let defined_at = event
                         .flat

@@ -427,6 +427,28 @@ mod crm_api {
             (stage.name.as_str(), stage.display_order, stage.outcome),
             ("Won", 6, tributary_model::Outcome::Won)
         );
+        let entries = |records: &[Record]| -> Vec<(String, i64, String)> {
+            records
+                .iter()
+                .filter_map(|r| match r {
+                    Record::StageTransition(t) => Some((
+                        t.to_stage_id.clone(),
+                        t.entered_at_micro,
+                        t.to_status.clone(),
+                    )),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(
+            entries(&records),
+            [(
+                "Closed Won".to_owned(),
+                1_718_115_953_625_000,
+                "won".to_owned()
+            )],
+            "the deal entered the stage at the notification"
+        );
         // A record read whose change did not touch the stage: open, and no
         // close time is said.
         let read = fields_of(
@@ -439,6 +461,8 @@ mod crm_api {
         let open = deal(&read);
         assert_eq!(open.status, Field::Value(tributary_model::DealStatus::Open));
         assert_eq!(open.won_at, Field::Null);
+        let records = ZohoMapping.map(&context, &read).expect("mapped").records;
+        assert!(entries(&records).is_empty(), "the stage did not move");
         assert_eq!(
             fake.state().calls_to("/crm/v8/settings/fields"),
             1,

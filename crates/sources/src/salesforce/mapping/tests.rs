@@ -127,6 +127,68 @@ fn a_won_opportunity_is_a_won_deal_at_its_close_date_with_its_stage() {
     assert_eq!(stage.name, "Closed Won");
 }
 
+/// The stage entries a notification with `fields` maps into.
+fn entries(fields: &str) -> Vec<(String, i64, String)> {
+    let body = notification("Opportunity", OPPORTUNITY, fields);
+    map(&flat(
+        &enricher(None),
+        &raw("Opportunity", OPPORTUNITY, body),
+    ))
+    .into_iter()
+    .filter_map(|r| match r {
+        Record::StageTransition(t) => Some((t.to_stage_id, t.entered_at_micro, t.to_status)),
+        _ => None,
+    })
+    .collect()
+}
+
+#[test]
+fn an_opportunity_enters_its_stage_when_the_message_says() {
+    let open = "<sf:IsClosed>false</sf:IsClosed><sf:IsWon>false</sf:IsWon><sf:StageName>Proposal</sf:StageName>";
+    assert_eq!(
+        entries(&format!(
+            "{open}<sf:LastStageChangeDate>2025-03-02T09:30:00.000Z</sf:LastStageChangeDate>\
+             <sf:CreatedDate>2025-02-01T08:00:00.000Z</sf:CreatedDate><sf:LastModifiedDate>2025-03-04T14:01:40.123Z</sf:LastModifiedDate>"
+        )),
+        [(
+            "Proposal".to_owned(),
+            1_740_907_800_000_000,
+            "open".to_owned()
+        )],
+        "at its LastStageChangeDate"
+    );
+    assert!(
+        entries(&format!(
+            "{open}<sf:CreatedDate>2025-02-01T08:00:00.000Z</sf:CreatedDate><sf:LastModifiedDate>2025-03-04T14:01:40.123Z</sf:LastModifiedDate>"
+        ))
+        .is_empty(),
+        "modified since its creation: when it entered the stage is not said"
+    );
+    assert_eq!(
+        entries(&format!(
+            "{open}<sf:CreatedDate>2025-02-01T08:00:00.000Z</sf:CreatedDate><sf:LastModifiedDate>2025-02-01T08:00:00.000Z</sf:LastModifiedDate>"
+        )),
+        [(
+            "Proposal".to_owned(),
+            1_738_396_800_000_000,
+            "open".to_owned()
+        )],
+        "never modified: it entered its stage at its creation"
+    );
+    // A change event carries only what changed: its StageName moved.
+    let body = notification("Opportunity", OPPORTUNITY, open);
+    let mut fields = flat(&enricher(None), &raw("Opportunity", OPPORTUNITY, body));
+    fields.insert("event_change_event".into(), json!(true));
+    let moved: Vec<_> = map(&fields)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::StageTransition(t) => Some(t.entered_at_micro),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moved, [1_741_096_900_123_000], "at the commit");
+}
+
 #[test]
 fn closed_and_not_won_is_lost_and_the_record_currency_wins() {
     let body = notification(
