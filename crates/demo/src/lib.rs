@@ -1,12 +1,13 @@
 //! The whole pipeline on local services, fed by the simulated CRM world.
 //!
-//! [`Pipeline::start`] starts the fake Pipedrive and HubSpot APIs and the
-//! email verifier (in this process, answering from the world) and the three
+//! [`Pipeline::start`] starts the fake Pipedrive, HubSpot and (for a world
+//! with Zoho orgs) Zoho CRM APIs and the email verifier (in this process, answering from the world) and the three
 //! services (as processes, sharing one configuration file). [`Pipeline::send`]
 //! posts the world's webhooks to the collector over HTTP at a chosen rate
 //! (each where and as its platform posts it: Pipedrive's with Basic
 //! credentials to `/webhooks/pipedrive/{tenant}`, HubSpot's signed batches to
-//! `/webhooks/hubspot`), bringing the tenant's fake API up to date with each
+//! `/webhooks/hubspot`, Zoho's channel notifications to
+//! `/webhooks/zoho/{tenant}`), bringing the tenant's fake API up to date with each
 //! change before its webhook goes out, and delivering again what was not
 //! acknowledged, as the platforms do.
 //! [`Pipeline::wait_until_loaded`], [`Pipeline::panels`], [`check_panels`]
@@ -29,6 +30,7 @@ use tributary_clickhouse::ClickHouseSettings;
 use tributary_clickhouse::dashboard::{self, PanelRows, Scope};
 use tributary_config::TopicSettings;
 use tributary_fake_apis::hubspot::RateLimits;
+use tributary_fake_apis::zoho::{FakeZoho, ZohoState};
 use tributary_fake_apis::{
     EmailVerifier, EmailVerifierState, FakeHubSpot, FakePipedrive, HubSpotState, PipedriveState,
     Running,
@@ -105,6 +107,8 @@ pub struct Pipeline {
     pub options: Options,
     pub pipedrive: Running<PipedriveState>,
     pub hubspot: Running<HubSpotState>,
+    /// The Zoho CRM API, when the world has Zoho orgs.
+    pub zoho: Option<Running<ZohoState>>,
     pub verifier: Running<EmailVerifierState>,
     pub collector: ServiceProcess,
     pub enricher: ServiceProcess,
@@ -155,6 +159,10 @@ impl Pipeline {
         hubspot_state.limits.per_10_seconds = options.hubspot_requests_per_10s;
         hubspot_state.behaviour.flaky_every = options.api_flaky_every;
         let hubspot = FakeHubSpot::start(hubspot_state).await?;
+        let zoho = match world.zoho_state() {
+            Some(state) => Some(FakeZoho::start(state).await?),
+            None => None,
+        };
         let mut verifier_state = EmailVerifierState::with_key(VERIFIER_KEY);
         verifier_state.results = world.email_verdicts();
         verifier_state.behaviour.flaky_every = options.api_flaky_every;
@@ -173,6 +181,7 @@ impl Pipeline {
             hubspot_requests_per_10s: options.hubspot_requests_per_10s,
             // HubSpot calls the collector directly: its public URL is ours.
             public_url: collector_url.clone(),
+            zoho_url: zoho.as_ref().map(Running::base_url).unwrap_or_default(),
         };
         let config = config(
             world,
@@ -194,6 +203,7 @@ impl Pipeline {
             options,
             pipedrive,
             hubspot,
+            zoho,
             verifier,
             collector,
             enricher,

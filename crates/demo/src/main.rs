@@ -59,14 +59,14 @@ struct Args {
     #[arg(long, default_value = ".local/demo")]
     out: PathBuf,
     /// The CRMs whose simulated accounts take part, comma-separated (the
-    /// world's: pipedrive, hubspot).
-    #[arg(long, value_delimiter = ',', default_value = "pipedrive,hubspot")]
+    /// world's: pipedrive, hubspot, zoho).
+    #[arg(long, value_delimiter = ',', default_value = "pipedrive,hubspot,zoho")]
     sources: Vec<String>,
 }
 
 /// Keeps the world's accounts of `sources`, or says which cannot be simulated.
 fn keep_sources(config: &mut WorldConfig, sources: &[String]) -> anyhow::Result<()> {
-    let simulated = ["pipedrive", "hubspot"];
+    let simulated = ["pipedrive", "hubspot", "zoho"];
     for source in sources {
         if tributary_sources::platform(source).is_none() {
             anyhow::bail!(
@@ -193,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
     options.collector_port = args.port;
     options.templates_dir = std::env::current_dir()?.join("schemas/templates");
     println!(
-        "Starting the fake Pipedrive and HubSpot APIs and email verifier, the collector, the enricher and the activator (logs in {})",
+        "Starting the fake CRM APIs and email verifier, the collector, the enricher and the activator (logs in {})",
         args.out.display()
     );
     let pipeline = Arc::new(Pipeline::start(&world, options).await?);

@@ -24,6 +24,8 @@ pub struct Apis {
     /// How HubSpot reaches the collector (its webhooks' target URL is this
     /// plus `/webhooks/hubspot`; the signature covers the full URL).
     pub public_url: String,
+    /// The Zoho CRM API (`api_domain`), for orgs' stage definitions.
+    pub zoho_url: String,
 }
 
 /// The account as the API shows it before any change: definitions only.
@@ -179,6 +181,9 @@ impl World {
                     self.apply_to_portal(portal, change);
                 }
             }
+            // Zoho's notifications carry their values: its API is not read
+            // for records.
+            CrmAccount::Zoho(_) => {}
         }
     }
 
@@ -259,6 +264,7 @@ marketing_source_property = "{property}"
                 public_url = apis.public_url,
                 property = account.marketing_source_property,
             ),
+            CrmAccount::Zoho(account) => World::zoho_config(tenant, account, &apis.zoho_url),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! A simulated CRM world for the demo, the end-to-end tests and the
-//! benchmarks: one or more Pipedrive and HubSpot accounts over a period
-//! (default 120 days), seeded and deterministic.
+//! benchmarks: one or more Pipedrive, HubSpot and Zoho CRM accounts over a
+//! period (default 120 days), seeded and deterministic.
 //!
 //! - [`World::generate`] simulates the accounts: pipelines and stages with
 //!   win probabilities, reps, organizations and people, deals moving through
@@ -11,11 +11,13 @@
 //! - [`World::deliveries`] renders them as the webhooks each platform
 //!   sends: Pipedrive's v1 or v2 (with retries, duplicates, late arrivals,
 //!   bulk edits), HubSpot's signed batches of thin events
-//!   ([`World::hubspot_events`]); [`World::delivery_path`] and
+//!   ([`World::hubspot_events`]), Zoho's channel notifications with the
+//!   changed values (`zoho.rs`); [`World::delivery_path`] and
 //!   [`World::delivery_headers`] say where and how each is posted.
 //! - [`World::accounts`], [`World::apply`], [`World::hubspot_portals`],
-//!   [`World::apply_to_portal`] and [`World::email_verdicts`] are what the
-//!   fake APIs answer, as of each change.
+//!   [`World::apply_to_portal`], [`World::zoho_state`] and
+//!   [`World::email_verdicts`] are what the fake APIs answer, as of each
+//!   change.
 //! - [`World::expected_panels`] is the ground truth: every dashboard number
 //!   computed from the world itself, never from the pipeline.
 //! - [`World::enriched_events`] are the changes as enriched events, for tests
@@ -28,6 +30,7 @@ mod model;
 mod simulate;
 mod truth;
 mod webhooks;
+pub mod zoho;
 
 pub use api::{Apis, definitions};
 pub use hubspot::{HubSpotAccount, HubSpotEvent, HubSpotOwner};
@@ -35,6 +38,7 @@ pub use model::*;
 pub use simulate::{DEFAULT_START, TenantSpec, WorldConfig};
 pub use truth::{PanelRows, differences, same_value};
 pub use webhooks::{Delivery, Habits, Version};
+pub use zoho::ZohoAccount;
 
 pub struct World {
     pub config: WorldConfig,
@@ -61,15 +65,20 @@ impl World {
     }
 
     /// How many distinct events the pipeline loads for the world: one per
-    /// Pipedrive change, one per HubSpot event (a change may make several),
-    /// however often each is delivered.
+    /// Pipedrive or Zoho change, one per HubSpot event (a change may make
+    /// several), however often each is delivered.
     pub fn distinct_events(&self) -> usize {
-        let pipedrive = self
+        let one_each = self
             .changes
             .iter()
-            .filter(|c| self.tenants[c.tenant].platform() == Platform::Pipedrive)
+            .filter(|c| {
+                matches!(
+                    self.tenants[c.tenant].platform(),
+                    Platform::Pipedrive | Platform::Zoho
+                )
+            })
             .count();
-        pipedrive + self.hubspot_events.len()
+        one_each + self.hubspot_events.len()
     }
 
     pub fn tenant(&self, name: &str) -> &Tenant {

@@ -52,6 +52,7 @@ impl Pipeline {
 pub enum Platform {
     Pipedrive,
     HubSpot,
+    Zoho,
 }
 
 impl Platform {
@@ -60,7 +61,15 @@ impl Platform {
         match self {
             Platform::Pipedrive => "pipedrive",
             Platform::HubSpot => "hubspot",
+            Platform::Zoho => "zoho",
         }
+    }
+
+    /// Whether won and lost are stages of the pipeline (HubSpot's
+    /// `closedwon`, Zoho's `Closed Won`): a reopened deal then enters an
+    /// open stage again.
+    pub fn outcome_is_a_stage(self) -> bool {
+        matches!(self, Platform::HubSpot | Platform::Zoho)
     }
 }
 
@@ -197,20 +206,21 @@ impl Tenant {
         match self.crm {
             CrmAccount::Pipedrive(_) => Platform::Pipedrive,
             CrmAccount::HubSpot(_) => Platform::HubSpot,
+            CrmAccount::Zoho(_) => Platform::Zoho,
         }
     }
 
     pub fn pipedrive(&self) -> Option<&PipedriveAccount> {
         match &self.crm {
             CrmAccount::Pipedrive(account) => Some(account),
-            CrmAccount::HubSpot(_) => None,
+            CrmAccount::HubSpot(_) | CrmAccount::Zoho(_) => None,
         }
     }
 
     pub fn hubspot(&self) -> Option<&crate::hubspot::HubSpotAccount> {
         match &self.crm {
             CrmAccount::HubSpot(account) => Some(account),
-            CrmAccount::Pipedrive(_) => None,
+            CrmAccount::Pipedrive(_) | CrmAccount::Zoho(_) => None,
         }
     }
 
@@ -280,6 +290,7 @@ pub struct PipedriveAccount {
 pub enum CrmAccount {
     Pipedrive(PipedriveAccount),
     HubSpot(crate::hubspot::HubSpotAccount),
+    Zoho(crate::zoho::ZohoAccount),
 }
 
 /// One CRM account (a tenant of the pipeline).

@@ -35,6 +35,15 @@ impl TenantSpec {
         }
     }
 
+    /// A Zoho CRM org: Zoho's one stage picklist, no activities (the Zoho
+    /// source does not take them).
+    pub fn zoho(name: &str, reps: usize, deals: usize) -> Self {
+        TenantSpec {
+            platform: Platform::Zoho,
+            ..TenantSpec::new(name, 1, reps, deals, 0)
+        }
+    }
+
     /// A HubSpot account (at least two owners, so a reassignment changes the owner).
     pub fn hubspot(
         name: &str,
@@ -64,8 +73,8 @@ pub struct WorldConfig {
 pub const DEFAULT_START: i64 = 1_736_121_600;
 
 impl WorldConfig {
-    /// The demo's world: two Pipedrive accounts and a HubSpot portal over 120
-    /// days, about 7,000 changes.
+    /// The demo's world: two Pipedrive accounts, a HubSpot portal and a Zoho
+    /// CRM org over 120 days, about 7,500 changes.
     pub fn demo(seed: u64, start: i64) -> Self {
         WorldConfig {
             seed,
@@ -75,6 +84,7 @@ impl WorldConfig {
                 TenantSpec::new("northwind", 2, 6, 700, 900),
                 TenantSpec::new("globex", 1, 3, 120, 200),
                 TenantSpec::hubspot("initech", 2, 4, 260, 320),
+                TenantSpec::zoho("umbrella", 3, 150),
             ],
         }
     }
@@ -96,9 +106,9 @@ impl WorldConfig {
         }
     }
 
-    /// A small world for end-to-end tests: two Pipedrive accounts and a
-    /// HubSpot portal, a few hundred changes each, one with enough closed
-    /// deals to calibrate.
+    /// A small world for end-to-end tests: two Pipedrive accounts, a
+    /// HubSpot portal and a Zoho CRM org, a few hundred changes each, one
+    /// with enough closed deals to calibrate.
     pub fn small(seed: u64) -> Self {
         WorldConfig {
             seed,
@@ -108,6 +118,7 @@ impl WorldConfig {
                 TenantSpec::new("north", 2, 3, 110, 60),
                 TenantSpec::new("south", 1, 2, 25, 20),
                 TenantSpec::hubspot("harbor", 2, 3, 100, 60),
+                TenantSpec::zoho("delta", 3, 60),
             ],
         }
     }
@@ -227,7 +238,7 @@ struct IdBases {
 impl IdBases {
     /// Ids are unique across tenants, so a shared fake API cannot mix them
     /// up. Pipedrive's are small numbers; HubSpot's records have ids of ten
-    /// or eleven digits and its owners of eight.
+    /// or eleven digits and its owners of eight; Zoho's are 19 digits.
     fn of(platform: Platform, tenant: usize) -> Self {
         let t = tenant as i64 + 1;
         match platform {
@@ -245,6 +256,17 @@ impl IdBases {
                 activity: 61_900_000_000 + 1_000_000 * t,
                 rep: 72_000_000 + 1_000 * t,
             },
+            // Zoho's ids are 19 digits: the org's prefix, then a counter.
+            Platform::Zoho => {
+                let org = 5_725_767_000_000_000_000 + 100_000_000 * t;
+                IdBases {
+                    organization: org + 1_000_000,
+                    person: org + 2_000_000,
+                    deal: org + 3_000_000,
+                    activity: org + 4_000_000,
+                    rep: org + 411_000,
+                }
+            }
         }
     }
 }
@@ -306,6 +328,7 @@ impl Simulation<'_> {
             (Platform::Pipedrive, false) => vec![sales()],
             (Platform::Pipedrive, true) => vec![sales(), partners()],
             (Platform::HubSpot, two) => crate::hubspot::pipelines(two),
+            (Platform::Zoho, _) => crate::zoho::pipelines(),
         };
         let ids = IdBases::of(self.platform, self.tenant);
         let reps: Vec<Rep> = (0..spec.reps.max(1))
@@ -335,6 +358,7 @@ impl Simulation<'_> {
                 &slug,
                 &reps,
             )),
+            Platform::Zoho => CrmAccount::Zoho(crate::zoho::ZohoAccount::new(self.tenant, &slug)),
         };
         let mut tenant = Tenant {
             name: spec.name.clone(),
@@ -425,7 +449,8 @@ impl Simulation<'_> {
         }
         self.add_people_and_organizations(&mut tenant);
         match self.platform {
-            Platform::Pipedrive => self.merge_some_deals(&mut tenant),
+            // Zoho deletes the records merged into another.
+            Platform::Pipedrive | Platform::Zoho => self.merge_some_deals(&mut tenant),
             Platform::HubSpot => self.merge_duplicate_deals(&mut tenant),
         }
         for i in 0..spec.activities {
@@ -526,7 +551,7 @@ impl Simulation<'_> {
         // keep the longest history inside the period.
         let longest_dwell = match self.platform {
             Platform::Pipedrive => 10 * DAY,
-            Platform::HubSpot => 7 * DAY,
+            Platform::HubSpot | Platform::Zoho => 7 * DAY,
         };
         for _ in 0..moves {
             let dwell = self.rng.random_range(6 * HOUR..longest_dwell);
@@ -589,7 +614,7 @@ impl Simulation<'_> {
         if (before.pipeline, before.stage) != (state.pipeline, state.stage) {
             state.stage_change_time = at;
             deal.entries.push((state.pipeline, state.stage, at));
-        } else if reopened && self.platform == Platform::HubSpot {
+        } else if reopened && self.platform.outcome_is_a_stage() {
             // Out of its won or lost stage, back into the open one.
             state.stage_change_time = at;
             deal.entries.push((state.pipeline, state.stage, at));
@@ -719,7 +744,8 @@ impl Simulation<'_> {
 
     /// Merges every 23rd deal into the next one (when neither is deleted), as
     /// Pipedrive reports it: a `merged` event for the deal that survives,
-    /// unchanged, and a `deleted` event for the one merged away.
+    /// unchanged, and a `deleted` event for the one merged away (Zoho: an
+    /// update of the one kept, its modification time moved, and a delete).
     fn merge_some_deals(&mut self, tenant: &mut Tenant) {
         for i in (11..tenant.deals.len().saturating_sub(1)).step_by(23) {
             let (gone, kept) = (&tenant.deals[i], &tenant.deals[i + 1]);
@@ -730,7 +756,12 @@ impl Simulation<'_> {
             let (gone_id, kept_id) = (gone.id, kept.id);
             let survivor = &mut tenant.deals[i + 1];
             survivor.last_at = at;
-            let state = Some(survivor.last.clone());
+            let before = Some(survivor.last.clone());
+            // Zoho's merge modifies the record it keeps.
+            if self.platform == Platform::Zoho {
+                survivor.last.update_time = at;
+            }
+            let after = Some(survivor.last.clone());
             let user = survivor.owner.0;
             self.push(
                 at,
@@ -738,8 +769,8 @@ impl Simulation<'_> {
                 user,
                 Subject::Deal {
                     deal: i + 1,
-                    before: state.clone(),
-                    after: state,
+                    before,
+                    after,
                     bulk: false,
                     merged_to: None,
                     merged_from: Some(gone_id),
@@ -762,7 +793,7 @@ impl Simulation<'_> {
             owner
         };
         let kinds = match self.platform {
-            Platform::Pipedrive => ACTIVITY_TYPES,
+            Platform::Pipedrive | Platform::Zoho => ACTIVITY_TYPES,
             Platform::HubSpot => HUBSPOT_ACTIVITY_TYPES,
         };
         let kind = kinds[rng.random_range(0..kinds.len())];

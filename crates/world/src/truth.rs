@@ -59,6 +59,7 @@ impl Tenant {
         match &self.crm {
             CrmAccount::Pipedrive(account) => account.company_id.to_string(),
             CrmAccount::HubSpot(account) => account.portal_id.clone(),
+            CrmAccount::Zoho(account) => account.org_id.clone(),
         }
     }
 
@@ -96,6 +97,15 @@ impl Tenant {
     fn weight(&self, deal: &Deal) -> Option<f64> {
         self.home_value(deal)
             .map(|value| value * self.probability(deal) / 100.0)
+    }
+
+    /// The stage probability the dashboards know: Zoho's stage definitions
+    /// carry none (its deals' own `Probability` weighs them), so 0.
+    fn stage_probability_shown(&self, stage: &Stage) -> f64 {
+        match self.platform() {
+            crate::Platform::Zoho => 0.0,
+            crate::Platform::Pipedrive | crate::Platform::HubSpot => stage.probability,
+        }
     }
 
     pub fn closed_deals(&self) -> usize {
@@ -326,7 +336,10 @@ impl Tenant {
                 calibration.push(row(vec![
                     ("stage_name", json!(stage.name)),
                     ("stage_order", json!(stage.order)),
-                    ("crm_probability", json!(stage.probability)),
+                    (
+                        "crm_probability",
+                        json!(self.stage_probability_shown(stage)),
+                    ),
                     ("closed_deals", json!(closed)),
                     ("won_deals", json!(won)),
                     (

@@ -1,7 +1,8 @@
 //! The webhooks the platforms send for the world's changes. Pipedrive's (in
 //! this file) as v1 or v2 bodies, with its delivery habits: retries of the
 //! same event, v1's duplicates, events of one entity arriving out of order,
-//! bulk edits and transactions still pending. HubSpot's in `hubspot/`.
+//! bulk edits and transactions still pending. HubSpot's in `hubspot/`,
+//! Zoho's in `zoho.rs`.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -24,6 +25,8 @@ pub enum Version {
     V2,
     /// A HubSpot app webhook: a JSON array of events, signed v3.
     HubSpot,
+    /// A Zoho CRM channel notification with the changed values.
+    Zoho,
 }
 
 /// How deliveries arrive. Shares are fractions of all changes (of HubSpot's
@@ -135,24 +138,27 @@ impl World {
     pub fn deliveries(&self, habits: &Habits) -> Vec<Delivery> {
         let mut streams = vec![self.pipedrive_deliveries(habits)];
         streams.extend(self.hubspot_deliveries(habits));
+        streams.push(self.zoho_deliveries(habits));
         interleave(streams)
     }
 
     /// Where the collector takes a delivery (below its base URL): Pipedrive
-    /// names the tenant in the path; HubSpot's app posts every portal to one
-    /// URL.
+    /// and Zoho name the tenant in the path; HubSpot's app posts every
+    /// portal to one URL.
     pub fn delivery_path(&self, delivery: &Delivery) -> String {
         let tenant = &self.tenants[delivery.tenant];
         match tenant.platform() {
             Platform::Pipedrive => format!("/webhooks/pipedrive/{}", tenant.name),
             Platform::HubSpot => "/webhooks/hubspot".to_owned(),
+            Platform::Zoho => format!("/webhooks/zoho/{}", tenant.name),
         }
     }
 
     /// The headers a delivery is posted with to `url` (the full URL, which
     /// HubSpot's signature covers) at `now_ms`: Pipedrive's Basic
     /// credentials; HubSpot's `X-HubSpot-Signature-v3` with its timestamp,
-    /// beside the legacy v1 signature it also sends.
+    /// beside the legacy v1 signature it also sends; Zoho's notifications
+    /// carry their channel's token in the body.
     pub fn delivery_headers(
         &self,
         delivery: &Delivery,
@@ -185,6 +191,7 @@ impl World {
                     (signature::SIGNATURE_VERSION_HEADER, "v1".to_owned()),
                 ]);
             }
+            CrmAccount::Zoho(_) => {}
         }
         headers
     }
@@ -260,7 +267,10 @@ impl World {
         attempt: u32,
         trans_pending: bool,
     ) -> Value {
-        assert_ne!(version, Version::HubSpot, "a Pipedrive webhook version");
+        assert!(
+            matches!(version, Version::V1 | Version::V2),
+            "a Pipedrive webhook version"
+        );
         let change = &self.changes[index];
         let tenant = &self.tenants[change.tenant];
         let account = tenant.pipedrive().expect("a Pipedrive tenant");
@@ -304,7 +314,7 @@ impl World {
                     "event": format!("{}.{object}", change.action.word())
                 })
             }
-            Version::V2 | Version::HubSpot => {
+            Version::V2 | Version::HubSpot | Version::Zoho => {
                 let action = match change.action {
                     Action::Added => "create",
                     Action::Updated | Action::Merged | Action::Restored => "change",
@@ -424,7 +434,7 @@ fn changed_fields(before: &Value, after: &Value) -> Value {
 fn time(version: Version, seconds: i64) -> String {
     match version {
         Version::V1 => v1_time(seconds),
-        Version::V2 | Version::HubSpot => iso(seconds),
+        Version::V2 | Version::HubSpot | Version::Zoho => iso(seconds),
     }
 }
 
@@ -463,7 +473,7 @@ fn deal_snapshot(
             snapshot[CAMPAIGN_FIELD] = json!(deal.campaign);
             snapshot
         }
-        Version::V2 | Version::HubSpot => json!({
+        Version::V2 | Version::HubSpot | Version::Zoho => json!({
             "id": deal.id, "title": state.title, "creator_user_id": deal.owner.0, "owner_id": deal.owner.0,
             "value": state.value, "person_id": person.id, "org_id": org.id, "stage_id": stage.numeric_id(),
             "pipeline_id": pipeline.numeric_id(), "currency": deal.currency, "add_time": t(deal.add_time),
@@ -501,7 +511,7 @@ fn activity_snapshot(
             "active_flag": true, "update_time": t(state.update_time), "update_user_id": state.user.0,
             "created_by_user_id": state.user.0, "owner_name": state.user.1
         }),
-        Version::V2 | Version::HubSpot => json!({
+        Version::V2 | Version::HubSpot | Version::Zoho => json!({
             "id": activity.id, "subject": state.subject, "type": state.kind, "owner_id": state.user.0,
             "creator_user_id": state.user.0, "is_deleted": false, "add_time": t(activity.add_time),
             "update_time": t(state.update_time), "deal_id": deal_id, "lead_id": null, "person_id": person_id,
@@ -538,7 +548,7 @@ fn person_snapshot(
             "phone": entries(state.phone.as_deref()), "active_flag": true, "visible_to": "3",
             "org_name": tenant.organizations[person.org].last.name, "owner_name": person.owner.1
         }),
-        Version::V2 | Version::HubSpot => json!({
+        Version::V2 | Version::HubSpot | Version::Zoho => json!({
             "emails": entries(Some(&person.email)), "phones": entries(state.phone.as_deref()),
             "is_deleted": false, "visible_to": 3, "label_ids": [], "custom_fields": {}
         }),
@@ -568,7 +578,7 @@ fn organization_snapshot(
             snapshot[INDUSTRY_FIELD] = json!(state.industry.to_string());
             snapshot
         }
-        Version::V2 | Version::HubSpot => json!({
+        Version::V2 | Version::HubSpot | Version::Zoho => json!({
             "id": org.id, "name": state.name, "owner_id": org.owner.0, "add_time": t(org.add_time),
             "update_time": t(at), "is_deleted": false, "visible_to": 3, "label_ids": [],
             "address": {"value": state.address},

@@ -53,7 +53,9 @@ pub struct ZohoTenant {
     /// The `token` the channels were created with (at most 50
     /// characters): Zoho echoes it in every notification.
     pub token: Secret,
-    /// The org's home currency (ISO 4217) for records without `Currency`.
+    /// The org's home currency (ISO 4217): a single-currency org's records
+    /// carry no `Currency`, so a deal inserted or read whole without one is
+    /// in this currency.
     #[serde(default)]
     pub currency: Option<String>,
     /// The org's data center for the CRM API, e.g. `https://www.zohoapis.com`

@@ -214,7 +214,11 @@ fn a_records_affected_values_map_into_a_deal_and_the_status_is_not_guessed() {
     assert_eq!(deal.key.id, DEAL);
     assert_eq!(deal.stage_id, Field::Value("Closed Won".into()));
     assert_eq!(deal.amount_text, Field::Value("125000.75".into()));
-    assert_eq!(deal.currency, Field::Value("INR".into()));
+    assert_eq!(
+        deal.currency,
+        Field::Unknown,
+        "an update's new amount keeps the currency it had"
+    );
     assert_eq!(deal.owner_id, Field::Value("5725767000000411001".into()));
     assert_eq!(
         deal.status,
@@ -222,6 +226,14 @@ fn a_records_affected_values_map_into_a_deal_and_the_status_is_not_guessed() {
         "a stage's name says nothing of its category"
     );
     assert_eq!(deal.deleted, Field::Unknown);
+
+    // The record whole (an insert): a single-currency org's currency.
+    let inserted = notification("insert", true).replace(
+        r#""Deal_Name":"Big deal""#,
+        r#""Deal_Name":"Big deal","Created_Time":"2024-06-11T10:00:00+05:30""#,
+    );
+    let (fields, _) = enrich(&inserted, DEAL, "insert");
+    assert_eq!(self::deal(&fields).currency, Field::Value("INR".into()));
 
     let (fields, _) = enrich(&notification("update", true), OTHER, "update");
     let other = self::deal(&fields);

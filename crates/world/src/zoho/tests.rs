@@ -1,0 +1,206 @@
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tributary_envelope::{EventKeys, RawEvent};
+use tributary_model::{Context, Mapping, Record};
+use tributary_sources::WebhookSource;
+use tributary_sources::zoho::enrich::ZohoEnricher;
+use tributary_sources::zoho::mapping::ZohoMapping;
+use tributary_sources::zoho::{Zoho, tenant_settings};
+
+use crate::*;
+
+/// The small world's Zoho org.
+fn world() -> World {
+    World::generate(WorldConfig::small(7).only(Platform::Zoho))
+}
+
+fn section(tenant: &Tenant) -> Value {
+    let CrmAccount::Zoho(account) = &tenant.crm else {
+        panic!("a Zoho org");
+    };
+    json!({"org_id": account.org_id, "channel_ids": [account.channel_id],
+        "token": account.token, "currency": tenant.home_currency})
+}
+
+/// Every delivery through the collector's Zoho source and the enricher
+/// (without the API) into the mapping: each distinct event's records.
+fn mapped(world: &World, deliveries: &[Delivery]) -> HashMap<String, (usize, Vec<Record>)> {
+    let tenant = &world.tenants[0];
+    let section = section(tenant);
+    let source = Zoho::from_sections(vec![(tenant.name.as_str(), &section)]).expect("settings");
+    let enricher = ZohoEnricher::new(BTreeMap::from([(
+        tenant.name.clone(),
+        tenant_settings(&section).expect("settings"),
+    )]));
+    let (uri, headers) = (
+        http::Uri::from_static("/webhooks/zoho/delta"),
+        http::HeaderMap::new(),
+    );
+    let mut events = HashMap::new();
+    for delivery in deliveries {
+        let body = Bytes::from(delivery.body.clone());
+        let request = tributary_sources::WebhookRequest {
+            method: &http::Method::POST,
+            uri: &uri,
+            headers: &headers,
+            body: &body,
+        };
+        source
+            .authenticate(&tenant.name, &request)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let split = source
+            .split(&tenant.name, &request)
+            .unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&body)));
+        assert_eq!(split.events.len(), 1, "one record per notification");
+        for event in split.events {
+            let keys = event.keys;
+            let raw = RawEvent {
+                tenant: tenant.name.clone(),
+                source: "zoho".into(),
+                event_id: keys.event_id.clone(),
+                received_at_micros: 1,
+                body: event.body,
+                keys: Some(EventKeys {
+                    payload_version: keys.payload_version,
+                    object: keys.object,
+                    object_id: keys.object_id,
+                    action: keys.action,
+                    attempt: 1,
+                    occurred_at_micros: keys.occurred_at_micros,
+                }),
+                ..RawEvent::default()
+            };
+            let (flat, _) = enricher.flat_event(&raw).expect("enriched");
+            let fields = flat.into_map().expect("unique fields");
+            let context = Context {
+                tenant: &tenant.name,
+                source: "zoho",
+                received_at_micro: 1,
+                missing: &[],
+            };
+            let records = ZohoMapping.map(&context, &fields).expect("mapped").records;
+            events.insert(keys.event_id, (delivery.change, records));
+        }
+    }
+    events
+}
+
+#[test]
+fn every_change_is_one_event_the_collector_takes_however_often_it_arrives() {
+    let world = world();
+    let deliveries = world.deliveries(&Habits::default());
+    assert!(deliveries.iter().all(|d| d.version == Version::Zoho));
+    assert!(
+        deliveries.len() > world.changes.len(),
+        "some notifications arrive twice"
+    );
+    let late = deliveries
+        .windows(2)
+        .any(|w| w[0].change > w[1].change && w[0].attempt == 1 && w[1].attempt == 1);
+    assert!(late, "some arrive after a later change");
+    let events = mapped(&world, &deliveries);
+    assert_eq!(events.len(), world.changes.len(), "one event per change");
+    assert_eq!(world.distinct_events(), world.changes.len());
+}
+
+#[test]
+fn the_stage_entries_the_pipeline_records_are_the_worlds() {
+    let world = world();
+    let tenant = &world.tenants[0];
+    let open: HashSet<&str> = tenant.pipelines[0]
+        .stages
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    let mut recorded: Vec<(String, String, i64)> =
+        mapped(&world, &world.deliveries(&Habits::none()))
+            .into_values()
+            .flat_map(|(_, records)| records)
+            .filter_map(|r| match r {
+                Record::StageTransition(t) if open.contains(t.to_stage_id.as_str()) => {
+                    Some((t.deal.id, t.to_stage_id, t.entered_at_micro / 1_000_000))
+                }
+                _ => None,
+            })
+            .collect();
+    recorded.sort();
+    let mut entries: Vec<(String, String, i64)> = tenant
+        .deals
+        .iter()
+        .flat_map(|d| {
+            d.entries.iter().map(move |(p, s, at)| {
+                (
+                    d.id.to_string(),
+                    tenant.pipelines[*p].stages[*s].id.clone(),
+                    *at,
+                )
+            })
+        })
+        .collect();
+    entries.sort();
+    assert!(entries.len() > 100, "{}", entries.len());
+    assert_eq!(recorded, entries);
+    let reopened = tenant
+        .deals
+        .iter()
+        .any(|d| d.entries.len() > 1 + d.entries.iter().map(|e| e.1).max().unwrap_or(0));
+    assert!(
+        reopened || tenant.deals.iter().any(|d| d.wins > 1),
+        "a deal reopened"
+    );
+}
+
+#[test]
+fn a_deals_insert_carries_its_lookups_and_an_update_only_what_changed() {
+    let world = world();
+    let tenant = &world.tenants[0];
+    let bodies: Vec<Value> = world
+        .deliveries(&Habits::none())
+        .iter()
+        .map(|d| serde_json::from_slice(&d.body).expect("JSON"))
+        .collect();
+    let deals: Vec<&Value> = bodies.iter().filter(|b| b["module"] == "Deals").collect();
+    let insert = deals
+        .iter()
+        .find(|b| b["operation"] == "insert")
+        .expect("an insert");
+    let values = &insert["affected_values"][0]["values"];
+    for field in [
+        "Deal_Name",
+        "Amount",
+        "Currency",
+        "Stage",
+        "Probability",
+        "Owner",
+        "Account_Name",
+        "Created_Time",
+    ] {
+        assert!(values.get(field).is_some(), "{field} in {values}");
+    }
+    assert!(values["Owner"]["name"].is_string());
+    let id = insert["ids"][0].as_str().expect("an id as text");
+    assert_eq!(id.len(), 19, "Zoho's ids are 19 digits");
+    let stage_moves = deals
+        .iter()
+        .filter(|b| b["operation"] == "update")
+        .filter(|b| b["affected_values"][0]["values"].get("Stage").is_some())
+        .count();
+    let other_updates = deals
+        .iter()
+        .filter(|b| b["operation"] == "update")
+        .filter(|b| b["affected_values"][0]["values"].get("Deal_Name").is_none())
+        .filter(|b| b["affected_values"][0]["values"].get("Stage").is_none())
+        .count();
+    assert!(
+        stage_moves > 50 && other_updates > 0,
+        "{stage_moves} {other_updates}"
+    );
+    assert!(
+        deals
+            .iter()
+            .any(|b| b["operation"] == "delete" && b.get("affected_values").is_none())
+    );
+    assert!(tenant.activities.is_empty(), "Zoho orgs have no activities");
+}
