@@ -1,5 +1,6 @@
 //! `tributary-demo`: the main job on local services. Simulates two Pipedrive
-//! accounts and a HubSpot one over 120 days, starts the fake APIs and the three services,
+//! accounts, a HubSpot one and a Zoho CRM one over 120 days, starts the fake
+//! APIs and the three services,
 //! streams every webhook through the collector over HTTP, waits until the
 //! pipeline has caught up, and prints the dashboard numbers next to the
 //! ground truth, the freshness and the throughput; writes the HTML report.

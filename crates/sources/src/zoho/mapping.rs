@@ -81,10 +81,11 @@ impl Mapping for ZohoMapping {
                 deal.amount = event.flat.amount("field_Amount")?;
                 deal.amount_text = event.flat.number_text("field_Amount")?;
                 // A single-currency org sends no `Currency`: an event that
-                // carries the record whole (its insert, or a read; both have
+                // carries the record whole (its insert, or a read, which has
                 // `Created_Time`) is in the org's currency. An update's
                 // values are what changed: a new amount keeps the currency.
-                let whole = event.flat.text("field_Created_Time")?.is_known();
+                let whole = event.header.action == "insert"
+                    || event.flat.text("field_Created_Time")?.is_known();
                 deal.currency = match event.text("Currency")? {
                     Field::Unknown if whole && deal.amount.is_known() => {
                         event.flat.text("event_default_currency")?
