@@ -355,7 +355,8 @@ fn raw_event(body: &Value, headers: &http::HeaderMap) -> RawEvent {
     }
 }
 
-fn deal(fields: &serde_json::Map<String, Value>) -> tributary_model::Deal {
+/// The records an enriched event maps into.
+fn records(fields: &serde_json::Map<String, Value>) -> Vec<Record> {
     let context = Context {
         tenant: "acme",
         source: NAME,
@@ -366,6 +367,10 @@ fn deal(fields: &serde_json::Map<String, Value>) -> tributary_model::Deal {
         .map(&context, fields)
         .expect("mapped")
         .records
+}
+
+fn deal(fields: &serde_json::Map<String, Value>) -> tributary_model::Deal {
+    records(fields)
         .into_iter()
         .find_map(|r| match r {
             Record::Deal(d) => Some(d),
@@ -414,16 +419,7 @@ fn an_update_maps_the_post_image_into_a_deal() {
 
 /// The stage entries an event's mapping records: stage, time, status.
 fn entries(fields: &serde_json::Map<String, Value>) -> Vec<(String, i64, String)> {
-    let context = Context {
-        tenant: "acme",
-        source: NAME,
-        received_at_micro: 1,
-        missing: &[],
-    };
-    DynamicsMapping
-        .map(&context, fields)
-        .expect("mapped")
-        .records
+    records(fields)
         .into_iter()
         .filter_map(|r| match r {
             Record::StageTransition(t) => Some((t.to_stage_id, t.entered_at_micro, t.to_status)),
