@@ -41,6 +41,7 @@ async fn fake_org(won: &str) -> Running<SalesforceState> {
             "Id": won, "Name": format!("Renewal {won}"), "Amount": 48000.25, "StageName": "Closed Won",
             "IsWon": true, "IsClosed": true, "IsDeleted": false, "Probability": 100,
             "CloseDate": "2025-03-04", "CreatedDate": "2025-03-01T10:00:00.000+0000",
+            "LastStageChangeDate": "2025-03-04T16:30:00.000+0000",
             "LastModifiedDate": "2025-03-04T16:30:00.000+0000",
             "SystemModstamp": "2025-03-04T16:30:00.000+0000",
             "OwnerId": OWNER, "AccountId": null, "LeadSource": "Web"

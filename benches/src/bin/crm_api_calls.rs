@@ -200,6 +200,7 @@ async fn salesforce_run(args: &Args, every_field: bool) -> anyhow::Result<()> {
                 "Id": format!("0065g0000{deal:06}AAV"), "Name": format!("Deal {deal}"), "Amount": 1000,
                 "StageName": "Negotiation", "IsWon": false, "IsClosed": false, "IsDeleted": false,
                 "Probability": 80, "CloseDate": "2025-06-30", "CreatedDate": "2025-03-01T10:00:00.000+0000",
+                "LastStageChangeDate": "2025-03-03T09:00:00.000+0000",
                 "LastModifiedDate": "2025-03-04T15:00:00.000+0000", "SystemModstamp": "2025-03-04T15:00:00.000+0000",
                 "OwnerId": format!("0055g00000OwN{:03}AA", deal % OWNERS),
                 "AccountId": format!("0015g00000Acc{:03}AA", deal % ACCOUNTS), "LeadSource": "Web"

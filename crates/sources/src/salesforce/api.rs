@@ -198,6 +198,17 @@ impl OrgApi {
         }))
     }
 
+    /// Whether the org's configured REST API version is `major` or later
+    /// (a field newer than the version is refused as `INVALID_FIELD`).
+    pub fn version_at_least(&self, major: u32) -> bool {
+        self.version
+            .trim_start_matches('v')
+            .split('.')
+            .next()
+            .and_then(|v| v.parse::<u32>().ok())
+            .is_some_and(|v| v >= major)
+    }
+
     fn data_url(&self, rest: &str) -> String {
         format!(
             "{}/services/data/v{}/{rest}",

@@ -77,6 +77,17 @@ pub const OPPORTUNITY_FIELDS: &[&str] = &[
     "LeadSource",
 ];
 
+/// What an opportunity is read with: the fields the dashboards read and,
+/// from API version 52 (where it appeared), `LastStageChangeDate`, which
+/// says when it entered its stage.
+fn opportunity_read_fields(api: &OrgApi) -> Vec<&'static str> {
+    let mut fields = OPPORTUNITY_FIELDS.to_vec();
+    if api.version_at_least(52) {
+        fields.push("LastStageChangeDate");
+    }
+    fields
+}
+
 pub struct SalesforceEnricher {
     tenants: BTreeMap<String, SalesforceTenant>,
     /// The REST API of every org that configures it, by tenant.
@@ -318,7 +329,9 @@ async fn add_from_api(api: &OrgApi, record: &mut FlatRecord, missing: &mut Missi
             && lacks_fields
             && let Some(id) = sobject_text(record, "Id").map(str::to_owned)
         {
-            let read = api.record("Opportunity", &id, OPPORTUNITY_FIELDS).await;
+            let read = api
+                .record("Opportunity", &id, &opportunity_read_fields(api))
+                .await;
             if let Some(Some(current)) = missing.note("opportunity", read) {
                 merge_read(record, &current);
             }
@@ -374,9 +387,9 @@ async fn add_from_api(api: &OrgApi, record: &mut FlatRecord, missing: &mut Missi
 }
 
 /// The fields a gap event's record is read again with, by object.
-fn gap_fields(object: &str) -> Option<(&'static str, &'static [&'static str])> {
-    Some(match object {
-        "opportunity" => ("Opportunity", OPPORTUNITY_FIELDS),
+fn gap_fields(api: &OrgApi, object: &str) -> Option<(&'static str, Vec<&'static str>)> {
+    let (sobject, fields): (_, &[&str]) = match object {
+        "opportunity" => return Some(("Opportunity", opportunity_read_fields(api))),
         "account" => (
             "Account",
             &[
@@ -402,7 +415,8 @@ fn gap_fields(object: &str) -> Option<(&'static str, &'static [&'static str])> {
         ),
         "user" => ("User", &["Name", "Email", "IsActive", "LastModifiedDate"]),
         _ => return None,
-    })
+    };
+    Some((sobject, fields.to_vec()))
 }
 
 /// A gap event (`gap_create`, `gap_update`...) says a record changed but not
@@ -415,7 +429,7 @@ async fn reread_after_gap(
     record: &mut FlatRecord,
     missing: &mut Missing,
 ) {
-    let Some((sobject, fields)) = gap_fields(object) else {
+    let Some((sobject, fields)) = gap_fields(api, object) else {
         return;
     };
     let Some(id) = record
@@ -425,7 +439,7 @@ async fn reread_after_gap(
     else {
         return;
     };
-    match missing.note("record", api.record(sobject, &id, fields).await) {
+    match missing.note("record", api.record(sobject, &id, &fields).await) {
         Some(Some(current)) => {
             merge_read(record, &current);
             let modified = sobject_text(record, "LastModifiedDate")

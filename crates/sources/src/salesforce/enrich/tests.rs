@@ -41,6 +41,7 @@ async fn fake_org(modified: &str) -> Running<SalesforceState> {
             "Id": OPPORTUNITY, "Name": "Renewal", "Amount": 48000.25, "StageName": "Closed Won",
             "IsWon": true, "IsClosed": true, "IsDeleted": false, "Probability": 100,
             "CloseDate": "2025-03-04", "CreatedDate": "2025-02-01T09:00:00.000+0000",
+            "LastStageChangeDate": "2025-03-04T16:30:00.000+0000",
             "LastModifiedDate": modified, "SystemModstamp": modified,
             "OwnerId": OWNER, "AccountId": "0015g00000AcCoUAAA", "LeadSource": "Web"
         }),
@@ -243,6 +244,16 @@ async fn a_thin_message_is_filled_in_and_a_newer_read_carries_its_own_version() 
         .expect("a deal");
     assert_eq!(deal.status, Field::Value(DealStatus::Won));
     assert_eq!(deal.owner_id, Field::Value(OWNER.into()));
+    // The read asks for LastStageChangeDate (API version 52 and later): the
+    // deal entered its stage then.
+    let entered: Vec<i64> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::StageTransition(t) => Some(t.entered_at_micro),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(entered, [1_741_105_800_000_000]);
 
     // An older message (the stage it had then): the record has moved on, so
     // the event is the record's newer version, whole.
