@@ -19,8 +19,6 @@
 //! Zoho's activities (tasks, calls, events) are not taken by the source:
 //! the world's Zoho orgs have none.
 
-use std::collections::HashSet;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
@@ -134,7 +132,7 @@ impl World {
         if orgs.is_empty() {
             return None;
         }
-        let expiry = iso(self.config.start + (self.config.days + 1) * DAY).replace('Z', "+00:00");
+        let expiry = time(self.config.start + (self.config.days + 1) * DAY);
         Some(ZohoState {
             tokens: orgs.iter().map(|o| o.access_token.clone()).collect(),
             stages: pick_list_values(&pipelines()[0]),
@@ -156,9 +154,6 @@ impl World {
         change: &Change,
     ) -> Option<(&'static str, &'static str, i64, Map<String, Value>)> {
         let tenant = &self.tenants[change.tenant];
-        let CrmAccount::Zoho(_) = &tenant.crm else {
-            return None;
-        };
         let operation = match change.action {
             Action::Added => "insert",
             Action::Deleted => "delete",
@@ -305,9 +300,9 @@ impl World {
     pub(crate) fn zoho_deliveries(&self, habits: &Habits) -> Vec<Delivery> {
         let mut rng = StdRng::seed_from_u64(self.config.seed ^ 0x2040_C4A7);
         let mut out: Vec<Delivery> = Vec::new();
-        // Deliveries held back until their record's next change goes out.
-        let mut held: Vec<(usize, Delivery)> = Vec::new();
-        let mut seen: HashSet<(usize, i64)> = HashSet::new();
+        // Deliveries held back until their record's next change goes out,
+        // by record (tenant, id).
+        let mut held: Vec<((usize, i64), Delivery)> = Vec::new();
         for (index, change) in self.changes.iter().enumerate() {
             let tenant = &self.tenants[change.tenant];
             let CrmAccount::Zoho(account) = &tenant.crm else {
@@ -317,7 +312,6 @@ impl World {
                 continue;
             };
             let record = (change.tenant, change.object_id(tenant));
-            seen.insert(record);
             let delivery = Delivery {
                 tenant: change.tenant,
                 change: index,
@@ -331,22 +325,16 @@ impl World {
                 attempt: 2,
                 ..delivery.clone()
             });
+            // A held notification of the same record goes out after this one.
+            let (ready, waiting): (Vec<_>, Vec<_>) = held
+                .into_iter()
+                .partition(|(held_record, _)| *held_record == record);
+            held = waiting;
             if late {
-                held.push((index, delivery));
+                held.push((record, delivery));
             } else {
                 out.push(delivery);
             }
-            // A held notification of the same record goes out after this one.
-            let (ready, waiting): (Vec<_>, Vec<_>) = held.into_iter().partition(|(i, _)| {
-                *i != index && {
-                    let earlier = &self.changes[*i];
-                    (
-                        earlier.tenant,
-                        earlier.object_id(&self.tenants[earlier.tenant]),
-                    ) == record
-                }
-            });
-            held = waiting;
             out.extend(
                 ready
                     .into_iter()
