@@ -140,6 +140,22 @@ impl EventHeader {
     }
 }
 
+/// The stage entries among mapped records: stage, entry time, status.
+#[cfg(test)]
+pub(crate) fn stage_entries(records: &[Record]) -> Vec<(String, i64, String)> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::StageTransition(t) => Some((
+                t.to_stage_id.clone(),
+                t.entered_at_micro,
+                t.to_status.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A stage's outcome from a forecast type as CRMs name it (`Open`,
 /// `Closed Won`, `Closed Lost`); `None` for anything else.
 pub fn forecast_outcome(forecast_type: &str) -> Option<Outcome> {

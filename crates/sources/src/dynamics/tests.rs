@@ -419,13 +419,7 @@ fn an_update_maps_the_post_image_into_a_deal() {
 
 /// The stage entries an event's mapping records: stage, time, status.
 fn entries(fields: &serde_json::Map<String, Value>) -> Vec<(String, i64, String)> {
-    records(fields)
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::StageTransition(t) => Some((t.to_stage_id, t.entered_at_micro, t.to_status)),
-            _ => None,
-        })
-        .collect()
+    crate::mapped::stage_entries(&records(fields))
 }
 
 #[test]

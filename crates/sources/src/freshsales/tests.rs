@@ -316,22 +316,21 @@ mod api {
             })
             .expect("the stage");
         assert_eq!((stage.outcome, stage.name.as_str()), (Outcome::Won, "Won"));
-        let entries: Vec<_> = records
-            .iter()
-            .filter_map(|r| match r {
-                Record::StageTransition(t) => Some((
-                    t.to_stage_id.as_str(),
-                    t.entered_at_micro,
-                    t.to_status.as_str(),
-                    t.pipeline_id.as_str(),
-                )),
-                _ => None,
-            })
-            .collect();
         assert_eq!(
-            entries,
-            [("17000207790", 1_793_594_730_000_000, "won", "17000029663")],
+            crate::mapped::stage_entries(&records),
+            [(
+                "17000207790".to_owned(),
+                1_793_594_730_000_000,
+                "won".to_owned()
+            )],
             "the deal entered its stage at its stage_updated_time"
+        );
+        assert!(
+            records
+                .iter()
+                .all(|r| !matches!(r, Record::StageTransition(t)
+                if t.pipeline_id != "17000029663")),
+            "in the deal's pipeline"
         );
         assert!(
             records

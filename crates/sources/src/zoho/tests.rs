@@ -439,19 +439,7 @@ mod crm_api {
             (stage.name.as_str(), stage.display_order, stage.outcome),
             ("Won", 6, tributary_model::Outcome::Won)
         );
-        let entries = |records: &[Record]| -> Vec<(String, i64, String)> {
-            records
-                .iter()
-                .filter_map(|r| match r {
-                    Record::StageTransition(t) => Some((
-                        t.to_stage_id.clone(),
-                        t.entered_at_micro,
-                        t.to_status.clone(),
-                    )),
-                    _ => None,
-                })
-                .collect()
-        };
+        let entries = crate::mapped::stage_entries;
         assert_eq!(
             entries(&records),
             [(

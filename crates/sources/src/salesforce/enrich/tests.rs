@@ -246,14 +246,14 @@ async fn a_thin_message_is_filled_in_and_a_newer_read_carries_its_own_version() 
     assert_eq!(deal.owner_id, Field::Value(OWNER.into()));
     // The read asks for LastStageChangeDate (API version 52 and later): the
     // deal entered its stage then.
-    let entered: Vec<i64> = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::StageTransition(t) => Some(t.entered_at_micro),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(entered, [1_741_105_800_000_000]);
+    assert_eq!(
+        crate::mapped::stage_entries(&records),
+        [(
+            "Closed Won".to_owned(),
+            1_741_105_800_000_000,
+            "won".to_owned()
+        )]
+    );
 
     // An older message (the stage it had then): the record has moved on, so
     // the event is the record's newer version, whole.

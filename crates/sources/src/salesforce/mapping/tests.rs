@@ -130,16 +130,10 @@ fn a_won_opportunity_is_a_won_deal_at_its_close_date_with_its_stage() {
 /// The stage entries a notification with `fields` maps into.
 fn entries(fields: &str) -> Vec<(String, i64, String)> {
     let body = notification("Opportunity", OPPORTUNITY, fields);
-    map(&flat(
+    crate::mapped::stage_entries(&map(&flat(
         &enricher(None),
         &raw("Opportunity", OPPORTUNITY, body),
-    ))
-    .into_iter()
-    .filter_map(|r| match r {
-        Record::StageTransition(t) => Some((t.to_stage_id, t.entered_at_micro, t.to_status)),
-        _ => None,
-    })
-    .collect()
+    )))
 }
 
 #[test]
@@ -179,14 +173,15 @@ fn an_opportunity_enters_its_stage_when_the_message_says() {
     let body = notification("Opportunity", OPPORTUNITY, open);
     let mut fields = flat(&enricher(None), &raw("Opportunity", OPPORTUNITY, body));
     fields.insert("event_change_event".into(), json!(true));
-    let moved: Vec<_> = map(&fields)
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::StageTransition(t) => Some(t.entered_at_micro),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(moved, [1_741_096_900_123_000], "at the commit");
+    assert_eq!(
+        crate::mapped::stage_entries(&map(&fields)),
+        [(
+            "Proposal".to_owned(),
+            1_741_096_900_123_000,
+            "open".to_owned()
+        )],
+        "at the commit"
+    );
 }
 
 #[test]
