@@ -6,6 +6,8 @@
 //!   `@Microsoft.Dynamics.CRM.lookuplogicalname`...) only when the request
 //!   says `Prefer: odata.include-annotations="*"`; an unknown id `404` with
 //!   Dataverse's `0x80040217` error.
+//! - `GET /api/data/v9.2/{set}`: every record of the set, as `value`
+//!   (`transactioncurrencies`, say).
 //! - `GET /api/data/v9.2/WhoAmI`.
 //! - `POST /{directory}/oauth2/v2.0/token`: the client-credentials grant
 //!   (`client_id`, `client_secret`, `scope` in the form), answering a
@@ -119,6 +121,22 @@ async fn resource(
         }))
         .into_response();
     }
+    if resource.chars().all(|c| c.is_ascii_lowercase()) {
+        // A collection: every record of the set (no paging: the fake's sets
+        // are small).
+        let value: Vec<Value> = state
+            .records
+            .iter()
+            .filter(|((set, _), _)| *set == resource)
+            .map(|(_, record)| Value::Object(plain(record.clone())))
+            .collect();
+        log(&mut state, path, StatusCode::OK);
+        return Json(json!({
+            "@odata.context": format!("https://acme.crm.dynamics.com/api/data/v9.2/$metadata#{resource}"),
+            "value": value,
+        }))
+        .into_response();
+    }
     let Some((set, id)) = resource
         .strip_suffix(')')
         .and_then(|rest| rest.split_once('('))
@@ -142,10 +160,7 @@ async fn resource(
         .get("prefer")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("odata.include-annotations"));
-    let mut body: Map<String, Value> = record
-        .into_iter()
-        .filter(|(key, _)| annotated || !key.contains('@'))
-        .collect();
+    let mut body = if annotated { record } else { plain(record) };
     body.insert(
         "@odata.context".into(),
         json!(format!(
@@ -154,6 +169,14 @@ async fn resource(
     );
     log(&mut state, path, StatusCode::OK);
     Json(Value::Object(body)).into_response()
+}
+
+/// A record without its annotations.
+fn plain(record: Map<String, Value>) -> Map<String, Value> {
+    record
+        .into_iter()
+        .filter(|(key, _)| !key.contains('@'))
+        .collect()
 }
 
 async fn token(

@@ -2,6 +2,10 @@
 //! when its webhook context arrived without it (over 256 KB, marked
 //! `x-ms-dynamics-msg-size-exceeded`).
 //!
+//! The organization's currencies (`transactioncurrencies`, id to ISO code)
+//! are read once and shared: a context names a record's currency by
+//! reference only.
+//!
 //! A read asks for every annotation (`Prefer: odata.include-annotations="*"`)
 //! so a lookup comes with its entity type and name, and is turned into the
 //! attributes a context carries: a lookup `_ownerid_value` becomes
@@ -10,9 +14,11 @@
 //! Requests keep to the organization's service-protection limit (6,000 per
 //! user per 5 minutes by default) and `Retry-After` on 429.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use moka::future::Cache;
 use serde_json::{Map, Value};
 use tributary_enrichment::EnrichmentSettings;
 use tributary_enrichment::api_client::{ApiError, Fetched, RequestBudget};
@@ -79,6 +85,8 @@ fn is_date_only(text: &str) -> bool {
 pub struct WebApi {
     /// At the organization's `web_api_url`.
     api: AuthorizedClient,
+    /// The organization's currencies (id, lower case, to ISO code).
+    currencies: Cache<(), Arc<BTreeMap<String, String>>>,
 }
 
 impl WebApi {
@@ -100,7 +108,12 @@ impl WebApi {
             client_auth: ClientAuth::Body,
             budget: RequestBudget::new(settings.requests_per_5min, Duration::from_secs(300)),
         };
-        Ok(AuthorizedClient::new(access, enrichment, http, store)?.map(|api| WebApi { api }))
+        Ok(
+            AuthorizedClient::new(access, enrichment, http, store)?.map(|api| WebApi {
+                api,
+                currencies: Cache::new(1),
+            }),
+        )
     }
 
     /// `WhoAmI`: the cheapest authenticated call, to try the access at start.
@@ -132,6 +145,52 @@ impl WebApi {
             entity_set(entity)
         );
         self.get("record", &url).await
+    }
+
+    /// The ISO code of the organization's currency `id` (a
+    /// `transactioncurrency`); `None` when the organization has no such
+    /// currency. The currencies are read once; an id they lack (a currency
+    /// added since) has them read again.
+    pub async fn currency(&self, id: &str) -> Result<Option<String>, ApiError> {
+        let id = id.to_ascii_lowercase();
+        let mut codes = self.currency_codes().await?;
+        if !codes.contains_key(&id) {
+            self.currencies.invalidate(&()).await;
+            codes = self.currency_codes().await?;
+        }
+        Ok(codes.get(&id).cloned())
+    }
+
+    async fn currency_codes(&self) -> Result<Arc<BTreeMap<String, String>>, ApiError> {
+        self.currencies
+            .try_get_with((), async {
+                let url = format!(
+                    "{}/api/data/{WEB_API_VERSION}/transactioncurrencies?$select=isocurrencycode",
+                    self.api.base_url
+                );
+                let codes = self
+                    .get("currencies", &url)
+                    .await?
+                    .and_then(|mut answer| answer.remove("value"))
+                    .and_then(|value| match value {
+                        Value::Array(rows) => Some(rows),
+                        _ => None,
+                    })
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|row| {
+                        Some((
+                            row.get("transactioncurrencyid")?
+                                .as_str()?
+                                .to_ascii_lowercase(),
+                            row.get("isocurrencycode")?.as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect();
+                Ok::<_, ApiError>(Arc::new(codes))
+            })
+            .await
+            .map_err(|err| (*err).clone())
     }
 
     /// A GET of one JSON object (`None`: not found).

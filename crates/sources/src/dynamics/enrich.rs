@@ -13,6 +13,11 @@
 //! warned `message_size_exceeded`) carries ids only: with the Web API
 //! configured the record is read whole ([`super::api`]); without it the
 //! event is `partial`, missing `record`.
+//!
+//! An opportunity names its currency by reference (`transactioncurrencyid`):
+//! its ISO code is looked up among the organization's currencies through
+//! the Web API (`event_currency`); without the Web API, or when the lookup
+//! fails, the event is `partial`, missing `currency`.
 
 use std::collections::BTreeMap;
 
@@ -87,6 +92,21 @@ impl SourceEnricher for DynamicsEnricher {
                     None => missing = stripped_record(),
                 }
             }
+            if let Some(currency) = currency_reference(&record) {
+                let code = match self.apis.get(&raw.tenant) {
+                    Some(api) => api.currency(&currency).await.and_then(|code| {
+                        code.ok_or_else(|| ApiError::Refused {
+                            api: "dynamics",
+                            status: 404,
+                            body: format!("the organization has no transactioncurrency {currency}"),
+                        })
+                    }),
+                    None => Err(currency_not_configured()),
+                };
+                if let Some(code) = missing.note("currency", code) {
+                    record.put("event_currency", code);
+                }
+            }
             put_pipeline_fields(&mut record, raw, &missing);
             Enriched::from_record(&record, missing)
         })
@@ -120,6 +140,25 @@ fn stripped_record() -> Missing {
     missing
 }
 
+/// The currency an opportunity names (`transactioncurrencyid`), when it
+/// names one.
+fn currency_reference(record: &FlatRecord) -> Option<String> {
+    if record.get("event_object").and_then(Value::as_str) != Some("opportunity") {
+        return None;
+    }
+    record
+        .get("attr_transactioncurrencyid")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn currency_not_configured() -> ApiError {
+    ApiError::NotConfigured {
+        api: "dynamics",
+        reason: "the record names its currency by reference only; set web_api_url with access_token or [oauth] to read the organization's currencies".into(),
+    }
+}
+
 /// Puts a record's attributes as `attr_*`; a contact's or lead's only
 /// those that are not personal data.
 fn put_attributes(record: &mut FlatRecord, object: &str, attributes: Map<String, Value>) {
@@ -148,11 +187,14 @@ impl DynamicsEnricher {
     /// it misses.
     pub fn flat_event(&self, raw: &RawEvent) -> Result<(FlatRecord, Missing), EnrichFailure> {
         let mut record = self.context_fields(raw)?;
-        let missing = if stripped(raw) {
+        let mut missing = if stripped(raw) {
             stripped_record()
         } else {
             Missing::default()
         };
+        if currency_reference(&record).is_some() {
+            missing.note::<()>("currency", Err(currency_not_configured()));
+        }
         put_pipeline_fields(&mut record, raw, &missing);
         Ok((record, missing))
     }

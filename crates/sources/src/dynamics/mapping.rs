@@ -138,9 +138,16 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
     deal.title = event.text("name")?;
     deal.amount = flat.amount("attr_estimatedvalue")?;
     deal.amount_text = flat.number_text("attr_estimatedvalue")?;
-    if deal.amount.is_known() {
-        deal.currency = flat.text("event_default_currency")?;
-    }
+    // The currency the opportunity names, as looked up; the organization's
+    // when it names none; unknown when the lookup failed.
+    deal.currency = match flat.text("event_currency")? {
+        Field::Unknown
+            if flat.raw("attr_transactioncurrencyid").is_none() && deal.amount.is_known() =>
+        {
+            flat.text("event_default_currency")?
+        }
+        code => code,
+    };
     deal.status = match event.header.action.as_str() {
         "Win" => Field::Value(DealStatus::Won),
         "Lose" => Field::Value(DealStatus::Lost),

@@ -639,6 +639,78 @@ mod web_api {
         assert!(!format!("{:?}", state.calls).contains("app-secret"));
     }
 
+    const EURO: &str = "2b7e1f0a-91c4-4c6e-8f6b-0d3c5a9e4e01";
+    const YEN: &str = "2b7e1f0a-91c4-4c6e-8f6b-0d3c5a9e4e02";
+
+    /// A create of an opportunity in the currency `currency` (a reference).
+    fn in_currency(currency: &str) -> RawEvent {
+        let mut opportunity = full_opportunity(0, 1_741_096_950_000);
+        opportunity["Attributes"].as_array_mut().unwrap().push(json!({
+            "key": "transactioncurrencyid",
+            "value": {"__type": entity_type("EntityReference"), "Id": currency.to_ascii_uppercase(), "LogicalName": "transactioncurrency", "Name": "Euro"},
+        }));
+        raw_event(
+            &context("Create", opportunity.clone(), Some(opportunity), vec![]),
+            &http::HeaderMap::new(),
+        )
+    }
+
+    fn currency_record(id: &str, code: &str) -> Value {
+        json!({"transactioncurrencyid": id, "isocurrencycode": code, "currencyname": code})
+    }
+
+    #[tokio::test]
+    async fn an_opportunitys_currency_is_looked_up_once_among_the_organizations() {
+        let fake = fake().await;
+        fake.state()
+            .put("transactioncurrencies", EURO, currency_record(EURO, "EUR"));
+        let enricher = enricher(&fake, "app-secret");
+        for _ in 0..2 {
+            let enriched = enricher.enrich(&in_currency(EURO)).await.expect("enriched");
+            assert!(enriched.complete, "{:?}", enriched.missing);
+            let fields: serde_json::Map<String, Value> =
+                serde_json::from_slice(&enriched.payload).expect("JSON");
+            assert_eq!(fields["event_currency"], "EUR");
+            assert_eq!(deal(&fields).currency, Field::Value("EUR".into()));
+        }
+        assert_eq!(
+            fake.state()
+                .calls_to("/api/data/v9.2/transactioncurrencies"),
+            1
+        );
+        // A currency added since is found by reading them again.
+        fake.state()
+            .put("transactioncurrencies", YEN, currency_record(YEN, "JPY"));
+        let enriched = enricher.enrich(&in_currency(YEN)).await.expect("enriched");
+        let fields: serde_json::Map<String, Value> =
+            serde_json::from_slice(&enriched.payload).expect("JSON");
+        assert_eq!(deal(&fields).currency, Field::Value("JPY".into()));
+        // One the organization does not have leaves the event partial and
+        // the currency unknown, never the organization's.
+        let unknown = "2b7e1f0a-91c4-4c6e-8f6b-0d3c5a9e4e03";
+        let enriched = enricher
+            .enrich(&in_currency(unknown))
+            .await
+            .expect("enriched");
+        assert_eq!(enriched.missing, ["currency"]);
+        let fields: serde_json::Map<String, Value> =
+            serde_json::from_slice(&enriched.payload).expect("JSON");
+        assert_eq!(deal(&fields).currency, Field::Unknown);
+        assert_eq!(deal(&fields).amount_text, Field::Value("1200.5".into()));
+    }
+
+    #[test]
+    fn without_the_web_api_a_named_currency_is_missing() {
+        let mut opportunity = full_opportunity(0, 1);
+        opportunity["Attributes"].as_array_mut().unwrap().push(json!({
+            "key": "transactioncurrencyid",
+            "value": {"__type": entity_type("EntityReference"), "Id": EURO, "LogicalName": "transactioncurrency", "Name": "Euro"},
+        }));
+        let fields = enriched(&context("Update", opportunity, None, vec![]));
+        assert_eq!(fields["pipeline_enrichment_missing"], json!(["currency"]));
+        assert_eq!(deal(&fields).currency, Field::Unknown);
+    }
+
     #[tokio::test]
     async fn a_wrong_client_secret_shows_at_start_and_leaves_the_record_missing() {
         let fake = fake().await;
