@@ -14,6 +14,11 @@
 //! configured the record is read whole ([`super::api`]); without it the
 //! event is `partial`, missing `record`.
 //!
+//! A `Win` or `Lose` carries no image: the opportunity's stage attributes
+//! are read through the Web API, so the close enters its stage; without
+//! the Web API, or when the read fails, the event is `partial`, missing
+//! `stage`.
+//!
 //! An opportunity names its currency by reference (`transactioncurrencyid`):
 //! its ISO code is looked up among the organization's currencies through
 //! the Web API (`event_currency`); without the Web API, or when the lookup
@@ -92,6 +97,26 @@ impl SourceEnricher for DynamicsEnricher {
                     None => missing = stripped_record(),
                 }
             }
+            if closes(raw) {
+                // A Win or Lose carries no image: the stage the close
+                // enters is the opportunity's, as the Web API has it.
+                match self.apis.get(&raw.tenant) {
+                    Some(api) => {
+                        let keys = raw.keys.clone().unwrap_or_default();
+                        let read = api.record(&keys.object, &keys.object_id).await;
+                        if let Some(Some(current)) = missing.note("stage", read) {
+                            let stage = context_attributes(&current)
+                                .into_iter()
+                                .filter(|(name, _)| STAGE_ATTRIBUTES.contains(&name.as_str()))
+                                .collect();
+                            put_attributes(&mut record, &keys.object, stage);
+                        }
+                    }
+                    None => {
+                        missing.note::<()>("stage", Err(not_configured(CLOSE_STAGE)));
+                    }
+                }
+            }
             if let Some(currency) = currency_reference(&record) {
                 let code = match self.apis.get(&raw.tenant) {
                     Some(api) => api.currency(&currency).await.and_then(|code| {
@@ -101,7 +126,7 @@ impl SourceEnricher for DynamicsEnricher {
                             body: format!("the organization has no transactioncurrency {currency}"),
                         })
                     }),
-                    None => Err(currency_not_configured()),
+                    None => Err(not_configured(CURRENCY)),
                 };
                 if let Some(code) = missing.note("currency", code) {
                     record.put("event_currency", code);
@@ -152,10 +177,20 @@ fn currency_reference(record: &FlatRecord) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn currency_not_configured() -> ApiError {
+/// Whether the event wins or loses an opportunity.
+fn closes(raw: &RawEvent) -> bool {
+    raw.keys.as_ref().is_some_and(|keys| {
+        keys.object == "opportunity" && matches!(keys.action.as_str(), "Win" | "Lose")
+    })
+}
+
+const CURRENCY: &str = "the opportunity names its currency by reference only; set web_api_url with access_token or [oauth] to read the organization's currencies";
+const CLOSE_STAGE: &str = "a Win or Lose carries no image; set web_api_url with access_token or [oauth] to read the stage the opportunity closes in";
+
+fn not_configured(reason: &str) -> ApiError {
     ApiError::NotConfigured {
         api: "dynamics",
-        reason: "the record names its currency by reference only; set web_api_url with access_token or [oauth] to read the organization's currencies".into(),
+        reason: reason.into(),
     }
 }
 
@@ -192,8 +227,11 @@ impl DynamicsEnricher {
         } else {
             Missing::default()
         };
+        if closes(raw) {
+            missing.note::<()>("stage", Err(not_configured(CLOSE_STAGE)));
+        }
         if currency_reference(&record).is_some() {
-            missing.note::<()>("currency", Err(currency_not_configured()));
+            missing.note::<()>("currency", Err(not_configured(CURRENCY)));
         }
         put_pipeline_fields(&mut record, raw, &missing);
         Ok((record, missing))

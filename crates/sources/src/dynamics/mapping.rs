@@ -7,7 +7,8 @@
 //! nothing else is blanked. An opportunity's status is its `statecode`
 //! (0 open, 1 won, 2 lost), or the message itself for `Win` and `Lose`;
 //! its stage the business process stage's name (`stepname`), else its
-//! sales stage option (`salesstagecode`); won or lost at its
+//! sales stage option (`salesstagecode`), ordered by its leading number
+//! (`1-Qualify` .. `4-Close`); won or lost at its
 //! `actualclosedate` (a `Win` or `Lose`: the close's `actualend`). The
 //! operation that set the stage (its target names it), or won or lost the
 //! opportunity, enters the stage at its time. A `Delete` is a tombstone.
@@ -223,7 +224,7 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
                 version: event.header.version.at_micro,
                 pipeline_id: PIPELINE_ID.into(),
                 name: stage.clone(),
-                display_order: 0,
+                display_order: stage_order(stage),
                 probability: None,
                 outcome,
                 archived: false,
@@ -242,6 +243,14 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
     }
     records.push(Record::Deal(deal));
     references(event, records)
+}
+
+/// A stage's place in the sales process: its leading number (the
+/// standard process's stages are `1-Qualify` to `4-Close`; a sales stage
+/// option is its value), else 0.
+fn stage_order(stage: &str) -> i64 {
+    let digits: String = stage.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or(0)
 }
 
 /// The owner (a user, not a team) and the account the opportunity names,

@@ -402,6 +402,18 @@ fn an_update_maps_the_post_image_into_a_deal() {
         "GUIDs in lower case"
     );
     assert_eq!(deal.probability, Field::Value(40.0));
+    let stage = records(&fields)
+        .into_iter()
+        .find_map(|r| match r {
+            Record::Stage(stage) => Some(stage),
+            _ => None,
+        })
+        .expect("the open stage");
+    assert_eq!(
+        (stage.name.as_str(), stage.display_order),
+        ("3-Propose", 3),
+        "ordered by the process stage's number"
+    );
 
     // A step without an image carries what changed only: the rest stays unknown.
     let fields = enriched(&context(
@@ -449,8 +461,8 @@ fn only_an_operation_that_sets_the_stage_enters_it() {
     assert!(entries(&renamed).is_empty(), "the stage did not move");
 }
 
-#[test]
-fn win_lose_and_delete_say_the_outcome() {
+/// A `Win` of the opportunity: its close and status, no target, no image.
+fn win_context() -> Value {
     let close = json!({"key": "OpportunityClose", "value": {
         "__type": entity_type("Entity"),
         "Attributes": [
@@ -470,7 +482,18 @@ fn win_lose_and_delete_say_the_outcome() {
         vec![close.clone(), status.clone()],
     );
     win["InputParameters"] = json!([close, status]);
-    let deal = deal(&enriched(&win));
+    win
+}
+
+#[test]
+fn win_lose_and_delete_say_the_outcome() {
+    let fields = enriched(&win_context());
+    assert_eq!(
+        fields["pipeline_enrichment_missing"],
+        json!(["stage"]),
+        "without the Web API the stage it closes in is unknown"
+    );
+    let deal = deal(&fields);
     assert_eq!(deal.status, Field::Value(DealStatus::Won));
     assert_eq!(
         deal.won_at.value().map(|t| t.seconds()),
@@ -566,6 +589,8 @@ mod web_api {
                 "statecode": 1,
                 "statecode@OData.Community.Display.V1.FormattedValue": "Won",
                 "actualclosedate": "2025-03-04",
+                "stepname": "4-Close",
+                "salesstagecode": 3,
                 "modifiedon": "2025-03-04T16:30:00Z",
                 "_parentaccountid_value": ACCOUNT,
                 "_parentaccountid_value@OData.Community.Display.V1.FormattedValue": "Fabrikam",
@@ -637,6 +662,31 @@ mod web_api {
         assert_eq!(state.calls_to("/contoso-directory/oauth2/v2.0/token"), 1);
         assert_eq!(state.calls_to("/api/data/v9.2/opportunities("), 2);
         assert!(!format!("{:?}", state.calls).contains("app-secret"));
+    }
+
+    #[tokio::test]
+    async fn a_win_enters_the_stage_the_web_api_says_the_opportunity_is_in() {
+        let fake = fake().await;
+        let enricher = enricher(&fake, "app-secret");
+        let win = raw_event(&win_context(), &http::HeaderMap::new());
+        let enriched = enricher.enrich(&win).await.expect("enriched");
+        assert!(enriched.complete, "{:?}", enriched.missing);
+        let fields: serde_json::Map<String, Value> =
+            serde_json::from_slice(&enriched.payload).expect("JSON");
+        assert_eq!(fields["attr_stepname"], "4-Close");
+        assert!(
+            fields.get("attr_name").is_none(),
+            "only the stage is read, the rest is as of now"
+        );
+        assert_eq!(
+            entries(&fields),
+            [(
+                "4-Close".to_owned(),
+                1_741_096_900_000_000,
+                "won".to_owned()
+            )]
+        );
+        assert_eq!(fake.state().calls_to("/api/data/v9.2/opportunities("), 1);
     }
 
     const EURO: &str = "2b7e1f0a-91c4-4c6e-8f6b-0d3c5a9e4e01";
