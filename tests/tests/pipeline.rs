@@ -382,7 +382,7 @@ async fn a_dead_letter_redriven_after_its_cause_is_fixed_is_counted_exactly_once
     let rows = run
         .db
         .query(
-            "SELECT count() AS n, uniqExact(template_version) AS versions FROM tributary.event_log",
+            "SELECT count() AS n, uniqExactIf(template_version, source = 'pipedrive') AS versions FROM tributary.event_log",
         )
         .await;
     assert_eq!(
@@ -392,6 +392,6 @@ async fn a_dead_letter_redriven_after_its_cause_is_fixed_is_counted_exactly_once
     assert_eq!(
         rows[0]["versions"].as_u64(),
         Some(2),
-        "rows record the version that took them"
+        "Pipedrive's rows record the version that took them"
     );
 }

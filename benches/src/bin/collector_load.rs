@@ -859,6 +859,7 @@ async fn hubspot(setup: Setup) -> anyhow::Result<()> {
         hubspot_requests_per_10s: 100,
         public_url: PUBLIC_URL.into(),
         zoho_url: "http://127.0.0.1:9".into(),
+        dynamics_url: "http://127.0.0.1:9".into(),
     };
     let config = format!(
         "[kafka]\n{kafka_toml}[topics]\nraw = \"{topic}\"\n[telemetry]\nlog_level = \"warn\"\n[collector]\nlisten = \"127.0.0.1:{port}\"\n{}",

@@ -1,15 +1,17 @@
 //! The whole pipeline on local services, fed by the simulated CRM world.
 //!
-//! [`Pipeline::start`] starts the fake Pipedrive, HubSpot and (for a world
-//! with Zoho orgs) Zoho CRM APIs and the email verifier (in this process, answering from the world) and the three
-//! services (as processes, sharing one configuration file). [`Pipeline::send`]
-//! posts the world's webhooks to the collector over HTTP at a chosen rate
-//! (each where and as its platform posts it: Pipedrive's with Basic
-//! credentials to `/webhooks/pipedrive/{tenant}`, HubSpot's signed batches to
-//! `/webhooks/hubspot`, Zoho's channel notifications to
-//! `/webhooks/zoho/{tenant}`), bringing the tenant's fake API up to date with each
-//! change before its webhook goes out, and delivering again what was not
-//! acknowledged, as the platforms do.
+//! [`Pipeline::start`] starts the fake Pipedrive and HubSpot APIs (and, for
+//! a world with them, the Zoho CRM API and the Dataverse Web API) and the
+//! email verifier (in this process, answering from the world) and the
+//! three services (as processes, sharing one configuration file).
+//! [`Pipeline::send`] posts the world's webhooks to the collector over HTTP
+//! at a chosen rate (each where and as its platform posts it: Pipedrive's
+//! with Basic credentials to `/webhooks/pipedrive/{tenant}`, HubSpot's
+//! signed batches to `/webhooks/hubspot`, Zoho's channel notifications to
+//! `/webhooks/zoho/{tenant}`, Dynamics' contexts to
+//! `/webhooks/dynamics/{tenant}?code=<key>`), bringing the tenant's fake API
+//! up to date with each change before its webhook goes out, and delivering
+//! again what was not acknowledged, as the platforms do.
 //! [`Pipeline::wait_until_loaded`], [`Pipeline::panels`], [`check_panels`]
 //! and [`Pipeline::freshness`] then say what the dashboards show and whether
 //! it is the world's truth. The demo, the end-to-end tests and the
@@ -29,6 +31,7 @@ use tokio::sync::Semaphore;
 use tributary_clickhouse::ClickHouseSettings;
 use tributary_clickhouse::dashboard::{self, PanelRows, Scope};
 use tributary_config::TopicSettings;
+use tributary_fake_apis::dynamics::{DataverseState, FakeDataverse};
 use tributary_fake_apis::hubspot::RateLimits;
 use tributary_fake_apis::zoho::{FakeZoho, ZohoState};
 use tributary_fake_apis::{
@@ -109,6 +112,8 @@ pub struct Pipeline {
     pub hubspot: Running<HubSpotState>,
     /// The Zoho CRM API, when the world has Zoho orgs.
     pub zoho: Option<Running<ZohoState>>,
+    /// The Dataverse Web API, when the world has Dynamics organizations.
+    pub dynamics: Option<Running<DataverseState>>,
     pub verifier: Running<EmailVerifierState>,
     pub collector: ServiceProcess,
     pub enricher: ServiceProcess,
@@ -163,6 +168,10 @@ impl Pipeline {
             Some(state) => Some(FakeZoho::start(state).await?),
             None => None,
         };
+        let dynamics = match world.dynamics_state() {
+            Some(state) => Some(FakeDataverse::start(state).await?),
+            None => None,
+        };
         let mut verifier_state = EmailVerifierState::with_key(VERIFIER_KEY);
         verifier_state.results = world.email_verdicts();
         verifier_state.behaviour.flaky_every = options.api_flaky_every;
@@ -182,6 +191,7 @@ impl Pipeline {
             // HubSpot calls the collector directly: its public URL is ours.
             public_url: collector_url.clone(),
             zoho_url: zoho.as_ref().map(Running::base_url).unwrap_or_default(),
+            dynamics_url: dynamics.as_ref().map(Running::base_url).unwrap_or_default(),
         };
         let config = config(
             world,
@@ -204,6 +214,7 @@ impl Pipeline {
             pipedrive,
             hubspot,
             zoho,
+            dynamics,
             verifier,
             collector,
             enricher,
@@ -285,7 +296,8 @@ impl Pipeline {
     }
 
     /// Brings the fake APIs up to date with every change up to `change`
-    /// (each change in its tenant's Pipedrive account or HubSpot portal).
+    /// (each change in its tenant's Pipedrive account, HubSpot portal or
+    /// Dataverse organization).
     fn apply_changes_through(&self, world: &World, change: usize) {
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         if *applied > change {
@@ -293,8 +305,14 @@ impl Pipeline {
         }
         let mut pipedrive = self.pipedrive.state();
         let mut hubspot = self.hubspot.state();
+        let mut dataverse = self.dynamics.as_ref().map(Running::state);
         for c in &world.changes[*applied..=change] {
-            world.apply_to_fakes(&mut pipedrive.accounts, &mut hubspot.portals, c);
+            world.apply_to_fakes(
+                &mut pipedrive.accounts,
+                &mut hubspot.portals,
+                dataverse.as_deref_mut(),
+                c,
+            );
         }
         *applied = change + 1;
     }

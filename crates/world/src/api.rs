@@ -26,6 +26,8 @@ pub struct Apis {
     pub public_url: String,
     /// The Zoho CRM API (`api_domain`), for orgs' stage definitions.
     pub zoho_url: String,
+    /// The Dataverse Web API (`web_api_url`), for organizations' currencies.
+    pub dynamics_url: String,
 }
 
 /// The account as the API shows it before any change: definitions only.
@@ -163,11 +165,13 @@ impl World {
 
     /// Brings the fake APIs up to date with a change: the Pipedrive account
     /// or HubSpot portal of its tenant, found in `pipedrive` (by API token)
-    /// or `hubspot` (by access token).
+    /// or `hubspot` (by access token), or the Dataverse organization's
+    /// records in `dataverse`.
     pub fn apply_to_fakes(
         &self,
         pipedrive: &mut HashMap<String, Account>,
         hubspot: &mut HashMap<String, HubSpotPortal>,
+        dataverse: Option<&mut tributary_fake_apis::dynamics::DataverseState>,
         change: &Change,
     ) {
         match &self.tenants[change.tenant].crm {
@@ -179,6 +183,11 @@ impl World {
             CrmAccount::HubSpot(account) => {
                 if let Some(portal) = hubspot.get_mut(&account.access_token) {
                     self.apply_to_portal(portal, change);
+                }
+            }
+            CrmAccount::Dynamics(_) => {
+                if let Some(dataverse) = dataverse {
+                    self.apply_to_dataverse(dataverse, change);
                 }
             }
             // Zoho's notifications carry their values: its API is not read
@@ -265,6 +274,9 @@ marketing_source_property = "{property}"
                 property = account.marketing_source_property,
             ),
             CrmAccount::Zoho(account) => World::zoho_config(tenant, account, &apis.zoho_url),
+            CrmAccount::Dynamics(account) => {
+                World::dynamics_config(tenant, account, &apis.dynamics_url)
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! A simulated CRM world for the demo, the end-to-end tests and the
-//! benchmarks: one or more Pipedrive, HubSpot and Zoho CRM accounts over a
+//! benchmarks: one or more Pipedrive, HubSpot, Zoho CRM and Dynamics 365
+//! accounts over a
 //! period (default 120 days), seeded and deterministic.
 //!
 //! - [`World::generate`] simulates the accounts: pipelines and stages with
@@ -12,10 +13,11 @@
 //!   sends: Pipedrive's v1 or v2 (with retries, duplicates, late arrivals,
 //!   bulk edits), HubSpot's signed batches of thin events
 //!   ([`World::hubspot_events`]), Zoho's channel notifications with the
-//!   changed values (`zoho.rs`); [`World::delivery_path`] and
+//!   changed values (`zoho/`), Dynamics' webhook contexts (`dynamics/`); [`World::delivery_path`] and
 //!   [`World::delivery_headers`] say where and how each is posted.
 //! - [`World::accounts`], [`World::apply`], [`World::hubspot_portals`],
-//!   [`World::apply_to_portal`], [`World::zoho_state`] and
+//!   [`World::apply_to_portal`], [`World::zoho_state`],
+//!   [`World::dynamics_state`] and
 //!   [`World::email_verdicts`] are what the fake APIs answer, as of each
 //!   change.
 //! - [`World::expected_panels`] is the ground truth: every dashboard number
@@ -24,6 +26,7 @@
 //!   of the activator alone.
 
 mod api;
+pub mod dynamics;
 mod enriched;
 pub mod hubspot;
 mod model;
@@ -33,6 +36,7 @@ mod webhooks;
 pub mod zoho;
 
 pub use api::{Apis, definitions};
+pub use dynamics::DynamicsAccount;
 pub use hubspot::{HubSpotAccount, HubSpotEvent, HubSpotOwner};
 pub use model::*;
 pub use simulate::{DEFAULT_START, TenantSpec, WorldConfig};
@@ -65,7 +69,7 @@ impl World {
     }
 
     /// How many distinct events the pipeline loads for the world: one per
-    /// Pipedrive or Zoho change, one per HubSpot event (a change may make
+    /// Pipedrive, Zoho or Dynamics change, one per HubSpot event (a change may make
     /// several), however often each is delivered.
     pub fn distinct_events(&self) -> usize {
         let one_each = self
@@ -74,7 +78,7 @@ impl World {
             .filter(|c| {
                 matches!(
                     self.tenants[c.tenant].platform(),
-                    Platform::Pipedrive | Platform::Zoho
+                    Platform::Pipedrive | Platform::Zoho | Platform::Dynamics
                 )
             })
             .count();

@@ -53,6 +53,7 @@ pub enum Platform {
     Pipedrive,
     HubSpot,
     Zoho,
+    Dynamics,
 }
 
 impl Platform {
@@ -62,6 +63,7 @@ impl Platform {
             Platform::Pipedrive => "pipedrive",
             Platform::HubSpot => "hubspot",
             Platform::Zoho => "zoho",
+            Platform::Dynamics => "dynamics",
         }
     }
 
@@ -207,20 +209,21 @@ impl Tenant {
             CrmAccount::Pipedrive(_) => Platform::Pipedrive,
             CrmAccount::HubSpot(_) => Platform::HubSpot,
             CrmAccount::Zoho(_) => Platform::Zoho,
+            CrmAccount::Dynamics(_) => Platform::Dynamics,
         }
     }
 
     pub fn pipedrive(&self) -> Option<&PipedriveAccount> {
         match &self.crm {
             CrmAccount::Pipedrive(account) => Some(account),
-            CrmAccount::HubSpot(_) | CrmAccount::Zoho(_) => None,
+            CrmAccount::HubSpot(_) | CrmAccount::Zoho(_) | CrmAccount::Dynamics(_) => None,
         }
     }
 
     pub fn hubspot(&self) -> Option<&crate::hubspot::HubSpotAccount> {
         match &self.crm {
             CrmAccount::HubSpot(account) => Some(account),
-            CrmAccount::Pipedrive(_) | CrmAccount::Zoho(_) => None,
+            CrmAccount::Pipedrive(_) | CrmAccount::Zoho(_) | CrmAccount::Dynamics(_) => None,
         }
     }
 
@@ -291,6 +294,7 @@ pub enum CrmAccount {
     Pipedrive(PipedriveAccount),
     HubSpot(crate::hubspot::HubSpotAccount),
     Zoho(crate::zoho::ZohoAccount),
+    Dynamics(crate::dynamics::DynamicsAccount),
 }
 
 /// One CRM account (a tenant of the pipeline).

@@ -44,6 +44,15 @@ impl TenantSpec {
         }
     }
 
+    /// A Dynamics 365 organization: the standard sales process's stages, no
+    /// activities (the Dynamics source does not take them).
+    pub fn dynamics(name: &str, reps: usize, deals: usize) -> Self {
+        TenantSpec {
+            platform: Platform::Dynamics,
+            ..TenantSpec::new(name, 1, reps, deals, 0)
+        }
+    }
+
     /// A HubSpot account (at least two owners, so a reassignment changes the owner).
     pub fn hubspot(
         name: &str,
@@ -73,8 +82,9 @@ pub struct WorldConfig {
 pub const DEFAULT_START: i64 = 1_736_121_600;
 
 impl WorldConfig {
-    /// The demo's world: two Pipedrive accounts, a HubSpot portal and a Zoho
-    /// CRM org over 120 days, about 7,500 changes.
+    /// The demo's world: two Pipedrive accounts, a HubSpot portal, a Zoho
+    /// CRM org and a Dynamics 365 organization over 120 days, about 9,000
+    /// changes.
     pub fn demo(seed: u64, start: i64) -> Self {
         WorldConfig {
             seed,
@@ -85,6 +95,7 @@ impl WorldConfig {
                 TenantSpec::new("globex", 1, 3, 120, 200),
                 TenantSpec::hubspot("initech", 2, 4, 260, 320),
                 TenantSpec::zoho("umbrella", 3, 150),
+                TenantSpec::dynamics("contoso", 3, 150),
             ],
         }
     }
@@ -107,8 +118,8 @@ impl WorldConfig {
     }
 
     /// A small world for end-to-end tests: two Pipedrive accounts, a
-    /// HubSpot portal and a Zoho CRM org, a few hundred changes each, one
-    /// with enough closed deals to calibrate.
+    /// HubSpot portal, a Zoho CRM org and a Dynamics 365 organization, a few
+    /// hundred changes each, one with enough closed deals to calibrate.
     pub fn small(seed: u64) -> Self {
         WorldConfig {
             seed,
@@ -119,6 +130,7 @@ impl WorldConfig {
                 TenantSpec::new("south", 1, 2, 25, 20),
                 TenantSpec::hubspot("harbor", 2, 3, 100, 60),
                 TenantSpec::zoho("delta", 3, 60),
+                TenantSpec::dynamics("ember", 3, 60),
             ],
         }
     }
@@ -256,6 +268,14 @@ impl IdBases {
                 activity: 61_900_000_000 + 1_000_000 * t,
                 rep: 72_000_000 + 1_000 * t,
             },
+            // Dynamics' ids are GUIDs, made of these (`dynamics::guid`).
+            Platform::Dynamics => IdBases {
+                organization: 3_100_000 + 100_000 * t,
+                person: 3_200_000 + 100_000 * t,
+                deal: 3_300_000 + 100_000 * t,
+                activity: 3_400_000 + 100_000 * t,
+                rep: 3_500_000 + 100_000 * t,
+            },
             // Zoho's ids are 19 digits: the org's prefix, then a counter.
             Platform::Zoho => {
                 let org = 5_725_767_000_000_000_000 + 100_000_000 * t;
@@ -329,6 +349,7 @@ impl Simulation<'_> {
             (Platform::Pipedrive, true) => vec![sales(), partners()],
             (Platform::HubSpot, two) => crate::hubspot::pipelines(two),
             (Platform::Zoho, _) => crate::zoho::pipelines(),
+            (Platform::Dynamics, _) => crate::dynamics::pipelines(),
         };
         let ids = IdBases::of(self.platform, self.tenant);
         let reps: Vec<Rep> = (0..spec.reps.max(1))
@@ -359,6 +380,9 @@ impl Simulation<'_> {
                 &reps,
             )),
             Platform::Zoho => CrmAccount::Zoho(crate::zoho::ZohoAccount::new(self.tenant, &slug)),
+            Platform::Dynamics => {
+                CrmAccount::Dynamics(crate::dynamics::DynamicsAccount::new(self.tenant, &slug))
+            }
         };
         let mut tenant = Tenant {
             name: spec.name.clone(),
@@ -450,7 +474,9 @@ impl Simulation<'_> {
         self.add_people_and_organizations(&mut tenant);
         match self.platform {
             // Zoho deletes the records merged into another.
-            Platform::Pipedrive | Platform::Zoho => self.merge_some_deals(&mut tenant),
+            Platform::Pipedrive | Platform::Zoho | Platform::Dynamics => {
+                self.merge_some_deals(&mut tenant)
+            }
             Platform::HubSpot => self.merge_duplicate_deals(&mut tenant),
         }
         for i in 0..spec.activities {
@@ -482,8 +508,10 @@ impl Simulation<'_> {
         } else {
             tenant.persons[person].owner
         };
+        // Dynamics' opportunities have no lead source of their own.
         let source = (rng.random_range(0..5) > 0)
-            .then(|| MARKETING_SOURCES[rng.random_range(0..MARKETING_SOURCES.len())]);
+            .then(|| MARKETING_SOURCES[rng.random_range(0..MARKETING_SOURCES.len())])
+            .filter(|_| self.platform != Platform::Dynamics);
         let deal = Deal {
             id,
             owner,
@@ -551,7 +579,7 @@ impl Simulation<'_> {
         // keep the longest history inside the period.
         let longest_dwell = match self.platform {
             Platform::Pipedrive => 10 * DAY,
-            Platform::HubSpot | Platform::Zoho => 7 * DAY,
+            Platform::HubSpot | Platform::Zoho | Platform::Dynamics => 7 * DAY,
         };
         for _ in 0..moves {
             let dwell = self.rng.random_range(6 * HOUR..longest_dwell);
@@ -582,7 +610,7 @@ impl Simulation<'_> {
             7..12 => self.change_deal(tenant, index, close, false, |s| s.status = "lost"),
             _ => {}
         }
-        if self.rng.random_range(0..20) == 0 {
+        if self.rng.random_range(0..20) == 0 && self.may_delete(&tenant.deals[index]) {
             let at = tenant.deals[index].last_at + HOUR;
             self.delete_deal(tenant, index, at, None);
             // HubSpot keeps deleted records restorable for 90 days: some come back.
@@ -591,6 +619,14 @@ impl Simulation<'_> {
                 self.restore_deal(tenant, index, at + after);
             }
         }
+    }
+
+    /// Whether the simulation deletes `deal` (or merges it away). Not a
+    /// closed Dynamics opportunity: the stage a `Win` or `Lose` enters is
+    /// read through the Web API, and the world's compressed time would
+    /// have the record gone before the enricher reads it.
+    fn may_delete(&self, deal: &Deal) -> bool {
+        self.platform != Platform::Dynamics || deal.last.status == "open"
     }
 
     /// Applies `change` `after` seconds past the deal's latest change and
@@ -619,9 +655,16 @@ impl Simulation<'_> {
             state.stage_change_time = at;
             deal.entries.push((state.pipeline, state.stage, at));
         }
+        // Dynamics closes an opportunity on a date (its close dialog's
+        // "Actual Close Date"), not at a time.
+        let closed_at = if self.platform == Platform::Dynamics {
+            at - at.rem_euclid(DAY)
+        } else {
+            at
+        };
         match (before.status, state.status) {
             (b, "won") if b != "won" => {
-                state.won_time = Some(at);
+                state.won_time = Some(closed_at);
                 state.lost_time = None;
                 deal.wins += 1;
             }
@@ -629,7 +672,7 @@ impl Simulation<'_> {
             _ => {}
         }
         if state.status == "lost" && before.status != "lost" {
-            state.lost_time = Some(at);
+            state.lost_time = Some(closed_at);
         } else if state.status != "lost" {
             state.lost_time = None;
         }
@@ -749,7 +792,7 @@ impl Simulation<'_> {
     fn merge_some_deals(&mut self, tenant: &mut Tenant) {
         for i in (11..tenant.deals.len().saturating_sub(1)).step_by(23) {
             let (gone, kept) = (&tenant.deals[i], &tenant.deals[i + 1]);
-            if gone.deleted || kept.deleted {
+            if gone.deleted || kept.deleted || !self.may_delete(gone) {
                 continue;
             }
             let at = gone.last_at.max(kept.last_at) + 2 * HOUR;
@@ -758,7 +801,7 @@ impl Simulation<'_> {
             survivor.last_at = at;
             let before = Some(survivor.last.clone());
             // Zoho's merge modifies the record it keeps.
-            if self.platform == Platform::Zoho {
+            if matches!(self.platform, Platform::Zoho | Platform::Dynamics) {
                 survivor.last.update_time = at;
             }
             let after = Some(survivor.last.clone());
@@ -793,7 +836,7 @@ impl Simulation<'_> {
             owner
         };
         let kinds = match self.platform {
-            Platform::Pipedrive | Platform::Zoho => ACTIVITY_TYPES,
+            Platform::Pipedrive | Platform::Zoho | Platform::Dynamics => ACTIVITY_TYPES,
             Platform::HubSpot => HUBSPOT_ACTIVITY_TYPES,
         };
         let kind = kinds[rng.random_range(0..kinds.len())];

@@ -1,4 +1,9 @@
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use bytes::Bytes;
+use tributary_envelope::{EventKeys, RawEvent};
+use tributary_model::{Context, Mapping, Record};
+use tributary_sources::WebhookSource;
 
 use tributary_sources::pipedrive::{self, Snapshot};
 
@@ -196,4 +201,125 @@ fn people_and_organizations_are_added_before_what_refers_to_them() {
             assert!(tenant.organizations[person.org].add_time < person.add_time);
         }
     }
+}
+
+/// Every delivery as the collector's `source` takes it (posted to `uri`):
+/// each event's change and raw event.
+pub(crate) fn raw_events(
+    tenant: &Tenant,
+    source: &dyn WebhookSource,
+    uri: &str,
+    deliveries: &[Delivery],
+) -> Vec<(usize, RawEvent)> {
+    let uri: http::Uri = uri.parse().expect("a path");
+    let headers = http::HeaderMap::new();
+    let mut raws = Vec::new();
+    for delivery in deliveries {
+        let body = Bytes::from(delivery.body.clone());
+        let request = tributary_sources::WebhookRequest {
+            method: &http::Method::POST,
+            uri: &uri,
+            headers: &headers,
+            body: &body,
+        };
+        source
+            .authenticate(&tenant.name, &request)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let split = source
+            .split(&tenant.name, &request)
+            .unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&body)));
+        assert_eq!(split.events.len(), 1, "one record per delivery");
+        for event in split.events {
+            let keys = event.keys;
+            raws.push((
+                delivery.change,
+                RawEvent {
+                    tenant: tenant.name.clone(),
+                    source: tenant.source().into(),
+                    event_id: keys.event_id.clone(),
+                    received_at_micros: 1,
+                    body: event.body,
+                    keys: Some(EventKeys {
+                        payload_version: keys.payload_version,
+                        object: keys.object,
+                        object_id: keys.object_id,
+                        action: keys.action,
+                        attempt: 1,
+                        occurred_at_micros: keys.occurred_at_micros,
+                    }),
+                    ..RawEvent::default()
+                },
+            ));
+        }
+    }
+    raws
+}
+
+/// Every delivery through a platform's collector source (posted to `uri`),
+/// its enricher (`enrich`: the flat event of a raw one) and its mapping:
+/// each distinct event's change and records.
+pub(crate) fn through_the_pipeline(
+    tenant: &Tenant,
+    source: &dyn WebhookSource,
+    uri: &str,
+    deliveries: &[Delivery],
+    enrich: impl Fn(&RawEvent) -> serde_json::Map<String, serde_json::Value>,
+    mapping: &dyn Mapping,
+) -> HashMap<String, (usize, Vec<Record>)> {
+    let mut events = HashMap::new();
+    for (change, raw) in raw_events(tenant, source, uri, deliveries) {
+        let fields = enrich(&raw);
+        let context = Context {
+            tenant: &tenant.name,
+            source: tenant.source(),
+            received_at_micro: 1,
+            missing: &[],
+        };
+        let records = mapping.map(&context, &fields).expect("mapped").records;
+        events.insert(raw.event_id, (change, records));
+    }
+    events
+}
+
+/// The open-stage entries among events' records: (deal id, stage, second).
+pub(crate) fn recorded_entries(
+    events: HashMap<String, (usize, Vec<Record>)>,
+    tenant: &Tenant,
+) -> Vec<(String, String, i64)> {
+    let open: HashSet<&str> = tenant.pipelines[0]
+        .stages
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    let mut recorded: Vec<(String, String, i64)> = events
+        .into_values()
+        .flat_map(|(_, records)| records)
+        .filter_map(|r| match r {
+            Record::StageTransition(t) if open.contains(t.to_stage_id.as_str()) => {
+                Some((t.deal.id, t.to_stage_id, t.entered_at_micro / 1_000_000))
+            }
+            _ => None,
+        })
+        .collect();
+    recorded.sort();
+    recorded
+}
+
+/// The world's own open-stage entries of `tenant`: (deal id, stage, second).
+pub(crate) fn world_entries(tenant: &Tenant) -> Vec<(String, String, i64)> {
+    let mut entries: Vec<(String, String, i64)> = tenant
+        .deals
+        .iter()
+        .flat_map(|d| {
+            d.entries.iter().map(move |(p, s, at)| {
+                (
+                    tenant.record_id(d.id),
+                    tenant.pipelines[*p].stages[*s].id.clone(),
+                    *at,
+                )
+            })
+        })
+        .collect();
+    entries.sort();
+    entries
 }

@@ -60,6 +60,7 @@ impl Tenant {
             CrmAccount::Pipedrive(account) => account.company_id.to_string(),
             CrmAccount::HubSpot(account) => account.portal_id.clone(),
             CrmAccount::Zoho(account) => account.org_id.clone(),
+            CrmAccount::Dynamics(account) => account.organization_id.clone(),
         }
     }
 
@@ -99,11 +100,20 @@ impl Tenant {
             .map(|value| value * self.probability(deal) / 100.0)
     }
 
-    /// The stage probability the dashboards know: Zoho's stage definitions
-    /// carry none (its deals' own `Probability` weighs them), so 0.
+    /// A record's id as its CRM gives it: Dynamics' GUIDs, the others'
+    /// numbers.
+    pub fn record_id(&self, id: i64) -> String {
+        match self.platform() {
+            crate::Platform::Dynamics => crate::dynamics::guid(id),
+            _ => id.to_string(),
+        }
+    }
+
+    /// The stage probability the dashboards know: Zoho's and Dynamics'
+    /// stages carry none (their deals' own probability weighs them), so 0.
     fn stage_probability_shown(&self, stage: &Stage) -> f64 {
         match self.platform() {
-            crate::Platform::Zoho => 0.0,
+            crate::Platform::Zoho | crate::Platform::Dynamics => 0.0,
             crate::Platform::Pipedrive | crate::Platform::HubSpot => stage.probability,
         }
     }
@@ -494,7 +504,7 @@ impl Tenant {
                 .take(1_000)
                 .map(|d| {
                     row(vec![
-                        ("deal_id", json!(d.id.to_string())),
+                        ("deal_id", json!(self.record_id(d.id))),
                         ("title", json!(d.last.title)),
                         ("pipeline", json!(self.pipelines[d.last.pipeline].name)),
                         ("stage", json!(self.stage_of(d).name)),

@@ -27,6 +27,8 @@ pub enum Version {
     HubSpot,
     /// A Zoho CRM channel notification with the changed values.
     Zoho,
+    /// A Dynamics 365 webhook step's `RemoteExecutionContext`.
+    Dynamics,
 }
 
 /// How deliveries arrive. Shares are fractions of all changes (of HubSpot's
@@ -133,12 +135,72 @@ impl World {
         }
     }
 
+    /// The deliveries of a platform that sends each change on its own,
+    /// `render` giving the body of a change (the `index`th) of one of its
+    /// accounts (`None` for the others'), in arrival order: each change
+    /// once, some again (`duplicates` and `retries`: the same body sent
+    /// again), some after their record's next change (`late`).
+    pub(crate) fn each_change_delivered(
+        &self,
+        habits: &Habits,
+        seed: u64,
+        version: Version,
+        render: impl Fn(usize, &Change) -> Option<Vec<u8>>,
+    ) -> Vec<Delivery> {
+        let mut rng = StdRng::seed_from_u64(self.config.seed ^ seed);
+        let mut out: Vec<Delivery> = Vec::new();
+        // Deliveries held back until their record's next change goes out,
+        // by record (tenant, id).
+        let mut held: Vec<((usize, i64), Delivery)> = Vec::new();
+        for (index, change) in self.changes.iter().enumerate() {
+            let Some(body) = render(index, change) else {
+                continue;
+            };
+            let record = (
+                change.tenant,
+                change.object_id(&self.tenants[change.tenant]),
+            );
+            let delivery = Delivery {
+                tenant: change.tenant,
+                change: index,
+                version,
+                attempt: 1,
+                body,
+            };
+            let again = rng.random_bool(habits.duplicates + habits.retries);
+            let late = change.action != Action::Added && rng.random_bool(habits.late);
+            let again = again.then(|| Delivery {
+                attempt: 2,
+                ..delivery.clone()
+            });
+            // A held delivery of the same record goes out after this one.
+            let (ready, waiting): (Vec<_>, Vec<_>) = held
+                .into_iter()
+                .partition(|(held_record, _)| *held_record == record);
+            held = waiting;
+            if late {
+                held.push((record, delivery));
+            } else {
+                out.push(delivery);
+            }
+            out.extend(
+                ready
+                    .into_iter()
+                    .map(|(_, d)| Delivery { change: index, ..d }),
+            );
+            out.extend(again);
+        }
+        out.extend(held.into_iter().map(|(_, d)| d));
+        out
+    }
+
     /// Every delivery the platforms make for the world, in arrival order
     /// (each platform's habits kept, their streams interleaved by time).
     pub fn deliveries(&self, habits: &Habits) -> Vec<Delivery> {
         let mut streams = vec![self.pipedrive_deliveries(habits)];
         streams.extend(self.hubspot_deliveries(habits));
         streams.push(self.zoho_deliveries(habits));
+        streams.push(self.dynamics_deliveries(habits));
         interleave(streams)
     }
 
@@ -151,6 +213,16 @@ impl World {
             Platform::Pipedrive => format!("/webhooks/pipedrive/{}", tenant.name),
             Platform::HubSpot => "/webhooks/hubspot".to_owned(),
             Platform::Zoho => format!("/webhooks/zoho/{}", tenant.name),
+            // The registration's `WebhookKey` travels as `code`.
+            Platform::Dynamics => match &tenant.crm {
+                CrmAccount::Dynamics(account) => {
+                    format!(
+                        "/webhooks/dynamics/{}?code={}",
+                        tenant.name, account.webhook_key
+                    )
+                }
+                _ => unreachable!("a Dynamics tenant has a Dynamics account"),
+            },
         }
     }
 
@@ -191,7 +263,7 @@ impl World {
                     (signature::SIGNATURE_VERSION_HEADER, "v1".to_owned()),
                 ]);
             }
-            CrmAccount::Zoho(_) => {}
+            CrmAccount::Zoho(_) | CrmAccount::Dynamics(_) => {}
         }
         headers
     }
@@ -314,7 +386,7 @@ impl World {
                     "event": format!("{}.{object}", change.action.word())
                 })
             }
-            Version::V2 | Version::HubSpot | Version::Zoho => {
+            Version::V2 | Version::HubSpot | Version::Zoho | Version::Dynamics => {
                 let action = match change.action {
                     Action::Added => "create",
                     Action::Updated | Action::Merged | Action::Restored => "change",
@@ -434,7 +506,7 @@ fn changed_fields(before: &Value, after: &Value) -> Value {
 fn time(version: Version, seconds: i64) -> String {
     match version {
         Version::V1 => v1_time(seconds),
-        Version::V2 | Version::HubSpot | Version::Zoho => iso(seconds),
+        Version::V2 | Version::HubSpot | Version::Zoho | Version::Dynamics => iso(seconds),
     }
 }
 
@@ -473,7 +545,7 @@ fn deal_snapshot(
             snapshot[CAMPAIGN_FIELD] = json!(deal.campaign);
             snapshot
         }
-        Version::V2 | Version::HubSpot | Version::Zoho => json!({
+        Version::V2 | Version::HubSpot | Version::Zoho | Version::Dynamics => json!({
             "id": deal.id, "title": state.title, "creator_user_id": deal.owner.0, "owner_id": deal.owner.0,
             "value": state.value, "person_id": person.id, "org_id": org.id, "stage_id": stage.numeric_id(),
             "pipeline_id": pipeline.numeric_id(), "currency": deal.currency, "add_time": t(deal.add_time),
@@ -511,7 +583,7 @@ fn activity_snapshot(
             "active_flag": true, "update_time": t(state.update_time), "update_user_id": state.user.0,
             "created_by_user_id": state.user.0, "owner_name": state.user.1
         }),
-        Version::V2 | Version::HubSpot | Version::Zoho => json!({
+        Version::V2 | Version::HubSpot | Version::Zoho | Version::Dynamics => json!({
             "id": activity.id, "subject": state.subject, "type": state.kind, "owner_id": state.user.0,
             "creator_user_id": state.user.0, "is_deleted": false, "add_time": t(activity.add_time),
             "update_time": t(state.update_time), "deal_id": deal_id, "lead_id": null, "person_id": person_id,
@@ -548,7 +620,7 @@ fn person_snapshot(
             "phone": entries(state.phone.as_deref()), "active_flag": true, "visible_to": "3",
             "org_name": tenant.organizations[person.org].last.name, "owner_name": person.owner.1
         }),
-        Version::V2 | Version::HubSpot | Version::Zoho => json!({
+        Version::V2 | Version::HubSpot | Version::Zoho | Version::Dynamics => json!({
             "emails": entries(Some(&person.email)), "phones": entries(state.phone.as_deref()),
             "is_deleted": false, "visible_to": 3, "label_ids": [], "custom_fields": {}
         }),
@@ -578,7 +650,7 @@ fn organization_snapshot(
             snapshot[INDUSTRY_FIELD] = json!(state.industry.to_string());
             snapshot
         }
-        Version::V2 | Version::HubSpot | Version::Zoho => json!({
+        Version::V2 | Version::HubSpot | Version::Zoho | Version::Dynamics => json!({
             "id": org.id, "name": state.name, "owner_id": org.owner.0, "add_time": t(org.add_time),
             "update_time": t(at), "is_deleted": false, "visible_to": 3, "label_ids": [],
             "address": {"value": state.address},

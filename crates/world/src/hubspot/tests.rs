@@ -803,6 +803,7 @@ fn hubspot_tenants_are_configured_in_their_own_section() {
         hubspot_requests_per_10s: 190,
         public_url: "http://127.0.0.1:8080".into(),
         zoho_url: "http://127.0.0.1:9".into(),
+        dynamics_url: "http://127.0.0.1:9".into(),
     };
     let config = world.tenant_config(index, &apis);
     for line in [
@@ -849,14 +850,19 @@ fn the_same_seed_makes_the_same_hubspot_world() {
             .count()
     );
     assert_eq!(plain.distinct_events(), plain.changes.len());
-    let zoho = a
+    let one_each = a
         .changes
         .iter()
-        .filter(|c| a.tenants[c.tenant].platform() == Platform::Zoho)
+        .filter(|c| {
+            matches!(
+                a.tenants[c.tenant].platform(),
+                Platform::Zoho | Platform::Dynamics
+            )
+        })
         .count();
     assert_eq!(
         a.distinct_events(),
-        plain.changes.len() + a.hubspot_events().len() + zoho
+        plain.changes.len() + a.hubspot_events().len() + one_each
     );
 }
 

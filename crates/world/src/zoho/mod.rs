@@ -19,8 +19,6 @@
 //! Zoho's activities (tasks, calls, events) are not taken by the source:
 //! the world's Zoho orgs have none.
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 use tributary_fake_apis::zoho::ZohoState;
 
@@ -298,52 +296,13 @@ impl World {
     /// change once, some again (`duplicates` and `retries`: Zoho sends the
     /// same notification), some after the record's next change (`late`).
     pub(crate) fn zoho_deliveries(&self, habits: &Habits) -> Vec<Delivery> {
-        let mut rng = StdRng::seed_from_u64(self.config.seed ^ 0x2040_C4A7);
-        let mut out: Vec<Delivery> = Vec::new();
-        // Deliveries held back until their record's next change goes out,
-        // by record (tenant, id).
-        let mut held: Vec<((usize, i64), Delivery)> = Vec::new();
-        for (index, change) in self.changes.iter().enumerate() {
-            let tenant = &self.tenants[change.tenant];
-            let CrmAccount::Zoho(account) = &tenant.crm else {
-                continue;
-            };
-            let Some(body) = self.zoho_body(account, change) else {
-                continue;
-            };
-            let record = (change.tenant, change.object_id(tenant));
-            let delivery = Delivery {
-                tenant: change.tenant,
-                change: index,
-                version: Version::Zoho,
-                attempt: 1,
-                body,
-            };
-            let again = rng.random_bool(habits.duplicates + habits.retries);
-            let late = change.action != Action::Added && rng.random_bool(habits.late);
-            let again = again.then(|| Delivery {
-                attempt: 2,
-                ..delivery.clone()
-            });
-            // A held notification of the same record goes out after this one.
-            let (ready, waiting): (Vec<_>, Vec<_>) = held
-                .into_iter()
-                .partition(|(held_record, _)| *held_record == record);
-            held = waiting;
-            if late {
-                held.push((record, delivery));
-            } else {
-                out.push(delivery);
-            }
-            out.extend(
-                ready
-                    .into_iter()
-                    .map(|(_, d)| Delivery { change: index, ..d }),
-            );
-            out.extend(again);
-        }
-        out.extend(held.into_iter().map(|(_, d)| d));
-        out
+        self.each_change_delivered(habits, 0x2040_C4A7, Version::Zoho, |_, change| match &self
+            .tenants[change.tenant]
+            .crm
+        {
+            CrmAccount::Zoho(account) => self.zoho_body(account, change),
+            _ => None,
+        })
     }
 
     /// `[tenants.<name>.zoho]` of a Zoho org, its API at `api_url`.

@@ -1,10 +1,7 @@
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
-use bytes::Bytes;
 use serde_json::{Value, json};
-use tributary_envelope::{EventKeys, RawEvent};
-use tributary_model::{Context, Mapping, Record};
-use tributary_sources::WebhookSource;
+use tributary_model::Record;
 use tributary_sources::zoho::enrich::ZohoEnricher;
 use tributary_sources::zoho::mapping::ZohoMapping;
 use tributary_sources::zoho::{Zoho, tenant_settings};
@@ -34,57 +31,17 @@ fn mapped(world: &World, deliveries: &[Delivery]) -> HashMap<String, (usize, Vec
         tenant.name.clone(),
         tenant_settings(&section).expect("settings"),
     )]));
-    let (uri, headers) = (
-        http::Uri::from_static("/webhooks/zoho/delta"),
-        http::HeaderMap::new(),
-    );
-    let mut events = HashMap::new();
-    for delivery in deliveries {
-        let body = Bytes::from(delivery.body.clone());
-        let request = tributary_sources::WebhookRequest {
-            method: &http::Method::POST,
-            uri: &uri,
-            headers: &headers,
-            body: &body,
-        };
-        source
-            .authenticate(&tenant.name, &request)
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let split = source
-            .split(&tenant.name, &request)
-            .unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&body)));
-        assert_eq!(split.events.len(), 1, "one record per notification");
-        for event in split.events {
-            let keys = event.keys;
-            let raw = RawEvent {
-                tenant: tenant.name.clone(),
-                source: "zoho".into(),
-                event_id: keys.event_id.clone(),
-                received_at_micros: 1,
-                body: event.body,
-                keys: Some(EventKeys {
-                    payload_version: keys.payload_version,
-                    object: keys.object,
-                    object_id: keys.object_id,
-                    action: keys.action,
-                    attempt: 1,
-                    occurred_at_micros: keys.occurred_at_micros,
-                }),
-                ..RawEvent::default()
-            };
-            let (flat, _) = enricher.flat_event(&raw).expect("enriched");
-            let fields = flat.into_map().expect("unique fields");
-            let context = Context {
-                tenant: &tenant.name,
-                source: "zoho",
-                received_at_micro: 1,
-                missing: &[],
-            };
-            let records = ZohoMapping.map(&context, &fields).expect("mapped").records;
-            events.insert(keys.event_id, (delivery.change, records));
-        }
-    }
-    events
+    tests::through_the_pipeline(
+        tenant,
+        &source,
+        "/webhooks/zoho/delta",
+        deliveries,
+        |raw| {
+            let (flat, _) = enricher.flat_event(raw).expect("enriched");
+            flat.into_map().expect("unique fields")
+        },
+        &ZohoMapping,
+    )
 }
 
 #[test]
@@ -109,37 +66,9 @@ fn every_change_is_one_event_the_collector_takes_however_often_it_arrives() {
 fn the_stage_entries_the_pipeline_records_are_the_worlds() {
     let world = world();
     let tenant = &world.tenants[0];
-    let open: HashSet<&str> = tenant.pipelines[0]
-        .stages
-        .iter()
-        .map(|s| s.id.as_str())
-        .collect();
-    let mut recorded: Vec<(String, String, i64)> =
-        mapped(&world, &world.deliveries(&Habits::none()))
-            .into_values()
-            .flat_map(|(_, records)| records)
-            .filter_map(|r| match r {
-                Record::StageTransition(t) if open.contains(t.to_stage_id.as_str()) => {
-                    Some((t.deal.id, t.to_stage_id, t.entered_at_micro / 1_000_000))
-                }
-                _ => None,
-            })
-            .collect();
-    recorded.sort();
-    let mut entries: Vec<(String, String, i64)> = tenant
-        .deals
-        .iter()
-        .flat_map(|d| {
-            d.entries.iter().map(move |(p, s, at)| {
-                (
-                    d.id.to_string(),
-                    tenant.pipelines[*p].stages[*s].id.clone(),
-                    *at,
-                )
-            })
-        })
-        .collect();
-    entries.sort();
+    let recorded =
+        tests::recorded_entries(mapped(&world, &world.deliveries(&Habits::none())), tenant);
+    let entries = tests::world_entries(tenant);
     assert!(entries.len() > 100, "{}", entries.len());
     assert_eq!(recorded, entries);
     let reopened = tenant

@@ -1,0 +1,295 @@
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Value, json};
+use tributary_model::{DealStatus, Field, Record};
+use tributary_sources::dynamics::enrich::DynamicsEnricher;
+use tributary_sources::dynamics::mapping::DynamicsMapping;
+use tributary_sources::dynamics::{Dynamics, tenant_settings};
+
+use crate::*;
+
+/// The small world's Dynamics organization.
+fn world() -> World {
+    World::generate(WorldConfig::small(7).only(Platform::Dynamics))
+}
+
+fn account(tenant: &Tenant) -> &DynamicsAccount {
+    match &tenant.crm {
+        CrmAccount::Dynamics(account) => account,
+        _ => panic!("a Dynamics organization"),
+    }
+}
+
+fn section(tenant: &Tenant) -> Value {
+    let account = account(tenant);
+    json!({"organization_id": account.organization_id, "secret": account.webhook_key,
+        "currency": tenant.home_currency})
+}
+
+/// Every delivery through the collector's Dynamics source and the enricher
+/// (without the Web API) into the mapping: each distinct event's records.
+fn mapped(world: &World, deliveries: &[Delivery]) -> HashMap<String, (usize, Vec<Record>)> {
+    let tenant = &world.tenants[0];
+    let section = section(tenant);
+    let source = Dynamics::from_sections(vec![(tenant.name.as_str(), &section)]).expect("settings");
+    let enricher = DynamicsEnricher::new(BTreeMap::from([(
+        tenant.name.clone(),
+        tenant_settings(&section).expect("settings"),
+    )]));
+    let path = world.delivery_path(&deliveries[0]);
+    tests::through_the_pipeline(
+        tenant,
+        &source,
+        &path,
+        deliveries,
+        |raw| {
+            let (flat, _) = enricher.flat_event(raw).expect("enriched");
+            flat.into_map().expect("unique fields")
+        },
+        &DynamicsMapping,
+    )
+}
+
+fn bodies(world: &World) -> Vec<Value> {
+    world
+        .deliveries(&Habits::none())
+        .iter()
+        .map(|d| serde_json::from_slice(&d.body).expect("JSON"))
+        .collect()
+}
+
+/// A context's input parameter or image `key`.
+fn keyed<'a>(list: &'a Value, key: &str) -> Option<&'a Value> {
+    list.as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)
+        .map(|kv| &kv["value"])
+}
+
+fn attribute_names(entity: &Value) -> Vec<&str> {
+    entity["Attributes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|kv| kv["key"].as_str())
+        .collect()
+}
+
+#[test]
+fn every_change_is_one_event_the_collector_takes_however_often_it_arrives() {
+    let world = world();
+    let deliveries = world.deliveries(&Habits::default());
+    assert!(deliveries.iter().all(|d| d.version == Version::Dynamics));
+    assert!(
+        deliveries.len() > world.changes.len(),
+        "some contexts arrive twice"
+    );
+    let late = deliveries
+        .windows(2)
+        .any(|w| w[0].change > w[1].change && w[0].attempt == 1 && w[1].attempt == 1);
+    assert!(late, "some arrive after a later change");
+    let events = mapped(&world, &deliveries);
+    assert_eq!(events.len(), world.changes.len(), "one event per change");
+    assert_eq!(world.distinct_events(), world.changes.len());
+    assert!(world.tenants[0].activities.is_empty());
+}
+
+#[test]
+fn the_stage_entries_the_pipeline_records_are_the_worlds() {
+    let world = world();
+    let tenant = &world.tenants[0];
+    let recorded =
+        tests::recorded_entries(mapped(&world, &world.deliveries(&Habits::none())), tenant);
+    let entries = tests::world_entries(tenant);
+    assert!(entries.len() > 100, "{}", entries.len());
+    assert_eq!(recorded, entries);
+}
+
+#[test]
+fn the_deals_the_pipeline_maps_end_as_the_worlds() {
+    let world = world();
+    let tenant = &world.tenants[0];
+    // The newest version of each deal's known fields, in delivery order
+    // with late ones (versions decide, as in ClickHouse).
+    let mut deals: HashMap<String, (i64, Field<DealStatus>, Field<String>, bool)> = HashMap::new();
+    let mut events: Vec<(usize, Vec<Record>)> =
+        mapped(&world, &world.deliveries(&Habits::default()))
+            .into_values()
+            .collect();
+    events.sort_by_key(|(change, _)| *change);
+    for record in events.into_iter().flat_map(|(_, records)| records) {
+        let Record::Deal(deal) = record else {
+            continue;
+        };
+        let entry = deals.entry(deal.key.id.clone()).or_insert((
+            i64::MIN,
+            Field::Unknown,
+            Field::Unknown,
+            false,
+        ));
+        if deal.version.at_micro < entry.0 {
+            continue;
+        }
+        entry.0 = deal.version.at_micro;
+        if deal.status.is_known() {
+            entry.1 = deal.status.clone();
+        }
+        if deal.stage_id.is_known() {
+            entry.2 = deal.stage_id.clone();
+        }
+        entry.3 = deal.deleted.value() == Some(&true);
+    }
+    assert_eq!(deals.len(), tenant.deals.len());
+    for deal in &tenant.deals {
+        let (_, status, stage, deleted) = &deals[&tenant.record_id(deal.id)];
+        assert_eq!(*deleted, deal.deleted, "{}", deal.id);
+        if deal.deleted {
+            continue;
+        }
+        let want = match deal.last.status {
+            "won" => DealStatus::Won,
+            "lost" => DealStatus::Lost,
+            _ => DealStatus::Open,
+        };
+        assert_eq!(*status, Field::Value(want), "{}", deal.id);
+        let pipeline = &tenant.pipelines[deal.last.pipeline];
+        assert_eq!(
+            *stage,
+            Field::Value(pipeline.stages[deal.last.stage].id.clone())
+        );
+    }
+}
+
+#[test]
+fn contexts_carry_what_each_step_is_registered_with() {
+    let world = world();
+    let bodies = bodies(&world);
+    let opportunities: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| b["PrimaryEntityName"] == "opportunity")
+        .collect();
+    let message = |name: &'static str| {
+        opportunities
+            .iter()
+            .filter(move |b| b["MessageName"] == name)
+    };
+    // A create and an update carry the post image of every attribute; an
+    // update's target only what it set.
+    for body in message("Create").chain(message("Update")) {
+        let image = keyed(&body["PostEntityImages"], "PostImage").expect("a post image");
+        for name in [
+            "name",
+            "estimatedvalue",
+            "transactioncurrencyid",
+            "statecode",
+            "stepname",
+            "ownerid",
+            "modifiedon",
+        ] {
+            assert!(attribute_names(image).contains(&name), "{name}");
+        }
+    }
+    let moves = message("Update")
+        .filter(|b| {
+            let target = keyed(&b["InputParameters"], "Target").expect("a target");
+            attribute_names(target).contains(&"stepname")
+        })
+        .count();
+    let others = message("Update")
+        .filter(|b| {
+            let target = keyed(&b["InputParameters"], "Target").expect("a target");
+            !attribute_names(target).contains(&"stepname")
+        })
+        .count();
+    assert!(moves > 50 && others > 10, "{moves} {others}");
+    // A win or a loss carries its close, on a date; the ids are GUIDs.
+    let wins: Vec<&&Value> = message("Win").collect();
+    assert!(!wins.is_empty() && message("Lose").count() > 0);
+    for win in wins {
+        let close = keyed(&win["InputParameters"], "OpportunityClose").expect("a close");
+        let end = keyed(&close["Attributes"], "actualend")
+            .and_then(Value::as_str)
+            .expect("actualend");
+        let ms: i64 = end
+            .trim_start_matches("/Date(")
+            .trim_end_matches(")/")
+            .parse()
+            .expect("milliseconds");
+        assert_eq!(ms % (DAY * 1_000), 0, "closed on a date: {end}");
+        assert_eq!(
+            keyed(&win["InputParameters"], "Status").expect("a status")["Value"],
+            3
+        );
+        assert!(
+            tributary_sources::dynamics::context::guid(win["PrimaryEntityId"].as_str().unwrap())
+                .is_some()
+        );
+    }
+    assert!(message("Delete").count() > 0);
+    // Accounts' and contacts' steps have no image.
+    assert!(
+        bodies
+            .iter()
+            .filter(|b| b["PrimaryEntityName"] != "opportunity")
+            .all(|b| b["PostEntityImages"] == json!([]))
+    );
+    assert!(bodies.iter().any(|b| b["PrimaryEntityName"] == "contact"));
+}
+
+#[tokio::test]
+async fn every_opportunitys_currency_comes_from_the_fake_web_api() {
+    let world = world();
+    let tenant = &world.tenants[0];
+    let fake = tributary_fake_apis::dynamics::FakeDataverse::start(
+        world.dynamics_state().expect("a Dynamics organization"),
+    )
+    .await
+    .expect("fake Dataverse");
+    let mut section = section(tenant);
+    section["web_api_url"] = json!(fake.base_url());
+    section["access_token"] = json!(account(tenant).access_token);
+    let settings = tributary_enrichment::EnrichmentSettings::default();
+    let enricher =
+        tributary_sources::dynamics::enrich::build(&tributary_sources::EnricherContext {
+            tenants: vec![(tenant.name.as_str(), &section)],
+            settings: &settings,
+            http: reqwest::Client::new(),
+            email: None,
+        })
+        .expect("settings");
+    let source = Dynamics::from_sections(vec![(tenant.name.as_str(), &section)]).expect("settings");
+    let creates: Vec<Delivery> = world
+        .deliveries(&Habits::none())
+        .into_iter()
+        .filter(|d| {
+            matches!(
+                world.changes[d.change].subject,
+                Subject::Deal { before: None, .. }
+            )
+        })
+        .collect();
+    let raws = tests::raw_events(tenant, &source, &world.delivery_path(&creates[0]), &creates);
+    let mut currencies = std::collections::BTreeSet::new();
+    for (change, raw) in raws {
+        let enriched = enricher.enrich(&raw).await.expect("enriched");
+        assert!(enriched.complete, "{:?}", enriched.missing);
+        let fields: serde_json::Map<String, Value> =
+            serde_json::from_slice(&enriched.payload).expect("JSON");
+        let Subject::Deal { deal, .. } = &world.changes[change].subject else {
+            unreachable!("a deal's create");
+        };
+        let want = tenant.deals[*deal].currency;
+        assert_eq!(fields["event_currency"], want);
+        currencies.insert(want);
+    }
+    assert!(
+        currencies.len() > 2,
+        "deals in several currencies: {currencies:?}"
+    );
+    assert_eq!(
+        fake.state()
+            .calls_to("/api/data/v9.2/transactioncurrencies"),
+        1,
+        "the currencies are read once"
+    );
+}
