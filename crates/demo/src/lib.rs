@@ -165,11 +165,17 @@ impl Pipeline {
         hubspot_state.behaviour.flaky_every = options.api_flaky_every;
         let hubspot = FakeHubSpot::start(hubspot_state).await?;
         let zoho = match world.zoho_state() {
-            Some(state) => Some(FakeZoho::start(state).await?),
+            Some(mut state) => {
+                state.behaviour.flaky_every = options.api_flaky_every;
+                Some(FakeZoho::start(state).await?)
+            }
             None => None,
         };
         let dynamics = match world.dynamics_state() {
-            Some(state) => Some(FakeDataverse::start(state).await?),
+            Some(mut state) => {
+                state.behaviour.flaky_every = options.api_flaky_every;
+                Some(FakeDataverse::start(state).await?)
+            }
             None => None,
         };
         let mut verifier_state = EmailVerifierState::with_key(VERIFIER_KEY);

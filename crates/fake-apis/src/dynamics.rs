@@ -14,7 +14,9 @@
 //!   bearer token with `expires_in`.
 //!
 //! A request without an issued or configured token gets `401` with
-//! `WWW-Authenticate: Bearer`.
+//! `WWW-Authenticate: Bearer`; [`Behaviour`] adds outages and the
+//! occasional `503` or `429` with `Retry-After` (Dataverse's service
+//! protection).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -28,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
-use crate::{Call, Running, serve};
+use crate::{Behaviour, Call, Gate, Running, gate, serve};
 
 /// An application user's registration in Entra ID.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +53,10 @@ pub struct DataverseState {
     pub tokens: HashSet<String>,
     pub app: Option<EntraApp>,
     pub calls: Vec<Call>,
+    /// Outages, storms and occasional failures of the Web API's routes.
+    pub behaviour: Behaviour,
+    /// Recent request times (for the behaviour's limits).
+    pub window: Vec<Instant>,
 }
 
 impl DataverseState {
@@ -103,8 +109,13 @@ async fn resource(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
+    let state = &mut *state;
+    if let Gate::Refuse(refused) = gate(&mut state.behaviour, &mut state.window) {
+        log(state, path, refused.status());
+        return refused;
+    }
     if !state.tokens.contains(token) {
-        log(&mut state, path, StatusCode::UNAUTHORIZED);
+        log(state, path, StatusCode::UNAUTHORIZED);
         return (
             StatusCode::UNAUTHORIZED,
             [("www-authenticate", "Bearer authorization_uri=https://login.microsoftonline.com/common/oauth2/authorize")],
@@ -112,7 +123,7 @@ async fn resource(
             .into_response();
     }
     if resource == "WhoAmI" {
-        log(&mut state, path, StatusCode::OK);
+        log(state, path, StatusCode::OK);
         return Json(json!({
             "@odata.context": "https://acme.crm.dynamics.com/api/data/v9.2/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
             "BusinessUnitId": "6b0c5f2a-3c1b-4f0e-9a57-2b8d3c1e0a00",
@@ -130,7 +141,7 @@ async fn resource(
             .filter(|((set, _), _)| *set == resource)
             .map(|(_, record)| Value::Object(plain(record.clone())))
             .collect();
-        log(&mut state, path, StatusCode::OK);
+        log(state, path, StatusCode::OK);
         return Json(json!({
             "@odata.context": format!("https://acme.crm.dynamics.com/api/data/v9.2/$metadata#{resource}"),
             "value": value,
@@ -141,7 +152,7 @@ async fn resource(
         .strip_suffix(')')
         .and_then(|rest| rest.split_once('('))
     else {
-        log(&mut state, path, StatusCode::NOT_FOUND);
+        log(state, path, StatusCode::NOT_FOUND);
         return (
             StatusCode::NOT_FOUND,
             Json(json!({"error": {"code": "0x8006088a", "message": format!("Resource not found for the segment '{resource}'.")}})),
@@ -149,7 +160,7 @@ async fn resource(
             .into_response();
     };
     let Some(record) = state.records.get(&(set.to_owned(), id.to_owned())).cloned() else {
-        log(&mut state, path, StatusCode::NOT_FOUND);
+        log(state, path, StatusCode::NOT_FOUND);
         return (
             StatusCode::NOT_FOUND,
             Json(json!({"error": {"code": "0x80040217", "message": format!("{set} With Id = {id} Does Not Exist")}})),
@@ -167,7 +178,7 @@ async fn resource(
             "https://acme.crm.dynamics.com/api/data/v9.2/$metadata#{set}/$entity"
         )),
     );
-    log(&mut state, path, StatusCode::OK);
+    log(state, path, StatusCode::OK);
     Json(Value::Object(body)).into_response()
 }
 

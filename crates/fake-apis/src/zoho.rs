@@ -15,7 +15,8 @@
 //!   does, with `200` and `{"error": "invalid_code"}`.
 //!
 //! Requests must carry `Authorization: Zoho-oauthtoken <token>`; otherwise
-//! `401` with `{"code": "INVALID_TOKEN", ...}`.
+//! `401` with `{"code": "INVALID_TOKEN", ...}`. [`Behaviour`] adds outages
+//! and the occasional `503` or `429` with `Retry-After`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
-use crate::{Call, Running, serve};
+use crate::{Behaviour, Call, Gate, Running, gate, serve};
 
 /// A self client registered in the developer console.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +52,10 @@ pub struct ZohoState {
     pub channels: Vec<Value>,
     pub client: Option<ZohoClient>,
     pub calls: Vec<Call>,
+    /// Outages, storms and occasional failures of the CRM API's routes.
+    pub behaviour: Behaviour,
+    /// Recent request times (for the behaviour's limits).
+    pub window: Vec<Instant>,
 }
 
 impl ZohoState {
@@ -98,6 +103,20 @@ fn log(state: &mut ZohoState, path: String, status: StatusCode) {
     });
 }
 
+/// The behaviour's and the token's verdict on a request to `path`: the
+/// refusal (logged), or `None` to answer it.
+fn refused(state: &mut ZohoState, headers: &HeaderMap, path: &str) -> Option<Response> {
+    if let Gate::Refuse(refused) = gate(&mut state.behaviour, &mut state.window) {
+        log(state, path.to_owned(), refused.status());
+        return Some(refused);
+    }
+    if !authorized(state, headers) {
+        log(state, path.to_owned(), StatusCode::UNAUTHORIZED);
+        return Some(invalid_token());
+    }
+    None
+}
+
 fn authorized(state: &ZohoState, headers: &HeaderMap) -> bool {
     headers
         .get("authorization")
@@ -122,9 +141,8 @@ async fn record(
 ) -> Response {
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     let path = format!("/crm/v8/{module}/{id}");
-    if !authorized(&state, &headers) {
-        log(&mut state, path, StatusCode::UNAUTHORIZED);
-        return invalid_token();
+    if let Some(refusal) = refused(&mut state, &headers, &path) {
+        return refusal;
     }
     let Some(stored) = state.records.get(&(module.clone(), id.clone())).cloned() else {
         log(&mut state, path, StatusCode::NO_CONTENT);
@@ -146,9 +164,8 @@ async fn record(
 async fn channels(State(state): State<Shared>, headers: HeaderMap) -> Response {
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     let path = "/crm/v8/actions/watch".to_owned();
-    if !authorized(&state, &headers) {
-        log(&mut state, path, StatusCode::UNAUTHORIZED);
-        return invalid_token();
+    if let Some(refusal) = refused(&mut state, &headers, &path) {
+        return refusal;
     }
     log(&mut state, path, StatusCode::OK);
     Json(json!({"watch": state.channels})).into_response()
@@ -161,9 +178,8 @@ async fn update_channels(
 ) -> Response {
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     let path = "/crm/v8/actions/watch (PATCH)".to_owned();
-    if !authorized(&state, &headers) {
-        log(&mut state, path, StatusCode::UNAUTHORIZED);
-        return invalid_token();
+    if let Some(refusal) = refused(&mut state, &headers, &path) {
+        return refusal;
     }
     let mut answers = Vec::new();
     for update in body["watch"].as_array().cloned().unwrap_or_default() {
@@ -190,9 +206,8 @@ async fn fields(
 ) -> Response {
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     let path = "/crm/v8/settings/fields".to_owned();
-    if !authorized(&state, &headers) {
-        log(&mut state, path, StatusCode::UNAUTHORIZED);
-        return invalid_token();
+    if let Some(refusal) = refused(&mut state, &headers, &path) {
+        return refusal;
     }
     if params.get("module").map(String::as_str) != Some("Deals") {
         log(&mut state, path, StatusCode::BAD_REQUEST);
@@ -212,9 +227,8 @@ async fn fields(
 
 async fn users(State(state): State<Shared>, headers: HeaderMap) -> Response {
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-    if !authorized(&state, &headers) {
-        log(&mut state, "/crm/v8/users".into(), StatusCode::UNAUTHORIZED);
-        return invalid_token();
+    if let Some(refusal) = refused(&mut state, &headers, "/crm/v8/users") {
+        return refusal;
     }
     log(&mut state, "/crm/v8/users".into(), StatusCode::OK);
     Json(json!({"users": [{"full_name": "Ada Rep", "id": "5725767000000411001"}]})).into_response()

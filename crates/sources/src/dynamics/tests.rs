@@ -687,6 +687,22 @@ mod web_api {
             )]
         );
         assert_eq!(fake.state().calls_to("/api/data/v9.2/opportunities("), 1);
+
+        // A Web API that answers every other request with a 503 or a 429
+        // (`Retry-After: 1`), starting with this read, is waited out.
+        let flaky = self::fake().await;
+        flaky.state().behaviour.flaky_every = Some(2);
+        flaky.state().behaviour.seen = 1;
+        let enricher = self::enricher(&flaky, "app-secret");
+        let enriched = enricher.enrich(&win).await.expect("enriched");
+        assert!(enriched.complete, "{:?}", enriched.missing);
+        let refused = flaky
+            .state()
+            .calls
+            .iter()
+            .filter(|c| c.status == 429 || c.status == 503)
+            .count();
+        assert!(refused >= 1, "{:?}", flaky.state().calls);
     }
 
     const EURO: &str = "2b7e1f0a-91c4-4c6e-8f6b-0d3c5a9e4e01";
