@@ -245,8 +245,10 @@ async fn salesforce_run(args: &Args, every_field: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Dataverse webhook contexts of opportunity updates, every 20th stripped
-/// for size (`x-ms-dynamics-msg-size-exceeded`), which the enricher reads.
+/// Dataverse webhook contexts of opportunity updates naming their currency
+/// (read once), every 20th stripped for size
+/// (`x-ms-dynamics-msg-size-exceeded`, its record read) and every 10th a
+/// `Win` (no image: the stage it closes in read).
 async fn dynamics(args: &Args) -> anyhow::Result<()> {
     const ORG: &str = "9f2a1c34-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
     const TOKEN: &str = "bench-dataverse-token";
@@ -265,6 +267,12 @@ async fn dynamics(args: &Args) -> anyhow::Result<()> {
             }),
         );
     }
+    const EURO: &str = "2b7e1f0a-91c4-4c6e-8f6b-0d3c5a9e4e01";
+    state.put(
+        "transactioncurrencies",
+        EURO,
+        json!({"transactioncurrencyid": EURO, "isocurrencycode": "EUR"}),
+    );
     let api = FakeDataverse::start(state).await?;
     let section = json!({
         "organization_id": ORG, "secret": "bench-key", "currency": "GBP",
@@ -282,15 +290,35 @@ async fn dynamics(args: &Args) -> anyhow::Result<()> {
                     {"key": "estimatedvalue", "value": {"__type": "Money:http://schemas.microsoft.com/xrm/2011/Contracts", "Value": 1000.0}},
                     {"key": "statecode", "value": {"__type": "OptionSetValue:http://schemas.microsoft.com/xrm/2011/Contracts", "Value": 0}},
                     {"key": "stepname", "value": "2-Develop"},
+                    {"key": "transactioncurrencyid", "value": {"__type": "EntityReference:http://schemas.microsoft.com/xrm/2011/Contracts", "Id": EURO, "LogicalName": "transactioncurrency", "Name": "Euro"}},
                     {"key": "modifiedon", "value": format!("/Date({modified})/")}
                 ],
                 "Id": id, "LogicalName": "opportunity", "FormattedValues": [], "KeyAttributes": [], "RelatedEntities": []
             });
             let stripped = n % 20 == 19;
+            let win = n % 10 == 4;
+            let close = json!([
+                {"key": "OpportunityClose", "value": {
+                    "__type": "Entity:http://schemas.microsoft.com/xrm/2011/Contracts", "LogicalName": "opportunityclose",
+                    "Id": "00000000-0000-0000-0000-000000000000",
+                    "Attributes": [
+                        {"key": "opportunityid", "value": {"__type": "EntityReference:http://schemas.microsoft.com/xrm/2011/Contracts", "Id": id, "LogicalName": "opportunity", "Name": null}},
+                        {"key": "actualend", "value": format!("/Date({modified})/")}
+                    ]
+                }},
+                {"key": "Status", "value": {"__type": "OptionSetValue:http://schemas.microsoft.com/xrm/2011/Contracts", "Value": 3}}
+            ]);
+            let parameters = if stripped {
+                json!([])
+            } else if win {
+                close
+            } else {
+                json!([{"key": "Target", "value": target}])
+            };
             let context = json!({
                 "CorrelationId": "39499111-e689-4be4-9d3a-7f5f0a5a8e2c", "Depth": 1,
-                "InputParameters": if stripped { json!([]) } else { json!([{"key": "Target", "value": target}]) },
-                "MessageName": "Update", "Mode": 1,
+                "InputParameters": parameters,
+                "MessageName": if win { "Win" } else { "Update" }, "Mode": 1,
                 "OperationCreatedOn": format!("/Date({modified}+0000)/"),
                 "OperationId": format!("c8a1b2d3-e4f5-4a6b-9c7d-{n:012}"),
                 "OrganizationId": ORG, "OrganizationName": "contoso", "OutputParameters": [],
@@ -308,7 +336,7 @@ async fn dynamics(args: &Args) -> anyhow::Result<()> {
     let run = enrich_all("dynamics", &section, "?code=bench-key", &deliveries).await?;
     run.row(
         "Dynamics 365",
-        "webhook contexts, one in 20 stripped for size (its record read)",
+        "webhook contexts naming their currency, one in 20 stripped for size (its record read), one in 10 a Win (its stage read)",
         api.state().calls.len(),
     );
     Ok(())
