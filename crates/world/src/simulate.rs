@@ -479,6 +479,9 @@ impl Simulation<'_> {
             }
             Platform::HubSpot => self.merge_duplicate_deals(&mut tenant),
         }
+        if self.platform == Platform::Zoho {
+            self.mass_update_deals(&mut tenant);
+        }
         for i in 0..spec.activities {
             self.activity(&mut tenant, ids.activity + i as i64);
         }
@@ -782,6 +785,48 @@ impl Simulation<'_> {
                     merged_from: Some(gone_id),
                 },
             );
+        }
+    }
+
+    /// Renames a few groups of live deals at once, as Zoho's Mass Update
+    /// does (one notification lists them all): four consecutive deals from
+    /// every 17th, renamed in one second after the latest change of any.
+    fn mass_update_deals(&mut self, tenant: &mut Tenant) {
+        for first in (5..tenant.deals.len().saturating_sub(4)).step_by(17) {
+            let group: Vec<usize> = (first..first + 4)
+                .filter(|&i| !tenant.deals[i].deleted)
+                .collect();
+            if group.len() < 2 {
+                continue;
+            }
+            let at = group
+                .iter()
+                .map(|&i| tenant.deals[i].last_at)
+                .max()
+                .unwrap_or_default()
+                + 3 * HOUR;
+            for index in group {
+                let deal = &mut tenant.deals[index];
+                let before = Some(deal.last.clone());
+                deal.last.title = format!("{} (key account)", deal.last.title);
+                deal.last.update_time = at;
+                deal.last_at = at;
+                let after = Some(deal.last.clone());
+                let user = deal.owner.0;
+                self.push(
+                    at,
+                    Action::Updated,
+                    user,
+                    Subject::Deal {
+                        deal: index,
+                        before,
+                        after,
+                        bulk: true,
+                        merged_to: None,
+                        merged_from: None,
+                    },
+                );
+            }
         }
     }
 

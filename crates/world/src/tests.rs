@@ -228,7 +228,6 @@ pub(crate) fn raw_events(
         let split = source
             .split(&tenant.name, &request)
             .unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&body)));
-        assert_eq!(split.events.len(), 1, "one record per delivery");
         for event in split.events {
             let keys = event.keys;
             raws.push((

@@ -9,7 +9,8 @@
 //!   `return_affected_field_values`, as the README advises, notifies each
 //!   insert, update and delete of a deal, account or contact with the
 //!   fields that changed, new values only (a lookup as `{id, name}`), at
-//!   Zoho's `server_time`. Zoho's habits: a notification sent again (the
+//!   Zoho's `server_time`; a Mass Update as one notification listing
+//!   every record it changed. Zoho's habits: a notification sent again (the
 //!   same one: duplicates and retries both) and one arriving after the
 //!   record's next (late).
 //! - The fake CRM API ([`World::zoho_state`]): the stage definitions (the
@@ -18,6 +19,8 @@
 //!
 //! Zoho's activities (tasks, calls, events) are not taken by the source:
 //! the world's Zoho orgs have none.
+
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 use tributary_fake_apis::zoho::ZohoState;
@@ -271,37 +274,87 @@ impl World {
         Some((module, operation, id, values))
     }
 
-    /// The body of a notification of `change` on `account`'s channel.
-    fn zoho_body(&self, account: &ZohoAccount, change: &Change) -> Option<Vec<u8>> {
-        let (module, operation, id, values) = self.zoho_notification(change)?;
+    /// The body of one notification on `account`'s channel of `changes`
+    /// (one operation on one module; several records in a mass update).
+    fn zoho_body(&self, account: &ZohoAccount, changes: &[&Change]) -> Option<Vec<u8>> {
+        let notifications: Vec<_> = changes
+            .iter()
+            .filter_map(|change| self.zoho_notification(change))
+            .collect();
+        let (module, operation, ..) = notifications.first()?;
+        let last = changes.last()?;
+        let ids: Vec<String> = notifications.iter().map(|n| n.2.to_string()).collect();
         let mut body = json!({
-            "server_time": change.at_micro / 1_000,
+            "server_time": last.at_micro / 1_000,
             "query_params": {},
             "module": module,
             "resource_uri": format!("https://www.zohoapis.com/crm/v2/{module}"),
-            "ids": [id.to_string()],
+            "ids": ids,
             "operation": operation,
             "channel_id": account.channel_id.parse::<u64>().ok(),
             "token": account.token,
         });
-        if operation != "delete" {
-            let fields: Vec<&String> = values.keys().collect();
-            body["affected_fields"] = json!([{ id.to_string(): fields }]);
-            body["affected_values"] = json!([{"record_id": id.to_string(), "values": values}]);
+        if *operation != "delete" {
+            let fields: Vec<Value> = notifications
+                .iter()
+                .map(|(_, _, id, values)| json!({ id.to_string(): values.keys().collect::<Vec<_>>() }))
+                .collect();
+            let values: Vec<Value> = notifications
+                .iter()
+                .map(|(_, _, id, values)| json!({"record_id": id.to_string(), "values": values}))
+                .collect();
+            body["affected_fields"] = json!(fields);
+            body["affected_values"] = json!(values);
         }
         Some(serde_json::to_vec(&body).expect("JSON"))
+    }
+
+    /// The mass updates among Zoho's changes: the deal updates of one
+    /// tenant in one second that are part of a bulk edit, by the index of
+    /// the last (their notification goes out with it).
+    fn zoho_mass_updates(&self) -> HashMap<usize, Vec<usize>> {
+        let mut groups: HashMap<(usize, i64), Vec<usize>> = HashMap::new();
+        for (index, change) in self.changes.iter().enumerate() {
+            let bulk = matches!(
+                change.subject,
+                Subject::Deal {
+                    bulk: true,
+                    before: Some(_),
+                    after: Some(_),
+                    ..
+                }
+            );
+            if bulk && matches!(self.tenants[change.tenant].crm, CrmAccount::Zoho(_)) {
+                groups
+                    .entry((change.tenant, change.at()))
+                    .or_default()
+                    .push(index);
+            }
+        }
+        groups
+            .into_values()
+            .map(|members| (*members.last().expect("a member"), members))
+            .collect()
     }
 
     /// Zoho's notifications for its orgs' changes, in arrival order: each
     /// change once, some again (`duplicates` and `retries`: Zoho sends the
     /// same notification), some after the record's next change (`late`).
     pub(crate) fn zoho_deliveries(&self, habits: &Habits) -> Vec<Delivery> {
-        self.each_change_delivered(habits, 0x2040_C4A7, Version::Zoho, |_, change| match &self
-            .tenants[change.tenant]
-            .crm
-        {
-            CrmAccount::Zoho(account) => self.zoho_body(account, change),
-            _ => None,
+        let mass_updates = self.zoho_mass_updates();
+        let in_mass_update: HashSet<usize> = mass_updates.values().flatten().copied().collect();
+        self.each_change_delivered(habits, 0x2040_C4A7, Version::Zoho, |index, change| {
+            let CrmAccount::Zoho(account) = &self.tenants[change.tenant].crm else {
+                return None;
+            };
+            match mass_updates.get(&index) {
+                Some(members) => {
+                    let changes: Vec<&Change> = members.iter().map(|&i| &self.changes[i]).collect();
+                    self.zoho_body(account, &changes)
+                }
+                None if in_mass_update.contains(&index) => None,
+                None => self.zoho_body(account, &[change]),
+            }
         })
     }
 

@@ -133,3 +133,33 @@ fn a_deals_insert_carries_its_lookups_and_an_update_only_what_changed() {
     );
     assert!(tenant.activities.is_empty(), "Zoho orgs have no activities");
 }
+
+#[test]
+fn a_mass_update_is_one_notification_of_several_records() {
+    let world = world();
+    let bodies: Vec<Value> = world
+        .deliveries(&Habits::none())
+        .iter()
+        .map(|d| serde_json::from_slice(&d.body).expect("JSON"))
+        .collect();
+    let mass: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| b["ids"].as_array().is_some_and(|ids| ids.len() > 1))
+        .collect();
+    assert!(!mass.is_empty(), "the world has mass updates");
+    for body in mass {
+        assert_eq!(body["operation"], "update");
+        let ids = body["ids"].as_array().expect("ids");
+        let values = body["affected_values"].as_array().expect("values");
+        assert_eq!(values.len(), ids.len(), "each record's values");
+        for (id, values) in ids.iter().zip(values) {
+            assert_eq!(values["record_id"], *id);
+            assert!(
+                values["values"]["Deal_Name"]
+                    .as_str()
+                    .is_some_and(|name| name.ends_with("(key account)")),
+                "{values}"
+            );
+        }
+    }
+}
