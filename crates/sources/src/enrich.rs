@@ -241,6 +241,48 @@ pub fn put_pipeline_fields(record: &mut FlatRecord, raw: &RawEvent, missing: &Mi
     record.put("pipeline_enrichment_missing", missing.names.clone())
 }
 
+/// A small table of an account read whole and shared (its currencies, id to
+/// ISO code): read once, and again when asked for a key it lacks (one
+/// added since).
+pub struct AccountTable {
+    rows: moka::future::Cache<(), Arc<BTreeMap<String, String>>>,
+}
+
+impl Default for AccountTable {
+    fn default() -> Self {
+        AccountTable {
+            rows: moka::future::Cache::new(1),
+        }
+    }
+}
+
+impl AccountTable {
+    /// The value of `key`, the table read with `read` when needed.
+    pub async fn get<F, Fut>(&self, key: &str, read: F) -> Result<Option<String>, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<BTreeMap<String, String>, ApiError>>,
+    {
+        let mut rows = self.rows(&read).await?;
+        if !rows.contains_key(key) {
+            self.rows.invalidate(&()).await;
+            rows = self.rows(&read).await?;
+        }
+        Ok(rows.get(key).cloned())
+    }
+
+    async fn rows<F, Fut>(&self, read: &F) -> Result<Arc<BTreeMap<String, String>>, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<BTreeMap<String, String>, ApiError>>,
+    {
+        self.rows
+            .try_get_with((), async { read().await.map(Arc::new) })
+            .await
+            .map_err(|err| (*err).clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};

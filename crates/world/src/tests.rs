@@ -264,7 +264,7 @@ pub(crate) fn through_the_pipeline(
     deliveries: &[Delivery],
     enrich: impl Fn(&RawEvent) -> serde_json::Map<String, serde_json::Value>,
     mapping: &dyn Mapping,
-) -> HashMap<String, (usize, Vec<Record>)> {
+) -> Mapped {
     let mut events = HashMap::new();
     for (change, raw) in raw_events(tenant, source, uri, deliveries) {
         let fields = enrich(&raw);
@@ -281,10 +281,7 @@ pub(crate) fn through_the_pipeline(
 }
 
 /// The open-stage entries among events' records: (deal id, stage, second).
-pub(crate) fn recorded_entries(
-    events: HashMap<String, (usize, Vec<Record>)>,
-    tenant: &Tenant,
-) -> Vec<(String, String, i64)> {
+pub(crate) fn recorded_entries(events: Mapped, tenant: &Tenant) -> Vec<(String, String, i64)> {
     let open: HashSet<&str> = tenant.pipelines[0]
         .stages
         .iter()
@@ -321,4 +318,44 @@ pub(crate) fn world_entries(tenant: &Tenant) -> Vec<(String, String, i64)> {
         .collect();
     entries.sort();
     entries
+}
+
+/// What the pipeline makes of deliveries: each distinct event's change and
+/// records.
+pub(crate) type Mapped = HashMap<String, (usize, Vec<Record>)>;
+
+/// A platform that sends each change on its own (`version`): some
+/// deliveries twice, some after a later change, and still one event per
+/// change through `mapped`.
+pub(crate) fn assert_one_event_per_change(
+    world: &World,
+    version: Version,
+    mapped: impl Fn(&World, &[Delivery]) -> Mapped,
+) {
+    let deliveries = world.deliveries(&Habits::default());
+    assert!(deliveries.iter().all(|d| d.version == version));
+    assert!(
+        deliveries.len() > world.changes.len(),
+        "some deliveries arrive twice"
+    );
+    let late = deliveries
+        .windows(2)
+        .any(|w| w[0].change > w[1].change && w[0].attempt == 1 && w[1].attempt == 1);
+    assert!(late, "some arrive after a later change");
+    let events = mapped(world, &deliveries);
+    assert_eq!(events.len(), world.changes.len(), "one event per change");
+    assert_eq!(world.distinct_events(), world.changes.len());
+}
+
+/// The open-stage entries the pipeline records for the world's only
+/// tenant (through `mapped`) are the world's own.
+pub(crate) fn assert_stage_entries_are_the_worlds(
+    world: &World,
+    mapped: impl Fn(&World, &[Delivery]) -> Mapped,
+) {
+    let tenant = &world.tenants[0];
+    let recorded = recorded_entries(mapped(world, &world.deliveries(&Habits::none())), tenant);
+    let entries = world_entries(tenant);
+    assert!(entries.len() > 100, "{}", entries.len());
+    assert_eq!(recorded, entries);
 }

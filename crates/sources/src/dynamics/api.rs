@@ -18,13 +18,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::future::Cache;
 use serde_json::{Map, Value};
 use tributary_enrichment::EnrichmentSettings;
 use tributary_enrichment::api_client::{ApiError, Fetched, RequestBudget};
 use tributary_enrichment::oauth::{Access, AuthorizedClient, ClientAuth, TokenStore};
 
 use super::DynamicsTenant;
+use crate::enrich::AccountTable;
 
 const API: &str = "dynamics";
 /// The Web API version in paths.
@@ -86,7 +86,7 @@ pub struct WebApi {
     /// At the organization's `web_api_url`.
     api: AuthorizedClient,
     /// The organization's currencies (id, lower case, to ISO code).
-    currencies: Cache<(), Arc<BTreeMap<String, String>>>,
+    currencies: AccountTable,
 }
 
 impl WebApi {
@@ -111,7 +111,7 @@ impl WebApi {
         Ok(
             AuthorizedClient::new(access, enrichment, http, store)?.map(|api| WebApi {
                 api,
-                currencies: Cache::new(1),
+                currencies: AccountTable::default(),
             }),
         )
     }
@@ -149,48 +149,37 @@ impl WebApi {
 
     /// The ISO code of the organization's currency `id` (a
     /// `transactioncurrency`); `None` when the organization has no such
-    /// currency. The currencies are read once; an id they lack (a currency
-    /// added since) has them read again.
+    /// currency. The currencies are read once and shared (see
+    /// [`AccountTable`]).
     pub async fn currency(&self, id: &str) -> Result<Option<String>, ApiError> {
         let id = id.to_ascii_lowercase();
-        let mut codes = self.currency_codes().await?;
-        if !codes.contains_key(&id) {
-            self.currencies.invalidate(&()).await;
-            codes = self.currency_codes().await?;
-        }
-        Ok(codes.get(&id).cloned())
+        self.currencies.get(&id, || self.currency_codes()).await
     }
 
-    async fn currency_codes(&self) -> Result<Arc<BTreeMap<String, String>>, ApiError> {
-        self.currencies
-            .try_get_with((), async {
-                let url = format!(
-                    "{}/api/data/{WEB_API_VERSION}/transactioncurrencies?$select=isocurrencycode",
-                    self.api.base_url
-                );
-                let codes = self
-                    .get("currencies", &url)
-                    .await?
-                    .and_then(|mut answer| answer.remove("value"))
-                    .and_then(|value| match value {
-                        Value::Array(rows) => Some(rows),
-                        _ => None,
-                    })
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|row| {
-                        Some((
-                            row.get("transactioncurrencyid")?
-                                .as_str()?
-                                .to_ascii_lowercase(),
-                            row.get("isocurrencycode")?.as_str()?.to_owned(),
-                        ))
-                    })
-                    .collect();
-                Ok::<_, ApiError>(Arc::new(codes))
+    async fn currency_codes(&self) -> Result<BTreeMap<String, String>, ApiError> {
+        let url = format!(
+            "{}/api/data/{WEB_API_VERSION}/transactioncurrencies?$select=isocurrencycode",
+            self.api.base_url
+        );
+        Ok(self
+            .get("currencies", &url)
+            .await?
+            .and_then(|mut answer| answer.remove("value"))
+            .and_then(|value| match value {
+                Value::Array(rows) => Some(rows),
+                _ => None,
             })
-            .await
-            .map_err(|err| (*err).clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|row| {
+                Some((
+                    row.get("transactioncurrencyid")?
+                        .as_str()?
+                        .to_ascii_lowercase(),
+                    row.get("isocurrencycode")?.as_str()?.to_owned(),
+                ))
+            })
+            .collect())
     }
 
     /// A GET of one JSON object (`None`: not found).

@@ -7,10 +7,8 @@
 //! record Freshsales does not have (deleted) answers `404`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use moka::future::Cache;
 use serde_json::{Map, Value};
 use tributary_enrichment::EnrichmentSettings;
 use tributary_enrichment::api_client::{ApiError, Fetched, RequestBudget};
@@ -18,6 +16,7 @@ use tributary_enrichment::oauth::{Access, AuthorizedClient, ClientAuth};
 
 use super::FreshsalesTenant;
 use crate::checks::id_text;
+use crate::enrich::AccountTable;
 
 const API: &str = "freshsales";
 
@@ -55,8 +54,8 @@ impl ReadRecord {
 /// One account's API.
 pub struct FreshsalesApi {
     api: AuthorizedClient,
-    /// The account's currencies (id to ISO code), read once and shared.
-    currencies: Cache<(), Arc<BTreeMap<String, String>>>,
+    /// The account's currencies (id to ISO code).
+    currencies: AccountTable,
 }
 
 impl FreshsalesApi {
@@ -78,7 +77,7 @@ impl FreshsalesApi {
         Ok(
             AuthorizedClient::new(access, enrichment, http, None)?.map(|api| FreshsalesApi {
                 api,
-                currencies: Cache::new(1),
+                currencies: AccountTable::default(),
             }),
         )
     }
@@ -136,44 +135,34 @@ impl FreshsalesApi {
         }))
     }
 
-    /// The ISO code of the account's currency `id`. The account's
-    /// currencies are read once and shared; an id they lack (a currency
-    /// added since) has them read again.
+    /// The ISO code of the account's currency `id` (the account's
+    /// currencies read once and shared, see [`AccountTable`]).
     pub async fn currency(&self, id: &Value) -> Result<Option<String>, ApiError> {
         let Some(id) = id_text(id) else {
             return Ok(None);
         };
-        let mut codes = self.currency_codes().await?;
-        if !codes.contains_key(&id) {
-            self.currencies.invalidate(&()).await;
-            codes = self.currency_codes().await?;
-        }
-        Ok(codes.get(&id).cloned())
+        self.currencies.get(&id, || self.currency_codes()).await
     }
 
     /// The account's currencies, id to ISO code (`/api/selector/currencies`).
-    async fn currency_codes(&self) -> Result<Arc<BTreeMap<String, String>>, ApiError> {
-        self.currencies
-            .try_get_with((), async {
-                let codes = match self.get("currencies", "selector/currencies", &[]).await? {
-                    Fetched::Found(body) => body
-                        .get("currencies")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|c| {
-                            Some((
-                                c.get("id").and_then(id_text)?,
-                                c.get("currency_code")?.as_str()?.to_owned(),
-                            ))
-                        })
-                        .collect(),
-                    Fetched::NotFound => BTreeMap::new(),
-                };
-                Ok::<_, ApiError>(Arc::new(codes))
-            })
-            .await
-            .map_err(|err| (*err).clone())
+    async fn currency_codes(&self) -> Result<BTreeMap<String, String>, ApiError> {
+        Ok(
+            match self.get("currencies", "selector/currencies", &[]).await? {
+                Fetched::Found(body) => body
+                    .get("currencies")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| {
+                        Some((
+                            c.get("id").and_then(id_text)?,
+                            c.get("currency_code")?.as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect(),
+                Fetched::NotFound => BTreeMap::new(),
+            },
+        )
     }
 
     /// The account's owners: the cheapest authenticated call, tried at start.

@@ -1,7 +1,6 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use tributary_model::Record;
 use tributary_sources::zoho::enrich::ZohoEnricher;
 use tributary_sources::zoho::mapping::ZohoMapping;
 use tributary_sources::zoho::{Zoho, tenant_settings};
@@ -23,7 +22,7 @@ fn section(tenant: &Tenant) -> Value {
 
 /// Every delivery through the collector's Zoho source and the enricher
 /// (without the API) into the mapping: each distinct event's records.
-fn mapped(world: &World, deliveries: &[Delivery]) -> HashMap<String, (usize, Vec<Record>)> {
+fn mapped(world: &World, deliveries: &[Delivery]) -> tests::Mapped {
     let tenant = &world.tenants[0];
     let section = section(tenant);
     let source = Zoho::from_sections(vec![(tenant.name.as_str(), &section)]).expect("settings");
@@ -47,30 +46,14 @@ fn mapped(world: &World, deliveries: &[Delivery]) -> HashMap<String, (usize, Vec
 #[test]
 fn every_change_is_one_event_the_collector_takes_however_often_it_arrives() {
     let world = world();
-    let deliveries = world.deliveries(&Habits::default());
-    assert!(deliveries.iter().all(|d| d.version == Version::Zoho));
-    assert!(
-        deliveries.len() > world.changes.len(),
-        "some notifications arrive twice"
-    );
-    let late = deliveries
-        .windows(2)
-        .any(|w| w[0].change > w[1].change && w[0].attempt == 1 && w[1].attempt == 1);
-    assert!(late, "some arrive after a later change");
-    let events = mapped(&world, &deliveries);
-    assert_eq!(events.len(), world.changes.len(), "one event per change");
-    assert_eq!(world.distinct_events(), world.changes.len());
+    tests::assert_one_event_per_change(&world, Version::Zoho, mapped);
 }
 
 #[test]
 fn the_stage_entries_the_pipeline_records_are_the_worlds() {
     let world = world();
+    tests::assert_stage_entries_are_the_worlds(&world, mapped);
     let tenant = &world.tenants[0];
-    let recorded =
-        tests::recorded_entries(mapped(&world, &world.deliveries(&Habits::none())), tenant);
-    let entries = tests::world_entries(tenant);
-    assert!(entries.len() > 100, "{}", entries.len());
-    assert_eq!(recorded, entries);
     let reopened = tenant
         .deals
         .iter()
