@@ -203,18 +203,24 @@ fn people_and_organizations_are_added_before_what_refers_to_them() {
     }
 }
 
-/// Every delivery as the collector's `source` takes it (posted to `uri`):
-/// each event's change and raw event.
+/// Every delivery to the world's only tenant as the collector's `source`
+/// takes it (posted to `uri` with the delivery's headers): each event's
+/// change and raw event.
 pub(crate) fn raw_events(
-    tenant: &Tenant,
+    world: &World,
     source: &dyn WebhookSource,
     uri: &str,
     deliveries: &[Delivery],
 ) -> Vec<(usize, RawEvent)> {
+    let tenant = &world.tenants[0];
+    let url = format!("http://collector.example{uri}");
     let uri: http::Uri = uri.parse().expect("a path");
-    let headers = http::HeaderMap::new();
     let mut raws = Vec::new();
     for delivery in deliveries {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in world.delivery_headers(delivery, &url, 0) {
+            headers.insert(name, value.parse().expect("a header value"));
+        }
         let body = Bytes::from(delivery.body.clone());
         let request = tributary_sources::WebhookRequest {
             method: &http::Method::POST,
@@ -230,9 +236,19 @@ pub(crate) fn raw_events(
             .unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&body)));
         for event in split.events {
             let keys = event.keys;
+            let warnings = keys
+                .warnings
+                .iter()
+                .map(|w| tributary_envelope::Warning {
+                    code: w.code.into(),
+                    field: w.field.clone(),
+                    message: w.message.clone(),
+                })
+                .collect();
             raws.push((
                 delivery.change,
                 RawEvent {
+                    warnings,
                     tenant: tenant.name.clone(),
                     source: tenant.source().into(),
                     event_id: keys.event_id.clone(),
@@ -254,11 +270,12 @@ pub(crate) fn raw_events(
     raws
 }
 
-/// Every delivery through a platform's collector source (posted to `uri`),
+/// Every delivery to the world's only tenant through a platform's
+/// collector source (posted to `uri`),
 /// its enricher (`enrich`: the flat event of a raw one) and its mapping:
 /// each distinct event's change and records.
 pub(crate) fn through_the_pipeline(
-    tenant: &Tenant,
+    world: &World,
     source: &dyn WebhookSource,
     uri: &str,
     deliveries: &[Delivery],
@@ -266,7 +283,8 @@ pub(crate) fn through_the_pipeline(
     mapping: &dyn Mapping,
 ) -> Mapped {
     let mut events = HashMap::new();
-    for (change, raw) in raw_events(tenant, source, uri, deliveries) {
+    let tenant = &world.tenants[0];
+    for (change, raw) in raw_events(world, source, uri, deliveries) {
         let fields = enrich(&raw);
         let context = Context {
             tenant: &tenant.name,

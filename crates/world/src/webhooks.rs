@@ -263,7 +263,16 @@ impl World {
                     (signature::SIGNATURE_VERSION_HEADER, "v1".to_owned()),
                 ]);
             }
-            CrmAccount::Zoho(_) | CrmAccount::Dynamics(_) => {}
+            CrmAccount::Dynamics(_) => {
+                let body: Value = serde_json::from_slice(&delivery.body).unwrap_or_default();
+                if body["InputParameters"] == json!([]) {
+                    headers.push((
+                        tributary_sources::dynamics::SIZE_EXCEEDED_HEADER,
+                        "true".to_owned(),
+                    ));
+                }
+            }
+            CrmAccount::Zoho(_) => {}
         }
         headers
     }

@@ -12,7 +12,8 @@
 //!   them up: opportunities' `Create` and `Update` with a post image of
 //!   every attribute, `Win` and `Lose` with their `OpportunityClose`,
 //!   `Delete`; accounts' and contacts' steps without images (the target
-//!   holds what the operation set). Dataverse's habits: a context sent again
+//!   holds what the operation set); some updates stripped for size
+//!   (`x-ms-dynamics-msg-size-exceeded`). Dataverse's habits: a context sent again
 //!   (the asynchronous service retries) and one arriving after the record's
 //!   next (late).
 //! - The fake Web API ([`World::dynamics_state`],
@@ -147,6 +148,9 @@ struct Operation {
     target: Value,
     image: Option<Value>,
     parameters: Vec<(&'static str, Value)>,
+    /// An update that neither moves the stage nor closes the opportunity:
+    /// some of these arrive stripped for size.
+    strippable: bool,
 }
 
 impl World {
@@ -310,6 +314,7 @@ impl World {
                         id,
                         image: None,
                         parameters: Vec::new(),
+                        strippable: false,
                     });
                 };
                 let all = World::opportunity_attributes(tenant, deal, after);
@@ -322,6 +327,7 @@ impl World {
                         id,
                         image: Some(image),
                         parameters: Vec::new(),
+                        strippable: false,
                     });
                 };
                 let closed = match (before.status, after.status) {
@@ -350,6 +356,7 @@ impl World {
                             ("OpportunityClose", close),
                             ("Status", typed("OptionSetValue", json!(status))),
                         ],
+                        strippable: false,
                     });
                 }
                 // An update's target: what it set, and the system's own.
@@ -379,6 +386,8 @@ impl World {
                     id,
                     image: Some(image),
                     parameters: Vec::new(),
+                    strippable: (before.stage, before.pipeline, before.status)
+                        == (after.stage, after.pipeline, after.status),
                 }
             }
             Subject::Organization {
@@ -396,6 +405,7 @@ impl World {
                         id,
                         image: None,
                         parameters: Vec::new(),
+                        strippable: false,
                     });
                 };
                 let mut set = vec![("accountid", json!(id))];
@@ -423,6 +433,7 @@ impl World {
                     id,
                     image: None,
                     parameters: Vec::new(),
+                    strippable: false,
                 }
             }
             Subject::Person {
@@ -440,6 +451,7 @@ impl World {
                         id,
                         image: None,
                         parameters: Vec::new(),
+                        strippable: false,
                     });
                 };
                 let mut set = vec![("contactid", json!(id))];
@@ -472,6 +484,7 @@ impl World {
                     id,
                     image: None,
                     parameters: Vec::new(),
+                    strippable: false,
                 }
             }
             // Dynamics organizations of the world have no activities.
@@ -498,10 +511,17 @@ impl World {
                 .into_iter()
                 .map(|(key, value)| json!({"key": key, "value": value})),
         );
-        let images = operation.image.map_or(
+        let mut images = operation.image.map_or(
             json!([]),
             |image| json!([{"key": "PostImage", "value": image}]),
         );
+        // Dataverse strips a context over 256 KB of its images and
+        // parameters (`x-ms-dynamics-msg-size-exceeded`): here one in five
+        // of the updates that neither move nor close an opportunity.
+        if operation.strippable && index.is_multiple_of(5) {
+            parameters.clear();
+            images = json!([]);
+        }
         // Each operation's own ids: distinct per change, the same on a retry.
         let operation_id = |what: &str| {
             let name = format!("{}/{index}/{what}", account.organization_id);

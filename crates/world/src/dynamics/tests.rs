@@ -38,7 +38,7 @@ fn mapped(world: &World, deliveries: &[Delivery]) -> tests::Mapped {
     )]));
     let path = world.delivery_path(&deliveries[0]);
     tests::through_the_pipeline(
-        tenant,
+        world,
         &source,
         &path,
         deliveries,
@@ -155,8 +155,10 @@ fn contexts_carry_what_each_step_is_registered_with() {
             .filter(move |b| b["MessageName"] == name)
     };
     // A create and an update carry the post image of every attribute; an
-    // update's target only what it set.
-    for body in message("Create").chain(message("Update")) {
+    // update's target only what it set. Some updates that neither move nor
+    // close the opportunity arrive stripped for size: no image, no target.
+    let stripped = |b: &&&Value| b["InputParameters"] == json!([]);
+    for body in message("Create").chain(message("Update").filter(|b| !stripped(b))) {
         let image = keyed(&body["PostEntityImages"], "PostImage").expect("a post image");
         for name in [
             "name",
@@ -170,18 +172,29 @@ fn contexts_carry_what_each_step_is_registered_with() {
             assert!(attribute_names(image).contains(&name), "{name}");
         }
     }
+    let target = |b: &&&Value| keyed(&b["InputParameters"], "Target").cloned();
     let moves = message("Update")
-        .filter(|b| {
-            let target = keyed(&b["InputParameters"], "Target").expect("a target");
-            attribute_names(target).contains(&"stepname")
-        })
+        .filter(|b| target(b).is_some_and(|t| attribute_names(&t).contains(&"stepname")))
         .count();
     let others = message("Update")
-        .filter(|b| {
-            let target = keyed(&b["InputParameters"], "Target").expect("a target");
-            !attribute_names(target).contains(&"stepname")
+        .filter(|b| target(b).is_some_and(|t| !attribute_names(&t).contains(&"stepname")))
+        .count();
+    let stripped: Vec<&&Value> = message("Update").filter(stripped).collect();
+    assert!(stripped.len() > 2, "{}", stripped.len());
+    for body in &stripped {
+        assert_eq!(body["PostEntityImages"], json!([]));
+    }
+    let deliveries = world.deliveries(&Habits::none());
+    let headed = deliveries
+        .iter()
+        .filter(|d| {
+            world
+                .delivery_headers(d, "http://collector.example/", 0)
+                .iter()
+                .any(|(name, _)| *name == tributary_sources::dynamics::SIZE_EXCEEDED_HEADER)
         })
         .count();
+    assert_eq!(headed, stripped.len(), "each stripped context says so");
     assert!(moves > 50 && others > 10, "{moves} {others}");
     // A win or a loss carries its close, on a date; the ids are GUIDs.
     let wins: Vec<&&Value> = message("Win").collect();
@@ -249,7 +262,7 @@ async fn every_opportunitys_currency_comes_from_the_fake_web_api() {
             )
         })
         .collect();
-    let raws = tests::raw_events(tenant, &source, &world.delivery_path(&creates[0]), &creates);
+    let raws = tests::raw_events(&world, &source, &world.delivery_path(&creates[0]), &creates);
     let mut currencies = std::collections::BTreeSet::new();
     for (change, raw) in raws {
         let enriched = enricher.enrich(&raw).await.expect("enriched");
@@ -273,4 +286,42 @@ async fn every_opportunitys_currency_comes_from_the_fake_web_api() {
         1,
         "the currencies are read once"
     );
+
+    // A context stripped for size has its opportunity read as the Web API
+    // has it (here: after every change).
+    for change in &world.changes {
+        world.apply_to_dataverse(&mut fake.state(), change);
+    }
+    let stripped: Vec<Delivery> = world
+        .deliveries(&Habits::none())
+        .into_iter()
+        .filter(|d| {
+            serde_json::from_slice::<Value>(&d.body).expect("JSON")["InputParameters"] == json!([])
+        })
+        .collect();
+    assert!(!stripped.is_empty());
+    for (change, raw) in tests::raw_events(
+        &world,
+        &source,
+        &world.delivery_path(&stripped[0]),
+        &stripped,
+    ) {
+        let enriched = enricher.enrich(&raw).await.expect("enriched");
+        assert!(enriched.complete, "{:?}", enriched.missing);
+        let fields: serde_json::Map<String, Value> =
+            serde_json::from_slice(&enriched.payload).expect("JSON");
+        let Subject::Deal { deal, .. } = &world.changes[change].subject else {
+            unreachable!("an opportunity's update");
+        };
+        let deal = &tenant.deals[*deal];
+        if !deal.deleted {
+            assert_eq!(
+                fields.get("attr_name"),
+                Some(&json!(deal.last.title)),
+                "{fields:?}"
+            );
+            assert_eq!(fields.get("event_currency"), Some(&json!(deal.currency)));
+        }
+    }
+    assert!(fake.state().calls_to("/api/data/v9.2/opportunities(") >= stripped.len());
 }

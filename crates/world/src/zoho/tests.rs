@@ -31,7 +31,7 @@ fn mapped(world: &World, deliveries: &[Delivery]) -> tests::Mapped {
         tenant_settings(&section).expect("settings"),
     )]));
     tests::through_the_pipeline(
-        tenant,
+        world,
         &source,
         "/webhooks/zoho/delta",
         deliveries,
