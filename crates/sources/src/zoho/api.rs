@@ -7,11 +7,14 @@
 //!
 //! Requests carry `Authorization: Zoho-oauthtoken <token>` (Zoho's scheme,
 //! not `Bearer`), go to the org's data center (`api_domain`), and keep to
-//! `requests_per_minute`; a `401` renews an OAuth token once. A record Zoho
-//! does not have answers `204 No Content`.
+//! `requests_per_minute` and to `credits_per_day` (Zoho counts a credit
+//! per call in a rolling 24 hours, per org: once they are spent a lookup
+//! fails at once, leaving its event `partial` to be enriched again); a
+//! `401` renews an OAuth token once. A record Zoho does not have answers
+//! `204 No Content`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use serde_json::{Map, Value};
@@ -96,6 +99,8 @@ pub struct CrmApi {
     /// At the org's `api_domain`.
     api: AuthorizedClient,
     stages: Cache<(), Arc<Vec<StageDefinition>>>,
+    /// The org's API credits for Tributary, per rolling 24 hours.
+    credits: RequestBudget,
 }
 
 impl CrmApi {
@@ -122,8 +127,25 @@ impl CrmApi {
             AuthorizedClient::new(access, enrichment, http, store)?.map(|api| CrmApi {
                 api,
                 stages: Cache::builder().time_to_live(ttl).build(),
+                credits: RequestBudget::new(
+                    settings.credits_per_day,
+                    Duration::from_secs(24 * 3_600),
+                ),
             }),
         )
+    }
+
+    /// A credit for one call, if the day's are not spent: never waited for
+    /// (the window is a day long).
+    async fn spend_credit(&self) -> Result<(), ApiError> {
+        if self.credits.acquire(Instant::now()).await {
+            Ok(())
+        } else {
+            Err(ApiError::Unavailable {
+                api: API,
+                reason: "the org's API credits for Tributary (credits_per_day) are spent for now; they come back as the 24-hour window rolls".into(),
+            })
+        }
     }
 
     /// A GET authorized Zoho's way (`Zoho-oauthtoken`, not `Bearer`).
@@ -133,6 +155,7 @@ impl CrmApi {
         url: &str,
         query: &[(&str, &str)],
     ) -> Result<Fetched, ApiError> {
+        self.spend_credit().await?;
         self.api
             .get_json(endpoint, |http, token| {
                 http.get(url).query(query).header(
@@ -167,6 +190,7 @@ impl CrmApi {
             "events": channel.get("events"),
             "channel_expiry": until,
         }]});
+        self.spend_credit().await?;
         let answer = self
             .api
             .get_json("renew_channel", |http, token| {

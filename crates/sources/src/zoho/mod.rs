@@ -72,6 +72,12 @@ pub struct ZohoTenant {
     /// CRM API requests per minute.
     #[serde(default = "default_requests_per_minute")]
     pub requests_per_minute: u32,
+    /// The org's API credits Tributary may spend per rolling 24 hours (one
+    /// per request). The default is the least an org has (the Free
+    /// edition's 5,000); paid editions have 50,000 and more, shared with
+    /// every other integration of the org.
+    #[serde(default = "default_credits_per_day")]
+    pub credits_per_day: u32,
     /// With the API: keep the channels from expiring (their expiry is moved
     /// a day ahead every few hours; needs the `ZohoCRM.notifications.UPDATE`
     /// scope).
@@ -85,6 +91,10 @@ fn default_renew_channels() -> bool {
 
 fn default_requests_per_minute() -> u32 {
     100
+}
+
+fn default_credits_per_day() -> u32 {
+    5_000
 }
 
 impl ZohoTenant {
@@ -128,6 +138,9 @@ pub fn tenant_settings(section: &Value) -> Result<ZohoTenant, String> {
     )?;
     if settings.requests_per_minute == 0 {
         return Err("requests_per_minute must be at least 1".into());
+    }
+    if settings.credits_per_day == 0 {
+        return Err("credits_per_day must be at least 1".into());
     }
     Ok(settings)
 }

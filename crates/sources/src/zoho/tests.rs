@@ -317,7 +317,20 @@ mod crm_api {
         refresh_token: &str,
         dir: &tempfile::TempDir,
     ) -> Box<dyn SourceEnricher> {
+        enricher_with(fake, refresh_token, dir, json!({}))
+    }
+
+    /// The enricher with `extra` settings in the tenant's section.
+    fn enricher_with(
+        fake: &Running<ZohoState>,
+        refresh_token: &str,
+        dir: &tempfile::TempDir,
+        extra: Value,
+    ) -> Box<dyn SourceEnricher> {
         let mut section = section();
+        if let (Some(section), Value::Object(extra)) = (section.as_object_mut(), extra) {
+            section.extend(extra);
+        }
         section["api_domain"] = json!(fake.base_url());
         section["oauth"] = json!({
             "token_url": format!("{}/oauth/v2/token", fake.base_url()),
@@ -359,6 +372,39 @@ mod crm_api {
             }),
             ..RawEvent::default()
         }
+    }
+
+    #[tokio::test]
+    async fn spent_credits_leave_lookups_partial_without_calling_zoho() {
+        let fake = fake().await;
+        let dir = tempfile::tempdir().expect("dir");
+        // One credit a day: the first lookup spends it.
+        let enricher = enricher_with(
+            &fake,
+            "1000.refresh.zoho",
+            &dir,
+            json!({"credits_per_day": 1}),
+        );
+        let first = enricher
+            .enrich(&raw(notification("update", false), DEAL))
+            .await
+            .expect("enriched");
+        assert!(!first.missing.contains(&"record"), "{:?}", first.missing);
+        let calls = fake.state().calls.len();
+        let second = enricher
+            .enrich(&raw(notification("update", false), DEAL))
+            .await
+            .expect("enriched");
+        assert!(second.missing.contains(&"record"), "{:?}", second.missing);
+        assert!(second.may_heal, "credits come back as the window rolls");
+        assert_eq!(fake.state().calls.len(), calls, "no call without a credit");
+        assert!(
+            tenant_settings(
+                &json!({"org_id": "1", "channel_ids": ["1"], "token": "t", "credits_per_day": 0})
+            )
+            .unwrap_err()
+            .contains("credits_per_day")
+        );
     }
 
     #[tokio::test]
