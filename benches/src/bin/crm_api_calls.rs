@@ -20,7 +20,6 @@ use bytes::Bytes;
 use clap::Parser;
 use serde_json::{Value, json};
 use tributary_enrichment::EnrichmentSettings;
-use tributary_envelope::{EventKeys, RawEvent};
 use tributary_fake_apis::dynamics::{DataverseState, FakeDataverse};
 use tributary_fake_apis::freshsales::{FakeFreshsales, FreshsalesState};
 use tributary_fake_apis::zoho::{FakeZoho, ZohoState};
@@ -80,35 +79,9 @@ async fn enrich_all(
             .split(TENANT, &request)
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         for event in delivery.events {
-            let keys = event.keys;
             // The collector's verdicts travel with the event (Dynamics'
             // size-exceeded warning makes the enricher read the record).
-            let warnings = keys
-                .warnings
-                .iter()
-                .map(|w| tributary_envelope::Warning {
-                    code: w.code.into(),
-                    field: w.field.clone(),
-                    message: w.message.clone(),
-                })
-                .collect();
-            let raw = RawEvent {
-                warnings,
-                tenant: TENANT.into(),
-                source: platform.name.into(),
-                event_id: keys.event_id.clone(),
-                received_at_micros: 1,
-                body: event.body,
-                keys: Some(EventKeys {
-                    payload_version: keys.payload_version,
-                    object: keys.object,
-                    object_id: keys.object_id,
-                    action: keys.action,
-                    attempt: 1,
-                    occurred_at_micros: keys.occurred_at_micros,
-                }),
-                ..RawEvent::default()
-            };
+            let raw = event.keys.raw_event(TENANT, platform.name, 1, event.body);
             let enriched = enricher
                 .enrich(&raw)
                 .await

@@ -7,7 +7,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 use bytes::Bytes;
 use tributary_envelope::{
-    DeadLetter, DeadLetterError, ENVELOPE_VERSION, EventKeys, Header, RawEvent, Verdict, Warning,
+    DeadLetter, DeadLetterError, ENVELOPE_VERSION, Header, RawEvent, Verdict, Warning,
 };
 use tributary_sources::{
     Delivery, Prevalidated, Sources, Violation, WebhookRequest, WebhookSource,
@@ -137,32 +137,16 @@ impl<'a> Envelope<'a> {
     fn event(&self, checked: &Prevalidated, body: Bytes, verdict: Verdict) -> RawEvent {
         RawEvent {
             envelope_version: ENVELOPE_VERSION,
-            tenant: self.tenant.to_owned(),
-            source: self.source.name().to_owned(),
-            received_at_micros: self.received_at_micros,
-            event_id: checked.event_id.clone(),
             content_type: self.content_type.clone(),
             headers: self.headers.clone(),
             verdict: verdict as i32,
-            warnings: checked
-                .warnings
-                .iter()
-                .map(|w| Warning {
-                    code: w.code.to_owned(),
-                    field: w.field.clone(),
-                    message: w.message.clone(),
-                })
-                .collect(),
-            body,
-            keys: Some(EventKeys {
-                payload_version: checked.payload_version.clone(),
-                object: checked.object.clone(),
-                object_id: checked.object_id.clone(),
-                action: checked.action.clone(),
-                attempt: checked.attempt,
-                occurred_at_micros: checked.occurred_at_micros,
-            }),
             enrichment_retry: None,
+            ..checked.raw_event(
+                self.tenant,
+                self.source.name(),
+                self.received_at_micros,
+                body,
+            )
         }
     }
 

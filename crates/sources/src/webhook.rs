@@ -111,6 +111,45 @@ pub struct Prevalidated {
     pub warnings: Vec<Warning>,
 }
 
+impl Prevalidated {
+    /// The raw-topic event of `body` with these keys and warnings, as
+    /// received by `tenant`'s `source` at `received_at_micros` (the
+    /// envelope's other fields at their defaults).
+    pub fn raw_event(
+        &self,
+        tenant: &str,
+        source: &str,
+        received_at_micros: u64,
+        body: Bytes,
+    ) -> tributary_envelope::RawEvent {
+        tributary_envelope::RawEvent {
+            tenant: tenant.to_owned(),
+            source: source.to_owned(),
+            received_at_micros,
+            event_id: self.event_id.clone(),
+            warnings: self
+                .warnings
+                .iter()
+                .map(|w| tributary_envelope::Warning {
+                    code: w.code.to_owned(),
+                    field: w.field.clone(),
+                    message: w.message.clone(),
+                })
+                .collect(),
+            body,
+            keys: Some(tributary_envelope::EventKeys {
+                payload_version: self.payload_version.clone(),
+                object: self.object.clone(),
+                object_id: self.object_id.clone(),
+                action: self.action.clone(),
+                attempt: self.attempt,
+                occurred_at_micros: self.occurred_at_micros,
+            }),
+            ..tributary_envelope::RawEvent::default()
+        }
+    }
+}
+
 /// One event of a delivery, accepted by the source's checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SplitEvent {

@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
-use tributary_envelope::{EventKeys, RawEvent};
+use tributary_envelope::RawEvent;
 use tributary_model::{Context, Mapping, Record};
 use tributary_sources::WebhookSource;
 
@@ -235,36 +235,10 @@ pub(crate) fn raw_events(
             .split(&tenant.name, &request)
             .unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&body)));
         for event in split.events {
-            let keys = event.keys;
-            let warnings = keys
-                .warnings
-                .iter()
-                .map(|w| tributary_envelope::Warning {
-                    code: w.code.into(),
-                    field: w.field.clone(),
-                    message: w.message.clone(),
-                })
-                .collect();
-            raws.push((
-                delivery.change,
-                RawEvent {
-                    warnings,
-                    tenant: tenant.name.clone(),
-                    source: tenant.source().into(),
-                    event_id: keys.event_id.clone(),
-                    received_at_micros: 1,
-                    body: event.body,
-                    keys: Some(EventKeys {
-                        payload_version: keys.payload_version,
-                        object: keys.object,
-                        object_id: keys.object_id,
-                        action: keys.action,
-                        attempt: 1,
-                        occurred_at_micros: keys.occurred_at_micros,
-                    }),
-                    ..RawEvent::default()
-                },
-            ));
+            let raw = event
+                .keys
+                .raw_event(&tenant.name, tenant.source(), 1, event.body);
+            raws.push((delivery.change, raw));
         }
     }
     raws

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tributary_envelope::{EventKeys, RawEvent};
+use tributary_envelope::RawEvent;
 use tributary_model::{Context, DealStatus, Field, Mapping, Record};
 
 use super::context::{attributes, guid, plain, wcf_date_millis};
@@ -326,33 +326,9 @@ fn raw_event(body: &Value, headers: &http::HeaderMap) -> RawEvent {
     let delivery = source
         .split("acme", &request(&uri, headers, &bytes))
         .expect("accepted");
-    let keys = &delivery.events[0].keys;
-    let warnings = keys
-        .warnings
-        .iter()
-        .map(|w| tributary_envelope::Warning {
-            code: w.code.into(),
-            field: w.field.clone(),
-            message: w.message.clone(),
-        })
-        .collect();
-    RawEvent {
-        warnings,
-        tenant: "acme".into(),
-        source: NAME.into(),
-        event_id: keys.event_id.clone(),
-        received_at_micros: 1_741_097_000_000_000,
-        body: bytes,
-        keys: Some(EventKeys {
-            payload_version: keys.payload_version.clone(),
-            object: keys.object.clone(),
-            object_id: keys.object_id.clone(),
-            action: keys.action.clone(),
-            attempt: 1,
-            occurred_at_micros: keys.occurred_at_micros,
-        }),
-        ..RawEvent::default()
-    }
+    delivery.events[0]
+        .keys
+        .raw_event("acme", NAME, 1_741_097_000_000_000, bytes)
 }
 
 /// The records an enriched event maps into.
