@@ -153,6 +153,40 @@ struct Operation {
     strippable: bool,
 }
 
+impl Operation {
+    /// A `Create` or `Update` of `entity` whose target holds `set`.
+    fn write(
+        message: &'static str,
+        entity: &'static str,
+        id: String,
+        set: Vec<(&str, Value)>,
+        image: Option<Value>,
+    ) -> Self {
+        Operation {
+            message,
+            entity,
+            target: self::entity(entity, &id, set),
+            id,
+            image,
+            parameters: Vec::new(),
+            strippable: false,
+        }
+    }
+
+    /// A `Delete`: its target the record's reference.
+    fn delete(entity: &'static str, id: String) -> Self {
+        Operation {
+            message: "Delete",
+            entity,
+            target: reference(entity, &id, ""),
+            id,
+            image: None,
+            parameters: Vec::new(),
+            strippable: false,
+        }
+    }
+}
+
 impl World {
     /// What the fake Web API holds for the world's organizations: every
     /// currency their opportunities are in, and their tokens. `None`
@@ -307,28 +341,18 @@ impl World {
                 let deal = &tenant.deals[*deal];
                 let id = guid(deal.id);
                 let Some(after) = after else {
-                    return Some(Operation {
-                        message: "Delete",
-                        entity: "opportunity",
-                        target: reference("opportunity", &id, ""),
-                        id,
-                        image: None,
-                        parameters: Vec::new(),
-                        strippable: false,
-                    });
+                    return Some(Operation::delete("opportunity", id));
                 };
                 let all = World::opportunity_attributes(tenant, deal, after);
                 let image = entity("opportunity", &id, all.clone());
                 let Some(before) = before else {
-                    return Some(Operation {
-                        message: "Create",
-                        entity: "opportunity",
-                        target: entity("opportunity", &id, all),
+                    return Some(Operation::write(
+                        "Create",
+                        "opportunity",
                         id,
-                        image: Some(image),
-                        parameters: Vec::new(),
-                        strippable: false,
-                    });
+                        all,
+                        Some(image),
+                    ));
                 };
                 let closed = match (before.status, after.status) {
                     ("open", "won") => Some(("Win", 3, after.won_time)),
@@ -380,14 +404,9 @@ impl World {
                     .cloned()
                     .collect();
                 Operation {
-                    message: "Update",
-                    entity: "opportunity",
-                    target: entity("opportunity", &id, target),
-                    id,
-                    image: Some(image),
-                    parameters: Vec::new(),
                     strippable: (before.stage, before.pipeline, before.status)
                         == (after.stage, after.pipeline, after.status),
+                    ..Operation::write("Update", "opportunity", id, target, Some(image))
                 }
             }
             Subject::Organization {
@@ -398,15 +417,7 @@ impl World {
                 let org = &tenant.organizations[*organization];
                 let id = guid(org.id);
                 let Some(after) = after else {
-                    return Some(Operation {
-                        message: "Delete",
-                        entity: "account",
-                        target: reference("account", &id, ""),
-                        id,
-                        image: None,
-                        parameters: Vec::new(),
-                        strippable: false,
-                    });
+                    return Some(Operation::delete("account", id));
                 };
                 let mut set = vec![("accountid", json!(id))];
                 if before.as_ref().is_none_or(|b| b.name != after.name) {
@@ -426,15 +437,8 @@ impl World {
                     set.push(("createdon", date(org.add_time)));
                 }
                 set.push(("modifiedon", date(at)));
-                Operation {
-                    message: if before.is_none() { "Create" } else { "Update" },
-                    entity: "account",
-                    target: entity("account", &id, set),
-                    id,
-                    image: None,
-                    parameters: Vec::new(),
-                    strippable: false,
-                }
+                let message = if before.is_none() { "Create" } else { "Update" };
+                Operation::write(message, "account", id, set, None)
             }
             Subject::Person {
                 person,
@@ -444,15 +448,7 @@ impl World {
                 let person = &tenant.persons[*person];
                 let id = guid(person.id);
                 let Some(after) = after else {
-                    return Some(Operation {
-                        message: "Delete",
-                        entity: "contact",
-                        target: reference("contact", &id, ""),
-                        id,
-                        image: None,
-                        parameters: Vec::new(),
-                        strippable: false,
-                    });
+                    return Some(Operation::delete("contact", id));
                 };
                 let mut set = vec![("contactid", json!(id))];
                 if before
@@ -477,15 +473,8 @@ impl World {
                     set.push(("createdon", date(person.add_time)));
                 }
                 set.push(("modifiedon", date(at)));
-                Operation {
-                    message: if before.is_none() { "Create" } else { "Update" },
-                    entity: "contact",
-                    target: entity("contact", &id, set),
-                    id,
-                    image: None,
-                    parameters: Vec::new(),
-                    strippable: false,
-                }
+                let message = if before.is_none() { "Create" } else { "Update" };
+                Operation::write(message, "contact", id, set, None)
             }
             // Dynamics organizations of the world have no activities.
             Subject::Activity { .. } => return None,
