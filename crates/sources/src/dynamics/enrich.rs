@@ -94,7 +94,9 @@ impl SourceEnricher for DynamicsEnricher {
                             put_attributes(&mut record, &keys.object, context_attributes(&current));
                         }
                     }
-                    None => missing = stripped_record(),
+                    None => {
+                        missing.note::<()>("record", Err(not_configured(STRIPPED)));
+                    }
                 }
             }
             if closes(raw) {
@@ -152,19 +154,6 @@ fn stripped(raw: &RawEvent) -> bool {
         .any(|w| w.code == "message_size_exceeded")
 }
 
-/// Without the Web API a stripped context's record stays missing.
-fn stripped_record() -> Missing {
-    let mut missing = Missing::default();
-    missing.note::<()>(
-        "record",
-        Err(ApiError::NotConfigured {
-            api: "dynamics",
-            reason: "the context was over 256 KB and arrived without its attributes; set web_api_url with access_token or [oauth] to read the record".into(),
-        }),
-    );
-    missing
-}
-
 /// The currency an opportunity names (`transactioncurrencyid`), when it
 /// names one.
 fn currency_reference(record: &FlatRecord) -> Option<String> {
@@ -184,6 +173,7 @@ fn closes(raw: &RawEvent) -> bool {
     })
 }
 
+const STRIPPED: &str = "the context was over 256 KB and arrived without its attributes; set web_api_url with access_token or [oauth] to read the record";
 const CURRENCY: &str = "the opportunity names its currency by reference only; set web_api_url with access_token or [oauth] to read the organization's currencies";
 const CLOSE_STAGE: &str = "a Win or Lose carries no image; set web_api_url with access_token or [oauth] to read the stage the opportunity closes in";
 
@@ -222,11 +212,10 @@ impl DynamicsEnricher {
     /// it misses.
     pub fn flat_event(&self, raw: &RawEvent) -> Result<(FlatRecord, Missing), EnrichFailure> {
         let mut record = self.context_fields(raw)?;
-        let mut missing = if stripped(raw) {
-            stripped_record()
-        } else {
-            Missing::default()
-        };
+        let mut missing = Missing::default();
+        if stripped(raw) {
+            missing.note::<()>("record", Err(not_configured(STRIPPED)));
+        }
         if closes(raw) {
             missing.note::<()>("stage", Err(not_configured(CLOSE_STAGE)));
         }
