@@ -2,10 +2,11 @@
 # The main job on local services: starts the broker and ClickHouse
 # (deploy/local/up.sh), builds the services, and runs the demo
 # (target/release/tributary-demo): a simulated CRM world of two Pipedrive
-# accounts, a HubSpot portal and a Zoho CRM org over 120 days streamed as
-# webhooks through the collector, the enricher (against fake Pipedrive,
-# HubSpot, Zoho and email-verifier APIs answering from the same world) and
-# the activator into ClickHouse; then the dashboard numbers
+# accounts, a HubSpot portal, a Zoho CRM org, a Dynamics 365 organization
+# and a Salesforce org over 120 days streamed as webhooks (and Salesforce
+# change events pulled from a fake Pub/Sub API) through the collector, the
+# enricher (against fake CRM and email-verifier APIs answering from the same
+# world) and the activator into ClickHouse; then the dashboard numbers
 # next to the ground truth, freshness and throughput, and an HTML report.
 #
 #   deploy/local/demo.sh                 run it, then stop what it started

@@ -860,6 +860,8 @@ async fn hubspot(setup: Setup) -> anyhow::Result<()> {
         public_url: PUBLIC_URL.into(),
         zoho_url: "http://127.0.0.1:9".into(),
         dynamics_url: "http://127.0.0.1:9".into(),
+        salesforce_url: "http://127.0.0.1:9".into(),
+        pubsub_url: "http://127.0.0.1:9".into(),
     };
     let config = format!(
         "[kafka]\n{kafka_toml}[topics]\nraw = \"{topic}\"\n[telemetry]\nlog_level = \"warn\"\n[collector]\nlisten = \"127.0.0.1:{port}\"\n{}",

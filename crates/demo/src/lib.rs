@@ -1,7 +1,8 @@
 //! The whole pipeline on local services, fed by the simulated CRM world.
 //!
 //! [`Pipeline::start`] starts the fake Pipedrive and HubSpot APIs (and, for
-//! a world with them, the Zoho CRM API and the Dataverse Web API) and the
+//! a world with them, the Zoho CRM API, the Dataverse Web API and
+//! Salesforce's REST and Pub/Sub APIs) and the
 //! email verifier (in this process, answering from the world) and the
 //! three services (as processes, sharing one configuration file).
 //! [`Pipeline::send`] posts the world's webhooks to the collector over HTTP
@@ -9,7 +10,10 @@
 //! with Basic credentials to `/webhooks/pipedrive/{tenant}`, HubSpot's
 //! signed batches to `/webhooks/hubspot`, Zoho's channel notifications to
 //! `/webhooks/zoho/{tenant}`, Dynamics' contexts to
-//! `/webhooks/dynamics/{tenant}?code=<key>`), bringing the tenant's fake API
+//! `/webhooks/dynamics/{tenant}?code=<key>`, Salesforce's Outbound Messages
+//! to `/webhooks/salesforce/{tenant}?secret=<secret>`; Salesforce's change
+//! events are published in order on the fake Pub/Sub API, from which the
+//! collector pulls them), bringing the tenant's fake API
 //! up to date with each change before its webhook goes out, and delivering
 //! again what was not acknowledged, as the platforms do.
 //! [`Pipeline::wait_until_loaded`], [`Pipeline::panels`], [`check_panels`]
@@ -33,13 +37,14 @@ use tributary_clickhouse::dashboard::{self, PanelRows, Scope};
 use tributary_config::TopicSettings;
 use tributary_fake_apis::dynamics::{DataverseState, FakeDataverse};
 use tributary_fake_apis::hubspot::RateLimits;
+use tributary_fake_apis::salesforce_pubsub::{FakePubSub, RunningPubSub};
 use tributary_fake_apis::zoho::{FakeZoho, ZohoState};
 use tributary_fake_apis::{
-    EmailVerifier, EmailVerifierState, FakeHubSpot, FakePipedrive, HubSpotState, PipedriveState,
-    Running,
+    EmailVerifier, EmailVerifierState, FakeHubSpot, FakePipedrive, FakeSalesforce, HubSpotState,
+    PipedriveState, Running, SalesforceState,
 };
 use tributary_report::{Comparison, number};
-use tributary_world::{Apis, Delivery, World, differences};
+use tributary_world::{Apis, Delivery, Version, World, differences};
 
 pub use service::{ServiceProcess, Stage};
 
@@ -114,6 +119,10 @@ pub struct Pipeline {
     pub zoho: Option<Running<ZohoState>>,
     /// The Dataverse Web API, when the world has Dynamics organizations.
     pub dynamics: Option<Running<DataverseState>>,
+    /// Salesforce's REST and Pub/Sub APIs, when the world has Salesforce
+    /// orgs.
+    pub salesforce: Option<Running<SalesforceState>>,
+    pub pubsub: Option<RunningPubSub>,
     pub verifier: Running<EmailVerifierState>,
     pub collector: ServiceProcess,
     pub enricher: ServiceProcess,
@@ -130,7 +139,7 @@ pub struct Pipeline {
 #[derive(Debug, Clone, Default)]
 pub struct SendReport {
     pub deliveries: usize,
-    /// Answered `202`.
+    /// Answered `2xx`, or published (a change event).
     pub accepted: usize,
     /// Tries answered `503` or not answered at all (then delivered again).
     pub retried: usize,
@@ -178,6 +187,17 @@ impl Pipeline {
             }
             None => None,
         };
+        let salesforce = match world.salesforce_state() {
+            Some(mut state) => {
+                state.behaviour.flaky_every = options.api_flaky_every;
+                Some(FakeSalesforce::start(state).await?)
+            }
+            None => None,
+        };
+        let pubsub = match world.salesforce_pubsub_state() {
+            Some(state) => Some(FakePubSub::start(state).await?),
+            None => None,
+        };
         let mut verifier_state = EmailVerifierState::with_key(VERIFIER_KEY);
         verifier_state.results = world.email_verdicts();
         verifier_state.behaviour.flaky_every = options.api_flaky_every;
@@ -198,6 +218,11 @@ impl Pipeline {
             public_url: collector_url.clone(),
             zoho_url: zoho.as_ref().map(Running::base_url).unwrap_or_default(),
             dynamics_url: dynamics.as_ref().map(Running::base_url).unwrap_or_default(),
+            salesforce_url: salesforce
+                .as_ref()
+                .map(Running::base_url)
+                .unwrap_or_default(),
+            pubsub_url: pubsub.as_ref().map(RunningPubSub::url).unwrap_or_default(),
         };
         let config = config(
             world,
@@ -221,6 +246,8 @@ impl Pipeline {
             hubspot,
             zoho,
             dynamics,
+            salesforce,
+            pubsub,
             verifier,
             collector,
             enricher,
@@ -302,8 +329,8 @@ impl Pipeline {
     }
 
     /// Brings the fake APIs up to date with every change up to `change`
-    /// (each change in its tenant's Pipedrive account, HubSpot portal or
-    /// Dataverse organization).
+    /// (each change in its tenant's Pipedrive account, HubSpot portal,
+    /// Dataverse organization or Salesforce org).
     fn apply_changes_through(&self, world: &World, change: usize) {
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         if *applied > change {
@@ -312,11 +339,13 @@ impl Pipeline {
         let mut pipedrive = self.pipedrive.state();
         let mut hubspot = self.hubspot.state();
         let mut dataverse = self.dynamics.as_ref().map(Running::state);
+        let mut salesforce = self.salesforce.as_ref().map(Running::state);
         for c in &world.changes[*applied..=change] {
             world.apply_to_fakes(
                 &mut pipedrive.accounts,
                 &mut hubspot.portals,
                 dataverse.as_deref_mut(),
+                salesforce.as_deref_mut(),
                 c,
             );
         }
@@ -340,13 +369,22 @@ impl Pipeline {
         let done = Arc::new(AtomicUsize::new(0));
         let progress = Arc::new(progress);
         let mut tasks = Vec::with_capacity(deliveries.len());
+        let mut report_published = 0;
         for index in 0..deliveries.len() {
             if let Some(rate) = rate {
                 let due = started + Duration::from_secs_f64(index as f64 / rate);
                 tokio::time::sleep_until(due.into()).await;
             }
-            let permit = permits.clone().acquire_owned().await?;
             self.apply_changes_through(world, deliveries[index].change);
+            // A change event is published, in commit order, for the
+            // collector to pull.
+            if deliveries[index].version == Version::SalesforceChangeEvent {
+                self.publish(&deliveries[index])?;
+                report_published += 1;
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+                continue;
+            }
+            let permit = permits.clone().acquire_owned().await?;
             let (pipeline, world, deliveries) = (self.clone(), world.clone(), deliveries.clone());
             let (done, progress) = (done.clone(), progress.clone());
             tasks.push(tokio::spawn(async move {
@@ -358,12 +396,14 @@ impl Pipeline {
         }
         let mut report = SendReport {
             deliveries: deliveries.len(),
+            accepted: report_published,
             ..Default::default()
         };
         for task in tasks {
             let (status, body, retried) = task.await??;
             report.retried += retried;
-            if status == 202 {
+            // 202, or Salesforce's 200 with its SOAP acknowledgement.
+            if (200..300).contains(&status) {
                 report.accepted += 1;
             } else {
                 report.refused.push((status, body));
@@ -371,6 +411,20 @@ impl Pipeline {
         }
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// Publishes a change event on the fake Pub/Sub API's channel.
+    fn publish(&self, delivery: &Delivery) -> anyhow::Result<()> {
+        let pubsub = self
+            .pubsub
+            .as_ref()
+            .context("a Salesforce change event without the fake Pub/Sub API")?;
+        pubsub.publish(
+            tributary_world::salesforce::CHANNEL,
+            tributary_world::salesforce::SCHEMA_ID,
+            delivery.body.clone(),
+        );
+        Ok(())
     }
 
     /// One delivery, tried until the collector answers anything but `503`

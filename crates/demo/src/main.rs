@@ -60,18 +60,18 @@ struct Args {
     #[arg(long, default_value = ".local/demo")]
     out: PathBuf,
     /// The CRMs whose simulated accounts take part, comma-separated (the
-    /// world's: pipedrive, hubspot, zoho, dynamics).
+    /// world's: pipedrive, hubspot, zoho, dynamics, salesforce).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "pipedrive,hubspot,zoho,dynamics"
+        default_value = "pipedrive,hubspot,zoho,dynamics,salesforce"
     )]
     sources: Vec<String>,
 }
 
 /// Keeps the world's accounts of `sources`, or says which cannot be simulated.
 fn keep_sources(config: &mut WorldConfig, sources: &[String]) -> anyhow::Result<()> {
-    let simulated = ["pipedrive", "hubspot", "zoho", "dynamics"];
+    let simulated = ["pipedrive", "hubspot", "zoho", "dynamics", "salesforce"];
     for source in sources {
         if tributary_sources::platform(source).is_none() {
             anyhow::bail!(

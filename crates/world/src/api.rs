@@ -28,6 +28,10 @@ pub struct Apis {
     pub zoho_url: String,
     /// The Dataverse Web API (`web_api_url`), for organizations' currencies.
     pub dynamics_url: String,
+    /// The Salesforce REST API (`instance_url`) and Pub/Sub API
+    /// (`pubsub_url`).
+    pub salesforce_url: String,
+    pub pubsub_url: String,
 }
 
 /// The account as the API shows it before any change: definitions only.
@@ -165,13 +169,14 @@ impl World {
 
     /// Brings the fake APIs up to date with a change: the Pipedrive account
     /// or HubSpot portal of its tenant, found in `pipedrive` (by API token)
-    /// or `hubspot` (by access token), or the Dataverse organization's
-    /// records in `dataverse`.
+    /// or `hubspot` (by access token), or the Dataverse organization's or
+    /// Salesforce org's records in `dataverse` or `salesforce`.
     pub fn apply_to_fakes(
         &self,
         pipedrive: &mut HashMap<String, Account>,
         hubspot: &mut HashMap<String, HubSpotPortal>,
         dataverse: Option<&mut tributary_fake_apis::dynamics::DataverseState>,
+        salesforce: Option<&mut tributary_fake_apis::SalesforceState>,
         change: &Change,
     ) {
         match &self.tenants[change.tenant].crm {
@@ -188,6 +193,11 @@ impl World {
             CrmAccount::Dynamics(_) => {
                 if let Some(dataverse) = dataverse {
                     self.apply_to_dataverse(dataverse, change);
+                }
+            }
+            CrmAccount::Salesforce(_) => {
+                if let Some(salesforce) = salesforce {
+                    self.apply_to_salesforce(salesforce, change);
                 }
             }
             // Zoho's notifications carry their values: its API is not read
@@ -277,6 +287,7 @@ marketing_source_property = "{property}"
             CrmAccount::Dynamics(account) => {
                 World::dynamics_config(tenant, account, &apis.dynamics_url)
             }
+            CrmAccount::Salesforce(account) => World::salesforce_config(tenant, account, apis),
         }
     }
 }

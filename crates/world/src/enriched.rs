@@ -42,7 +42,7 @@ impl World {
                 Platform::HubSpot => out.extend(hubspot),
                 // Zoho's events are made by the enricher in the end-to-end
                 // runs only.
-                Platform::Zoho | Platform::Dynamics => {}
+                Platform::Zoho | Platform::Dynamics | Platform::Salesforce => {}
             }
         }
         out

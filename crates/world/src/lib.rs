@@ -1,7 +1,7 @@
 //! A simulated CRM world for the demo, the end-to-end tests and the
-//! benchmarks: one or more Pipedrive, HubSpot, Zoho CRM and Dynamics 365
-//! accounts over a
-//! period (default 120 days), seeded and deterministic.
+//! benchmarks: one or more Pipedrive, HubSpot, Zoho CRM, Dynamics 365 and
+//! Salesforce accounts over a period (default 120 days), seeded and
+//! deterministic.
 //!
 //! - [`World::generate`] simulates the accounts: pipelines and stages with
 //!   win probabilities, reps, organizations and people, deals moving through
@@ -13,11 +13,15 @@
 //!   sends: Pipedrive's v1 or v2 (with retries, duplicates, late arrivals,
 //!   bulk edits), HubSpot's signed batches of thin events
 //!   ([`World::hubspot_events`]), Zoho's channel notifications with the
-//!   changed values (`zoho/`), Dynamics' webhook contexts (`dynamics/`); [`World::delivery_path`] and
-//!   [`World::delivery_headers`] say where and how each is posted.
+//!   changed values (`zoho/`), Dynamics' webhook contexts (`dynamics/`),
+//!   Salesforce's Outbound Messages and change events (`salesforce/`);
+//!   [`World::delivery_path`] and [`World::delivery_headers`] say where and
+//!   how each is posted (a change event is published on the fake Pub/Sub
+//!   API instead).
 //! - [`World::accounts`], [`World::apply`], [`World::hubspot_portals`],
 //!   [`World::apply_to_portal`], [`World::zoho_state`],
-//!   [`World::dynamics_state`] and
+//!   [`World::dynamics_state`], [`World::salesforce_state`],
+//!   [`World::apply_to_salesforce`], [`World::salesforce_pubsub_state`] and
 //!   [`World::email_verdicts`] are what the fake APIs answer, as of each
 //!   change.
 //! - [`World::expected_panels`] is the ground truth: every dashboard number
@@ -30,6 +34,7 @@ pub mod dynamics;
 mod enriched;
 pub mod hubspot;
 mod model;
+pub mod salesforce;
 mod simulate;
 mod truth;
 mod webhooks;
@@ -39,6 +44,7 @@ pub use api::{Apis, definitions};
 pub use dynamics::DynamicsAccount;
 pub use hubspot::{HubSpotAccount, HubSpotEvent, HubSpotOwner};
 pub use model::*;
+pub use salesforce::SalesforceAccount;
 pub use simulate::{DEFAULT_START, TenantSpec, WorldConfig};
 pub use truth::{PanelRows, differences, same_value};
 pub use webhooks::{Delivery, Habits, Version};
@@ -69,8 +75,8 @@ impl World {
     }
 
     /// How many distinct events the pipeline loads for the world: one per
-    /// Pipedrive, Zoho or Dynamics change, one per HubSpot event (a change may make
-    /// several), however often each is delivered.
+    /// Pipedrive, Zoho, Dynamics or Salesforce change, one per HubSpot event
+    /// (a change may make several), however often each is delivered.
     pub fn distinct_events(&self) -> usize {
         let one_each = self
             .changes
@@ -78,7 +84,10 @@ impl World {
             .filter(|c| {
                 matches!(
                     self.tenants[c.tenant].platform(),
-                    Platform::Pipedrive | Platform::Zoho | Platform::Dynamics
+                    Platform::Pipedrive
+                        | Platform::Zoho
+                        | Platform::Dynamics
+                        | Platform::Salesforce
                 )
             })
             .count();

@@ -54,6 +54,7 @@ pub enum Platform {
     HubSpot,
     Zoho,
     Dynamics,
+    Salesforce,
 }
 
 impl Platform {
@@ -64,14 +65,18 @@ impl Platform {
             Platform::HubSpot => "hubspot",
             Platform::Zoho => "zoho",
             Platform::Dynamics => "dynamics",
+            Platform::Salesforce => "salesforce",
         }
     }
 
     /// Whether won and lost are stages of the pipeline (HubSpot's
-    /// `closedwon`, Zoho's `Closed Won`): a reopened deal then enters an
-    /// open stage again.
+    /// `closedwon`, Zoho's and Salesforce's `Closed Won`): a reopened deal
+    /// then enters an open stage again.
     pub fn outcome_is_a_stage(self) -> bool {
-        matches!(self, Platform::HubSpot | Platform::Zoho)
+        matches!(
+            self,
+            Platform::HubSpot | Platform::Zoho | Platform::Salesforce
+        )
     }
 }
 
@@ -204,26 +209,45 @@ impl Deal {
 }
 
 impl Tenant {
+    /// The stage a deal's state is in: its open stage, or its pipeline's
+    /// won or lost stage where the platform has them.
+    pub fn stage_in(&self, state: &DealState) -> &Stage {
+        let pipeline = &self.pipelines[state.pipeline];
+        let closed = match state.status {
+            "won" => pipeline.won_stage.as_ref(),
+            "lost" => pipeline.lost_stage.as_ref(),
+            _ => None,
+        };
+        closed.unwrap_or(&pipeline.stages[state.stage])
+    }
+
     pub fn platform(&self) -> Platform {
         match self.crm {
             CrmAccount::Pipedrive(_) => Platform::Pipedrive,
             CrmAccount::HubSpot(_) => Platform::HubSpot,
             CrmAccount::Zoho(_) => Platform::Zoho,
             CrmAccount::Dynamics(_) => Platform::Dynamics,
+            CrmAccount::Salesforce(_) => Platform::Salesforce,
         }
     }
 
     pub fn pipedrive(&self) -> Option<&PipedriveAccount> {
         match &self.crm {
             CrmAccount::Pipedrive(account) => Some(account),
-            CrmAccount::HubSpot(_) | CrmAccount::Zoho(_) | CrmAccount::Dynamics(_) => None,
+            CrmAccount::HubSpot(_)
+            | CrmAccount::Zoho(_)
+            | CrmAccount::Dynamics(_)
+            | CrmAccount::Salesforce(_) => None,
         }
     }
 
     pub fn hubspot(&self) -> Option<&crate::hubspot::HubSpotAccount> {
         match &self.crm {
             CrmAccount::HubSpot(account) => Some(account),
-            CrmAccount::Pipedrive(_) | CrmAccount::Zoho(_) | CrmAccount::Dynamics(_) => None,
+            CrmAccount::Pipedrive(_)
+            | CrmAccount::Zoho(_)
+            | CrmAccount::Dynamics(_)
+            | CrmAccount::Salesforce(_) => None,
         }
     }
 
@@ -295,6 +319,7 @@ pub enum CrmAccount {
     HubSpot(crate::hubspot::HubSpotAccount),
     Zoho(crate::zoho::ZohoAccount),
     Dynamics(crate::dynamics::DynamicsAccount),
+    Salesforce(crate::salesforce::SalesforceAccount),
 }
 
 /// One CRM account (a tenant of the pipeline).

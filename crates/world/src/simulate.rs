@@ -53,6 +53,15 @@ impl TenantSpec {
         }
     }
 
+    /// A Salesforce org: one sales process with Salesforce's standard
+    /// stages, no activities (the Salesforce source does not take them).
+    pub fn salesforce(name: &str, reps: usize, deals: usize) -> Self {
+        TenantSpec {
+            platform: Platform::Salesforce,
+            ..TenantSpec::new(name, 1, reps, deals, 0)
+        }
+    }
+
     /// A HubSpot account (at least two owners, so a reassignment changes the owner).
     pub fn hubspot(
         name: &str,
@@ -83,8 +92,8 @@ pub const DEFAULT_START: i64 = 1_736_121_600;
 
 impl WorldConfig {
     /// The demo's world: two Pipedrive accounts, a HubSpot portal, a Zoho
-    /// CRM org and a Dynamics 365 organization over 120 days, about 9,000
-    /// changes.
+    /// CRM org, a Dynamics 365 organization and a Salesforce org over 120
+    /// days, about 10,500 changes.
     pub fn demo(seed: u64, start: i64) -> Self {
         WorldConfig {
             seed,
@@ -96,6 +105,7 @@ impl WorldConfig {
                 TenantSpec::hubspot("initech", 2, 4, 260, 320),
                 TenantSpec::zoho("umbrella", 3, 150),
                 TenantSpec::dynamics("contoso", 3, 150),
+                TenantSpec::salesforce("hooli", 3, 150),
             ],
         }
     }
@@ -118,8 +128,9 @@ impl WorldConfig {
     }
 
     /// A small world for end-to-end tests: two Pipedrive accounts, a
-    /// HubSpot portal, a Zoho CRM org and a Dynamics 365 organization, a few
-    /// hundred changes each, one with enough closed deals to calibrate.
+    /// HubSpot portal, a Zoho CRM org, a Dynamics 365 organization and a
+    /// Salesforce org, a few hundred changes each, one with enough closed
+    /// deals to calibrate.
     pub fn small(seed: u64) -> Self {
         WorldConfig {
             seed,
@@ -131,6 +142,7 @@ impl WorldConfig {
                 TenantSpec::hubspot("harbor", 2, 3, 100, 60),
                 TenantSpec::zoho("delta", 3, 60),
                 TenantSpec::dynamics("ember", 3, 60),
+                TenantSpec::salesforce("fjord", 3, 60),
             ],
         }
     }
@@ -276,6 +288,15 @@ impl IdBases {
                 activity: 3_400_000 + 100_000 * t,
                 rep: 3_500_000 + 100_000 * t,
             },
+            // Salesforce's ids are 18 characters, made of these
+            // (`salesforce::record_id`).
+            Platform::Salesforce => IdBases {
+                organization: 4_100_000 + 100_000 * t,
+                person: 4_200_000 + 100_000 * t,
+                deal: 4_300_000 + 100_000 * t,
+                activity: 4_400_000 + 100_000 * t,
+                rep: 4_500_000 + 100_000 * t,
+            },
             // Zoho's ids are 19 digits: the org's prefix, then a counter.
             Platform::Zoho => {
                 let org = 5_725_767_000_000_000_000 + 100_000_000 * t;
@@ -350,6 +371,7 @@ impl Simulation<'_> {
             (Platform::HubSpot, two) => crate::hubspot::pipelines(two),
             (Platform::Zoho, _) => crate::zoho::pipelines(),
             (Platform::Dynamics, _) => crate::dynamics::pipelines(),
+            (Platform::Salesforce, _) => crate::salesforce::pipelines(),
         };
         let ids = IdBases::of(self.platform, self.tenant);
         let reps: Vec<Rep> = (0..spec.reps.max(1))
@@ -383,6 +405,9 @@ impl Simulation<'_> {
             Platform::Dynamics => {
                 CrmAccount::Dynamics(crate::dynamics::DynamicsAccount::new(self.tenant, &slug))
             }
+            Platform::Salesforce => CrmAccount::Salesforce(
+                crate::salesforce::SalesforceAccount::new(self.tenant, &slug),
+            ),
         };
         let mut tenant = Tenant {
             name: spec.name.clone(),
@@ -474,7 +499,7 @@ impl Simulation<'_> {
         self.add_people_and_organizations(&mut tenant);
         match self.platform {
             // Zoho deletes the records merged into another.
-            Platform::Pipedrive | Platform::Zoho | Platform::Dynamics => {
+            Platform::Pipedrive | Platform::Zoho | Platform::Dynamics | Platform::Salesforce => {
                 self.merge_some_deals(&mut tenant)
             }
             Platform::HubSpot => self.merge_duplicate_deals(&mut tenant),
@@ -582,7 +607,9 @@ impl Simulation<'_> {
         // keep the longest history inside the period.
         let longest_dwell = match self.platform {
             Platform::Pipedrive => 10 * DAY,
-            Platform::HubSpot | Platform::Zoho | Platform::Dynamics => 7 * DAY,
+            Platform::HubSpot | Platform::Zoho | Platform::Dynamics | Platform::Salesforce => {
+                7 * DAY
+            }
         };
         for _ in 0..moves {
             let dwell = self.rng.random_range(6 * HOUR..longest_dwell);
@@ -657,10 +684,13 @@ impl Simulation<'_> {
             // Out of its won or lost stage, back into the open one.
             state.stage_change_time = at;
             deal.entries.push((state.pipeline, state.stage, at));
+        } else if before.status != state.status && self.platform == Platform::Salesforce {
+            // Into its won or lost stage: Salesforce's `LastStageChangeDate`.
+            state.stage_change_time = at;
         }
-        // Dynamics closes an opportunity on a date (its close dialog's
-        // "Actual Close Date"), not at a time.
-        let closed_at = if self.platform == Platform::Dynamics {
+        // Dynamics and Salesforce close an opportunity on a date (the close
+        // dialog's "Actual Close Date", the `CloseDate`), not at a time.
+        let closed_at = if matches!(self.platform, Platform::Dynamics | Platform::Salesforce) {
             at - at.rem_euclid(DAY)
         } else {
             at
@@ -845,8 +875,13 @@ impl Simulation<'_> {
             let survivor = &mut tenant.deals[i + 1];
             survivor.last_at = at;
             let before = Some(survivor.last.clone());
-            // Zoho's merge modifies the record it keeps.
-            if matches!(self.platform, Platform::Zoho | Platform::Dynamics) {
+            // Zoho's merge modifies the record it keeps; Dynamics' and
+            // Salesforce's (which merge no opportunities: a person moves
+            // what matters and deletes the other) too.
+            if matches!(
+                self.platform,
+                Platform::Zoho | Platform::Dynamics | Platform::Salesforce
+            ) {
                 survivor.last.update_time = at;
             }
             let after = Some(survivor.last.clone());
@@ -881,7 +916,9 @@ impl Simulation<'_> {
             owner
         };
         let kinds = match self.platform {
-            Platform::Pipedrive | Platform::Zoho | Platform::Dynamics => ACTIVITY_TYPES,
+            Platform::Pipedrive | Platform::Zoho | Platform::Dynamics | Platform::Salesforce => {
+                ACTIVITY_TYPES
+            }
             Platform::HubSpot => HUBSPOT_ACTIVITY_TYPES,
         };
         let kind = kinds[rng.random_range(0..kinds.len())];

@@ -234,6 +234,12 @@ pub(crate) fn raw_events(
         let split = source
             .split(&tenant.name, &request)
             .unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&body)));
+        assert!(
+            split.rejected.is_empty(),
+            "{:?}: {}",
+            split.rejected,
+            String::from_utf8_lossy(&body)
+        );
         for event in split.events {
             let raw = event
                 .keys

@@ -61,6 +61,7 @@ impl Tenant {
             CrmAccount::HubSpot(account) => account.portal_id.clone(),
             CrmAccount::Zoho(account) => account.org_id.clone(),
             CrmAccount::Dynamics(account) => account.organization_id.clone(),
+            CrmAccount::Salesforce(account) => account.organization_id.clone(),
         }
     }
 
@@ -100,11 +101,12 @@ impl Tenant {
             .map(|value| value * self.probability(deal) / 100.0)
     }
 
-    /// A record's id as its CRM gives it: Dynamics' GUIDs, the others'
-    /// numbers.
+    /// A deal's id as its CRM gives it: Dynamics' GUIDs, Salesforce's
+    /// opportunity ids, the others' numbers.
     pub fn record_id(&self, id: i64) -> String {
         match self.platform() {
             crate::Platform::Dynamics => crate::dynamics::guid(id),
+            crate::Platform::Salesforce => crate::salesforce::opportunity_id(id),
             _ => id.to_string(),
         }
     }
@@ -114,7 +116,9 @@ impl Tenant {
     fn stage_probability_shown(&self, stage: &Stage) -> f64 {
         match self.platform() {
             crate::Platform::Zoho | crate::Platform::Dynamics => 0.0,
-            crate::Platform::Pipedrive | crate::Platform::HubSpot => stage.probability,
+            crate::Platform::Pipedrive | crate::Platform::HubSpot | crate::Platform::Salesforce => {
+                stage.probability
+            }
         }
     }
 

@@ -29,6 +29,11 @@ pub enum Version {
     Zoho,
     /// A Dynamics 365 webhook step's `RemoteExecutionContext`.
     Dynamics,
+    /// A Salesforce Outbound Message (SOAP).
+    SalesforceOutbound,
+    /// A Salesforce change event (Avro), published on a Pub/Sub API
+    /// channel for the collector to pull rather than posted to it.
+    SalesforceChangeEvent,
 }
 
 /// How deliveries arrive. Shares are fractions of all changes (of HubSpot's
@@ -201,6 +206,7 @@ impl World {
         streams.extend(self.hubspot_deliveries(habits));
         streams.push(self.zoho_deliveries(habits));
         streams.push(self.dynamics_deliveries(habits));
+        streams.extend(self.salesforce_deliveries(habits));
         interleave(streams)
     }
 
@@ -222,6 +228,14 @@ impl World {
                     )
                 }
                 _ => unreachable!("a Dynamics tenant has a Dynamics account"),
+            },
+            // The endpoint's secret is in its URL.
+            Platform::Salesforce => match &tenant.crm {
+                CrmAccount::Salesforce(account) => format!(
+                    "/webhooks/salesforce/{}?secret={}",
+                    tenant.name, account.endpoint_secret
+                ),
+                _ => unreachable!("a Salesforce tenant has a Salesforce account"),
             },
         }
     }
@@ -271,6 +285,12 @@ impl World {
                         "true".to_owned(),
                     ));
                 }
+            }
+            CrmAccount::Salesforce(_) => {
+                headers = vec![
+                    ("content-type", "text/xml; charset=utf-8".to_owned()),
+                    ("soapaction", "\"\"".to_owned()),
+                ];
             }
             CrmAccount::Zoho(_) => {}
         }
@@ -395,7 +415,12 @@ impl World {
                     "event": format!("{}.{object}", change.action.word())
                 })
             }
-            Version::V2 | Version::HubSpot | Version::Zoho | Version::Dynamics => {
+            Version::V2
+            | Version::HubSpot
+            | Version::Zoho
+            | Version::Dynamics
+            | Version::SalesforceOutbound
+            | Version::SalesforceChangeEvent => {
                 let action = match change.action {
                     Action::Added => "create",
                     Action::Updated | Action::Merged | Action::Restored => "change",
@@ -515,7 +540,12 @@ fn changed_fields(before: &Value, after: &Value) -> Value {
 fn time(version: Version, seconds: i64) -> String {
     match version {
         Version::V1 => v1_time(seconds),
-        Version::V2 | Version::HubSpot | Version::Zoho | Version::Dynamics => iso(seconds),
+        Version::V2
+        | Version::HubSpot
+        | Version::Zoho
+        | Version::Dynamics
+        | Version::SalesforceOutbound
+        | Version::SalesforceChangeEvent => iso(seconds),
     }
 }
 
@@ -554,7 +584,12 @@ fn deal_snapshot(
             snapshot[CAMPAIGN_FIELD] = json!(deal.campaign);
             snapshot
         }
-        Version::V2 | Version::HubSpot | Version::Zoho | Version::Dynamics => json!({
+        Version::V2
+        | Version::HubSpot
+        | Version::Zoho
+        | Version::Dynamics
+        | Version::SalesforceOutbound
+        | Version::SalesforceChangeEvent => json!({
             "id": deal.id, "title": state.title, "creator_user_id": deal.owner.0, "owner_id": deal.owner.0,
             "value": state.value, "person_id": person.id, "org_id": org.id, "stage_id": stage.numeric_id(),
             "pipeline_id": pipeline.numeric_id(), "currency": deal.currency, "add_time": t(deal.add_time),
@@ -592,7 +627,12 @@ fn activity_snapshot(
             "active_flag": true, "update_time": t(state.update_time), "update_user_id": state.user.0,
             "created_by_user_id": state.user.0, "owner_name": state.user.1
         }),
-        Version::V2 | Version::HubSpot | Version::Zoho | Version::Dynamics => json!({
+        Version::V2
+        | Version::HubSpot
+        | Version::Zoho
+        | Version::Dynamics
+        | Version::SalesforceOutbound
+        | Version::SalesforceChangeEvent => json!({
             "id": activity.id, "subject": state.subject, "type": state.kind, "owner_id": state.user.0,
             "creator_user_id": state.user.0, "is_deleted": false, "add_time": t(activity.add_time),
             "update_time": t(state.update_time), "deal_id": deal_id, "lead_id": null, "person_id": person_id,
@@ -629,7 +669,12 @@ fn person_snapshot(
             "phone": entries(state.phone.as_deref()), "active_flag": true, "visible_to": "3",
             "org_name": tenant.organizations[person.org].last.name, "owner_name": person.owner.1
         }),
-        Version::V2 | Version::HubSpot | Version::Zoho | Version::Dynamics => json!({
+        Version::V2
+        | Version::HubSpot
+        | Version::Zoho
+        | Version::Dynamics
+        | Version::SalesforceOutbound
+        | Version::SalesforceChangeEvent => json!({
             "emails": entries(Some(&person.email)), "phones": entries(state.phone.as_deref()),
             "is_deleted": false, "visible_to": 3, "label_ids": [], "custom_fields": {}
         }),
@@ -659,7 +704,12 @@ fn organization_snapshot(
             snapshot[INDUSTRY_FIELD] = json!(state.industry.to_string());
             snapshot
         }
-        Version::V2 | Version::HubSpot | Version::Zoho | Version::Dynamics => json!({
+        Version::V2
+        | Version::HubSpot
+        | Version::Zoho
+        | Version::Dynamics
+        | Version::SalesforceOutbound
+        | Version::SalesforceChangeEvent => json!({
             "id": org.id, "name": state.name, "owner_id": org.owner.0, "add_time": t(org.add_time),
             "update_time": t(at), "is_deleted": false, "visible_to": 3, "label_ids": [],
             "address": {"value": state.address},

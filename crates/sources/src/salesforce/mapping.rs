@@ -115,8 +115,16 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
     // The stage's definition, when the enricher read it from the API.
     let stage_won = flat.flag("stage_is_won")?;
     let stage_closed = flat.flag("stage_is_closed")?;
+    let change_event = flat.flag("event_change_event")?.is_known();
     let (won, closed) = match (event.flag("IsWon")?, event.flag("IsClosed")?) {
         (Field::Unknown, Field::Unknown) => (stage_won.clone(), stage_closed.clone()),
+        // A change event carries only what changed. Closed without IsWon:
+        // it was open, so not won, and stays not won. Not won any more
+        // without IsClosed: it stays closed (a reopening changes IsClosed).
+        (Field::Unknown, closed @ Field::Value(true)) if change_event => {
+            (Field::Value(false), closed)
+        }
+        (won @ Field::Value(false), Field::Unknown) if change_event => (won, Field::Value(true)),
         known => known,
     };
     deal.status = match (won, closed) {
@@ -138,7 +146,7 @@ fn opportunity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), Mappi
     let mut closed_on = flat.day_start_or_empty(&Event::field("CloseDate"))?;
     // A change event that closes an opportunity without its CloseDate
     // (unchanged, and no REST API to read it) is dated by its commit.
-    if !closed_on.is_known() && flat.flag("event_change_event")?.is_known() {
+    if !closed_on.is_known() && change_event {
         let day = event.header.version.at_micro.div_euclid(86_400_000_000) * 86_400_000_000;
         closed_on = Timestamp::from_micros(day)
             .map(Field::Value)
@@ -227,9 +235,13 @@ fn stage_entered_at(event: &Event<'_>, deal: &Deal) -> Result<Option<i64>, Mappi
         return Ok(Some(at.seconds() * 1_000_000));
     }
     // A gap's record is read whole: it says the stage, not that it moved.
+    // Salesforce keeps a record's times to the second, a commit's to the
+    // millisecond: the entry is at the second, so a change event and a read
+    // of `LastStageChangeDate` make the same entry.
     if event.flat.flag("event_change_event")?.is_known() {
         let gap = event.header.action.starts_with("gap_");
-        return Ok((!gap).then_some(event.header.version.at_micro));
+        let at = event.header.version.at_micro;
+        return Ok((!gap).then_some(at - at.rem_euclid(1_000_000)));
     }
     Ok(match (&deal.created_at, &deal.updated_at) {
         (Field::Value(created), Field::Value(modified)) if created == modified => {

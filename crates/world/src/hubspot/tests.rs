@@ -804,6 +804,8 @@ fn hubspot_tenants_are_configured_in_their_own_section() {
         public_url: "http://127.0.0.1:8080".into(),
         zoho_url: "http://127.0.0.1:9".into(),
         dynamics_url: "http://127.0.0.1:9".into(),
+        salesforce_url: "http://127.0.0.1:9".into(),
+        pubsub_url: "http://127.0.0.1:9".into(),
     };
     let config = world.tenant_config(index, &apis);
     for line in [
@@ -856,7 +858,7 @@ fn the_same_seed_makes_the_same_hubspot_world() {
         .filter(|c| {
             matches!(
                 a.tenants[c.tenant].platform(),
-                Platform::Zoho | Platform::Dynamics
+                Platform::Zoho | Platform::Dynamics | Platform::Salesforce
             )
         })
         .count();

@@ -78,17 +78,6 @@ pub(crate) fn pipelines() -> Vec<Pipeline> {
     }]
 }
 
-/// The stage a deal's state is in: its open stage, or the won or lost one.
-fn stage_of<'a>(tenant: &'a Tenant, state: &DealState) -> &'a Stage {
-    let pipeline = &tenant.pipelines[state.pipeline];
-    let closed = match state.status {
-        "won" => pipeline.won_stage.as_ref(),
-        "lost" => pipeline.lost_stage.as_ref(),
-        _ => None,
-    };
-    closed.unwrap_or(&pipeline.stages[state.stage])
-}
-
 /// Zoho's `Stage` picklist as the fields API lists it.
 fn pick_list_values(pipeline: &Pipeline) -> Vec<Value> {
     let open = pipeline.stages.iter().map(|s| (s, "Open"));
@@ -174,10 +163,10 @@ impl World {
             } => {
                 let deal = &tenant.deals[*deal];
                 if let Some(after) = after {
-                    let stage = stage_of(tenant, after);
+                    let stage = tenant.stage_in(after);
                     let moved = before
                         .as_ref()
-                        .is_none_or(|b| stage_of(tenant, b).id != stage.id);
+                        .is_none_or(|b| tenant.stage_in(b).id != stage.id);
                     if moved {
                         values.insert("Stage".into(), json!(stage.id));
                         values.insert("Probability".into(), json!(stage.probability));

@@ -177,10 +177,10 @@ fn an_opportunity_enters_its_stage_when_the_message_says() {
         crate::mapped::stage_entries(&map(&fields)),
         [(
             "Proposal".to_owned(),
-            1_741_096_900_123_000,
+            1_741_096_900_000_000,
             "open".to_owned()
         )],
-        "at the commit"
+        "at the commit's second, as LastStageChangeDate would say it"
     );
 }
 
@@ -227,6 +227,44 @@ fn closed_and_not_won_is_lost_and_the_record_currency_wins() {
     assert_eq!(deal.status, Field::Unknown);
     assert_eq!(deal.currency, Field::Unknown);
     assert!(!records.iter().any(|r| matches!(r, Record::Stage(_))));
+}
+
+#[test]
+fn a_change_event_that_closes_without_is_won_is_lost() {
+    // A change event carries what changed: losing an open opportunity
+    // changes IsClosed, not IsWon; losing a won one changes IsWon, not
+    // IsClosed.
+    let status = |fields: &str, change_event: bool| {
+        let body = notification("Opportunity", OPPORTUNITY, fields);
+        let mut flat = flat(
+            &enricher(Some("EUR")),
+            &raw("Opportunity", OPPORTUNITY, body),
+        );
+        if change_event {
+            flat.insert("event_change_event".into(), json!(true));
+        }
+        map(&flat).into_iter().find_map(|r| match r {
+            Record::Deal(deal) => Some(deal.status),
+            _ => None,
+        })
+    };
+    let lost = Some(Field::Value(DealStatus::Lost));
+    assert_eq!(status("<sf:IsClosed>true</sf:IsClosed>", true), lost);
+    assert_eq!(status("<sf:IsWon>false</sf:IsWon>", true), lost);
+    assert_eq!(
+        status("<sf:IsWon>true</sf:IsWon>", true),
+        Some(Field::Value(DealStatus::Won))
+    );
+    assert_eq!(
+        status("<sf:IsClosed>false</sf:IsClosed>", true),
+        Some(Field::Value(DealStatus::Open)),
+        "reopened"
+    );
+    assert_eq!(
+        status("<sf:IsClosed>true</sf:IsClosed>", false),
+        Some(Field::Unknown),
+        "a message that selects IsClosed but not IsWon says no more"
+    );
 }
 
 #[test]

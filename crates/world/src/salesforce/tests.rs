@@ -1,0 +1,303 @@
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use apache_avro::Schema;
+use serde_json::{Value, json};
+use tributary_model::{Context, DealStatus, Field, Mapping, Record};
+use tributary_salesforce_pubsub::{ConsumerEvent, ProducerEvent};
+use tributary_sources::salesforce::cdc::{avro, raw_events};
+use tributary_sources::salesforce::enrich::SalesforceEnricher;
+use tributary_sources::salesforce::mapping::SalesforceMapping;
+use tributary_sources::salesforce::{Salesforce, tenant_settings};
+
+use super::{CHANNEL, SCHEMA_ID, schema_json};
+use crate::*;
+
+/// The small world's Salesforce org.
+fn world() -> World {
+    World::generate(WorldConfig::small(7).only(Platform::Salesforce))
+}
+
+fn account(tenant: &Tenant) -> &SalesforceAccount {
+    match &tenant.crm {
+        CrmAccount::Salesforce(account) => account,
+        _ => panic!("a Salesforce org"),
+    }
+}
+
+fn schema() -> Schema {
+    Schema::parse_str(&schema_json()).expect("the org's schema")
+}
+
+/// Every delivery through the collector (an Outbound Message through its
+/// Salesforce source, a change event as its subscription reads it off the
+/// channel), the enricher (without the REST API) and the mapping: each
+/// distinct event's change and records.
+fn mapped(world: &World, deliveries: &[Delivery]) -> tests::Mapped {
+    let tenant = &world.tenants[0];
+    let account = account(tenant);
+    let section = json!({"organization_id": account.organization_id,
+        "endpoint_secret": account.endpoint_secret});
+    let source =
+        Salesforce::from_sections(vec![(tenant.name.as_str(), &section)]).expect("settings");
+    let enricher = SalesforceEnricher::new(BTreeMap::from([(
+        tenant.name.clone(),
+        tenant_settings(&section).expect("settings"),
+    )]));
+    let schema = schema();
+    let (events, messages): (Vec<Delivery>, Vec<Delivery>) = deliveries
+        .iter()
+        .cloned()
+        .partition(|d| d.version == Version::SalesforceChangeEvent);
+    let path = world.delivery_path(&messages[0]);
+    let mut raws = tests::raw_events(world, &source, &path, &messages);
+    // The channel's events in the order published, each its position's id.
+    for (position, delivery) in events.iter().enumerate() {
+        let event = ConsumerEvent {
+            event: Some(ProducerEvent {
+                id: format!("e{position:05}"),
+                schema_id: SCHEMA_ID.into(),
+                payload: delivery.body.clone(),
+                headers: Vec::new(),
+            }),
+            replay_id: (position as u64 + 1).to_be_bytes().to_vec(),
+        };
+        for raw in raw_events(
+            &tenant.name,
+            &account.organization_id,
+            CHANNEL,
+            &event,
+            Ok(&schema),
+            1,
+        ) {
+            raws.push((delivery.change, raw));
+        }
+    }
+    let mut mapped = HashMap::new();
+    for (change, raw) in raws {
+        let fields = enricher
+            .flat_event(&raw)
+            .expect("enriched")
+            .into_map()
+            .expect("unique fields");
+        let context = Context {
+            tenant: &tenant.name,
+            source: tenant.source(),
+            received_at_micro: 1,
+            missing: &[],
+        };
+        let records = SalesforceMapping
+            .map(&context, &fields)
+            .unwrap_or_else(|e| panic!("{e:?}: {fields:?}"))
+            .records;
+        mapped.insert(raw.event_id, (change, records));
+    }
+    mapped
+}
+
+#[test]
+fn every_change_is_one_event_however_often_its_message_arrives() {
+    let world = world();
+    let deliveries = world.deliveries(&Habits::default());
+    let versions: HashSet<Version> = deliveries.iter().map(|d| d.version).collect();
+    assert_eq!(versions.len(), 2, "Outbound Messages and change events");
+    let messages: Vec<&Delivery> = deliveries
+        .iter()
+        .filter(|d| d.version == Version::SalesforceOutbound)
+        .collect();
+    let distinct: HashSet<usize> = messages.iter().map(|d| d.change).collect();
+    assert!(messages.len() > distinct.len(), "some messages are retried");
+    let events: Vec<usize> = deliveries
+        .iter()
+        .filter(|d| d.version == Version::SalesforceChangeEvent)
+        .map(|d| d.change)
+        .collect();
+    assert!(
+        events.windows(2).all(|w| w[0] < w[1]),
+        "change events are in commit order, each once"
+    );
+    let mapped = mapped(&world, &deliveries);
+    assert_eq!(mapped.len(), world.changes.len(), "one event per change");
+    assert_eq!(world.distinct_events(), world.changes.len());
+    assert!(world.tenants[0].activities.is_empty());
+}
+
+#[test]
+fn the_stage_entries_the_pipeline_records_are_the_worlds() {
+    tests::assert_stage_entries_are_the_worlds(&world(), mapped);
+}
+
+#[test]
+fn change_events_carry_what_changed_and_gaps_nothing() {
+    let world = world();
+    let schema = schema();
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for delivery in world.deliveries(&Habits::none()) {
+        if delivery.version != Version::SalesforceChangeEvent {
+            continue;
+        }
+        let change = avro::decode(&schema, &delivery.body).expect("decodable");
+        *kinds.entry(change.change_type().to_owned()).or_default() += 1;
+        let fields: Vec<&String> = change.fields.keys().collect();
+        let Subject::Deal { before, after, .. } = &world.changes[delivery.change].subject else {
+            panic!("only opportunities are followed through change events");
+        };
+        match change.change_type() {
+            "CREATE" => {
+                for field in [
+                    "Name",
+                    "StageName",
+                    "Amount",
+                    "CurrencyIsoCode",
+                    "CloseDate",
+                ] {
+                    assert!(fields.iter().any(|f| *f == field), "{field} in {fields:?}");
+                }
+            }
+            "UPDATE" => {
+                let (before, after) = (before.as_ref().unwrap(), after.as_ref().unwrap());
+                assert!(fields.iter().any(|f| *f == "LastModifiedDate"));
+                assert_eq!(
+                    fields.iter().any(|f| *f == "Amount"),
+                    before.value != after.value,
+                    "Amount only when it changed"
+                );
+                assert_eq!(
+                    fields.iter().any(|f| *f == "StageName"),
+                    world.tenants[0].stage_in(before).id != world.tenants[0].stage_in(after).id,
+                    "StageName only when it changed"
+                );
+            }
+            "GAP_UPDATE" | "DELETE" => assert!(fields.is_empty(), "{fields:?}"),
+            other => panic!("{other}"),
+        }
+    }
+    for kind in ["CREATE", "UPDATE", "GAP_UPDATE", "DELETE"] {
+        assert!(kinds.get(kind).is_some_and(|n| *n > 0), "{kind}: {kinds:?}");
+    }
+}
+
+#[test]
+fn the_deals_the_pipeline_maps_end_as_the_worlds() {
+    let world = world();
+    let tenant = &world.tenants[0];
+    type Newest<T> = (i64, Field<T>);
+    fn take<T: Clone>(newest: &mut Newest<T>, version: i64, value: &Field<T>) {
+        if value.is_known() && version >= newest.0 {
+            *newest = (version, value.clone());
+        }
+    }
+    #[derive(Default)]
+    struct Known {
+        status: Option<Newest<DealStatus>>,
+        stage: Option<Newest<String>>,
+        currency: Option<Newest<String>>,
+        deleted: Option<Newest<bool>>,
+        won_at: Option<Newest<tributary_model::Timestamp>>,
+    }
+    fn value<T: Clone>(slot: &Option<Newest<T>>) -> Option<Field<T>> {
+        slot.as_ref().map(|(_, v)| v.clone())
+    }
+    fn slot<T>(slot: &mut Option<Newest<T>>) -> &mut Newest<T> {
+        slot.get_or_insert((i64::MIN, Field::Unknown))
+    }
+    let mut deals: HashMap<String, Known> = HashMap::new();
+    for (_, records) in mapped(&world, &world.deliveries(&Habits::default())).into_values() {
+        for record in records {
+            let Record::Deal(deal) = record else {
+                continue;
+            };
+            let version = deal.version.at_micro;
+            let known = deals.entry(deal.key.id.clone()).or_default();
+            take(slot(&mut known.status), version, &deal.status);
+            take(slot(&mut known.stage), version, &deal.stage_id);
+            take(slot(&mut known.currency), version, &deal.currency);
+            take(slot(&mut known.deleted), version, &deal.deleted);
+            take(slot(&mut known.won_at), version, &deal.won_at);
+        }
+    }
+    for deal in &tenant.deals {
+        let known = &deals[&super::opportunity_id(deal.id)];
+        if deal.deleted {
+            assert_eq!(value(&known.deleted), Some(Field::Value(true)));
+            continue;
+        }
+        let status = match deal.last.status {
+            "won" => DealStatus::Won,
+            "lost" => DealStatus::Lost,
+            _ => DealStatus::Open,
+        };
+        assert_eq!(value(&known.status), Some(Field::Value(status)));
+        assert_eq!(
+            value(&known.stage),
+            Some(Field::Value(tenant.stage_in(&deal.last).id.clone()))
+        );
+        assert_eq!(
+            value(&known.currency),
+            Some(Field::Value(deal.currency.to_owned()))
+        );
+        let won_at = value(&known.won_at)
+            .and_then(|f| f.value().map(|t| t.seconds()))
+            .filter(|_| status == DealStatus::Won);
+        assert_eq!(won_at, deal.last.won_time, "won on the day it closed");
+    }
+}
+
+#[test]
+fn the_fake_rest_api_holds_each_record_as_of_each_change() {
+    let world = world();
+    let tenant = &world.tenants[0];
+    let mut state = world.salesforce_state().expect("a Salesforce org");
+    for change in &world.changes {
+        world.apply_to_salesforce(&mut state, change);
+    }
+    let org = state.org(&account(tenant).access_token);
+    let opportunities = &org.records["Opportunity"];
+    // When each opportunity last entered a stage (of any outcome): what a
+    // read's LastStageChangeDate must say, since a read makes a stage entry
+    // keyed by that time.
+    let mut entered: HashMap<usize, i64> = HashMap::new();
+    for change in &world.changes {
+        if let Subject::Deal {
+            deal,
+            before,
+            after: Some(after),
+            ..
+        } = &change.subject
+        {
+            let moved = before
+                .as_ref()
+                .is_none_or(|b| tenant.stage_in(b).id != tenant.stage_in(after).id);
+            if moved {
+                entered.insert(*deal, change.at());
+            }
+        }
+    }
+    for deal in &tenant.deals {
+        let id = super::opportunity_id(deal.id);
+        if deal.deleted {
+            assert!(!opportunities.contains_key(&id));
+            assert!(org.deleted["Opportunity"].contains(&id));
+            continue;
+        }
+        let record = &opportunities[&id];
+        assert_eq!(record["StageName"], json!(tenant.stage_in(&deal.last).id));
+        let index = tenant.deals.iter().position(|d| d.id == deal.id).unwrap();
+        assert_eq!(
+            record["LastStageChangeDate"],
+            json!(super::rest_time(entered[&index])),
+            "{id}"
+        );
+        assert_eq!(record["IsWon"], json!(deal.last.status == "won"));
+        assert_eq!(
+            record["AccountId"],
+            json!(super::record_id("001", tenant.organizations[deal.org].id))
+        );
+    }
+    let stages: Vec<&Value> = org.records["OpportunityStage"].values().collect();
+    assert_eq!(stages.len(), 8);
+    assert_eq!(org.records["User"].len(), tenant.reps.len());
+    for organization in &tenant.organizations {
+        let record = &org.records["Account"][&super::record_id("001", organization.id)];
+        assert_eq!(record["Name"], json!(organization.last.name));
+    }
+}
