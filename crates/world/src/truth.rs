@@ -499,7 +499,8 @@ impl Tenant {
                 .cmp(&home(a).is_some())
                 .then(home(b).unwrap_or(0.0).total_cmp(&home(a).unwrap_or(0.0)))
                 .then(b.last.value.total_cmp(&a.last.value))
-                .then(a.id.to_string().cmp(&b.id.to_string()))
+                // The panel breaks ties by the id as the CRM gives it.
+                .then(self.record_id(a.id).cmp(&self.record_id(b.id)))
         });
         panels.insert(
             "Open deals",
