@@ -59,8 +59,21 @@ pub fn bitmap(schema: &Schema, names: &[&str]) -> String {
     format!("0x{hex}")
 }
 
-/// Encodes a change with `schema` as Salesforce does.
+/// Encodes a change with `schema` as Salesforce does, as the only change
+/// of its transaction.
 pub fn encode(schema: &Schema, change: &Change) -> Vec<u8> {
+    encode_in_transaction(schema, change, "0002343d-9d90-e395-ed20-cf416ba652ad", 1)
+}
+
+/// Encodes a change with `schema` as the `sequence_number`th (from 1) of
+/// the transaction `transaction_key`: every change event of one
+/// transaction carries its key, numbered in commit order.
+pub fn encode_in_transaction(
+    schema: &Schema,
+    change: &Change,
+    transaction_key: &str,
+    sequence_number: i32,
+) -> Vec<u8> {
     let Schema::Record(record) = schema else {
         return Vec::new();
     };
@@ -113,9 +126,9 @@ pub fn encode(schema: &Schema, change: &Change) -> Vec<u8> {
         ),
         (
             "transactionKey".into(),
-            Avro::String("0002343d-9d90-e395-ed20-cf416ba652ad".into()),
+            Avro::String(transaction_key.into()),
         ),
-        ("sequenceNumber".into(), Avro::Int(1)),
+        ("sequenceNumber".into(), Avro::Int(sequence_number)),
         (
             "commitTimestamp".into(),
             Avro::Long(change.commit_timestamp_ms),

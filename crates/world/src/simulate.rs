@@ -504,7 +504,9 @@ impl Simulation<'_> {
             }
             Platform::HubSpot => self.merge_duplicate_deals(&mut tenant),
         }
-        if self.platform == Platform::Zoho {
+        // Zoho's Mass Update; Salesforce's mass edit of a list view (one
+        // transaction).
+        if matches!(self.platform, Platform::Zoho | Platform::Salesforce) {
             self.mass_update_deals(&mut tenant);
         }
         for i in 0..spec.activities {
@@ -819,7 +821,8 @@ impl Simulation<'_> {
     }
 
     /// Renames a few groups of live deals at once, as Zoho's Mass Update
-    /// does (one notification lists them all): four consecutive deals from
+    /// does (one notification lists them all) and Salesforce's mass edit
+    /// (one transaction): four consecutive deals from
     /// every 17th, renamed in one second after the latest change of any.
     fn mass_update_deals(&mut self, tenant: &mut Tenant) {
         for first in (5..tenant.deals.len().saturating_sub(4)).step_by(17) {

@@ -11,7 +11,8 @@
 //! - Opportunities are followed through Change Data Capture
 //!   ([`World::salesforce_deliveries`]): a change event per change on
 //!   `/data/OpportunityChangeEvent`, in commit order, Avro-encoded with the
-//!   org's schema; a creation carries every field with a value, an update
+//!   org's schema, a bulk edit's events in one transaction (one
+//!   `transactionKey`, numbered by `sequenceNumber`); a creation carries every field with a value, an update
 //!   its changed fields, a deletion nothing. One in five updates that
 //!   neither move nor close an opportunity arrives as a `GAP_UPDATE`
 //!   (Salesforce could not say what changed) and has its record read
@@ -32,6 +33,8 @@
 
 #[cfg(test)]
 mod tests;
+
+use std::collections::HashMap;
 
 use apache_avro::Schema;
 use apache_avro::types::Value as Avro;
@@ -407,19 +410,21 @@ impl World {
         })
     }
 
-    /// The Avro payload of `change`'s change event, as published.
+    /// The Avro payload of `change`'s change event, as published, the
+    /// `sequence`th of the transaction `transaction`.
     pub(crate) fn change_event_payload(
         &self,
         schema: &Schema,
         index: usize,
         change: &Change,
+        (transaction, sequence): (&str, i32),
     ) -> Option<Vec<u8>> {
         let event = self.change_event(index, change)?;
         let Subject::Deal { deal, .. } = &change.subject else {
             return None;
         };
         let deal = &self.tenants[change.tenant].deals[*deal];
-        Some(salesforce_pubsub::encode(
+        Some(salesforce_pubsub::encode_in_transaction(
             schema,
             &salesforce_pubsub::Change {
                 change_type: event.change_type,
@@ -427,7 +432,28 @@ impl World {
                 commit_timestamp_ms: change.at_micro / 1_000,
                 fields: event.fields,
             },
+            transaction,
+            sequence,
         ))
+    }
+
+    /// The transaction of a change: a bulk edit's changes (one tenant's,
+    /// in one second) share one, numbered in order; any other change is a
+    /// transaction of its own. Its key is a UUID, as Salesforce's.
+    fn transaction_key(&self, index: usize, change: &Change) -> String {
+        let bulk = matches!(change.subject, Subject::Deal { bulk: true, .. });
+        let n = if bulk {
+            (change.tenant as u64) << 48 | change.at() as u64
+        } else {
+            1 << 63 | index as u64
+        };
+        let bytes = [mix(self.config.seed, n), mix(self.config.seed, !n)];
+        let mut uuid = [0u8; 16];
+        uuid[..8].copy_from_slice(&bytes[0].to_le_bytes());
+        uuid[8..].copy_from_slice(&bytes[1].to_le_bytes());
+        uuid::Builder::from_random_bytes(uuid)
+            .into_uuid()
+            .to_string()
     }
 
     /// The Outbound Message of an account's or contact's change: one
@@ -522,18 +548,24 @@ impl World {
             },
         );
         let schema = Schema::parse_str(&schema_json()).expect("the org's schema");
+        let mut sequences: HashMap<String, i32> = HashMap::new();
         let events = self
             .changes
             .iter()
             .enumerate()
             .filter(|(_, c)| self.tenants[c.tenant].platform() == Platform::Salesforce)
             .filter_map(|(index, change)| {
+                let transaction = self.transaction_key(index, change);
+                let sequence = sequences.entry(transaction.clone()).or_default();
+                *sequence += 1;
+                let body =
+                    self.change_event_payload(&schema, index, change, (&transaction, *sequence))?;
                 Some(Delivery {
                     tenant: change.tenant,
                     change: index,
                     version: Version::SalesforceChangeEvent,
                     attempt: 1,
-                    body: self.change_event_payload(&schema, index, change)?,
+                    body,
                 })
             })
             .collect();

@@ -301,3 +301,35 @@ fn the_fake_rest_api_holds_each_record_as_of_each_change() {
         assert_eq!(record["Name"], json!(organization.last.name));
     }
 }
+
+#[test]
+fn a_bulk_edits_change_events_are_one_transaction_numbered_in_order() {
+    let world = world();
+    let schema = schema();
+    let mut transactions: BTreeMap<String, Vec<(i64, bool)>> = BTreeMap::new();
+    for delivery in world.deliveries(&Habits::none()) {
+        if delivery.version != Version::SalesforceChangeEvent {
+            continue;
+        }
+        let change = avro::decode(&schema, &delivery.body).expect("decodable");
+        let key = change.header["transactionKey"].as_str().unwrap().to_owned();
+        let sequence = change.header["sequenceNumber"].as_i64().unwrap();
+        let bulk = matches!(
+            world.changes[delivery.change].subject,
+            Subject::Deal { bulk: true, .. }
+        );
+        transactions.entry(key).or_default().push((sequence, bulk));
+    }
+    let shared: Vec<&Vec<(i64, bool)>> = transactions.values().filter(|t| t.len() > 1).collect();
+    assert!(!shared.is_empty(), "some bulk edits");
+    for transaction in transactions.values() {
+        let numbers: Vec<i64> = transaction.iter().map(|(n, _)| *n).collect();
+        assert_eq!(numbers, (1..=numbers.len() as i64).collect::<Vec<_>>());
+        if transaction.len() > 1 {
+            assert!(
+                transaction.iter().all(|(_, bulk)| *bulk),
+                "only bulk edits share one"
+            );
+        }
+    }
+}
