@@ -6,10 +6,12 @@
 //!   `fields`); 15- and 18-character ids name the same record; a deleted
 //!   record answers 404 `ENTITY_IS_DELETED`, an unknown one 404 `NOT_FOUND`,
 //!   an unknown field 400 `INVALID_FIELD`.
-//! - `GET /services/data/v{version}/query?q=SELECT ... FROM ... [ORDER BY f]`
-//!   (no `WHERE`: it answers 400 `MALFORMED_QUERY`), in batches of
-//!   `batch_size` with `nextRecordsUrl` to
-//!   `GET /services/data/v{version}/query/{locator}`.
+//! - `GET /services/data/v{version}/query?q=SELECT ... FROM ... [WHERE f >=
+//!   2025-03-04T16:30:00Z] [ORDER BY f]` (one date-time condition, nothing
+//!   else: it answers 400 `MALFORMED_QUERY`), in batches of `batch_size`
+//!   with `nextRecordsUrl` to `GET /services/data/v{version}/query/{locator}`;
+//!   `GET /services/data/v{version}/queryAll?q=...` also selects the
+//!   records in the recycle bin (`IsDeleted` true).
 //!
 //! - `POST /services/oauth2/token`: the refresh-token grant (client id and
 //!   secret in the form or as Basic credentials; the refresh token rotated
@@ -46,6 +48,9 @@ pub struct SalesforceOrg {
     pub records: BTreeMap<String, BTreeMap<String, Value>>,
     /// Ids of deleted records (in the recycle bin), by sObject type.
     pub deleted: BTreeMap<String, Vec<String>>,
+    /// The deleted records themselves (`IsDeleted` true), which `queryAll`
+    /// selects, by sObject type and id.
+    pub recycle_bin: BTreeMap<String, BTreeMap<String, Value>>,
     /// The org's rolling 24-hour API request allocation, and what is used.
     pub api_limit: u64,
     pub api_used: u64,
@@ -56,6 +61,7 @@ impl Default for SalesforceOrg {
         SalesforceOrg {
             records: BTreeMap::new(),
             deleted: BTreeMap::new(),
+            recycle_bin: BTreeMap::new(),
             // An Enterprise org's base allocation.
             api_limit: 100_000,
             api_used: 0,
@@ -96,7 +102,20 @@ impl SalesforceOrg {
     /// Moves a record to the recycle bin.
     pub fn delete(&mut self, object: &str, id: &str) {
         if let Some(records) = self.records.get_mut(object) {
-            records.retain(|stored, _| !same_id(stored, id));
+            let gone: Vec<String> = records
+                .keys()
+                .filter(|stored| same_id(stored, id))
+                .cloned()
+                .collect();
+            for stored in gone {
+                if let Some(mut record) = records.remove(&stored) {
+                    record["IsDeleted"] = json!(true);
+                    self.recycle_bin
+                        .entry(object.to_owned())
+                        .or_default()
+                        .insert(stored, record);
+                }
+            }
         }
         self.deleted
             .entry(object.to_owned())
@@ -176,6 +195,7 @@ impl FakeSalesforce {
                 get(record),
             )
             .route("/services/data/{version}/query", get(query))
+            .route("/services/data/{version}/queryAll", get(query_all))
             .route("/services/data/{version}/query/{locator}", get(more))
             .route("/services/oauth2/token", axum::routing::post(token))
             .with_state(shared.clone());
@@ -371,11 +391,26 @@ async fn record(
     }
 }
 
-/// `SELECT <fields> FROM <object> [ORDER BY <field>]`.
+/// `SELECT <fields> FROM <object> [WHERE <field> >= <date-time>] [ORDER BY <field>]`.
 struct Soql {
     fields: Vec<String>,
     object: String,
+    since: Option<(String, chrono::DateTime<chrono::Utc>)>,
     order_by: Option<String>,
+}
+
+/// A record's date-time field (REST's `2025-03-04T16:30:00.000+0000`).
+fn time_of(record: &Value, field: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let text = record
+        .as_object()?
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(field))?
+        .1
+        .as_str()?;
+    chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z")
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(text))
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 fn parse_soql(text: &str) -> Result<Soql, String> {
@@ -391,30 +426,68 @@ fn parse_soql(text: &str) -> Result<Soql, String> {
     let object = words
         .get(from + 1)
         .ok_or("unexpected token: no object after FROM")?;
-    let rest = &upper[from + 2..];
+    let mut rest = &upper[from + 2..];
+    let mut since = None;
+    if let [condition, _, operator, literal, ..] = rest
+        && condition == "WHERE"
+    {
+        let field = words[from + 3];
+        if operator != ">=" {
+            return Err(format!(
+                "unexpected token: '{operator}' (this fake reads WHERE {field} >= <date-time>)"
+            ));
+        }
+        let at = chrono::DateTime::parse_from_rfc3339(literal)
+            .map_err(|_| format!("unexpected token: '{literal}' (a date-time literal)"))?;
+        since = Some((field.to_owned(), at.with_timezone(&chrono::Utc)));
+        rest = &rest[4..];
+    }
     let order_by = match rest {
         [] => None,
-        [order, by, _] if order == "ORDER" && by == "BY" => Some(words[from + 4].to_owned()),
+        [order, by, _] if order == "ORDER" && by == "BY" => Some(words[words.len() - 1].to_owned()),
         _ => {
             return Err(format!(
-                "unexpected token: '{}' (this fake reads SELECT ... FROM ... [ORDER BY field])",
-                words[from + 2]
+                "unexpected token: '{}' (this fake reads SELECT ... FROM ... [WHERE field >= date-time] [ORDER BY field])",
+                rest.first().map(String::as_str).unwrap_or_default()
             ));
         }
     };
     Ok(Soql {
         fields: field_list(&words[1..from].join(" ")),
         object: (*object).to_owned(),
+        since,
         order_by,
     })
 }
 
 async fn query(
+    state: State<Shared>,
+    headers: HeaderMap,
+    version: Path<String>,
+    params: Query<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    run_query(state, headers, version, params, request, false).await
+}
+
+/// `queryAll`: the query over the records and the recycle bin.
+async fn query_all(
+    state: State<Shared>,
+    headers: HeaderMap,
+    version: Path<String>,
+    params: Query<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    run_query(state, headers, version, params, request, true).await
+}
+
+async fn run_query(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path(version): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     request: Request,
+    all: bool,
 ) -> Response {
     tokio::time::sleep(latency(&state)).await;
     let admitted = match admit(&state, &headers, &request) {
@@ -433,12 +506,20 @@ async fn query(
     };
     let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
     let state = &mut *guard;
-    let stored: Vec<Value> = state
-        .orgs
-        .get(&admitted.token)
-        .and_then(|org| org.records.get(&soql.object))
-        .map(|records| records.values().cloned().collect())
-        .unwrap_or_default();
+    let org = state.orgs.get(&admitted.token);
+    let live = org.and_then(|org| org.records.get(&soql.object));
+    let recycled = org
+        .and_then(|org| org.recycle_bin.get(&soql.object))
+        .filter(|_| all);
+    let stored: Vec<Value> = live
+        .into_iter()
+        .chain(recycled)
+        .flat_map(|records| records.values().cloned())
+        .filter(|record| match &soql.since {
+            Some((field, since)) => time_of(record, field).is_some_and(|t| t >= *since),
+            None => true,
+        })
+        .collect();
     let mut rows = Vec::new();
     for record in &stored {
         match shaped(&version, &soql.object, record, Some(&soql.fields)) {
@@ -688,7 +769,16 @@ mod tests {
         assert_eq!(soql.fields, ["ApiName", "SortOrder"]);
         assert_eq!(soql.object, "OpportunityStage");
         assert_eq!(soql.order_by.as_deref(), Some("SortOrder"));
+        let since = parse_soql(
+            "SELECT Id, IsDeleted FROM Opportunity WHERE SystemModstamp >= 2025-03-04T16:30:00Z",
+        )
+        .expect("supported");
+        let (field, at) = since.since.expect("a condition");
+        assert_eq!(field, "SystemModstamp");
+        assert_eq!(at.timestamp(), 1_741_105_800);
+        assert!(since.order_by.is_none());
         assert!(parse_soql("SELECT Id FROM Opportunity WHERE IsClosed = false").is_err());
+        assert!(parse_soql("SELECT Id FROM Opportunity WHERE SystemModstamp >= today").is_err());
         assert!(parse_soql("Id FROM Opportunity").is_err());
     }
 }

@@ -247,8 +247,50 @@ impl OrgApi {
 
     /// Every row a SOQL query selects, following `nextRecordsUrl`.
     pub async fn query(&self, endpoint: &'static str, soql: &str) -> Result<Vec<Value>, ApiError> {
+        self.query_at("query", endpoint, soql).await
+    }
+
+    /// Every row a SOQL query selects among the records and the recycle
+    /// bin (`queryAll`: deleted records with `IsDeleted` true).
+    pub async fn query_all(
+        &self,
+        endpoint: &'static str,
+        soql: &str,
+    ) -> Result<Vec<Value>, ApiError> {
+        self.query_at("queryAll", endpoint, soql).await
+    }
+
+    /// The ids of the `sobject` records modified at or after `since`
+    /// (`SystemModstamp`), deleted ones included, each with whether it is
+    /// deleted.
+    pub async fn modified_since(
+        &self,
+        sobject: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, bool)>, ApiError> {
+        let soql = format!(
+            "SELECT Id, IsDeleted FROM {sobject} WHERE SystemModstamp >= {}",
+            since.format("%Y-%m-%dT%H:%M:%SZ")
+        );
+        let rows = self.query_all("modified_since", &soql).await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let id = row.get("Id")?.as_str()?.to_owned();
+                let deleted = row.get("IsDeleted").and_then(Value::as_bool) == Some(true);
+                Some((id, deleted))
+            })
+            .collect())
+    }
+
+    async fn query_at(
+        &self,
+        resource: &str,
+        endpoint: &'static str,
+        soql: &str,
+    ) -> Result<Vec<Value>, ApiError> {
         let mut rows = Vec::new();
-        let first = self.data_url("query");
+        let first = self.data_url(resource);
         let mut next: Option<String> = None;
         loop {
             let answer = match &next {

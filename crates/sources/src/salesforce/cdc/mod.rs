@@ -16,7 +16,12 @@
 //! checkpoint it starts at `change_events_start` (`latest` by default).
 //! An event that cannot be decoded is stored with the reason, for the
 //! enricher to put on the dead-letter topic: one bad event never stops a
-//! subscription.
+//! subscription. A `GAP_OVERFLOW` (a transaction of over 100,000 changes)
+//! names no record: the records of its entity modified since its commit are
+//! listed through the REST API (`queryAll`, so deletions too) and each is
+//! stored as a gap of its own, which the enricher reads again; without the
+//! API, or when the listing fails, the overflow is stored as it came and
+//! goes to the dead-letter topic saying so.
 
 pub mod avro;
 
@@ -36,7 +41,7 @@ use tributary_salesforce_pubsub::{
     ReplayPreset, SchemaRequest, TENANT_ID_METADATA,
 };
 
-use super::api::credentials;
+use super::api::{OrgApi, credentials};
 use super::{NAME, SalesforceTenant, id_18, tenant_settings};
 use crate::mapped::tenants_by_name;
 use crate::pull::{Checkpoints, PullSink, PullSource};
@@ -84,6 +89,16 @@ pub fn build(
             .map_err(refusal)?
             .ok_or_else(|| refusal("pubsub_url needs access_token or [oauth]".into()))?;
         let credentials = Arc::new(credentials);
+        // For the records a gap overflow does not name.
+        let api = OrgApi::for_tenant(
+            &tenant,
+            &settings,
+            &EnrichmentSettings::default(),
+            http.clone(),
+            None,
+        )
+        .map_err(refusal)?
+        .map(Arc::new);
         for channel in &settings.change_events {
             subscriptions.push(Box::new(ChangeEventSubscription {
                 name: format!("{NAME}/{tenant}/{channel}"),
@@ -92,6 +107,7 @@ pub fn build(
                 pubsub_url: pubsub_url.clone(),
                 channel: channel.clone(),
                 credentials: credentials.clone(),
+                api: api.clone(),
                 schemas: Mutex::new(HashMap::new()),
             }));
         }
@@ -107,6 +123,8 @@ pub struct ChangeEventSubscription {
     pubsub_url: String,
     channel: String,
     credentials: Arc<Credentials>,
+    /// The org's REST API, for a gap overflow's records.
+    api: Option<Arc<OrgApi>>,
     schemas: Mutex<HashMap<String, Arc<Schema>>>,
 }
 
@@ -273,6 +291,7 @@ impl ChangeEventSubscription {
                 raw.extend(self.raw_events(event, schema.as_deref()));
                 last_replay_id.clone_from(&event.replay_id);
             }
+            let raw = self.with_overflows_listed(raw).await;
             let count = raw.len();
             // Stored before the checkpoint moves: a failure here re-reads
             // these events rather than losing them.
@@ -313,6 +332,75 @@ impl ChangeEventSubscription {
             return Ended::Unauthenticated(why);
         }
         Ended::Failed(why)
+    }
+
+    /// `raw` with every gap overflow replaced by a gap event per record of
+    /// its entity modified since its commit (kept as it came when they
+    /// cannot be listed).
+    async fn with_overflows_listed(&self, raw: Vec<RawEvent>) -> Vec<RawEvent> {
+        let mut out = Vec::with_capacity(raw.len());
+        for event in raw {
+            let overflow = event
+                .keys
+                .as_ref()
+                .is_some_and(|keys| keys.action == "gap_overflow");
+            if !overflow {
+                out.push(event);
+                continue;
+            }
+            match self.overflow_records(&event).await {
+                Ok(records) => {
+                    tracing::info!(subscription = %self.name, records = records.len(), "a gap overflow's records are read again");
+                    out.extend(records);
+                }
+                Err(reason) => {
+                    tracing::warn!(subscription = %self.name, %reason, "a gap overflow's records could not be listed; it goes to the dead-letter topic");
+                    out.push(event);
+                }
+            }
+        }
+        out
+    }
+
+    /// A gap event for each record of the overflow's entity modified at or
+    /// after the second of its commit: `gap_delete` for one in the recycle
+    /// bin, else `gap_update`.
+    async fn overflow_records(&self, overflow: &RawEvent) -> Result<Vec<RawEvent>, String> {
+        let api = self
+            .api
+            .as_ref()
+            .ok_or("the tenant has no REST API (instance_url and a token) to list them")?;
+        let body: Value = serde_json::from_slice(&overflow.body).map_err(|e| e.to_string())?;
+        let entity = body["header"]["entityName"]
+            .as_str()
+            .filter(|e| !e.is_empty())
+            .ok_or("the overflow names no entity")?;
+        let commit = body["header"]["commitTimestamp"]
+            .as_i64()
+            .and_then(|ms| chrono::DateTime::from_timestamp(ms.div_euclid(1_000), 0))
+            .ok_or("the overflow has no commit time")?;
+        let records = api
+            .modified_since(entity, commit)
+            .await
+            .map_err(|e| e.to_string())?;
+        let event_uuid = body["event_uuid"].as_str().unwrap_or_default();
+        Ok(records
+            .into_iter()
+            .map(|(id, deleted)| {
+                let id = id_18(&id).unwrap_or(id);
+                let mut event = overflow.clone();
+                event.event_id = change_event_id(&self.settings.organization_id, event_uuid, &id);
+                let mut record_body = body.clone();
+                record_body["record_id"] = json!(id);
+                record_body["listed_after_overflow"] = json!(true);
+                event.body = serde_json::to_vec(&record_body).unwrap_or_default().into();
+                if let Some(keys) = event.keys.as_mut() {
+                    keys.object_id = id;
+                    keys.action = if deleted { "gap_delete" } else { "gap_update" }.into();
+                }
+                event
+            })
+            .collect())
     }
 
     /// The event's schema, read once per id.
@@ -363,6 +451,15 @@ impl ChangeEventSubscription {
     }
 }
 
+/// A change event's id for one of its records: read twice, it is one event.
+fn change_event_id(organization_id: &str, event_uuid: &str, record: &str) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("{organization_id}:{event_uuid}:{record}").as_bytes(),
+    )
+    .to_string()
+}
+
 /// The raw events of one change event: one per record it covers, or one
 /// carrying why it could not be decoded.
 pub fn raw_events(
@@ -380,11 +477,7 @@ pub fn raw_events(
         .trim_end_matches("ChangeEvent")
         .to_ascii_lowercase();
     let envelope = |object: String, object_id: String, action: String, at: u64, body: Value| {
-        let event_id = uuid::Uuid::new_v5(
-            &uuid::Uuid::NAMESPACE_OID,
-            format!("{organization_id}:{}:{object_id}", producer.id).as_bytes(),
-        )
-        .to_string();
+        let event_id = change_event_id(organization_id, &producer.id, &object_id);
         RawEvent {
             envelope_version: ENVELOPE_VERSION,
             tenant: tenant.to_owned(),

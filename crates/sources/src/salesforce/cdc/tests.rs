@@ -434,6 +434,124 @@ async fn an_undecodable_event_is_kept_with_why_and_the_next_ones_flow() {
 }
 
 #[tokio::test]
+async fn a_gap_overflows_records_are_listed_and_each_stored_as_a_gap() {
+    use tributary_fake_apis::{FakeSalesforce, SalesforceState};
+    // The org: one opportunity modified in the overflow's transaction, one
+    // before it, one modified in it and deleted since.
+    let mut state = SalesforceState::default();
+    let org = state.org(TOKEN);
+    let opportunity = |id: &str, modified: &str| json!({"Id": id, "IsDeleted": false, "SystemModstamp": modified, "Name": id});
+    org.put(
+        "Opportunity",
+        opportunity("0065g00000Ov1AAAAA", "2025-03-04T16:30:00.000+0000"),
+    );
+    org.put(
+        "Opportunity",
+        opportunity("0065g00000Ov2AAAAA", "2025-03-04T16:29:59.000+0000"),
+    );
+    org.put(
+        "Opportunity",
+        opportunity("0065g00000Ov3AAAAA", "2025-03-04T16:30:01.000+0000"),
+    );
+    org.delete("Opportunity", "0065g00000Ov3AAAAA");
+    let api = FakeSalesforce::start(state).await.expect("fake REST API");
+    let fake = fake().await;
+    let overflow = |fake: &RunningPubSub| {
+        let payload = encode(
+            &schema(),
+            &Change {
+                change_type: "GAP_OVERFLOW",
+                record_ids: Vec::new(),
+                commit_timestamp_ms: 1_741_105_800_250,
+                fields: Vec::new(),
+            },
+        );
+        fake.publish(CHANNEL, OPPORTUNITY_SCHEMA_ID, payload);
+    };
+    overflow(&fake);
+    publish_stage(&fake, "Closed Won", 1_741_105_900_000);
+    let section = |token: &str| {
+        json!({
+            "organization_id": ORG, "endpoint_secret": "s",
+            "instance_url": api.base_url(), "access_token": token,
+            "pubsub_url": fake.url(), "change_events": [CHANNEL], "change_events_start": "earliest",
+        })
+    };
+    let listed = build(vec![("acme", &section(TOKEN))], reqwest::Client::new())
+        .expect("built")
+        .remove(0);
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = Arc::new(Collected::default());
+    let task = run(
+        listed,
+        sink.clone(),
+        Checkpoints::open(dir.path()).expect("checkpoints"),
+    );
+    sink.wait_for(3).await;
+    task.abort();
+    let mut gaps: Vec<(String, String)> = sink.events.lock().expect("lock")[..2]
+        .iter()
+        .map(|e| {
+            let keys = e.keys.clone().expect("keys");
+            (keys.object_id, keys.action)
+        })
+        .collect();
+    gaps.sort();
+    assert_eq!(
+        gaps,
+        [
+            ("0065g00000Ov1AAAAA".to_owned(), "gap_update".to_owned()),
+            ("0065g00000Ov3AAAAA".to_owned(), "gap_delete".to_owned()),
+        ],
+        "the records modified since the commit's second, deleted ones too"
+    );
+    let ids: std::collections::HashSet<String> = sink
+        .events
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|e| e.event_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 3, "one event id per record");
+    assert_eq!(
+        sink.events.lock().expect("lock")[2]
+            .keys
+            .as_ref()
+            .expect("keys")
+            .action,
+        "update",
+        "and the next event flows"
+    );
+
+    // Without a REST API that answers, the overflow is kept as it came,
+    // for the dead-letter topic.
+    let unlisted = build(
+        vec![("acme", &section("00D5g000004ABCD!not-a-session"))],
+        reqwest::Client::new(),
+    )
+    .expect("built")
+    .remove(0);
+    let sink = Arc::new(Collected::default());
+    let dir = tempfile::tempdir().expect("dir");
+    fake.state()
+        .tokens
+        .insert("00D5g000004ABCD!not-a-session".into());
+    let task = run(
+        unlisted,
+        sink.clone(),
+        Checkpoints::open(dir.path()).expect("checkpoints"),
+    );
+    sink.wait_for(2).await;
+    task.abort();
+    let events = sink.events.lock().expect("lock");
+    assert_eq!(
+        events[0].keys.as_ref().expect("keys").action,
+        "gap_overflow"
+    );
+    assert_eq!(events.len(), 2);
+}
+
+#[tokio::test]
 async fn a_refused_token_is_said_and_retried() {
     let fake = fake().await;
     fake.state().tokens.clear();
