@@ -2,7 +2,8 @@
 //! workflow's author wrote (JSON and form-encoded, dated or not) in at the
 //! collector with the tenant's secret header, each record read whole from
 //! the fake Freshsales API, into the canonical model: won by its stage's
-//! forecast type, deleted when the API no longer has it.
+//! forecast type, deleted when the API no longer has it; a logged sales
+//! activity as a done activity of its type's kind.
 #![cfg(all(feature = "kafka-broker-tests", feature = "clickhouse-tests"))]
 
 use std::collections::HashSet;
@@ -16,6 +17,7 @@ const KEY: &str = "fs-api-key-1";
 const WON: &str = "17000123456";
 const DELETED: &str = "17000123457";
 const PIPELINE: u64 = 17_000_029_663;
+const CALL: &str = "17000700001";
 
 fn deal(id: &str, stage: u64, updated_at: &str) -> Value {
     json!({
@@ -38,8 +40,16 @@ async fn workflow_webhooks_load_each_deal_as_the_api_has_it() {
         ],
         deal_pipelines: vec![json!({"id": PIPELINE, "name": "Default Pipeline"})],
         currencies: vec![json!({"id": 1, "currency_code": "EUR"})],
+        sales_activity_types: vec![json!({"id": 5, "name": "Call"})],
         ..FreshsalesState::default()
     };
+    state.put(
+        "sales_activities",
+        json!({"id": 17000700001u64, "title": "Pricing call", "start_date": "2026-11-20T10:00:00Z",
+            "end_date": "2026-11-20T10:20:00Z", "sales_activity_type_id": 5, "owner_id": 9,
+            "targetable_type": "Deal", "targetable_id": WON.parse::<u64>().expect("digits"),
+            "created_at": "2026-11-20T10:21:00Z", "updated_at": "2026-11-20T10:21:00Z"}),
+    );
     state.put("deals", deal(WON, 1, "2026-11-10T09:00:00Z"));
     state.put("deals", deal(DELETED, 1, "2026-11-10T09:05:00Z"));
     let api = FakeFreshsales::start(state).await.expect("fake Freshsales");
@@ -96,6 +106,7 @@ async fn workflow_webhooks_load_each_deal_as_the_api_has_it() {
     for body in [
         format!(r#"{{"freshsales_webhook": {{"deal_id": {WON}, "stage": "Won"}}}}"#),
         format!(r#"{{"deal_id": "{DELETED}"}}"#),
+        format!(r#"{{"sales_activity": {{"id": "{CALL}"}}, "deal_id": "{WON}"}}"#),
     ] {
         let (status, answer) = post(JSON, SECRET, body).await;
         assert_eq!(status, 202, "{answer}");
@@ -106,7 +117,22 @@ async fn workflow_webhooks_load_each_deal_as_the_api_has_it() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("placeholder"), "{body}");
 
-    run.wait_for_events("freshsales", 4).await;
+    run.wait_for_events("freshsales", 5).await;
+    let activities = run
+        .db
+        .query(&format!(
+            "SELECT kind, raw_type, subject, done, toString(done_at) AS done_at, deal_id \
+             FROM tributary.current_activities FINAL WHERE source = 'freshsales' AND id = '{CALL}'"
+        ))
+        .await;
+    assert_eq!(
+        activities,
+        [
+            json!({"kind": "call", "raw_type": "Call", "subject": "Pricing call", "done": 1,
+            "done_at": "2026-11-20 10:20:00", "deal_id": WON})
+        ],
+        "a logged call about the won deal"
+    );
     let deals = run
         .deals(
             "freshsales",

@@ -1,12 +1,13 @@
 //! A fake Freshsales (Freshworks CRM) API, one account, under `/crm/sales/api`.
 //!
-//! - `GET /crm/sales/api/{deals|contacts|sales_accounts}/{id}?include=...`:
+//! - `GET /crm/sales/api/{deals|contacts|sales_accounts|sales_activities}/{id}?include=...`:
 //!   `{"deal": {...}}` with the included records side-loaded next to it
 //!   (`users` for `owner`, `deal_stages`, `deal_pipelines`,
 //!   `sales_accounts`); a record the account does not have answers `404`
 //!   with `{"errors": {"code": 404, ...}}`; a record in the recycle bin has
 //!   `is_deleted: true`.
-//! - `GET /crm/sales/api/selector/{currencies|owners|deal_stages}`.
+//!   A sales activity answers as `{"sales_activity": {...}}`.
+//! - `GET /crm/sales/api/selector/{currencies|owners|deal_stages|sales_activity_types}`.
 //!
 //! Requests must carry `Authorization: Token token=<api key>`; otherwise
 //! `401` with `{"login": "failed", ...}`. Past `requests_per_hour`
@@ -35,6 +36,7 @@ pub struct FreshsalesState {
     pub deal_stages: Vec<Value>,
     pub deal_pipelines: Vec<Value>,
     pub currencies: Vec<Value>,
+    pub sales_activity_types: Vec<Value>,
     pub requests_per_hour: u32,
     pub calls: Vec<Call>,
 }
@@ -48,6 +50,7 @@ impl Default for FreshsalesState {
             deal_stages: Vec::new(),
             deal_pipelines: Vec::new(),
             currencies: Vec::new(),
+            sales_activity_types: Vec::new(),
             requests_per_hour: 1_000,
             calls: Vec::new(),
         }
@@ -208,7 +211,10 @@ async fn record(
             body.insert(name.into(), json!([item]));
         }
     }
-    let singular = collection.trim_end_matches('s').to_owned();
+    let singular = match collection.strip_suffix("ies") {
+        Some(stem) => format!("{stem}y"),
+        None => collection.trim_end_matches('s').to_owned(),
+    };
     body.insert(singular, Value::Object(found));
     Json(Value::Object(body)).into_response()
 }
@@ -227,6 +233,7 @@ async fn selector(
         "currencies" => ("currencies", state.currencies.clone()),
         "owners" => ("users", state.users.clone()),
         "deal_stages" => ("deal_stages", state.deal_stages.clone()),
+        "sales_activity_types" => ("sales_activity_types", state.sales_activity_types.clone()),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     Json(json!({ name: list })).into_response()

@@ -21,12 +21,14 @@ use crate::enrich::AccountTable;
 const API: &str = "freshsales";
 
 /// What each collection's read side-loads: its owner, a deal's stage,
-/// pipeline and account.
-fn includes_of(collection: &str) -> &'static str {
+/// pipeline and account (a sales activity side-loads nothing: its type is
+/// read from the account's list of types).
+fn includes_of(collection: &str) -> Option<&'static str> {
     match collection {
-        "deals" => "owner,deal_stage,deal_pipeline,sales_account",
-        "contacts" => "owner,sales_accounts",
-        _ => "owner",
+        "deals" => Some("owner,deal_stage,deal_pipeline,sales_account"),
+        "contacts" => Some("owner,sales_accounts"),
+        "sales_activities" => None,
+        _ => Some("owner"),
     }
 }
 
@@ -51,11 +53,22 @@ impl ReadRecord {
     }
 }
 
+/// The key a collection's record answers under (`deals`: `deal`,
+/// `sales_activities`: `sales_activity`).
+fn singular(collection: &str) -> String {
+    match collection.strip_suffix("ies") {
+        Some(stem) => format!("{stem}y"),
+        None => collection.trim_end_matches('s').to_owned(),
+    }
+}
+
 /// One account's API.
 pub struct FreshsalesApi {
     api: AuthorizedClient,
     /// The account's currencies (id to ISO code).
     currencies: AccountTable,
+    /// The account's sales activity types (id to name).
+    activity_types: AccountTable,
 }
 
 impl FreshsalesApi {
@@ -78,6 +91,7 @@ impl FreshsalesApi {
             AuthorizedClient::new(access, enrichment, http, None)?.map(|api| FreshsalesApi {
                 api,
                 currencies: AccountTable::default(),
+                activity_types: AccountTable::default(),
             }),
         )
     }
@@ -101,12 +115,12 @@ impl FreshsalesApi {
     /// A record of `collection` (`deals`, `contacts`, `sales_accounts`) as
     /// Freshsales has it now; `None` when it has none.
     pub async fn record(&self, collection: &str, id: &str) -> Result<Option<ReadRecord>, ApiError> {
+        let include: Vec<(&str, &str)> = includes_of(collection)
+            .map(|include| ("include", include))
+            .into_iter()
+            .collect();
         let answer = self
-            .get(
-                "record",
-                &format!("{collection}/{id}"),
-                &[("include", includes_of(collection))],
-            )
+            .get("record", &format!("{collection}/{id}"), &include)
             .await?;
         let mut body = match answer {
             Fetched::NotFound => return Ok(None),
@@ -122,8 +136,8 @@ impl FreshsalesApi {
                 });
             }
         };
-        let singular = collection.trim_end_matches('s');
-        let Some(Value::Object(record)) = body.remove(singular) else {
+        let singular = singular(collection);
+        let Some(Value::Object(record)) = body.remove(&singular) else {
             return Err(ApiError::Unavailable {
                 api: API,
                 reason: format!("the answer for {collection}/{id} has no {singular:?}"),
@@ -146,17 +160,42 @@ impl FreshsalesApi {
 
     /// The account's currencies, id to ISO code (`/api/selector/currencies`).
     async fn currency_codes(&self) -> Result<BTreeMap<String, String>, ApiError> {
+        self.selector("currencies", "currencies", "currency_code")
+            .await
+    }
+
+    /// The name of the account's sales activity type `id` (`Call`,
+    /// `Meeting`...; the types read once and shared, see [`AccountTable`]).
+    pub async fn activity_type(&self, id: &Value) -> Result<Option<String>, ApiError> {
+        let Some(id) = id_text(id) else {
+            return Ok(None);
+        };
+        self.activity_types
+            .get(&id, || {
+                self.selector("sales_activity_types", "sales_activity_types", "name")
+            })
+            .await
+    }
+
+    /// A selector's list (`/api/selector/<kind>`, the items under `list`),
+    /// id to the item's `field`.
+    async fn selector(
+        &self,
+        kind: &'static str,
+        list: &str,
+        field: &str,
+    ) -> Result<BTreeMap<String, String>, ApiError> {
         Ok(
-            match self.get("currencies", "selector/currencies", &[]).await? {
+            match self.get(kind, &format!("selector/{kind}"), &[]).await? {
                 Fetched::Found(body) => body
-                    .get("currencies")
+                    .get(list)
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .filter_map(|c| {
+                    .filter_map(|item| {
                         Some((
-                            c.get("id").and_then(id_text)?,
-                            c.get("currency_code")?.as_str()?.to_owned(),
+                            item.get("id").and_then(id_text)?,
+                            item.get(field)?.as_str()?.to_owned(),
                         ))
                     })
                     .collect(),

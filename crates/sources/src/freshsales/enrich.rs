@@ -4,7 +4,9 @@
 //! workflow sent: its fields the mapping uses as `record_<field>`, its
 //! stage (`stage_*`: name, position, probability and `forecast_type`, which
 //! says won or lost), its pipeline's and owner's names and its account's
-//! name, side-loaded by the same read. The event's version is the record's
+//! name, side-loaded by the same read; a sales activity's type by its name
+//! (`activity_type`, from the account's list of types, read once). The
+//! event's version is the record's
 //! `updated_at`, so every read of one state is the same version. A record
 //! the API no longer has, or has in its recycle bin (`is_deleted`), is a
 //! delete. When the API cannot be read the event is partial (missing
@@ -41,6 +43,18 @@ fn fields_of(object: &str) -> &'static [&'static str] {
             "stage_updated_time",
             "owner_id",
             "sales_account_id",
+            "created_at",
+            "updated_at",
+        ],
+        // A sales activity's notes are free text about people: not passed on.
+        "sales_activity" => &[
+            "title",
+            "sales_activity_type_id",
+            "start_date",
+            "end_date",
+            "owner_id",
+            "targetable_type",
+            "targetable_id",
             "created_at",
             "updated_at",
         ],
@@ -105,6 +119,13 @@ impl SourceEnricher for FreshsalesEnricher {
                             _ => None,
                         };
                         put_read(&mut record, &keys, &read, currency);
+                        if let Some(id) = read.record.get("sales_activity_type_id")
+                            && keys.object == "sales_activity"
+                            && let Some(Some(name)) =
+                                missing.note("activity_type", api.activity_type(id).await)
+                        {
+                            record.put("activity_type", name);
+                        }
                     }
                     Some(None) => deleted(&mut record),
                     None => {}

@@ -6,14 +6,16 @@
 //! an event whose read failed changes nothing. A deal's status is its
 //! stage's `forecast_type` (`Open`, `Closed Won`, `Closed Lost`), never the
 //! stage's name; a closed deal is won or lost on its `closed_date` (the
-//! start of that day, UTC), else when its stage last changed. A delete is a
-//! tombstone.
+//! start of that day, UTC), else when its stage last changed. A sales
+//! activity (a call, meeting or email a rep logged) is a done activity,
+//! done at its `end_date`, of the kind its type's name says, about the
+//! deal, contact or account it targets. A delete is a tombstone.
 
 use serde_json::{Map, Value};
 use tributary_model::flat::{Flat, domain_of_website};
 use tributary_model::{
-    Company, Contact, Context, Deal, DealStatus, Field, Mapped, Mapping, MappingError, Outcome,
-    Pipeline, Record, Stage, Timestamp,
+    Activity, ActivityType, Company, Contact, Context, Deal, DealStatus, Field, Mapped, Mapping,
+    MappingError, Outcome, Pipeline, Record, Stage, Timestamp,
 };
 
 use crate::mapped::EventHeader;
@@ -96,6 +98,10 @@ impl Mapping for FreshsalesMapping {
                 records.extend(event.owner()?);
                 "company"
             }
+            "sales_activity" => {
+                sales_activity(&event, &mut records)?;
+                "activity"
+            }
             "contact" => {
                 let mut contact = Contact::new(event.header.record_key(), event.header.version);
                 contact.deleted = event.deleted();
@@ -110,6 +116,65 @@ impl Mapping for FreshsalesMapping {
             _ => return Err(event.header.unknown_object("Freshsales")),
         };
         Ok(event.header.into_mapped(canonical, records))
+    }
+}
+
+fn sales_activity(event: &Event<'_>, records: &mut Vec<Record>) -> Result<(), MappingError> {
+    let flat = &event.flat;
+    let mut activity = Activity::new(event.header.record_key(), event.header.version);
+    activity.deleted = event.deleted();
+    let kind = flat.text("activity_type")?;
+    activity.kind = kind.clone().map(|name| activity_kind(&name));
+    activity.raw_type = kind;
+    activity.subject = event.text("title")?;
+    activity.due_at = event.time("start_date")?;
+    // Logged after the fact: done when it ended (else when it started).
+    let done_at = match event.time("end_date")? {
+        Field::Value(at) => Field::Value(at),
+        _ => activity.due_at.clone(),
+    };
+    activity.done = if event.read() {
+        Field::Value(true)
+    } else {
+        Field::Unknown
+    };
+    activity.done_at = done_at;
+    activity.owner_id = event.id("owner_id")?;
+    let target = event.id("targetable_id")?;
+    let about = |kind: &str| -> Result<Field<String>, MappingError> {
+        Ok(match event.text("targetable_type")? {
+            Field::Value(t) if t.eq_ignore_ascii_case(kind) => target.clone(),
+            Field::Unknown => Field::Unknown,
+            _ => Field::Null,
+        })
+    };
+    activity.deal_id = about("Deal")?;
+    activity.contact_id = about("Contact")?;
+    activity.company_id = about("SalesAccount")?;
+    activity.created_at = event.time("created_at")?;
+    activity.updated_at = event.time("updated_at")?;
+    records.push(Record::Activity(activity));
+    records.extend(event.owner()?);
+    Ok(())
+}
+
+/// The canonical kind of a sales activity type, by its name (Freshsales'
+/// defaults are Call, Meeting, Email, Chat...; an account's own are
+/// `other`, the name kept in `raw_type`).
+fn activity_kind(name: &str) -> ActivityType {
+    let name = name.to_ascii_lowercase();
+    if name.contains("call") || name.contains("phone") {
+        ActivityType::Call
+    } else if name.contains("meeting") || name.contains("demo") {
+        ActivityType::Meeting
+    } else if name.contains("email") || name.contains("e-mail") {
+        ActivityType::Email
+    } else if name.contains("task") {
+        ActivityType::Task
+    } else if name.contains("note") {
+        ActivityType::Note
+    } else {
+        ActivityType::Other
     }
 }
 

@@ -37,7 +37,7 @@ pub const PLATFORM: Platform = Platform {
     enricher: enrich::build,
     mapping: &mapping::FreshsalesMapping,
     templates: &[TemplateRoute {
-        objects: &["deal", "sales_account", "contact"],
+        objects: &["deal", "sales_account", "contact", "sales_activity"],
         template: "freshsales-crm",
     }],
     // A workflow fires for the records its author chose.
@@ -128,8 +128,10 @@ pub fn tenant_settings(section: &serde_json::Value) -> Result<FreshsalesTenant, 
 }
 
 /// The records Tributary reads, by the name a body gives them: the
-/// canonical object and the API's collection.
+/// canonical object and the API's collection. A sales activity comes first:
+/// its workflow's body may name the deal it is about too.
 pub const OBJECTS: &[(&str, &str, &str)] = &[
+    ("sales_activity", "sales_activity", "sales_activities"),
     ("deal", "deal", "deals"),
     ("contact", "contact", "contacts"),
     ("sales_account", "sales_account", "sales_accounts"),

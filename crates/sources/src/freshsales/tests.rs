@@ -124,6 +124,12 @@ fn any_body_naming_a_record_is_one_event_of_that_record() {
             "sales_account",
             false,
         ),
+        // A sales activity's body may name the deal it is about too.
+        (
+            format!(r#"{{"sales_activity": {{"id": "{DEAL}"}}, "deal_id": "17000999999"}}"#),
+            "sales_activity",
+            false,
+        ),
     ];
     for (body, object, dated) in bodies {
         let (_, delivery) = split(&[("content-type", "application/json")], &body);
@@ -235,8 +241,33 @@ mod api {
                 json!({"id": 17000029663u64, "name": "Default Pipeline", "position": 1}),
             ],
             currencies: vec![json!({"id": 2, "currency_code": "GBP", "exchange_rate": "0.86"})],
+            sales_activity_types: vec![
+                json!({"id": 17000018001u64, "name": "Call", "internal_name": "call"}),
+                json!({"id": 17000018002u64, "name": "Product demo", "internal_name": "product_demo"}),
+                json!({"id": 17000018003u64, "name": "Site visit", "internal_name": "site_visit"}),
+            ],
             ..FreshsalesState::default()
         };
+        state.put(
+            "sales_activities",
+            json!({
+                "id": 17000700001u64, "title": "Pricing call", "notes": "asked about her family",
+                "start_date": "2026-11-02T10:00:00+05:30", "end_date": "2026-11-02T10:30:00+05:30",
+                "sales_activity_type_id": 17000018001u64, "sales_activity_outcome_id": null,
+                "owner_id": 17000000001u64, "targetable_type": "Deal", "targetable_id": 17000123456u64,
+                "created_at": "2026-11-02T10:31:00+05:30", "updated_at": "2026-11-02T10:31:00+05:30"
+            }),
+        );
+        state.put(
+            "sales_activities",
+            json!({
+                "id": 17000700002u64, "title": "On site", "notes": null,
+                "start_date": "2026-11-03T09:00:00Z", "end_date": null,
+                "sales_activity_type_id": 17000018003u64, "sales_activity_outcome_id": null,
+                "owner_id": 17000000001u64, "targetable_type": "SalesAccount", "targetable_id": 17000500001u64,
+                "created_at": "2026-11-03T12:00:00Z", "updated_at": "2026-11-03T12:00:00Z"
+            }),
+        );
         state.put(
             "deals",
             json!({
@@ -387,6 +418,68 @@ mod api {
                 .is_ok_and(|o| o.contains("1 owners")),
             "{checks:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_sales_activity_is_a_done_activity_of_its_types_kind_about_what_it_targets() {
+        let fake = fake().await;
+        let enricher = enricher(&fake, "sfg999666t673t7t82");
+        let activity = |fields: &serde_json::Map<String, Value>| {
+            map(fields)
+                .into_iter()
+                .find_map(|r| match r {
+                    Record::Activity(activity) => Some(activity),
+                    _ => None,
+                })
+                .expect("an activity")
+        };
+        let (fields, complete) =
+            enriched(&*enricher, &raw("sales_activity", "17000700001", "update")).await;
+        assert!(complete, "{fields:?}");
+        assert!(
+            !fields.contains_key("record_notes"),
+            "notes are free text about people: not passed on"
+        );
+        let call = activity(&fields);
+        assert_eq!(call.kind, Field::Value(tributary_model::ActivityType::Call));
+        assert_eq!(call.raw_type, Field::Value("Call".into()));
+        assert_eq!(call.subject, Field::Value("Pricing call".into()));
+        assert_eq!(call.done, Field::Value(true));
+        assert_eq!(
+            call.done_at.value().map(|t| t.seconds()),
+            Some(1_793_595_600),
+            "done when it ended"
+        );
+        assert_eq!(call.deal_id, Field::Value(DEAL.into()));
+        assert_eq!(call.company_id, Field::Null);
+        assert_eq!(call.owner_id, Field::Value("17000000001".into()));
+        assert_eq!(fields["event_timestamp_micro"], 1_793_595_660_000_000u64);
+
+        let (fields, _) =
+            enriched(&*enricher, &raw("sales_activity", "17000700002", "update")).await;
+        let visit = activity(&fields);
+        assert_eq!(
+            visit.kind,
+            Field::Value(tributary_model::ActivityType::Other)
+        );
+        assert_eq!(visit.raw_type, Field::Value("Site visit".into()));
+        assert_eq!(visit.company_id, Field::Value("17000500001".into()));
+        assert_eq!(visit.deal_id, Field::Null);
+        assert_eq!(
+            visit.done_at, visit.due_at,
+            "without an end, done when it started"
+        );
+        assert_eq!(
+            fake.state()
+                .calls_to("/crm/sales/api/selector/sales_activity_types"),
+            1,
+            "the types are read once"
+        );
+
+        fake.state().remove("sales_activities", "17000700001");
+        let (fields, _) =
+            enriched(&*enricher, &raw("sales_activity", "17000700001", "update")).await;
+        assert_eq!(activity(&fields).deleted, Field::Value(true));
     }
 
     fn enricher_with_wrong_key(fake: &Running<FreshsalesState>) -> Box<dyn SourceEnricher> {

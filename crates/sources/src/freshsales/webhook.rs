@@ -81,7 +81,7 @@ pub fn record_named_by(body: &Map<String, Value>) -> Result<NamedRecord, Violati
     }
     Err(Violation {
         field: "$".into(),
-        reason: "names no record: send {\"deal\": {\"id\": \"{{deal.id}}\"}} (or contact, sales_account) or deal_id".into(),
+        reason: "names no record: send {\"deal\": {\"id\": \"{{deal.id}}\"}} (or contact, sales_account, sales_activity) or deal_id".into(),
     })
 }
 
