@@ -415,12 +415,7 @@ impl World {
                     "event": format!("{}.{object}", change.action.word())
                 })
             }
-            Version::V2
-            | Version::HubSpot
-            | Version::Zoho
-            | Version::Dynamics
-            | Version::SalesforceOutbound
-            | Version::SalesforceChangeEvent => {
+            _ => {
                 let action = match change.action {
                     Action::Added => "create",
                     Action::Updated | Action::Merged | Action::Restored => "change",
@@ -540,12 +535,7 @@ fn changed_fields(before: &Value, after: &Value) -> Value {
 fn time(version: Version, seconds: i64) -> String {
     match version {
         Version::V1 => v1_time(seconds),
-        Version::V2
-        | Version::HubSpot
-        | Version::Zoho
-        | Version::Dynamics
-        | Version::SalesforceOutbound
-        | Version::SalesforceChangeEvent => iso(seconds),
+        _ => iso(seconds),
     }
 }
 
@@ -584,12 +574,7 @@ fn deal_snapshot(
             snapshot[CAMPAIGN_FIELD] = json!(deal.campaign);
             snapshot
         }
-        Version::V2
-        | Version::HubSpot
-        | Version::Zoho
-        | Version::Dynamics
-        | Version::SalesforceOutbound
-        | Version::SalesforceChangeEvent => json!({
+        _ => json!({
             "id": deal.id, "title": state.title, "creator_user_id": deal.owner.0, "owner_id": deal.owner.0,
             "value": state.value, "person_id": person.id, "org_id": org.id, "stage_id": stage.numeric_id(),
             "pipeline_id": pipeline.numeric_id(), "currency": deal.currency, "add_time": t(deal.add_time),
@@ -627,12 +612,7 @@ fn activity_snapshot(
             "active_flag": true, "update_time": t(state.update_time), "update_user_id": state.user.0,
             "created_by_user_id": state.user.0, "owner_name": state.user.1
         }),
-        Version::V2
-        | Version::HubSpot
-        | Version::Zoho
-        | Version::Dynamics
-        | Version::SalesforceOutbound
-        | Version::SalesforceChangeEvent => json!({
+        _ => json!({
             "id": activity.id, "subject": state.subject, "type": state.kind, "owner_id": state.user.0,
             "creator_user_id": state.user.0, "is_deleted": false, "add_time": t(activity.add_time),
             "update_time": t(state.update_time), "deal_id": deal_id, "lead_id": null, "person_id": person_id,
@@ -669,12 +649,7 @@ fn person_snapshot(
             "phone": entries(state.phone.as_deref()), "active_flag": true, "visible_to": "3",
             "org_name": tenant.organizations[person.org].last.name, "owner_name": person.owner.1
         }),
-        Version::V2
-        | Version::HubSpot
-        | Version::Zoho
-        | Version::Dynamics
-        | Version::SalesforceOutbound
-        | Version::SalesforceChangeEvent => json!({
+        _ => json!({
             "emails": entries(Some(&person.email)), "phones": entries(state.phone.as_deref()),
             "is_deleted": false, "visible_to": 3, "label_ids": [], "custom_fields": {}
         }),
@@ -704,12 +679,7 @@ fn organization_snapshot(
             snapshot[INDUSTRY_FIELD] = json!(state.industry.to_string());
             snapshot
         }
-        Version::V2
-        | Version::HubSpot
-        | Version::Zoho
-        | Version::Dynamics
-        | Version::SalesforceOutbound
-        | Version::SalesforceChangeEvent => json!({
+        _ => json!({
             "id": org.id, "name": state.name, "owner_id": org.owner.0, "add_time": t(org.add_time),
             "update_time": t(at), "is_deleted": false, "visible_to": 3, "label_ids": [],
             "address": {"value": state.address},
