@@ -1,5 +1,7 @@
 //! API calls per 1,000 events for the CRMs whose enrichment reads their
-//! API: Salesforce (Outbound Messages with the REST API), Dynamics 365
+//! API: Salesforce (Outbound Messages with the REST API, and Change Data
+//! Capture's change events, decoded as the collector's subscription
+//! decodes them), Dynamics 365
 //! (contexts, one in 20 stripped for size), Zoho (channels with and without
 //! `return_affected_field_values`) and Freshsales (workflow webhooks, every
 //! record read).
@@ -23,7 +25,7 @@ use tributary_enrichment::EnrichmentSettings;
 use tributary_fake_apis::dynamics::{DataverseState, FakeDataverse};
 use tributary_fake_apis::freshsales::{FakeFreshsales, FreshsalesState};
 use tributary_fake_apis::zoho::{FakeZoho, ZohoState};
-use tributary_fake_apis::{FakeSalesforce, SalesforceState};
+use tributary_fake_apis::{FakeSalesforce, Running, SalesforceState};
 use tributary_sources::{EnricherContext, WebhookRequest};
 
 #[derive(Parser)]
@@ -59,7 +61,7 @@ async fn enrich_all(
         email: None,
     })?;
     let uri: http::Uri = format!("/webhooks/{}/{TENANT}{query}", platform.name).parse()?;
-    let (mut events, mut partial) = (0, 0);
+    let mut raws = Vec::new();
     for (headers, body) in deliveries {
         let mut map = http::HeaderMap::new();
         for (name, value) in headers {
@@ -78,23 +80,39 @@ async fn enrich_all(
         let delivery = source
             .split(TENANT, &request)
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        for event in delivery.events {
-            // The collector's verdicts travel with the event (Dynamics'
-            // size-exceeded warning makes the enricher read the record).
-            let raw = event.keys.raw_event(TENANT, platform.name, 1, event.body);
-            let enriched = enricher
-                .enrich(&raw)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            events += 1;
-            if !enriched.complete && partial == 0 {
-                eprintln!(
-                    "{}: the first partial event misses {:?}",
-                    platform.name, enriched.missing
-                );
-            }
-            partial += usize::from(!enriched.complete);
+        // The collector's verdicts travel with the event (Dynamics'
+        // size-exceeded warning makes the enricher read the record).
+        raws.extend(
+            delivery
+                .events
+                .into_iter()
+                .map(|event| event.keys.raw_event(TENANT, platform.name, 1, event.body)),
+        );
+    }
+    enrich_raws(platform.name, enricher.as_ref(), &raws, started).await
+}
+
+/// Enriches raw events one by one, counting those left partial.
+async fn enrich_raws(
+    platform: &str,
+    enricher: &dyn tributary_sources::SourceEnricher,
+    raws: &[tributary_envelope::RawEvent],
+    started: Instant,
+) -> anyhow::Result<Run> {
+    let (mut events, mut partial) = (0, 0);
+    for raw in raws {
+        let enriched = enricher
+            .enrich(raw)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        events += 1;
+        if !enriched.complete && partial == 0 {
+            eprintln!(
+                "{platform}: the first partial event misses {:?}",
+                enriched.missing
+            );
         }
+        partial += usize::from(!enriched.complete);
     }
     Ok(Run {
         events,
@@ -133,14 +151,16 @@ async fn salesforce(args: &Args) -> anyhow::Result<()> {
     for every_field in [true, false] {
         salesforce_run(args, every_field).await?;
     }
-    Ok(())
+    salesforce_change_events(args).await
 }
 
-/// Outbound Messages selecting every field the mapping reads, or only the
-/// stage (the enricher then reads the opportunity).
-async fn salesforce_run(args: &Args, every_field: bool) -> anyhow::Result<()> {
-    const ORG: &str = "00D5g000004ABCDEA4";
-    const TOKEN: &str = "bench-session";
+const SALESFORCE_ORG: &str = "00D5g000004ABCDEA4";
+const SALESFORCE_TOKEN: &str = "bench-session";
+
+/// An org with the stages, owners, accounts and opportunities the runs
+/// name.
+fn salesforce_org(args: &Args) -> SalesforceState {
+    const TOKEN: &str = SALESFORCE_TOKEN;
     let mut state = SalesforceState::default();
     let org = state.org(TOKEN);
     for (order, (name, probability, won, closed)) in [
@@ -180,11 +200,22 @@ async fn salesforce_run(args: &Args, every_field: bool) -> anyhow::Result<()> {
             }),
         );
     }
-    let api = FakeSalesforce::start(state).await?;
-    let section = json!({
-        "organization_id": ORG, "endpoint_secret": "bench-secret", "currency": "USD",
-        "instance_url": api.base_url(), "access_token": TOKEN, "requests_per_10s": 100_000,
-    });
+    state
+}
+
+fn salesforce_section(api: &Running<SalesforceState>) -> Value {
+    json!({
+        "organization_id": SALESFORCE_ORG, "endpoint_secret": "bench-secret", "currency": "USD",
+        "instance_url": api.base_url(), "access_token": SALESFORCE_TOKEN, "requests_per_10s": 100_000,
+    })
+}
+
+/// Outbound Messages selecting every field the mapping reads, or only the
+/// stage (the enricher then reads the opportunity).
+async fn salesforce_run(args: &Args, every_field: bool) -> anyhow::Result<()> {
+    const ORG: &str = SALESFORCE_ORG;
+    let api = FakeSalesforce::start(salesforce_org(args)).await?;
+    let section = salesforce_section(&api);
     let stages = ["Prospecting", "Qualification", "Negotiation", "Closed Won"];
     let deliveries: Vec<_> = (0..args.events)
         .map(|n| {
@@ -215,6 +246,95 @@ async fn salesforce_run(args: &Args, every_field: bool) -> anyhow::Result<()> {
         "Outbound Messages selecting only the stage (each opportunity read)"
     };
     run.row("Salesforce", how, api.state().calls.len());
+    Ok(())
+}
+
+/// Change events as Change Data Capture sends them: every 10th a creation
+/// (every field, its account read), every 20th a gap (its record read),
+/// the rest stage changes with what changed only (a close without its
+/// unchanged `CloseDate`, which is read).
+async fn salesforce_change_events(args: &Args) -> anyhow::Result<()> {
+    use apache_avro::types::Value as Avro;
+    use tributary_fake_apis::salesforce_pubsub::{
+        Change, OPPORTUNITY_CHANGE_EVENT_SCHEMA, OPPORTUNITY_SCHEMA_ID, encode,
+    };
+    use tributary_salesforce_pubsub::{ConsumerEvent, ProducerEvent};
+    let started = Instant::now();
+    let api = FakeSalesforce::start(salesforce_org(args)).await?;
+    let section = salesforce_section(&api);
+    let platform = tributary_sources::platform("salesforce").expect("registered");
+    let settings = EnrichmentSettings::default();
+    let enricher = (platform.enricher)(&EnricherContext {
+        tenants: vec![(TENANT, &section)],
+        settings: &settings,
+        http: reqwest::Client::new(),
+        email: None,
+    })?;
+    let schema = apache_avro::Schema::parse_str(OPPORTUNITY_CHANGE_EVENT_SCHEMA)?;
+    let stages = ["Prospecting", "Qualification", "Negotiation", "Closed Won"];
+    let text = |s: String| Some(Avro::String(s));
+    let mut raws = Vec::new();
+    for n in 0..args.events {
+        let (deal, owner, account, stage) = change(n, args.deals);
+        let at_ms = 1_741_096_800_000 + 60_000 * n as i64;
+        let modified = ("LastModifiedDate", Some(Avro::Long(at_ms)));
+        let (change_type, fields) = if n % 10 == 0 {
+            let fields = vec![
+                ("AccountId", text(format!("0015g00000Acc{account:03}AA"))),
+                ("Name", text(format!("Deal {deal}"))),
+                ("StageName", text(stages[0].into())),
+                ("Amount", Some(Avro::Double(1000.0))),
+                ("CloseDate", Some(Avro::Int(20_269))),
+                ("IsClosed", Some(Avro::Boolean(false))),
+                ("IsWon", Some(Avro::Boolean(false))),
+                ("OwnerId", text(format!("0055g00000OwN{owner:03}AA"))),
+                ("CreatedDate", Some(Avro::Long(at_ms))),
+                modified,
+            ];
+            ("CREATE", fields)
+        } else if n % 20 == 5 {
+            ("GAP_UPDATE", Vec::new())
+        } else {
+            let mut fields = vec![("StageName", text(stages[stage].into())), modified];
+            if stage == 3 {
+                fields.push(("IsWon", Some(Avro::Boolean(true))));
+                fields.push(("IsClosed", Some(Avro::Boolean(true))));
+            }
+            ("UPDATE", fields)
+        };
+        let payload = encode(
+            &schema,
+            &Change {
+                change_type,
+                record_ids: vec![format!("0065g0000{deal:06}AAV")],
+                commit_timestamp_ms: at_ms,
+                fields,
+            },
+        );
+        let event = ConsumerEvent {
+            event: Some(ProducerEvent {
+                id: format!("e{n:06}"),
+                schema_id: OPPORTUNITY_SCHEMA_ID.into(),
+                payload,
+                headers: Vec::new(),
+            }),
+            replay_id: (n as u64 + 1).to_be_bytes().to_vec(),
+        };
+        raws.extend(tributary_sources::salesforce::cdc::raw_events(
+            TENANT,
+            SALESFORCE_ORG,
+            "/data/OpportunityChangeEvent",
+            &event,
+            Ok(&schema),
+            1,
+        ));
+    }
+    let run = enrich_raws("salesforce", enricher.as_ref(), &raws, started).await?;
+    run.row(
+        "Salesforce",
+        "change events (1 in 10 a creation, 1 in 20 a gap, closes without CloseDate)",
+        api.state().calls.len(),
+    );
     Ok(())
 }
 
