@@ -20,6 +20,10 @@ pub struct TenantSpec {
     pub reps: usize,
     pub deals: usize,
     pub activities: usize,
+    /// Salesforce: opportunities followed through Change Data Capture;
+    /// without it through Outbound Messages only, which no deletion
+    /// triggers, so the org deletes and merges away no opportunity.
+    pub change_data_capture: bool,
 }
 
 impl TenantSpec {
@@ -32,6 +36,7 @@ impl TenantSpec {
             reps,
             deals,
             activities,
+            change_data_capture: false,
         }
     }
 
@@ -58,7 +63,18 @@ impl TenantSpec {
     pub fn salesforce(name: &str, reps: usize, deals: usize) -> Self {
         TenantSpec {
             platform: Platform::Salesforce,
+            change_data_capture: true,
             ..TenantSpec::new(name, 1, reps, deals, 0)
+        }
+    }
+
+    /// A Salesforce org whose opportunities reach Tributary through an
+    /// Outbound Message only (a workflow on every edit, selecting every
+    /// field the dashboards read): no Change Data Capture.
+    pub fn salesforce_outbound(name: &str, reps: usize, deals: usize) -> Self {
+        TenantSpec {
+            change_data_capture: false,
+            ..TenantSpec::salesforce(name, reps, deals)
         }
     }
 
@@ -92,7 +108,8 @@ pub const DEFAULT_START: i64 = 1_736_121_600;
 
 impl WorldConfig {
     /// The demo's world: two Pipedrive accounts, a HubSpot portal, a Zoho
-    /// CRM org, a Dynamics 365 organization and a Salesforce org over 120
+    /// CRM org, a Dynamics 365 organization and two Salesforce orgs (one
+    /// with Change Data Capture, one with Outbound Messages only) over 120
     /// days, about 10,500 changes.
     pub fn demo(seed: u64, start: i64) -> Self {
         WorldConfig {
@@ -106,6 +123,7 @@ impl WorldConfig {
                 TenantSpec::zoho("umbrella", 3, 150),
                 TenantSpec::dynamics("contoso", 3, 150),
                 TenantSpec::salesforce("hooli", 3, 150),
+                TenantSpec::salesforce_outbound("stark", 2, 100),
             ],
         }
     }
@@ -128,9 +146,9 @@ impl WorldConfig {
     }
 
     /// A small world for end-to-end tests: two Pipedrive accounts, a
-    /// HubSpot portal, a Zoho CRM org, a Dynamics 365 organization and a
-    /// Salesforce org, a few hundred changes each, one with enough closed
-    /// deals to calibrate.
+    /// HubSpot portal, a Zoho CRM org, a Dynamics 365 organization and two
+    /// Salesforce orgs (Change Data Capture; Outbound Messages only), a few
+    /// hundred changes each, one with enough closed deals to calibrate.
     pub fn small(seed: u64) -> Self {
         WorldConfig {
             seed,
@@ -143,6 +161,7 @@ impl WorldConfig {
                 TenantSpec::zoho("delta", 3, 60),
                 TenantSpec::dynamics("ember", 3, 60),
                 TenantSpec::salesforce("fjord", 3, 60),
+                TenantSpec::salesforce_outbound("kelp", 2, 40),
             ],
         }
     }
@@ -329,6 +348,7 @@ pub(crate) fn simulate(config: &WorldConfig) -> (Vec<Tenant>, Vec<Change>) {
             config,
             tenant: t,
             platform: spec.platform,
+            deletions_seen: spec.platform != Platform::Salesforce || spec.change_data_capture,
             changes: Vec::new(),
         };
         let tenant = sim.tenant(spec);
@@ -344,6 +364,9 @@ struct Simulation<'a> {
     config: &'a WorldConfig,
     tenant: usize,
     platform: Platform,
+    /// Whether the platform tells of a deal's deletion (Salesforce's
+    /// Outbound Messages do not).
+    deletions_seen: bool,
     changes: Vec<Change>,
 }
 
@@ -405,9 +428,13 @@ impl Simulation<'_> {
             Platform::Dynamics => {
                 CrmAccount::Dynamics(crate::dynamics::DynamicsAccount::new(self.tenant, &slug))
             }
-            Platform::Salesforce => CrmAccount::Salesforce(
-                crate::salesforce::SalesforceAccount::new(self.tenant, &slug),
-            ),
+            Platform::Salesforce => {
+                CrmAccount::Salesforce(crate::salesforce::SalesforceAccount::new(
+                    self.tenant,
+                    &slug,
+                    spec.change_data_capture,
+                ))
+            }
         };
         let mut tenant = Tenant {
             name: spec.name.clone(),
@@ -656,9 +683,10 @@ impl Simulation<'_> {
     /// Whether the simulation deletes `deal` (or merges it away). Not a
     /// closed Dynamics opportunity: the stage a `Win` or `Lose` enters is
     /// read through the Web API, and the world's compressed time would
-    /// have the record gone before the enricher reads it.
+    /// have the record gone before the enricher reads it. No opportunity of
+    /// a Salesforce org without Change Data Capture: nothing would say so.
     fn may_delete(&self, deal: &Deal) -> bool {
-        self.platform != Platform::Dynamics || deal.last.status == "open"
+        self.deletions_seen && (self.platform != Platform::Dynamics || deal.last.status == "open")
     }
 
     /// Applies `change` `after` seconds past the deal's latest change and

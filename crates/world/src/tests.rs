@@ -278,7 +278,8 @@ pub(crate) fn through_the_pipeline(
     events
 }
 
-/// The open-stage entries among events' records: (deal id, stage, second).
+/// The open-stage entries among events' records, one per deal and time as
+/// the table keeps them: (deal id, stage, second).
 pub(crate) fn recorded_entries(events: Mapped, tenant: &Tenant) -> Vec<(String, String, i64)> {
     let open: HashSet<&str> = tenant.pipelines[0]
         .stages
@@ -296,6 +297,9 @@ pub(crate) fn recorded_entries(events: Mapped, tenant: &Tenant) -> Vec<(String, 
         })
         .collect();
     recorded.sort();
+    // Rows are keyed by deal and entry time: every report of one entry (a
+    // message carrying the same LastStageChangeDate) is one row.
+    recorded.dedup();
     recorded
 }
 

@@ -4,6 +4,8 @@
 //! bulk edits and transactions still pending. HubSpot's in `hubspot/`,
 //! Zoho's in `zoho.rs`.
 
+use std::collections::HashMap;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
@@ -197,6 +199,34 @@ impl World {
         }
         out.extend(held.into_iter().map(|(_, d)| d));
         out
+    }
+
+    /// The mass updates among `platform`'s changes: the deal updates of
+    /// one tenant in one second that are part of a bulk edit, by the index
+    /// of the last (one delivery tells of them all, sent with it).
+    pub(crate) fn mass_updates(&self, platform: Platform) -> HashMap<usize, Vec<usize>> {
+        let mut groups: HashMap<(usize, i64), Vec<usize>> = HashMap::new();
+        for (index, change) in self.changes.iter().enumerate() {
+            let bulk = matches!(
+                change.subject,
+                Subject::Deal {
+                    bulk: true,
+                    before: Some(_),
+                    after: Some(_),
+                    ..
+                }
+            );
+            if bulk && self.tenants[change.tenant].platform() == platform {
+                groups
+                    .entry((change.tenant, change.at()))
+                    .or_default()
+                    .push(index);
+            }
+        }
+        groups
+            .into_values()
+            .map(|members| (*members.last().expect("a member"), members))
+            .collect()
     }
 
     /// Every delivery the platforms make for the world, in arrival order

@@ -22,6 +22,12 @@
 //!   object, "created, and every time it's edited"): one notification per
 //!   message with the record's values, sent again at times (Salesforce
 //!   retries until acknowledged, with the same notification id) and late.
+//! - An org without Change Data Capture
+//!   ([`TenantSpec::salesforce_outbound`](crate::TenantSpec::salesforce_outbound))
+//!   has its opportunities sent the same way, every field the dashboards
+//!   read selected (`LastStageChangeDate` among them), a mass edit's as one
+//!   message of several notifications; no deletion triggers a message, so
+//!   it deletes and merges away no opportunity.
 //! - The fake REST API ([`World::salesforce_state`],
 //!   [`World::apply_to_salesforce`]): stage definitions, users, and the
 //!   accounts, contacts and opportunities as of each change; the fake
@@ -65,15 +71,19 @@ pub struct SalesforceAccount {
     pub endpoint_secret: String,
     /// The REST and Pub/Sub APIs' access token.
     pub access_token: String,
+    /// Opportunities followed through Change Data Capture (else through
+    /// Outbound Messages).
+    pub change_data_capture: bool,
 }
 
 impl SalesforceAccount {
-    pub(crate) fn new(tenant: usize, slug: &str) -> Self {
+    pub(crate) fn new(tenant: usize, slug: &str, change_data_capture: bool) -> Self {
         let organization_id = record_id("00D", 7_700_000 + tenant as i64);
         SalesforceAccount {
             access_token: format!("{}!AQ.{slug}-session", &organization_id[..15]),
             organization_id,
             endpoint_secret: format!("{slug}-outbound-secret"),
+            change_data_capture,
         }
     }
 }
@@ -233,16 +243,18 @@ impl World {
         any.then_some(state)
     }
 
-    /// What the fake Pub/Sub API holds for the world's orgs: their tokens
-    /// and the change events' schema (the events are published as they are
-    /// delivered). `None` without Salesforce orgs.
+    /// What the fake Pub/Sub API holds for the world's orgs with Change
+    /// Data Capture: their tokens and the change events' schema (the events
+    /// are published as they are delivered). `None` without such orgs.
     pub fn salesforce_pubsub_state(&self) -> Option<PubSubState> {
         let mut state = PubSubState {
             keepalive: std::time::Duration::from_secs(5),
             ..PubSubState::default()
         };
         for (_, account) in self.salesforce_orgs() {
-            state.tokens.insert(account.access_token.clone());
+            if account.change_data_capture {
+                state.tokens.insert(account.access_token.clone());
+            }
         }
         if state.tokens.is_empty() {
             return None;
@@ -264,9 +276,10 @@ impl World {
                 let deal = &tenant.deals[*deal];
                 let id = opportunity_id(deal.id);
                 match after {
-                    Some(state) => {
-                        org.put("Opportunity", self.opportunity_record(tenant, deal, state))
-                    }
+                    Some(state) => org.put(
+                        "Opportunity",
+                        opportunity_fields(tenant, deal, state, rest_time),
+                    ),
                     None => org.delete("Opportunity", &id),
                 }
             }
@@ -292,31 +305,6 @@ impl World {
             }
             _ => {}
         }
-    }
-
-    /// An opportunity as the REST API reads it.
-    fn opportunity_record(&self, tenant: &Tenant, deal: &Deal, state: &DealState) -> Value {
-        let stage = tenant.stage_in(state);
-        json!({
-            "Id": opportunity_id(deal.id),
-            "Name": state.title,
-            "Amount": state.value,
-            "CurrencyIsoCode": deal.currency,
-            "StageName": stage.id,
-            "Probability": stage.probability,
-            "ForecastCategory": forecast_category(state.status),
-            "IsWon": state.status == "won",
-            "IsClosed": state.status != "open",
-            "IsDeleted": false,
-            "CloseDate": close_date(deal, state).to_string(),
-            "CreatedDate": rest_time(deal.add_time),
-            "LastModifiedDate": rest_time(state.update_time),
-            "SystemModstamp": rest_time(state.update_time),
-            "LastStageChangeDate": rest_time(state.stage_change_time),
-            "OwnerId": record_id("005", deal.owner.0),
-            "AccountId": record_id("001", tenant.organizations[deal.org].id),
-            "LeadSource": deal.source_label(),
-        })
     }
 
     /// The change event of an opportunity's change: a creation with every
@@ -456,17 +444,29 @@ impl World {
             .to_string()
     }
 
-    /// The Outbound Message of an account's or contact's change: one
-    /// notification with the record's values. `None` for what no message
-    /// is set up for (opportunities follow Change Data Capture).
-    fn outbound_message(
+    /// The notification of a change in an Outbound Message: the record's
+    /// values. `None` for what no message is set up for (an org with
+    /// Change Data Capture follows its opportunities there; no deletion
+    /// triggers a message).
+    fn outbound_notification(
         &self,
         account: &SalesforceAccount,
         index: usize,
         change: &Change,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<String> {
         let tenant = &self.tenants[change.tenant];
         let (object, record) = match &change.subject {
+            Subject::Deal {
+                deal,
+                after: Some(state),
+                ..
+            } if !account.change_data_capture => {
+                let deal = &tenant.deals[*deal];
+                (
+                    "Opportunity",
+                    opportunity_fields(tenant, deal, state, soap_time),
+                )
+            }
             Subject::Organization {
                 organization,
                 after: Some(state),
@@ -499,8 +499,29 @@ impl World {
             };
             fields.push_str(&soap_field(name, text.as_deref()));
         }
-        let org = &account.organization_id;
         let notification = record_id("04l", 5_000_000 + index as i64);
+        Some(format!(
+            r#"
+   <Notification>
+    <Id>{notification}</Id>
+    <sObject xsi:type="sf:{object}" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">{fields}
+    </sObject>
+   </Notification>"#
+        ))
+    }
+
+    /// An Outbound Message of `changes` (one notification each; `None`
+    /// when none is sent).
+    fn outbound_message(&self, account: &SalesforceAccount, changes: &[usize]) -> Option<Vec<u8>> {
+        let notifications: String = changes
+            .iter()
+            .filter_map(|&i| self.outbound_notification(account, i, &self.changes[i]))
+            .collect();
+        if notifications.is_empty() {
+            return None;
+        }
+        let tenant = &self.tenants[self.changes[changes[0]].tenant];
+        let org = &account.organization_id;
         Some(
             format!(
                 r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -511,17 +532,12 @@ impl World {
    <ActionId>{action}</ActionId>
    <SessionId xsi:nil="true"/>
    <EnterpriseUrl>https://{name}.my.salesforce.com/services/Soap/c/62.0/{org15}</EnterpriseUrl>
-   <PartnerUrl>https://{name}.my.salesforce.com/services/Soap/u/62.0/{org15}</PartnerUrl>
-   <Notification>
-    <Id>{notification}</Id>
-    <sObject xsi:type="sf:{object}" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">{fields}
-    </sObject>
-   </Notification>
+   <PartnerUrl>https://{name}.my.salesforce.com/services/Soap/u/62.0/{org15}</PartnerUrl>{notifications}
   </notifications>
  </soapenv:Body>
 </soapenv:Envelope>
 "#,
-                action = record_id("04k", if object == "Account" { 1 } else { 2 }),
+                action = record_id("04k", 1),
                 name = tenant.name,
                 org15 = &org[..15],
             )
@@ -536,6 +552,10 @@ impl World {
         if self.salesforce_orgs().next().is_none() {
             return Vec::new();
         }
+        // A mass edit's messages are one (up to 100 notifications).
+        let mass_updates = self.mass_updates(Platform::Salesforce);
+        let in_mass_update: std::collections::HashSet<usize> =
+            mass_updates.values().flatten().copied().collect();
         let messages = self.each_change_delivered(
             habits,
             0x5A1E_5F0C,
@@ -544,7 +564,11 @@ impl World {
                 let CrmAccount::Salesforce(account) = &self.tenants[change.tenant].crm else {
                     return None;
                 };
-                self.outbound_message(account, index, change)
+                match mass_updates.get(&index) {
+                    Some(members) => self.outbound_message(account, members),
+                    None if in_mass_update.contains(&index) => None,
+                    None => self.outbound_message(account, &[index]),
+                }
             },
         );
         let schema = Schema::parse_str(&schema_json()).expect("the org's schema");
@@ -553,7 +577,10 @@ impl World {
             .changes
             .iter()
             .enumerate()
-            .filter(|(_, c)| self.tenants[c.tenant].platform() == Platform::Salesforce)
+            .filter(|(_, c)| {
+                matches!(&self.tenants[c.tenant].crm,
+                    CrmAccount::Salesforce(account) if account.change_data_capture)
+            })
             .filter_map(|(index, change)| {
                 let transaction = self.transaction_key(index, change);
                 let sequence = sequences.entry(transaction.clone()).or_default();
@@ -578,24 +605,30 @@ impl World {
         account: &SalesforceAccount,
         apis: &crate::Apis,
     ) -> String {
-        format!(
+        let mut config = format!(
             r#"[tenants.{name}.salesforce]
 organization_id = "{org}"
 endpoint_secret = "{secret}"
 instance_url = "{instance_url}"
 access_token = "{token}"
-pubsub_url = "{pubsub_url}"
-change_events = ["{CHANNEL}"]
-# The harness publishes from the first change on: read them all.
-change_events_start = "earliest"
 "#,
             name = tenant.name,
             org = account.organization_id,
             secret = account.endpoint_secret,
             instance_url = apis.salesforce_url,
             token = account.access_token,
-            pubsub_url = apis.pubsub_url,
-        )
+        );
+        if account.change_data_capture {
+            config.push_str(&format!(
+                r#"pubsub_url = "{pubsub_url}"
+change_events = ["{CHANNEL}"]
+# The harness publishes from the first change on: read them all.
+change_events_start = "earliest"
+"#,
+                pubsub_url = apis.pubsub_url,
+            ));
+        }
+        config
     }
 }
 
@@ -632,5 +665,37 @@ fn contact_fields(tenant: &Tenant, person: &Person, at: i64, time: fn(i64) -> St
         "OwnerId": record_id("005", person.owner.0),
         "CreatedDate": time(person.add_time),
         "LastModifiedDate": time(at),
+    })
+}
+
+/// An opportunity's fields, as the REST API reads them and an Outbound
+/// Message selecting every field the dashboards read sends them (times
+/// written by `time`).
+fn opportunity_fields(
+    tenant: &Tenant,
+    deal: &Deal,
+    state: &DealState,
+    time: fn(i64) -> String,
+) -> Value {
+    let stage = tenant.stage_in(state);
+    json!({
+        "Id": opportunity_id(deal.id),
+        "Name": state.title,
+        "Amount": state.value,
+        "CurrencyIsoCode": deal.currency,
+        "StageName": stage.id,
+        "Probability": stage.probability,
+        "ForecastCategory": forecast_category(state.status),
+        "IsWon": state.status == "won",
+        "IsClosed": state.status != "open",
+        "IsDeleted": false,
+        "CloseDate": close_date(deal, state).to_string(),
+        "CreatedDate": time(deal.add_time),
+        "LastModifiedDate": time(state.update_time),
+        "SystemModstamp": time(state.update_time),
+        "LastStageChangeDate": time(state.stage_change_time),
+        "OwnerId": record_id("005", deal.owner.0),
+        "AccountId": record_id("001", tenant.organizations[deal.org].id),
+        "LeadSource": deal.source_label(),
     })
 }

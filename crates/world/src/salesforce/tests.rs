@@ -12,9 +12,17 @@ use tributary_sources::salesforce::{Salesforce, tenant_settings};
 use super::{CHANNEL, SCHEMA_ID, schema_json};
 use crate::*;
 
-/// The small world's Salesforce org.
+/// One of the small world's Salesforce orgs: "fjord" (Change Data
+/// Capture) or "kelp" (Outbound Messages only).
+fn org(name: &str) -> World {
+    let mut config = WorldConfig::small(7).only(Platform::Salesforce);
+    config.tenants.retain(|t| t.name == name);
+    World::generate(config)
+}
+
+/// The org with Change Data Capture.
 fn world() -> World {
-    World::generate(WorldConfig::small(7).only(Platform::Salesforce))
+    org("fjord")
 }
 
 fn account(tenant: &Tenant) -> &SalesforceAccount {
@@ -124,6 +132,48 @@ fn every_change_is_one_event_however_often_its_message_arrives() {
 #[test]
 fn the_stage_entries_the_pipeline_records_are_the_worlds() {
     tests::assert_stage_entries_are_the_worlds(&world(), mapped);
+}
+
+#[test]
+fn an_org_without_change_data_capture_sends_every_change_as_an_outbound_message() {
+    let world = org("kelp");
+    tests::assert_one_event_per_change(&world, Version::SalesforceOutbound, mapped);
+    assert!(
+        world.tenants[0].deals.iter().all(|d| !d.deleted),
+        "no deletion would tell"
+    );
+    // A mass edit is one message of several notifications.
+    let largest = world
+        .deliveries(&Habits::none())
+        .iter()
+        .map(|d| {
+            String::from_utf8_lossy(&d.body)
+                .matches("<Notification>")
+                .count()
+        })
+        .max();
+    assert!(largest.is_some_and(|n| n > 1), "{largest:?}");
+    let config = world.tenant_config(0, &test_apis());
+    assert!(!config.contains("pubsub_url"), "{config}");
+}
+
+#[test]
+fn an_org_without_change_data_capture_records_the_worlds_stage_entries() {
+    tests::assert_stage_entries_are_the_worlds(&org("kelp"), mapped);
+}
+
+fn test_apis() -> Apis {
+    Apis {
+        pipedrive_url: String::new(),
+        pipedrive_requests_per_2s: 1,
+        hubspot_url: String::new(),
+        hubspot_requests_per_10s: 1,
+        public_url: String::new(),
+        zoho_url: String::new(),
+        dynamics_url: String::new(),
+        salesforce_url: "http://127.0.0.1:9".into(),
+        pubsub_url: "http://127.0.0.1:9".into(),
+    }
 }
 
 #[test]

@@ -20,7 +20,7 @@
 //! Zoho's activities (tasks, calls, events) are not taken by the source:
 //! the world's Zoho orgs have none.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 use tributary_fake_apis::zoho::ZohoState;
@@ -298,39 +298,11 @@ impl World {
         Some(serde_json::to_vec(&body).expect("JSON"))
     }
 
-    /// The mass updates among Zoho's changes: the deal updates of one
-    /// tenant in one second that are part of a bulk edit, by the index of
-    /// the last (their notification goes out with it).
-    fn zoho_mass_updates(&self) -> HashMap<usize, Vec<usize>> {
-        let mut groups: HashMap<(usize, i64), Vec<usize>> = HashMap::new();
-        for (index, change) in self.changes.iter().enumerate() {
-            let bulk = matches!(
-                change.subject,
-                Subject::Deal {
-                    bulk: true,
-                    before: Some(_),
-                    after: Some(_),
-                    ..
-                }
-            );
-            if bulk && matches!(self.tenants[change.tenant].crm, CrmAccount::Zoho(_)) {
-                groups
-                    .entry((change.tenant, change.at()))
-                    .or_default()
-                    .push(index);
-            }
-        }
-        groups
-            .into_values()
-            .map(|members| (*members.last().expect("a member"), members))
-            .collect()
-    }
-
     /// Zoho's notifications for its orgs' changes, in arrival order: each
     /// change once, some again (`duplicates` and `retries`: Zoho sends the
     /// same notification), some after the record's next change (`late`).
     pub(crate) fn zoho_deliveries(&self, habits: &Habits) -> Vec<Delivery> {
-        let mass_updates = self.zoho_mass_updates();
+        let mass_updates = self.mass_updates(Platform::Zoho);
         let in_mass_update: HashSet<usize> = mass_updates.values().flatten().copied().collect();
         self.each_change_delivered(habits, 0x2040_C4A7, Version::Zoho, |index, change| {
             let CrmAccount::Zoho(account) = &self.tenants[change.tenant].crm else {
