@@ -244,8 +244,30 @@ async fn outbound_messages_load_each_opportunity_once_at_its_latest_state() {
         malformed.body
     );
 
-    // Four distinct notifications reach ClickHouse, each once.
-    run.wait_for_events("salesforce", 4).await;
+    // A task's message: an activity about the won opportunity.
+    let envelope = &first[..first.find("\n   <Notification>").expect("a notification")];
+    let task = format!(
+        r#"{envelope}
+   <Notification><Id>04l5g000000N0006AA</Id><sObject xsi:type="sf:Task" xmlns:sf="urn:sobject.enterprise.soap.sforce.com"><sf:Id>00T5g00000TaSkAAAV</sf:Id><sf:Subject>Pricing call</sf:Subject><sf:TaskSubtype>Call</sf:TaskSubtype><sf:IsClosed>true</sf:IsClosed><sf:CompletedDateTime>2025-03-03T11:00:00.000Z</sf:CompletedDateTime><sf:WhatId>{won}</sf:WhatId><sf:OwnerId>{OWNER}</sf:OwnerId><sf:LastModifiedDate>2025-03-03T11:00:00.000Z</sf:LastModifiedDate></sObject></Notification>
+  </notifications>
+ </soapenv:Body>
+</soapenv:Envelope>
+"#
+    );
+    let answer = post(&http, &url, task).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    // Five distinct notifications reach ClickHouse, each once.
+    run.wait_for_events("salesforce", 5).await;
+    let activities = run
+        .db
+        .query("SELECT kind, subject, done, toString(done_at) AS done_at, deal_id FROM tributary.current_activities FINAL WHERE source = 'salesforce'")
+        .await;
+    assert_eq!(
+        activities,
+        [json!({"kind": "call", "subject": "Pricing call", "done": 1,
+            "done_at": "2025-03-03 11:00:00", "deal_id": won})]
+    );
     let deals = run.deals("salesforce", "account, title, toFloat64(amount) AS amount, currency, stage_id, status, toString(won_at) AS won_at").await;
     assert_eq!(deals.len(), 2, "{deals:?}");
     let deal =

@@ -218,8 +218,13 @@ impl SalesforceEnricher {
             record.put("event_default_currency", currency.as_str());
         }
         let personal = matches!(object.as_str(), "contact" | "lead");
+        // A task's or event's description is free text about people.
+        let activity = matches!(object.as_str(), "task" | "event");
         for (field, value) in &fields {
             if personal && !PERSON_FIELDS.contains(&field.as_str()) {
+                continue;
+            }
+            if activity && field == "Description" {
                 continue;
             }
             record.put(format!("sobject_{field}"), value.clone());

@@ -15,13 +15,17 @@
 //! stage's definition, when the enricher read it from the REST API. An
 //! opportunity enters its stage at its `LastStageChangeDate` where the
 //! message selects it, at the commit of a change event that changed the
-//! stage, or at its creation if it was not modified since.
+//! stage, or at its creation if it was not modified since. A task or an
+//! event is an activity: a task done when closed (at its
+//! `CompletedDateTime`), an event (a meeting) never said done, Salesforce
+//! keeping no such flag; each about the opportunity, account and contact
+//! its `WhatId`, `AccountId` and `WhoId` name.
 
 use serde_json::{Map, Value};
 use tributary_model::flat::{Flat, domain_of_website};
 use tributary_model::{
-    Company, Contact, Context, Deal, DealStatus, Field, Key, Mapped, Mapping, MappingError,
-    Outcome, Pipeline, Record, Stage, Timestamp, User, Version,
+    Activity, ActivityType, Company, Contact, Context, Deal, DealStatus, Field, Key, Mapped,
+    Mapping, MappingError, Outcome, Pipeline, Record, Stage, Timestamp, User, Version,
 };
 
 use crate::mapped::EventHeader;
@@ -88,6 +92,11 @@ impl Mapping for SalesforceMapping {
             "user" => {
                 records.push(Record::User(user(&event)?));
                 "user"
+            }
+            "task" | "event" => {
+                records.push(Record::Activity(activity(&event)?));
+                owner(&event, &mut records)?;
+                "activity"
             }
             _ => return Err(event.header.unknown_object("Salesforce")),
         };
@@ -318,6 +327,72 @@ fn contact(event: &Event<'_>) -> Result<Contact, MappingError> {
     contact.created_at = event.time("CreatedDate")?;
     contact.updated_at = event.time("LastModifiedDate")?;
     Ok(contact)
+}
+
+/// A task or an event as an activity.
+fn activity(event: &Event<'_>) -> Result<Activity, MappingError> {
+    let task = event.header.object == "task";
+    let mut activity = Activity::new(event.header.record_key(), event.header.version);
+    activity.deleted = event.flag("IsDeleted")?;
+    let subtype = event.text(if task { "TaskSubtype" } else { "EventSubtype" })?;
+    let kind = match event.text("Type")? {
+        Field::Value(kind) if !kind.is_empty() => Field::Value(kind),
+        _ => subtype,
+    };
+    activity.kind = match &kind {
+        Field::Value(kind) => Field::Value(activity_kind(kind, task)),
+        Field::Null if !task => Field::Value(ActivityType::Meeting),
+        Field::Null => Field::Value(ActivityType::Task),
+        Field::Unknown => Field::Unknown,
+    };
+    activity.raw_type = kind;
+    activity.subject = event.text("Subject")?;
+    if task {
+        activity.due_date = event.flat.date_or_empty(&Event::field("ActivityDate"))?;
+        activity.done = event.flag("IsClosed")?;
+        activity.done_at = match activity.done {
+            Field::Value(true) => event.time("CompletedDateTime")?,
+            Field::Value(false) => Field::Null,
+            _ => Field::Unknown,
+        };
+    } else {
+        activity.due_at = event.time("StartDateTime")?;
+        activity.done = Field::Null;
+        activity.done_at = Field::Null;
+    }
+    activity.owner_id = event.text("OwnerId")?;
+    // WhatId names an opportunity (006) or an account (001); WhoId a
+    // contact (003) or a lead (00Q).
+    let what = event.text("WhatId")?;
+    let named = |field: &Field<String>, prefix: &str| match field {
+        Field::Value(id) if id.starts_with(prefix) => Field::Value(id.clone()),
+        Field::Unknown => Field::Unknown,
+        _ => Field::Null,
+    };
+    activity.deal_id = named(&what, "006");
+    activity.company_id = match (named(&what, "001"), event.text("AccountId")?) {
+        (Field::Value(id), _) => Field::Value(id),
+        (_, Field::Value(id)) if !id.is_empty() => Field::Value(id),
+        (what, account) if what.is_known() && account.is_known() => Field::Null,
+        _ => Field::Unknown,
+    };
+    activity.contact_id = named(&event.text("WhoId")?, "003");
+    activity.created_at = event.time("CreatedDate")?;
+    activity.updated_at = event.time("LastModifiedDate")?;
+    Ok(activity)
+}
+
+/// The canonical kind of a task's or event's `Type` (or subtype): the
+/// standard picklist's Call, Email and Meeting; anything else an event's
+/// meeting or a task's task.
+fn activity_kind(kind: &str, task: bool) -> ActivityType {
+    match kind.to_ascii_lowercase().as_str() {
+        "call" => ActivityType::Call,
+        "email" | "listemail" => ActivityType::Email,
+        "meeting" => ActivityType::Meeting,
+        _ if task => ActivityType::Task,
+        _ => ActivityType::Meeting,
+    }
 }
 
 fn user(event: &Event<'_>) -> Result<User, MappingError> {

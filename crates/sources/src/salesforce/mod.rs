@@ -39,7 +39,7 @@ pub const PLATFORM: Platform = Platform {
     enricher: enrich::build,
     mapping: &mapping::SalesforceMapping,
     templates: &[TemplateRoute {
-        objects: &["opportunity", "account", "contact", "user"],
+        objects: &["opportunity", "account", "contact", "user", "task", "event"],
         template: "salesforce-crm",
     }],
     // An Outbound Message is defined for the objects a tenant chose.

@@ -268,6 +268,84 @@ fn a_change_event_that_closes_without_is_won_is_lost() {
 }
 
 #[test]
+fn tasks_and_events_are_activities_about_what_they_name() {
+    let activity = |object: &str, id: &str, fields: &str| {
+        let body = notification(object, id, fields);
+        let flat = flat(&enricher(Some("EUR")), &raw(object, id, body));
+        assert!(
+            !flat.contains_key("sobject_Description"),
+            "a description is free text about people: {flat:?}"
+        );
+        map(&flat)
+            .into_iter()
+            .find_map(|r| match r {
+                Record::Activity(activity) => Some(activity),
+                _ => None,
+            })
+            .expect("an activity")
+    };
+    let call = activity(
+        "Task",
+        "00T5g00000AbCdEAAV",
+        "<sf:Subject>Pricing call</sf:Subject><sf:TaskSubtype>Call</sf:TaskSubtype>\
+         <sf:Type xsi:nil=\"true\"/><sf:Description>her husband's birthday</sf:Description>\
+         <sf:IsClosed>true</sf:IsClosed><sf:CompletedDateTime>2025-03-04T16:30:00.000Z</sf:CompletedDateTime>\
+         <sf:ActivityDate>2025-03-04</sf:ActivityDate><sf:WhatId>0065g00000AbCdEAAV</sf:WhatId>\
+         <sf:WhoId>0035g00000AbCdEAAV</sf:WhoId><sf:AccountId>0015g00000AbCdEAAV</sf:AccountId>\
+         <sf:OwnerId>0055g00000OwNeRAAA</sf:OwnerId><sf:LastModifiedDate>2025-03-04T16:31:00.000Z</sf:LastModifiedDate>",
+    );
+    assert_eq!(call.kind, Field::Value(tributary_model::ActivityType::Call));
+    assert_eq!(call.raw_type, Field::Value("Call".into()));
+    assert_eq!(call.subject, Field::Value("Pricing call".into()));
+    assert_eq!(call.done, Field::Value(true));
+    assert_eq!(
+        call.done_at.value().map(|t| t.seconds()),
+        Some(1_741_105_800)
+    );
+    assert_eq!(call.deal_id, Field::Value(OPPORTUNITY.into()));
+    assert_eq!(call.contact_id, Field::Value("0035g00000AbCdEAAV".into()));
+    assert_eq!(call.company_id, Field::Value("0015g00000AbCdEAAV".into()));
+    assert_eq!(call.owner_id, Field::Value("0055g00000OwNeRAAA".into()));
+
+    let open = activity(
+        "Task",
+        "00T5g00000AbCdFAAV",
+        "<sf:Subject>Send contract</sf:Subject><sf:IsClosed>false</sf:IsClosed>\
+         <sf:WhatId>0015g00000AbCdEAAV</sf:WhatId>",
+    );
+    assert_eq!(
+        open.kind,
+        Field::Unknown,
+        "neither Type nor subtype selected"
+    );
+    assert_eq!(open.done, Field::Value(false));
+    assert_eq!(open.done_at, Field::Null);
+    assert_eq!(open.company_id, Field::Value("0015g00000AbCdEAAV".into()));
+    assert_eq!(open.deal_id, Field::Null);
+
+    let meeting = activity(
+        "Event",
+        "00U5g00000AbCdEAAV",
+        "<sf:Subject>Demo</sf:Subject><sf:Type xsi:nil=\"true\"/><sf:EventSubtype>Event</sf:EventSubtype>\
+         <sf:StartDateTime>2025-03-05T09:00:00.000Z</sf:StartDateTime><sf:WhatId>0065g00000AbCdEAAV</sf:WhatId>",
+    );
+    assert_eq!(
+        meeting.kind,
+        Field::Value(tributary_model::ActivityType::Meeting)
+    );
+    assert_eq!(
+        meeting.due_at.value().map(|t| t.seconds()),
+        Some(1_741_165_200)
+    );
+    assert_eq!(
+        meeting.done,
+        Field::Null,
+        "Salesforce keeps no done flag for events"
+    );
+    assert_eq!(meeting.deal_id, Field::Value(OPPORTUNITY.into()));
+}
+
+#[test]
 fn contacts_pass_on_no_personal_data_and_accounts_their_domain() {
     let contact_id = "0035g00000CoNtAAAV";
     let body = notification(
@@ -316,8 +394,8 @@ fn an_unreadable_notification_or_unknown_object_is_refused_with_why() {
     );
     let failure = enricher(None).flat_event(&broken).expect_err("unreadable");
     assert_eq!(failure.reason.code(), "unreadable_body");
-    let task = notification("Task", "00T5g00000TaSkAAAV", "");
-    let fields = flat(&enricher(None), &raw("Task", "00T5g00000TaSkAAAV", task));
+    let lead = notification("Lead", "00Q5g00000LeAdAAAV", "");
+    let fields = flat(&enricher(None), &raw("Lead", "00Q5g00000LeAdAAAV", lead));
     let context = Context {
         tenant: "acme",
         source: "salesforce",
@@ -327,5 +405,5 @@ fn an_unreadable_notification_or_unknown_object_is_refused_with_why() {
     let err = SalesforceMapping
         .map(&context, &fields)
         .expect_err("no mapping");
-    assert!(err.to_string().contains("task"), "{err}");
+    assert!(err.to_string().contains("lead"), "{err}");
 }
