@@ -813,4 +813,49 @@ mod change_events {
         let err = without_api().enrich(&overflow).await.expect_err("overflow");
         assert!(err.to_string().contains("gap_overflow"), "{err}");
     }
+
+    #[tokio::test]
+    async fn a_tasks_gap_is_read_again_as_a_task() {
+        let fake = fake_org("2025-03-04T16:30:00.000+0000").await;
+        fake.state().org(TOKEN).put(
+            "Task",
+            json!({"Id": "00T5g00000TaSkAAAV", "Subject": "Pricing call", "Type": "Call",
+                "TaskSubtype": "Call", "IsClosed": true, "CompletedDateTime": "2025-03-04T11:00:00.000+0000",
+                "ActivityDate": "2025-03-04", "WhatId": OPPORTUNITY, "WhoId": null, "AccountId": null,
+                "OwnerId": "0055g00000OwNeRAAA", "IsDeleted": false, "Description": "private",
+                "CreatedDate": "2025-03-04T10:00:00.000+0000", "LastModifiedDate": "2025-03-04T11:00:00.000+0000"}),
+        );
+        let raw = RawEvent {
+            tenant: "acme".into(),
+            source: "salesforce".into(),
+            event_id: "e-task".into(),
+            received_at_micros: 1,
+            body: serde_json::to_vec(&json!({"event_uuid": "e-44", "fields": {}}))
+                .expect("JSON")
+                .into(),
+            keys: Some(EventKeys {
+                payload_version: crate::salesforce::cdc::PAYLOAD_VERSION_CDC.into(),
+                object: "task".into(),
+                object_id: "00T5g00000TaSkAAAV".into(),
+                action: "gap_update".into(),
+                attempt: 1,
+                occurred_at_micros: 1_741_080_000_000_000,
+            }),
+            ..RawEvent::default()
+        };
+        let enriched = enricher(&fake, TOKEN).enrich(&raw).await.expect("enriched");
+        assert!(enriched.complete, "{:?}", enriched.missing);
+        let fields = fields_of(&enriched);
+        assert!(!fields.contains_key("sobject_Description"));
+        let activity = map(&fields)
+            .into_iter()
+            .find_map(|r| match r {
+                Record::Activity(activity) => Some(activity),
+                _ => None,
+            })
+            .expect("an activity");
+        assert_eq!(activity.subject, Field::Value("Pricing call".into()));
+        assert_eq!(activity.done, Field::Value(true));
+        assert_eq!(activity.deal_id, Field::Value(OPPORTUNITY.into()));
+    }
 }
