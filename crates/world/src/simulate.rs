@@ -59,22 +59,22 @@ impl TenantSpec {
     }
 
     /// A Salesforce org: one sales process with Salesforce's standard
-    /// stages, no activities (the Salesforce source does not take them).
-    pub fn salesforce(name: &str, reps: usize, deals: usize) -> Self {
+    /// stages, the reps' activities as tasks.
+    pub fn salesforce(name: &str, reps: usize, deals: usize, activities: usize) -> Self {
         TenantSpec {
             platform: Platform::Salesforce,
             change_data_capture: true,
-            ..TenantSpec::new(name, 1, reps, deals, 0)
+            ..TenantSpec::new(name, 1, reps, deals, activities)
         }
     }
 
     /// A Salesforce org whose opportunities reach Tributary through an
     /// Outbound Message only (a workflow on every edit, selecting every
     /// field the dashboards read): no Change Data Capture.
-    pub fn salesforce_outbound(name: &str, reps: usize, deals: usize) -> Self {
+    pub fn salesforce_outbound(name: &str, reps: usize, deals: usize, activities: usize) -> Self {
         TenantSpec {
             change_data_capture: false,
-            ..TenantSpec::salesforce(name, reps, deals)
+            ..TenantSpec::salesforce(name, reps, deals, activities)
         }
     }
 
@@ -122,8 +122,8 @@ impl WorldConfig {
                 TenantSpec::hubspot("initech", 2, 4, 260, 320),
                 TenantSpec::zoho("umbrella", 3, 150),
                 TenantSpec::dynamics("contoso", 3, 150),
-                TenantSpec::salesforce("hooli", 3, 150),
-                TenantSpec::salesforce_outbound("stark", 2, 100),
+                TenantSpec::salesforce("hooli", 3, 150, 150),
+                TenantSpec::salesforce_outbound("stark", 2, 100, 100),
             ],
         }
     }
@@ -160,8 +160,8 @@ impl WorldConfig {
                 TenantSpec::hubspot("harbor", 2, 3, 100, 60),
                 TenantSpec::zoho("delta", 3, 60),
                 TenantSpec::dynamics("ember", 3, 60),
-                TenantSpec::salesforce("fjord", 3, 60),
-                TenantSpec::salesforce_outbound("kelp", 2, 40),
+                TenantSpec::salesforce("fjord", 3, 60, 40),
+                TenantSpec::salesforce_outbound("kelp", 2, 40, 30),
             ],
         }
     }
@@ -1029,7 +1029,9 @@ impl Simulation<'_> {
             }
             None => {
                 changes.push((added, Action::Added, None, Some(activity.last.clone())));
-                if roll == 9 {
+                // Salesforce's tasks reach Tributary through Outbound
+                // Messages, which no deletion triggers.
+                if roll == 9 && self.platform != Platform::Salesforce {
                     activity.deleted = true;
                     changes.push((
                         added + HOUR,
@@ -1052,7 +1054,7 @@ impl Simulation<'_> {
                     s.done_at = s.done_at.map(|d| d + shift)
                 }),
                 5 => edit(&mut changes, &mut activity, at, &|s| s.done_at = None),
-                6 => {
+                6 if self.platform != Platform::Salesforce => {
                     activity.deleted = true;
                     changes.push((at, Action::Deleted, Some(activity.last.clone()), None));
                 }

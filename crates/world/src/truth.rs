@@ -111,6 +111,15 @@ impl Tenant {
         }
     }
 
+    /// A rep's id as its CRM gives it: Salesforce's user ids, the others'
+    /// numbers.
+    pub fn rep_id(&self, id: i64) -> String {
+        match self.platform() {
+            crate::Platform::Salesforce => crate::salesforce::record_id("005", id),
+            _ => id.to_string(),
+        }
+    }
+
     /// The stage probability the dashboards know: Zoho's and Dynamics'
     /// stages carry none (their deals' own probability weighs them), so 0.
     fn stage_probability_shown(&self, stage: &Stage) -> f64 {
@@ -390,7 +399,7 @@ impl Tenant {
                 continue;
             }
             let rep =
-                reps.entry(state.user.0.to_string())
+                reps.entry(self.rep_id(state.user.0))
                     .or_insert((state.user.1, BTreeMap::new(), 0));
             *rep.1.entry(state.kind).or_default() += 1;
             rep.2 = rep.2.max(done);

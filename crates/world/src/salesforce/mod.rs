@@ -34,8 +34,9 @@
 //!   Pub/Sub API ([`World::salesforce_pubsub_state`]) takes the token and
 //!   serves the schema.
 //!
-//! Salesforce's tasks and events are not taken by the source: the world's
-//! orgs have none.
+//! The reps' activities are tasks, sent by Outbound Messages (a workflow
+//! on Task), whose `Type` says call, email or meeting; no deletion
+//! triggers a message, so the orgs delete no task.
 
 #[cfg(test)]
 mod tests;
@@ -488,6 +489,14 @@ impl World {
                 "Contact",
                 contact_fields(tenant, &tenant.persons[*person], change.at(), soap_time),
             ),
+            Subject::Activity {
+                activity,
+                after: Some(state),
+                ..
+            } => (
+                "Task",
+                task_fields(tenant, &tenant.activities[*activity], state),
+            ),
             _ => return None,
         };
         let mut fields = String::new();
@@ -697,5 +706,36 @@ fn opportunity_fields(
         "OwnerId": record_id("005", deal.owner.0),
         "AccountId": record_id("001", tenant.organizations[deal.org].id),
         "LeadSource": deal.source_label(),
+    })
+}
+
+/// A rep's activity as a Salesforce task, as its Outbound Message sends it:
+/// its kind as the standard `Type` (Call, Email, Meeting; anything else
+/// Other), done when closed, about the deal (or account) and contact.
+fn task_fields(tenant: &Tenant, activity: &Activity, state: &ActivityState) -> Value {
+    let (kind, subtype) = match state.kind {
+        "call" => ("Call", "Call"),
+        "email" => ("Email", "Email"),
+        "meeting" => ("Meeting", "Task"),
+        _ => ("Other", "Task"),
+    };
+    let what = match activity.deal {
+        Some(deal) => opportunity_id(tenant.deals[deal].id),
+        None => record_id("001", tenant.organizations[activity.org].id),
+    };
+    json!({
+        "Id": record_id("00T", activity.id),
+        "Subject": state.subject,
+        "Type": kind,
+        "TaskSubtype": subtype,
+        "Status": if state.done_at.is_some() { "Completed" } else { "Not Started" },
+        "IsClosed": state.done_at.is_some(),
+        "CompletedDateTime": state.done_at.map(soap_time),
+        "ActivityDate": activity.due_date.to_string(),
+        "WhatId": what,
+        "WhoId": record_id("003", tenant.persons[activity.person].id),
+        "OwnerId": record_id("005", state.user.0),
+        "CreatedDate": soap_time(activity.add_time),
+        "LastModifiedDate": soap_time(state.update_time),
     })
 }

@@ -126,7 +126,61 @@ fn every_change_is_one_event_however_often_its_message_arrives() {
     let mapped = mapped(&world, &deliveries);
     assert_eq!(mapped.len(), world.changes.len(), "one event per change");
     assert_eq!(world.distinct_events(), world.changes.len());
-    assert!(world.tenants[0].activities.is_empty());
+    assert!(
+        world.tenants[0].activities.iter().all(|a| !a.deleted),
+        "no deletion of a task would tell"
+    );
+}
+
+#[test]
+fn the_tasks_the_pipeline_maps_end_as_the_worlds_activities() {
+    use tributary_model::ActivityType;
+    let world = world();
+    let tenant = &world.tenants[0];
+    assert!(tenant.activities.len() > 20);
+    // Each task's fields as of its newest message.
+    let mut newest: HashMap<String, (i64, tributary_model::Activity)> = HashMap::new();
+    for (_, records) in mapped(&world, &world.deliveries(&Habits::default())).into_values() {
+        for record in records {
+            if let Record::Activity(activity) = record {
+                let version = activity.version.at_micro;
+                let entry = newest
+                    .entry(activity.key.id.clone())
+                    .or_insert((i64::MIN, activity.clone()));
+                if version >= entry.0 {
+                    *entry = (version, activity);
+                }
+            }
+        }
+    }
+    for activity in &tenant.activities {
+        let (_, task) = &newest[&super::record_id("00T", activity.id)];
+        let state = &activity.last;
+        let kind = match state.kind {
+            "call" => ActivityType::Call,
+            "email" => ActivityType::Email,
+            "meeting" => ActivityType::Meeting,
+            _ => ActivityType::Task,
+        };
+        assert_eq!(task.kind, Field::Value(kind), "{activity:?}");
+        assert_eq!(task.done, Field::Value(state.done_at.is_some()));
+        assert_eq!(
+            task.done_at.value().map(|t| t.seconds()),
+            state.done_at,
+            "{activity:?}"
+        );
+        assert_eq!(
+            task.owner_id,
+            Field::Value(super::record_id("005", state.user.0)),
+            "reassigned, it is the new rep's"
+        );
+        if let Some(deal) = activity.deal {
+            assert_eq!(
+                task.deal_id,
+                Field::Value(super::opportunity_id(tenant.deals[deal].id))
+            );
+        }
+    }
 }
 
 #[test]
