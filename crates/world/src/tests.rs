@@ -361,3 +361,18 @@ pub(crate) fn assert_stage_entries_are_the_worlds(
     assert!(entries.len() > 100, "{}", entries.len());
     assert_eq!(recorded, entries);
 }
+
+/// A field as of the newest event that knew it, whatever order the events
+/// came in (versions decide, as in ClickHouse): its version and value.
+pub(crate) type Newest<T> = (i64, tributary_model::Field<T>);
+
+/// Takes `value` at `version` into `newest` when it is known and not older.
+pub(crate) fn take<T: Clone>(
+    newest: &mut Newest<T>,
+    version: i64,
+    value: &tributary_model::Field<T>,
+) {
+    if value.is_known() && version >= newest.0 {
+        *newest = (version, value.clone());
+    }
+}

@@ -7,6 +7,7 @@ use tributary_sources::dynamics::mapping::DynamicsMapping;
 use tributary_sources::dynamics::{Dynamics, tenant_settings};
 
 use crate::*;
+use tests::{Newest, take};
 
 /// The small world's Dynamics organization.
 fn world() -> World {
@@ -93,12 +94,6 @@ fn the_deals_the_pipeline_maps_end_as_the_worlds() {
     let tenant = &world.tenants[0];
     // Each deal's fields as of the newest event that knew them, whatever
     // order the events came in (versions decide, as in ClickHouse).
-    type Newest<T> = (i64, Field<T>);
-    fn take<T: Clone>(newest: &mut Newest<T>, version: i64, value: &Field<T>) {
-        if value.is_known() && version >= newest.0 {
-            *newest = (version, value.clone());
-        }
-    }
     /// A deal's status, stage and deletion.
     type Known = (Newest<DealStatus>, Newest<String>, Newest<bool>);
     let mut deals: HashMap<String, Known> = HashMap::new();

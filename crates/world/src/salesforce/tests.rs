@@ -11,6 +11,7 @@ use tributary_sources::salesforce::{Salesforce, tenant_settings};
 
 use super::{CHANNEL, SCHEMA_ID, schema_json};
 use crate::*;
+use tests::{Newest, take};
 
 /// One of the small world's Salesforce orgs: "fjord" (Change Data
 /// Capture) or "kelp" (Outbound Messages only).
@@ -284,12 +285,6 @@ fn change_events_carry_what_changed_and_gaps_nothing() {
 fn the_deals_the_pipeline_maps_end_as_the_worlds() {
     let world = world();
     let tenant = &world.tenants[0];
-    type Newest<T> = (i64, Field<T>);
-    fn take<T: Clone>(newest: &mut Newest<T>, version: i64, value: &Field<T>) {
-        if value.is_known() && version >= newest.0 {
-            *newest = (version, value.clone());
-        }
-    }
     #[derive(Default)]
     struct Known {
         status: Option<Newest<DealStatus>>,
