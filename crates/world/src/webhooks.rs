@@ -120,13 +120,16 @@ impl World {
     /// The v2 event id (`meta.id`) of a change: a UUID, the same on every
     /// attempt.
     pub fn event_uuid(&self, change: usize) -> String {
-        let (a, b) = (
-            mix(self.config.seed, 2 * change as u64),
-            mix(self.config.seed, 2 * change as u64 + 1),
-        );
+        let change = change as u64;
+        self.seeded_uuid(2 * change, 2 * change + 1)
+    }
+
+    /// A random-looking UUID made of the world's seed and `a` and `b`: the
+    /// same for the same world.
+    pub(crate) fn seeded_uuid(&self, a: u64, b: u64) -> String {
         let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&a.to_le_bytes());
-        bytes[8..].copy_from_slice(&b.to_le_bytes());
+        bytes[..8].copy_from_slice(&mix(self.config.seed, a).to_le_bytes());
+        bytes[8..].copy_from_slice(&mix(self.config.seed, b).to_le_bytes());
         uuid::Builder::from_random_bytes(bytes)
             .into_uuid()
             .to_string()

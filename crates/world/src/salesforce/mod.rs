@@ -436,13 +436,7 @@ impl World {
         } else {
             1 << 63 | index as u64
         };
-        let bytes = [mix(self.config.seed, n), mix(self.config.seed, !n)];
-        let mut uuid = [0u8; 16];
-        uuid[..8].copy_from_slice(&bytes[0].to_le_bytes());
-        uuid[8..].copy_from_slice(&bytes[1].to_le_bytes());
-        uuid::Builder::from_random_bytes(uuid)
-            .into_uuid()
-            .to_string()
+        self.seeded_uuid(n, !n)
     }
 
     /// The notification of a change in an Outbound Message: the record's
