@@ -4,7 +4,7 @@
 //! bulk edits and transactions still pending. HubSpot's in `hubspot/`,
 //! Zoho's in `zoho.rs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -204,10 +204,24 @@ impl World {
         out
     }
 
-    /// The mass updates among `platform`'s changes: the deal updates of
-    /// one tenant in one second that are part of a bulk edit, by the index
-    /// of the last (one delivery tells of them all, sent with it).
-    pub(crate) fn mass_updates(&self, platform: Platform) -> HashMap<usize, Vec<usize>> {
+    /// For a platform that tells of a mass update in one delivery: the
+    /// changes the delivery of each change (by index) tells of. A mass
+    /// update's (the deal updates of one tenant in one second that are part
+    /// of a bulk edit) all go with its last, so its others tell of none;
+    /// any other change of itself alone.
+    pub(crate) fn told_with(&self, platform: Platform) -> impl Fn(usize) -> Vec<usize> + '_ {
+        let groups = self.mass_updates(platform);
+        let in_group: HashSet<usize> = groups.values().flatten().copied().collect();
+        move |index| match groups.get(&index) {
+            Some(members) => members.clone(),
+            None if in_group.contains(&index) => Vec::new(),
+            None => vec![index],
+        }
+    }
+
+    /// The mass updates among `platform`'s changes, by the index of the
+    /// last.
+    fn mass_updates(&self, platform: Platform) -> HashMap<usize, Vec<usize>> {
         let mut groups: HashMap<(usize, i64), Vec<usize>> = HashMap::new();
         for (index, change) in self.changes.iter().enumerate() {
             let bulk = matches!(

@@ -556,9 +556,7 @@ impl World {
             return Vec::new();
         }
         // A mass edit's messages are one (up to 100 notifications).
-        let mass_updates = self.mass_updates(Platform::Salesforce);
-        let in_mass_update: std::collections::HashSet<usize> =
-            mass_updates.values().flatten().copied().collect();
+        let told_with = self.told_with(Platform::Salesforce);
         let messages = self.each_change_delivered(
             habits,
             0x5A1E_5F0C,
@@ -567,11 +565,7 @@ impl World {
                 let CrmAccount::Salesforce(account) = &self.tenants[change.tenant].crm else {
                     return None;
                 };
-                match mass_updates.get(&index) {
-                    Some(members) => self.outbound_message(account, members),
-                    None if in_mass_update.contains(&index) => None,
-                    None => self.outbound_message(account, &[index]),
-                }
+                self.outbound_message(account, &told_with(index))
             },
         );
         let schema = Schema::parse_str(&schema_json()).expect("the org's schema");

@@ -20,8 +20,6 @@
 //! Zoho's activities (tasks, calls, events) are not taken by the source:
 //! the world's Zoho orgs have none.
 
-use std::collections::HashSet;
-
 use serde_json::{Map, Value, json};
 use tributary_fake_apis::zoho::ZohoState;
 
@@ -302,20 +300,14 @@ impl World {
     /// change once, some again (`duplicates` and `retries`: Zoho sends the
     /// same notification), some after the record's next change (`late`).
     pub(crate) fn zoho_deliveries(&self, habits: &Habits) -> Vec<Delivery> {
-        let mass_updates = self.mass_updates(Platform::Zoho);
-        let in_mass_update: HashSet<usize> = mass_updates.values().flatten().copied().collect();
+        let told_with = self.told_with(Platform::Zoho);
         self.each_change_delivered(habits, 0x2040_C4A7, Version::Zoho, |index, change| {
             let CrmAccount::Zoho(account) = &self.tenants[change.tenant].crm else {
                 return None;
             };
-            match mass_updates.get(&index) {
-                Some(members) => {
-                    let changes: Vec<&Change> = members.iter().map(|&i| &self.changes[i]).collect();
-                    self.zoho_body(account, &changes)
-                }
-                None if in_mass_update.contains(&index) => None,
-                None => self.zoho_body(account, &[change]),
-            }
+            let changes: Vec<&Change> =
+                told_with(index).iter().map(|&i| &self.changes[i]).collect();
+            self.zoho_body(account, &changes)
         })
     }
 
