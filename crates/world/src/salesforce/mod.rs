@@ -203,12 +203,6 @@ fn xml_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// What a change event of an opportunity is.
-struct ChangeEvent {
-    change_type: &'static str,
-    fields: Vec<(&'static str, Option<Avro>)>,
-}
-
 impl World {
     fn salesforce_orgs(&self) -> impl Iterator<Item = (&Tenant, &SalesforceAccount)> {
         self.tenants.iter().filter_map(|t| match &t.crm {
@@ -311,7 +305,7 @@ impl World {
     /// The change event of an opportunity's change: a creation with every
     /// field that has a value, an update with what changed (a gap for one in
     /// five that neither move nor close it), a deletion.
-    fn change_event(&self, index: usize, change: &Change) -> Option<ChangeEvent> {
+    fn change_event(&self, index: usize, change: &Change) -> Option<salesforce_pubsub::Change> {
         let tenant = &self.tenants[change.tenant];
         let Subject::Deal {
             deal,
@@ -323,11 +317,14 @@ impl World {
             return None;
         };
         let deal = &tenant.deals[*deal];
+        let event = |change_type, fields| salesforce_pubsub::Change {
+            change_type,
+            record_ids: vec![opportunity_id(deal.id)],
+            commit_timestamp_ms: change.at_micro / 1_000,
+            fields,
+        };
         let Some(after) = after else {
-            return Some(ChangeEvent {
-                change_type: "DELETE",
-                fields: Vec::new(),
-            });
+            return Some(event("DELETE", Vec::new()));
         };
         let text = |s: &str| Some(Avro::String(s.to_owned()));
         let stage = tenant.stage_in(after);
@@ -354,10 +351,7 @@ impl World {
             put("CreatedById", text(&record_id("005", change.user)));
             put("LastModifiedDate", Some(Avro::Long(change.at() * 1_000)));
             put("LastModifiedById", text(&record_id("005", change.user)));
-            return Some(ChangeEvent {
-                change_type: "CREATE",
-                fields,
-            });
+            return Some(event("CREATE", fields));
         };
         let moved = tenant.stage_in(before).id != stage.id;
         if moved {
@@ -387,15 +381,9 @@ impl World {
         let gap =
             !moved && !closes && mix(self.config.seed ^ 0x6A9, index as u64).is_multiple_of(5);
         Some(if gap {
-            ChangeEvent {
-                change_type: "GAP_UPDATE",
-                fields: Vec::new(),
-            }
+            event("GAP_UPDATE", Vec::new())
         } else {
-            ChangeEvent {
-                change_type: "UPDATE",
-                fields,
-            }
+            event("UPDATE", fields)
         })
     }
 
@@ -409,18 +397,9 @@ impl World {
         (transaction, sequence): (&str, i32),
     ) -> Option<Vec<u8>> {
         let event = self.change_event(index, change)?;
-        let Subject::Deal { deal, .. } = &change.subject else {
-            return None;
-        };
-        let deal = &self.tenants[change.tenant].deals[*deal];
         Some(salesforce_pubsub::encode_in_transaction(
             schema,
-            &salesforce_pubsub::Change {
-                change_type: event.change_type,
-                record_ids: vec![opportunity_id(deal.id)],
-                commit_timestamp_ms: change.at_micro / 1_000,
-                fields: event.fields,
-            },
+            &event,
             transaction,
             sequence,
         ))
