@@ -689,6 +689,13 @@ impl Simulation<'_> {
         self.deletions_seen && (self.platform != Platform::Dynamics || deal.last.status == "open")
     }
 
+    /// Whether the simulation deletes activities. Not Salesforce's tasks:
+    /// they reach Tributary through Outbound Messages, which no deletion
+    /// triggers.
+    fn may_delete_activity(&self) -> bool {
+        self.platform != Platform::Salesforce
+    }
+
     /// Applies `change` `after` seconds past the deal's latest change and
     /// records it, keeping the deal's won and lost times, stage entries and
     /// won transitions as the CRM and the dashboards see them.
@@ -1029,9 +1036,7 @@ impl Simulation<'_> {
             }
             None => {
                 changes.push((added, Action::Added, None, Some(activity.last.clone())));
-                // Salesforce's tasks reach Tributary through Outbound
-                // Messages, which no deletion triggers.
-                if roll == 9 && self.platform != Platform::Salesforce {
+                if roll == 9 && self.may_delete_activity() {
                     activity.deleted = true;
                     changes.push((
                         added + HOUR,
@@ -1054,7 +1059,7 @@ impl Simulation<'_> {
                     s.done_at = s.done_at.map(|d| d + shift)
                 }),
                 5 => edit(&mut changes, &mut activity, at, &|s| s.done_at = None),
-                6 if self.platform != Platform::Salesforce => {
+                6 if self.may_delete_activity() => {
                     activity.deleted = true;
                     changes.push((at, Action::Deleted, Some(activity.last.clone()), None));
                 }
