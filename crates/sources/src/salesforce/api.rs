@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use serde_json::Value;
 use tributary_enrichment::EnrichmentSettings;
-use tributary_enrichment::api_client::{Allocation, ApiError, Fetched, RequestBudget, RetryPolicy};
+use tributary_enrichment::api_client::{Allocation, ApiError, Fetched, RequestBudget};
 use tributary_enrichment::oauth::{Access, AuthorizedClient, ClientAuth, Credentials, TokenStore};
 
 use super::SalesforceTenant;
@@ -113,26 +113,6 @@ pub fn soap_text(value: &Value) -> Option<String> {
 /// Salesforce's examples send the client's id and secret in the form.
 const CLIENT_AUTH: ClientAuth = ClientAuth::Body;
 
-/// The tenant's credentials for the org's APIs, if it configures any.
-pub(crate) fn credentials(
-    tenant: &str,
-    settings: &SalesforceTenant,
-    policy: &RetryPolicy,
-    http: reqwest::Client,
-    store: Option<Arc<TokenStore>>,
-) -> Result<Option<Credentials>, String> {
-    Credentials::new(
-        API,
-        tenant,
-        settings.access_token.as_ref(),
-        settings.oauth.as_ref(),
-        CLIENT_AUTH,
-        policy,
-        http,
-        store,
-    )
-}
-
 /// One org's REST API.
 pub struct OrgApi {
     /// At the org's `instance_url`.
@@ -196,6 +176,11 @@ impl OrgApi {
                 .time_to_live(Duration::from_secs(enrichment.entity_ttl_seconds.max(1)))
                 .build(),
         }))
+    }
+
+    /// The org's token (fixed, or OAuth's, renewed when refused).
+    pub fn credentials(&self) -> &Credentials {
+        &self.api.credentials
     }
 
     /// Whether the org's configured REST API version is `major` or later

@@ -19,9 +19,9 @@
 //! subscription. A `GAP_OVERFLOW` (a transaction of over 100,000 changes)
 //! names no record: the records of its entity modified since its commit are
 //! listed through the REST API (`queryAll`, so deletions too) and each is
-//! stored as a gap of its own, which the enricher reads again; without the
-//! API, or when the listing fails, the overflow is stored as it came and
-//! goes to the dead-letter topic saying so.
+//! stored as a gap of its own, which the enricher reads again; when the
+//! listing fails, the overflow is stored as it came and goes to the
+//! dead-letter topic saying so.
 
 pub mod avro;
 
@@ -34,19 +34,17 @@ use base64::Engine;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tributary_enrichment::EnrichmentSettings;
-use tributary_enrichment::api_client::RetryPolicy;
 use tributary_envelope::{ENVELOPE_VERSION, EventKeys, RawEvent, Verdict};
 use tributary_salesforce_pubsub::{
     ACCESS_TOKEN_METADATA, ConsumerEvent, FetchRequest, INSTANCE_URL_METADATA, PubSubClient,
     ReplayPreset, SchemaRequest, TENANT_ID_METADATA,
 };
 
-use super::api::{OrgApi, credentials};
+use super::api::OrgApi;
 use super::{NAME, SalesforceTenant, id_18, tenant_settings};
 use crate::mapped::tenants_by_name;
 use crate::pull::{Checkpoints, PullSink, PullSource};
 use crate::{BoxFuture, SourceConfigError};
-use tributary_enrichment::oauth::Credentials;
 
 /// The payload version of change events on the raw topic.
 pub const PAYLOAD_VERSION_CDC: &str = "cdc";
@@ -82,14 +80,10 @@ pub fn build(
             source_name: NAME,
             reason,
         };
-        let policy = RetryPolicy::from_settings(&EnrichmentSettings::default());
-        // No token store here: tenant_settings refuses a refresh token with
-        // Change Data Capture (the enricher owns a rotating one).
-        let credentials = credentials(&tenant, &settings, &policy, http.clone(), None)
-            .map_err(refusal)?
-            .ok_or_else(|| refusal("pubsub_url needs access_token or [oauth]".into()))?;
-        let credentials = Arc::new(credentials);
-        // For the records a gap overflow does not name.
+        // The org's REST API: its token serves the subscription too, and it
+        // lists the records a gap overflow does not name. No token store
+        // here: tenant_settings refuses a refresh token with Change Data
+        // Capture (the enricher owns a rotating one).
         let api = OrgApi::for_tenant(
             &tenant,
             &settings,
@@ -98,7 +92,8 @@ pub fn build(
             None,
         )
         .map_err(refusal)?
-        .map(Arc::new);
+        .ok_or_else(|| refusal("pubsub_url needs access_token or [oauth]".into()))?;
+        let api = Arc::new(api);
         for channel in &settings.change_events {
             subscriptions.push(Box::new(ChangeEventSubscription {
                 name: format!("{NAME}/{tenant}/{channel}"),
@@ -106,7 +101,6 @@ pub fn build(
                 settings: settings.clone(),
                 pubsub_url: pubsub_url.clone(),
                 channel: channel.clone(),
-                credentials: credentials.clone(),
                 api: api.clone(),
                 schemas: Mutex::new(HashMap::new()),
             }));
@@ -122,9 +116,8 @@ pub struct ChangeEventSubscription {
     settings: SalesforceTenant,
     pubsub_url: String,
     channel: String,
-    credentials: Arc<Credentials>,
-    /// The org's REST API, for a gap overflow's records.
-    api: Option<Arc<OrgApi>>,
+    /// The org's REST API: the token, and a gap overflow's records.
+    api: Arc<OrgApi>,
     schemas: Mutex<HashMap<String, Arc<Schema>>>,
 }
 
@@ -244,7 +237,7 @@ impl ChangeEventSubscription {
             Ok(checkpoint) => checkpoint,
             Err(err) => return Ended::Failed(format!("reading the checkpoint: {err}")),
         };
-        let token = match self.credentials.token().await {
+        let token = match self.api.credentials().token().await {
             Ok(token) => token,
             Err(err) => return Ended::Failed(format!("no access token: {err}")),
         };
@@ -328,7 +321,7 @@ impl ChangeEventSubscription {
             return Ended::ReplayIdUnusable(why);
         }
         if status.code() == tonic::Code::Unauthenticated || code.contains("auth") {
-            self.credentials.rejected(token).await;
+            self.api.credentials().rejected(token).await;
             return Ended::Unauthenticated(why);
         }
         Ended::Failed(why)
@@ -366,10 +359,7 @@ impl ChangeEventSubscription {
     /// after the second of its commit: `gap_delete` for one in the recycle
     /// bin, else `gap_update`.
     async fn overflow_records(&self, overflow: &RawEvent) -> Result<Vec<RawEvent>, String> {
-        let api = self
-            .api
-            .as_ref()
-            .ok_or("the tenant has no REST API (instance_url and a token) to list them")?;
+        let api = &self.api;
         let body: Value = serde_json::from_slice(&overflow.body).map_err(|e| e.to_string())?;
         let entity = body["header"]["entityName"]
             .as_str()
